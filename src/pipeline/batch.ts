@@ -1,0 +1,86 @@
+import type { CaptureSink, RawPacket } from '../types.js';
+
+/**
+ * A compact binary batch of captured packets, used to hand packets to worker threads as one
+ * transferred ArrayBuffer (no per-packet structured clone). Layout per entry, little-endian:
+ *   u32 caplen | u32 origLen | u32 sec | u32 nsec | u16 linktype | u16 ifIndex | caplen bytes
+ * A linktype of 0xffff marks a pcapng Decryption Secrets Block; origLen then holds its type.
+ */
+const HDR = 20;
+const SECRETS = 0xffff;
+
+export class BatchBuilder {
+  private buf: Buffer;
+  private off = 0;
+  count = 0;
+
+  constructor(private readonly initial = 1 << 20) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  get bytes(): number {
+    return this.off;
+  }
+
+  addPacket(p: RawPacket): void {
+    this.put(p.data, p.origLen, p.ts.sec, p.ts.nsec, p.linktype, p.ifIndex);
+  }
+
+  addSecrets(secretsType: number, data: Buffer): void {
+    this.put(data, secretsType, 0, 0, SECRETS, 0);
+  }
+
+  /** Hands out the batch (a fresh ArrayBuffer of exactly its size) and starts a new one. */
+  take(): ArrayBuffer {
+    const ab = new ArrayBuffer(this.off);
+    new Uint8Array(ab).set(this.buf.subarray(0, this.off));
+    this.off = 0;
+    this.count = 0;
+    return ab;
+  }
+
+  private put(data: Buffer, origLen: number, sec: number, nsec: number, linktype: number, ifIndex: number): void {
+    const need = this.off + HDR + data.length;
+    if (need > this.buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      this.buf.copy(next, 0, 0, this.off);
+      this.buf = next;
+    }
+    const b = this.buf;
+    let o = this.off;
+    b.writeUInt32LE(data.length, o);
+    b.writeUInt32LE(origLen >>> 0, o + 4);
+    b.writeUInt32LE(sec >>> 0, o + 8);
+    b.writeUInt32LE(nsec >>> 0, o + 12);
+    b.writeUInt16LE(linktype, o + 16);
+    b.writeUInt16LE(ifIndex & 0xffff, o + 18);
+    o += HDR;
+    data.copy(b, o);
+    this.off = o + data.length;
+    this.count++;
+  }
+}
+
+/** Replays a batch into a capture sink; a malformed batch is reported, never thrown. */
+export function readBatch(ab: ArrayBuffer | Uint8Array, sink: CaptureSink): void {
+  const b = ab instanceof Uint8Array ? Buffer.from(ab.buffer, ab.byteOffset, ab.byteLength) : Buffer.from(ab);
+  let o = 0;
+  while (o + HDR <= b.length) {
+    const caplen = b.readUInt32LE(o);
+    const origLen = b.readUInt32LE(o + 4);
+    const sec = b.readUInt32LE(o + 8);
+    const nsec = b.readUInt32LE(o + 12);
+    const linktype = b.readUInt16LE(o + 16);
+    const ifIndex = b.readUInt16LE(o + 18);
+    o += HDR;
+    if (o + caplen > b.length) {
+      sink.anomaly('batch_truncated');
+      return;
+    }
+    const data = b.subarray(o, o + caplen);
+    o += caplen;
+    if (linktype === SECRETS) sink.secrets(origLen, data);
+    else sink.packet({ linktype, ts: { sec, nsec }, data, origLen, ifIndex });
+  }
+  if (o !== b.length) sink.anomaly('batch_truncated');
+}

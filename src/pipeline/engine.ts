@@ -1,0 +1,257 @@
+/**
+ * The single-threaded pipeline: capture records in, ECS events out.
+ *
+ *   RawPacket -> decodePacket -> TcpFlowTable -> FlowDispatcher -> TlsFlowHandler -> app analyzer
+ *                                                                       └─ events (buildEvent) -> sink
+ *
+ * One Engine instance owns one flow table; the replay command runs one per worker shard.
+ */
+import { decodePacket } from '../decode/index.js';
+import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
+import { TlsFlowHandler, SessionCache, type TlsOptions } from '../tls/index.js';
+import type { SecretsStore } from '../tls/crypto/keylog.js';
+import type { RsaServerKey } from '../tls/crypto/rsa.js';
+import { createAppAnalyzer, type AnalyzerOptions } from '../analyzers/index.js';
+import { buildEvent, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
+import {
+  Dir,
+  type AnomalySink,
+  type CaptureSink,
+  type DecodedPacket,
+  type EcsFields,
+  type EndReason,
+  type EventSink,
+  type FlowCounters,
+  type FlowHandler,
+  type FlowInfo,
+  type RawPacket,
+  type Timestamp,
+} from '../types.js';
+
+export interface EngineOptions {
+  tcp: Partial<TcpOptions>;
+  tls: Partial<TlsOptions>;
+  analyzers: Partial<AnalyzerOptions>;
+  /** Emit only events whose content came from decrypted traffic. */
+  onlyDecrypted: boolean;
+}
+
+/** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
+export const DSB_TLS_KEY_LOG = 0x544c534b;
+
+export interface EngineStats {
+  packets: number;
+  bytes: number;
+  tcpPackets: number;
+  flows: number;
+  tlsFlows: number;
+  otherFlows: number;
+  /** Plaintext bytes produced by decryption (tls.session decryption.bytes, summed at close). */
+  decryptedBytes: number;
+  sessionsByStatus: Record<string, number>;
+  eventsByDataset: Record<string, number>;
+  anomalies: Record<string, number>;
+  notDecoded: Record<string, number>;
+}
+
+export type EventOutput = (ev: EcsEvent) => void;
+
+export class Engine implements CaptureSink, AnomalySink {
+  readonly stats: EngineStats = {
+    packets: 0,
+    bytes: 0,
+    tcpPackets: 0,
+    flows: 0,
+    tlsFlows: 0,
+    otherFlows: 0,
+    decryptedBytes: 0,
+    sessionsByStatus: {},
+    eventsByDataset: {},
+    anomalies: {},
+    notDecoded: {},
+  };
+  private readonly decoded: DecodedPacket = {
+    ipVersion: 4,
+    srcAddr: Buffer.alloc(0),
+    dstAddr: Buffer.alloc(0),
+    protocol: 0,
+    srcPort: 0,
+    dstPort: 0,
+    seq: 0,
+    ack: 0,
+    flags: 0,
+    window: 0,
+    payload: Buffer.alloc(0),
+    payloadLen: 0,
+    tunnels: [],
+    vlans: [],
+  };
+  private readonly flows: TcpFlowTable;
+  private readonly sessionCache = new SessionCache();
+  /** Live TLS handlers, for late keys. */
+  private readonly tlsHandlers = new Set<TlsFlowHandler>();
+  private lastTs: Timestamp = { sec: 0, nsec: 0 };
+  private readonly opts: EngineOptions;
+
+  constructor(
+    private readonly output: EventOutput,
+    private readonly keys: { secrets: SecretsStore; rsaKeys: RsaServerKey[] },
+    opts: Partial<EngineOptions> = {},
+  ) {
+    this.opts = { tcp: {}, tls: {}, analyzers: {}, onlyDecrypted: false, ...opts };
+    this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
+    keys.secrets.onAdded(() => this.retryKeys());
+  }
+
+  anomaly(code: string): void {
+    this.stats.anomalies[code] = (this.stats.anomalies[code] ?? 0) + 1;
+  }
+
+  packet(p: RawPacket): void {
+    this.stats.packets++;
+    this.stats.bytes += p.origLen;
+    this.lastTs = p.ts;
+    const kind = decodePacket(p, this.decoded, this);
+    if (kind !== 'tcp') {
+      this.stats.notDecoded[kind] = (this.stats.notDecoded[kind] ?? 0) + 1;
+      return;
+    }
+    this.stats.tcpPackets++;
+    this.flows.processSegment(this.decoded, p.ts, p.sensor);
+  }
+
+  secrets(secretsType: number, data: Buffer): void {
+    if (secretsType !== DSB_TLS_KEY_LOG) {
+      this.anomaly('dsb_unsupported_type');
+      return;
+    }
+    const r = this.keys.secrets.addText(data.toString('utf8'));
+    if (r.malformed) this.stats.anomalies.keylog_malformed_line = (this.stats.anomalies.keylog_malformed_line ?? 0) + r.malformed;
+  }
+
+  /** Advance capture time without packets (idle timeouts in a live stream). */
+  tick(now: Timestamp): void {
+    this.flows.expire(now);
+  }
+
+  /** End of input: flush and close every flow. */
+  finish(): void {
+    this.flows.closeAll(this.lastTs);
+  }
+
+  get activeFlows(): number {
+    return this.flows.activeFlows;
+  }
+
+  private retryKeys(): void {
+    for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
+  }
+
+  private emit(ev: EcsEvent, decrypted: boolean): void {
+    const ds = ev.event.dataset;
+    if (this.opts.onlyDecrypted && !decrypted) return;
+    this.stats.eventsByDataset[ds] = (this.stats.eventsByDataset[ds] ?? 0) + 1;
+    this.output(ev);
+  }
+
+  private newFlow(flow: FlowInfo): FlowHandler {
+    this.stats.flows++;
+    return new FlowDispatcher(flow, this.makeTlsHandler.bind(this), () => this.stats.otherFlows++);
+  }
+
+  private makeTlsHandler(flow: FlowInfo): FlowHandler {
+    this.stats.tlsFlows++;
+    let ordinal = 0;
+    let handler: TlsFlowHandler | undefined = undefined;
+    const events: EventSink = {
+      emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) => {
+        const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal++);
+        if (dataset === 'tls.session') {
+          const d = (fields.decryption ?? {}) as { status?: string; bytes?: number };
+          if (d.status) this.stats.sessionsByStatus[d.status] = (this.stats.sessionsByStatus[d.status] ?? 0) + 1;
+          this.stats.decryptedBytes += d.bytes ?? 0;
+        }
+        this.emit(ev, decrypted);
+      },
+    };
+    const h = new TlsFlowHandler(
+      flow,
+      {
+        secrets: this.keys.secrets,
+        rsaKeys: this.keys.rsaKeys,
+        sessionCache: this.sessionCache,
+        anomalies: this,
+        options: this.opts.tls,
+      },
+      events,
+      (info) => createAppAnalyzer(info.alpn, events, this, this.opts.analyzers),
+    );
+    handler = h;
+    this.tlsHandlers.add(h);
+    const handlers = this.tlsHandlers;
+    // Wrap onClose so the late-key registry forgets the flow.
+    const close = h.onClose.bind(h);
+    h.onClose = (reason, counters, ts) => {
+      handlers.delete(h);
+      close(reason, counters, ts);
+    };
+    return h;
+  }
+}
+
+/**
+ * Decides what a new TCP flow carries from its first payload bytes: a TLS record header
+ * (content type 20-24, major version 3) selects the TLS handler, which also covers captures that
+ * start mid-connection (application_data records). Anything else is counted and ignored for now.
+ */
+export class FlowDispatcher implements FlowHandler {
+  private target: FlowHandler | undefined;
+  private ignored = false;
+  private pending: { dir: Dir; data: Buffer; ts: Timestamp }[] = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly flow: FlowInfo,
+    private readonly makeTls: (flow: FlowInfo) => FlowHandler,
+    private readonly onIgnored: () => void,
+  ) {}
+
+  onData(dir: Dir, data: Buffer, ts: Timestamp): void {
+    if (this.target) return this.target.onData(dir, data, ts);
+    if (this.ignored || data.length === 0) return;
+    if (this.pendingBytes + data.length < 3) {
+      this.pending.push({ dir, data: Buffer.from(data), ts });
+      this.pendingBytes += data.length;
+      return;
+    }
+    const head = this.pendingBytes ? Buffer.concat([...this.pending.map((p) => p.data), data]) : data;
+    if (looksLikeTls(head)) {
+      this.target = this.makeTls(this.flow);
+      for (const p of this.pending) this.target.onData(p.dir, p.data, p.ts);
+      this.pending = [];
+      this.target.onData(dir, data, ts);
+    } else {
+      this.ignored = true;
+      this.pending = [];
+      this.onIgnored();
+    }
+  }
+
+  onGap(dir: Dir, length: number, ts: Timestamp): void {
+    this.target?.onGap(dir, length, ts);
+  }
+
+  onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
+    this.target?.onEnd(dir, reason, ts);
+  }
+
+  onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
+    this.target?.onClose(reason, counters, ts);
+  }
+}
+
+export function looksLikeTls(b: Buffer): boolean {
+  return b.length >= 3 && b[0] >= 20 && b[0] <= 24 && b[1] === 3 && b[2] <= 4;
+}
+
+export { DECRYPTION_TAG, Dir };

@@ -1,0 +1,78 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { EcsEvent } from '../events/builder.js';
+
+/**
+ * Newline-delimited JSON event writer with back-pressure: events are batched into one string
+ * per flush and the producer awaits `drained()` between input chunks, so a slow consumer of
+ * stdout slows the replay instead of growing memory.
+ */
+export class NdjsonWriter {
+  private buf: string[] = [];
+  private bufChars = 0;
+  private blocked = false;
+  private failed: Error | undefined;
+  count = 0;
+
+  private constructor(
+    private readonly stream: Writable,
+    private readonly ownsStream: boolean,
+  ) {
+    stream.on('error', (e: Error) => {
+      this.failed = e;
+    });
+  }
+
+  static toStdout(): NdjsonWriter {
+    return new NdjsonWriter(process.stdout, false);
+  }
+
+  /** Opens FILE for writing; resolves once it is open (rejects with the fs error otherwise). */
+  static async toFile(path: string): Promise<NdjsonWriter> {
+    const ws: WriteStream = createWriteStream(path);
+    await Promise.race([once(ws, 'open'), once(ws, 'error').then(([e]) => Promise.reject(e))]);
+    return new NdjsonWriter(ws, true);
+  }
+
+  write(ev: EcsEvent): void {
+    const line = JSON.stringify(ev) + '\n';
+    this.buf.push(line);
+    this.bufChars += line.length;
+    this.count++;
+    if (this.bufChars >= 1 << 16) this.flush();
+  }
+
+  /** Pre-serialised NDJSON text (from a worker thread) holding `events` lines. */
+  writeRaw(text: string, events: number): void {
+    this.flush();
+    this.count += events;
+    if (!this.stream.write(text)) this.blocked = true;
+  }
+
+  flush(): void {
+    if (!this.buf.length) return;
+    const s = this.buf.join('');
+    this.buf = [];
+    this.bufChars = 0;
+    if (!this.stream.write(s)) this.blocked = true;
+  }
+
+  /** Resolves when the destination has room again. */
+  async drained(): Promise<void> {
+    if (this.failed) throw this.failed;
+    if (!this.blocked) return;
+    await once(this.stream, 'drain');
+    this.blocked = false;
+  }
+
+  async close(): Promise<void> {
+    this.flush();
+    if (this.failed) throw this.failed;
+    if (this.ownsStream) {
+      await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+    } else if (this.blocked) {
+      await once(this.stream, 'drain');
+    }
+  }
+}

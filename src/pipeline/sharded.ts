@@ -1,0 +1,132 @@
+/**
+ * `replay --workers N`: the main thread reads the capture and decodes each packet only far enough
+ * to hash its flow; packets are batched per shard and handed to N single-thread Piscina pools (one
+ * per shard — simple flow affinity without a custom balancer: each shard's tasks run in order in
+ * its one thread). Events come back as NDJSON text; per-shard order is kept, shards interleave.
+ */
+import { createReadStream, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { CaptureReader, CaptureFormatError } from '../capture/index.js';
+import { decodePacket } from '../decode/index.js';
+import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
+import { BatchBuilder } from './batch.js';
+import { flowHash } from './flowHash.js';
+import { InputError, loadKeys, type ReplayOptions } from './replay.js';
+import type { EngineStats } from './engine.js';
+import type { NdjsonWriter } from './output.js';
+import type { ShardConfig, ShardResult, ShardTask } from '../../workers/shard.js';
+
+const BATCH_BYTES = 1 << 20;
+const MAX_IN_FLIGHT_PER_SHARD = 4;
+
+function workerFile(): string {
+  // Compiled layout: dist/src/pipeline/sharded.js -> dist/workers/shard.js
+  const js = fileURLToPath(new URL('../../workers/shard.js', import.meta.url));
+  if (existsSync(js)) return js;
+  throw new Error(`worker module not found at ${js}: run 'npm run build'`);
+}
+
+export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shards: number): Promise<EngineStats> {
+  loadKeys(opts.keylogs, opts.rsaKeys); // validate key files here, so errors exit 2 before threads start
+  const cfg: ShardConfig = { keylogs: opts.keylogs, rsaKeys: opts.rsaKeys, engine: opts.engine };
+  const filename = workerFile();
+  const pools = Array.from({ length: shards }, () => new Piscina<ShardTask, ShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: 60_000 }));
+  const builders = pools.map(() => new BatchBuilder(BATCH_BYTES + (1 << 16)));
+  const inFlight: Promise<ShardResult>[][] = pools.map(() => []);
+  const mainStats = { packets: 0, notTcp: 0 };
+  const decoded: DecodedPacket = {
+    ipVersion: 4, srcAddr: Buffer.alloc(0), dstAddr: Buffer.alloc(0), protocol: 0, srcPort: 0, dstPort: 0,
+    seq: 0, ack: 0, flags: 0, window: 0, payload: Buffer.alloc(0), payloadLen: 0, tunnels: [], vlans: [],
+  };
+  const ignore = { anomaly() {} }; // anomalies are counted by the shard that decodes the packet for real
+  const consume = (r: ShardResult): void => {
+    if (r.ndjson) out.writeRaw(r.ndjson, r.events);
+  };
+  const submit = (i: number, task: ShardTask): void => {
+    const transferList = task.kind === 'batch' ? [task.data] : [];
+    inFlight[i].push(pools[i].run(task, { transferList }));
+  };
+  const sink: CaptureSink = {
+    packet(p: RawPacket) {
+      mainStats.packets++;
+      const shard = decodePacket(p, decoded, ignore) === 'tcp' ? flowHash(decoded) % shards : 0;
+      builders[shard].addPacket(p);
+      if (builders[shard].bytes >= BATCH_BYTES) submit(shard, { kind: 'batch', data: builders[shard].take() });
+    },
+    secrets(type: number, data: Buffer) {
+      for (const b of builders) b.addSecrets(type, data);
+    },
+    anomaly(code: string) {
+      // Capture-level anomalies: forwarded as part of the summary below.
+      capAnomalies[code] = (capAnomalies[code] ?? 0) + 1;
+    },
+  };
+  const capAnomalies: Record<string, number> = {};
+  const reader = new CaptureReader(sink);
+  const name = opts.capture === '-' ? 'stdin' : opts.capture;
+  const input = opts.capture === '-' ? process.stdin : createReadStream(opts.capture, { highWaterMark: 1 << 20 });
+  try {
+    try {
+      for await (const chunk of input) {
+        reader.push(chunk as Buffer);
+        for (let i = 0; i < shards; i++) {
+          while (inFlight[i].length > MAX_IN_FLIGHT_PER_SHARD) consume(await inFlight[i].shift()!);
+        }
+        out.flush();
+        await out.drained();
+      }
+      reader.end();
+    } catch (e) {
+      if (e instanceof CaptureFormatError) throw new InputError(`${name}: ${e.message}`);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code) throw new InputError(`cannot read capture ${name}: ${code}`);
+      throw e;
+    }
+    if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
+    for (let i = 0; i < shards; i++) {
+      if (builders[i].count) submit(i, { kind: 'batch', data: builders[i].take() });
+      submit(i, { kind: 'finish' });
+    }
+    const finals: EngineStats[] = [];
+    for (let i = 0; i < shards; i++) {
+      for (const p of inFlight[i]) {
+        const r = await p;
+        consume(r);
+        if (r.stats) finals.push(r.stats);
+      }
+      inFlight[i] = [];
+    }
+    const total = mergeStats(finals);
+    total.packets = mainStats.packets;
+    for (const [k, v] of Object.entries(capAnomalies)) total.anomalies[k] = (total.anomalies[k] ?? 0) + v;
+    return total;
+  } finally {
+    await Promise.all(pools.map((p) => p.destroy()));
+  }
+}
+
+function addInto(dst: Record<string, number>, src: Record<string, number>): void {
+  for (const [k, v] of Object.entries(src)) dst[k] = (dst[k] ?? 0) + v;
+}
+
+export function mergeStats(list: EngineStats[]): EngineStats {
+  const t: EngineStats = {
+    packets: 0, bytes: 0, tcpPackets: 0, flows: 0, tlsFlows: 0, otherFlows: 0, decryptedBytes: 0,
+    sessionsByStatus: {}, eventsByDataset: {}, anomalies: {}, notDecoded: {},
+  };
+  for (const s of list) {
+    t.packets += s.packets;
+    t.bytes += s.bytes;
+    t.tcpPackets += s.tcpPackets;
+    t.flows += s.flows;
+    t.tlsFlows += s.tlsFlows;
+    t.otherFlows += s.otherFlows;
+    t.decryptedBytes += s.decryptedBytes;
+    addInto(t.sessionsByStatus, s.sessionsByStatus);
+    addInto(t.eventsByDataset, s.eventsByDataset);
+    addInto(t.anomalies, s.anomalies);
+    addInto(t.notDecoded, s.notDecoded);
+  }
+  return t;
+}

@@ -1,0 +1,161 @@
+/**
+ * The contracts between pipeline stages. Each stage is one module (folder) and talks to the
+ * next only through these interfaces, so every stage can be tested alone: bytes in, results out.
+ *
+ *   capture (pcap, pcapng, Kafka records) -> decode (link/IP/tunnels/TCP) -> tcp (flows + reassembly)
+ *     -> tls (records, handshake, keys, decryption) -> analyzers (HTTP/1, HTTP/2, ...) -> events (ECS)
+ */
+
+/** Capture time: whole seconds since the epoch and nanoseconds within the second. */
+export interface Timestamp {
+  sec: number;
+  nsec: number;
+}
+
+/** Capture time as floating seconds; precise enough for timeouts and ordering (not for output). */
+export function tsSeconds(t: Timestamp): number {
+  return t.sec + t.nsec / 1e9;
+}
+
+/** One captured frame as it came off the capture source. */
+export interface RawPacket {
+  /** LINKTYPE_* value (https://www.tcpdump.org/linktypes.html). */
+  linktype: number;
+  ts: Timestamp;
+  /** Captured bytes (may be shorter than origLen when snap-truncated). */
+  data: Buffer;
+  /** Length of the packet on the wire. */
+  origLen: number;
+  /** Interface index (pcapng) or 0. */
+  ifIndex: number;
+  /** Optional sensor / mirror-source name (Kafka header `sensor`). */
+  sensor?: string;
+}
+
+/** Anomalies are data, not exceptions: a stable snake_case code plus an optional detail. */
+export interface AnomalySink {
+  anomaly(code: string, detail?: string): void;
+}
+
+/** What a capture reader hands on. */
+export interface CaptureSink extends AnomalySink {
+  packet(p: RawPacket): void;
+  /** pcapng Decryption Secrets Block: secretsType 0x544c534b = TLS key log (NSS key-log text). */
+  secrets(secretsType: number, data: Buffer): void;
+}
+
+/** Direction of a byte stream within a TCP connection. */
+export const enum Dir {
+  /** From the TCP client (the side that sent SYN) to the server. */
+  ToServer = 0,
+  /** From the server to the client. */
+  ToClient = 1,
+}
+
+/** Why a stream ended. */
+export type EndReason = 'fin' | 'rst' | 'timeout' | 'eof' | 'evicted';
+
+/**
+ * The stream contract (as Zeek's analyzers have it): in-order data, undelivered gaps, end.
+ * Used between TCP reassembly and TLS, and between TLS and the application analyzers.
+ */
+export interface StreamSink {
+  onData(dir: Dir, data: Buffer, ts: Timestamp): void;
+  /** `length` bytes of this direction were never seen (capture loss, started mid-stream, limit). */
+  onGap(dir: Dir, length: number, ts: Timestamp): void;
+  onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void;
+}
+
+/** The endpoints of a TCP connection, with the client/server roles resolved. */
+export interface FlowInfo {
+  /** Stable id within one engine run (monotonic counter). */
+  id: number;
+  clientIp: string;
+  clientPort: number;
+  serverIp: string;
+  serverPort: number;
+  ipVersion: 4 | 6;
+  /** Capture time of the first packet of the flow. */
+  start: Timestamp;
+  /** True when roles came from the SYN/SYN-ACK handshake, false when guessed from ports. */
+  rolesFromHandshake: boolean;
+  /** Community ID v1 of the flow (https://github.com/corelight/community-id-spec). */
+  communityId: string;
+  sensor?: string;
+}
+
+/** Per-flow byte accounting kept by the TCP layer. */
+export interface FlowCounters {
+  /** Payload bytes seen from the client / server (including retransmissions: wire view). */
+  clientBytes: number;
+  serverBytes: number;
+  clientPackets: number;
+  serverPackets: number;
+  /** Bytes that were never delivered because of gaps. */
+  gapBytes: number;
+  last: Timestamp;
+}
+
+/**
+ * A flow's consumer: the TCP layer creates one per connection through a FlowHandlerFactory,
+ * feeds it the reassembled streams and calls onClose exactly once when the flow is done
+ * (both ends finished, reset, idle timeout, eviction or end of input).
+ */
+export interface FlowHandler extends StreamSink {
+  onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void;
+}
+
+export type FlowHandlerFactory = (flow: FlowInfo) => FlowHandler;
+
+/**
+ * An event under construction: ECS fields as a nested object (`{ http: { request: { method } } }`).
+ * Analyzers fill their own fields; the event builder adds the common ones (timestamp, id, source,
+ * destination, network, tls.*, tags).
+ */
+export type EcsFields = Record<string, unknown>;
+
+/** Where analyzers hand their findings. */
+export interface EventSink {
+  /**
+   * @param dataset   `tls.session`, `http`, `smtp`, `ftp`, ...
+   * @param fields    dataset-specific ECS fields (nested objects)
+   * @param ts        capture time the event refers to (e.g. the request's first byte)
+   * @param decrypted true when the content came from decrypted traffic (tag "Decryption Detection")
+   */
+  emit(dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean): void;
+}
+
+/**
+ * The result of decoding one frame down to TCP (the innermost IP packet of any tunnel).
+ * The decoder fills a caller-owned object so the hot path allocates nothing per packet but
+ * the payload view; address buffers are views into the frame, valid only during the call.
+ */
+export interface DecodedPacket {
+  ipVersion: 4 | 6;
+  /** Raw address bytes (4 or 16), views into the frame. */
+  srcAddr: Buffer;
+  dstAddr: Buffer;
+  /** IP protocol of the innermost packet (6 = TCP; others are counted, not decoded further). */
+  protocol: number;
+  srcPort: number;
+  dstPort: number;
+  /** TCP sequence and acknowledgement numbers (unsigned 32-bit). */
+  seq: number;
+  ack: number;
+  /** TCP flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80. */
+  flags: number;
+  window: number;
+  /** TCP payload as captured (view into the frame; may be shorter than payloadLen when snapped). */
+  payload: Buffer;
+  /** TCP payload length according to the IP header (what was on the wire). */
+  payloadLen: number;
+  /** Outer tunnel kinds seen on the way in, outermost first (e.g. ['vxlan']); empty when none. */
+  tunnels: string[];
+  /** 802.1Q/802.1ad VLAN ids seen, outermost first. */
+  vlans: number[];
+}
+
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_ACK = 0x10;

@@ -1,0 +1,130 @@
+/**
+ * The command line as users meet it: the built CLI (dist/, made by `npm test`'s build step) run as
+ * a child process. Exit codes and the one-line error contract of CONTRACT.md.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const CLI = 'dist/src/cli.js';
+const DEMO = 'fixtures/https/tls13-aes128gcm-h2';
+
+function run(args: string[], input?: Buffer) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { input, encoding: 'buffer', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+function expectOneLineError(r: { code: number | null; stderr: string }, mentions: string) {
+  expect(r.code).toBe(2);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toContain(mentions);
+  expect(lines[0]).not.toMatch(/\bat .*\.js:\d+/); // no stack trace
+}
+
+describe('tlsdecrypt CLI', () => {
+  it('is built', () => {
+    expect(existsSync(CLI)).toBe(true);
+  });
+
+  it('exits 2 without a command', () => {
+    expect(run([]).code).toBe(2);
+  });
+
+  it('exits 2 naming an unknown command', () => {
+    expectOneLineError(run(['frobnicate']), 'frobnicate');
+  });
+
+  it('exits 2 naming a capture that does not exist', () => {
+    expectOneLineError(run(['replay', '/nonexistent/x.pcap']), '/nonexistent/x.pcap');
+  });
+
+  it('exits 2 naming a file that is no capture', () => {
+    expectOneLineError(run(['replay', 'README.md']), 'README.md');
+  });
+
+  it('exits 2 on empty stdin', () => {
+    expectOneLineError(run(['replay', '-'], Buffer.alloc(0)), 'stdin');
+  });
+
+  it('exits 2 naming an unreadable key log', () => {
+    expectOneLineError(run(['replay', `${DEMO}/capture.pcap`, '--keylog', '/nonexistent/keys.log']), '/nonexistent/keys.log');
+  });
+
+  it('exits 2 naming an RSA key file that is no key, without echoing its content', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tlsd-'));
+    const bad = join(dir, 'bad.key');
+    writeFileSync(bad, 'SECRETSECRETSECRET\n');
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--rsa-key', bad]);
+    expectOneLineError(r, bad);
+    expect(r.stderr).not.toContain('SECRETSECRETSECRET');
+  });
+
+  it('exits 2 on a bad --workers value', () => {
+    expectOneLineError(run(['replay', `${DEMO}/capture.pcap`, '--workers', 'many']), '--workers');
+  });
+
+  it('exits 2 on an unknown option', () => {
+    expectOneLineError(run(['replay', `${DEMO}/capture.pcap`, '--frobnicate']), 'frobnicate');
+  });
+
+  it('replays the demo capture into tagged events and a summary', () => {
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`]);
+    expect(r.code).toBe(0);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.some((e) => e.event.dataset === 'http' && e.tags?.includes('Decryption Detection'))).toBe(true);
+    expect(events.some((e) => e.event.dataset === 'tls.session' && e.decryption.status === 'decrypted')).toBe(true);
+    expect(r.stderr).toMatch(/packets, .* events/);
+  });
+
+  it('reads the capture from stdin', () => {
+    const file = spawnSync('cat', [`${DEMO}/capture.pcap`]).stdout;
+    const a = run(['replay', '-', '--keylog', `${DEMO}/keys.log`, '-q'], file);
+    const b = run(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`, '-q']);
+    expect(a.code).toBe(0);
+    expect(a.stdout).toBe(b.stdout);
+  });
+
+  it('gives the same events with 2 workers as with 1', () => {
+    const ids = (args: string[]) =>
+      run(args)
+        .stdout.trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .map((e) => JSON.stringify(e))
+        .sort();
+    const one = ids(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`, '-q']);
+    const two = ids(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`, '-q', '--workers', '2']);
+    expect(one.length).toBeGreaterThan(0);
+    expect(two).toEqual(one);
+  });
+
+  it('writes --out and keeps only decrypted events with --only-decrypted', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tlsd-'));
+    const out = join(dir, 'events.ndjson');
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--out', out, '--only-decrypted', '-q']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(readdirSync(dir)).toContain('events.ndjson');
+  });
+
+  it('never prints key material', () => {
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`]);
+    const secrets = require_secrets(`${DEMO}/keys.log`);
+    for (const s of secrets) {
+      expect(r.stdout).not.toContain(s);
+      expect(r.stderr).not.toContain(s);
+    }
+  });
+});
+
+function require_secrets(path: string): string[] {
+  const text = spawnSync('cat', [path]).stdout.toString();
+  return text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.trim().split(/\s+/)[2]?.toLowerCase())
+    .filter((s): s is string => !!s);
+}

@@ -1,0 +1,107 @@
+/**
+ * Golden tests against an independent oracle: every fixture under fixtures/https was captured
+ * from real clients and servers, and its oracle.json was produced by tshark with the same key
+ * material (scripts/fixtures/oracle.py). Our events must agree with it.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { endpoint, field, replayFile } from '../helpers/replay.js';
+import type { EcsEvent } from '../../src/events/builder.js';
+
+const ROOT = 'fixtures/https';
+
+interface Oracle {
+  tls: { client: string; server: string; version?: string; cipher?: string; sni?: string; alpn?: string; resumed?: boolean }[];
+  http: { client: string; server: string; version?: string; method?: string; host?: string; path?: string; status?: number; response_body_bytes?: number; content_type?: string }[];
+}
+interface Meta {
+  description?: string;
+  expect?: { status?: string; rsa_key?: string; rsa_password?: string; [k: string]: unknown };
+  password?: string;
+}
+
+function normEndpoint(s: string): string {
+  // oracle may write IPv6 as [addr]:port or addr:port
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(s);
+  if (!m) return s;
+  return m[1].includes(':') ? `[${m[1]}]:${m[2]}` : `${m[1]}:${m[2]}`;
+}
+
+const fixtures = existsSync(ROOT)
+  ? readdirSync(ROOT, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && existsSync(join(ROOT, d.name, 'oracle.json')))
+      .map((d) => d.name)
+      .sort()
+  : [];
+
+function keysFor(dir: string): { keylogs: string[]; rsaKeys: { path: string; password?: string }[] } {
+  const keylogs = existsSync(join(dir, 'keys.log')) ? [join(dir, 'keys.log')] : [];
+  const rsaKeys = existsSync(join(dir, 'server.key')) && keylogs.length === 0 ? [{ path: join(dir, 'server.key') }] : [];
+  return { keylogs, rsaKeys };
+}
+
+function captureOf(dir: string): string {
+  for (const f of ['capture.pcap', 'capture.pcapng']) if (existsSync(join(dir, f))) return join(dir, f);
+  throw new Error(`no capture in ${dir}`);
+}
+
+describe('fixtures compared with the tshark oracle', () => {
+  it('has fixtures to compare', () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(10);
+  });
+
+  for (const name of fixtures) {
+    it(name, () => {
+      const dir = join(ROOT, name);
+      const oracle = JSON.parse(readFileSync(join(dir, 'oracle.json'), 'utf8')) as Oracle;
+      const meta = (existsSync(join(dir, 'meta.json')) ? JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) : {}) as Meta;
+      const { events } = replayFile(captureOf(dir), keysFor(dir));
+      const sessions = events.filter((e) => e.event.dataset === 'tls.session');
+      const http = events.filter((e) => e.event.dataset === 'http');
+
+      // Every TLS connection tshark saw is one tls.session event with the same handshake facts.
+      for (const o of oracle.tls) {
+        const s = sessions.find((e) => endpoint(e, 'source') === normEndpoint(o.client) && endpoint(e, 'destination') === normEndpoint(o.server));
+        expect(s, `tls.session for ${o.client} -> ${o.server}`).toBeDefined();
+        if (o.version) expect(field(s, 'tls.version')).toBe(o.version);
+        if (o.cipher) expect(field(s, 'tls.cipher')).toBe(o.cipher);
+        if (o.sni) expect(field(s, 'tls.client.server_name')).toBe(o.sni);
+        if (o.alpn) expect(field(s, 'tls.next_protocol')).toBe(o.alpn);
+        if (o.resumed !== undefined) expect(field(s, 'tls.resumed')).toBe(o.resumed);
+      }
+      expect(sessions.length).toBe(oracle.tls.length);
+
+      // The HTTP exchanges are the same multiset as tshark's.
+      const ours = http.map((e) => summarize(e)).sort();
+      const theirs = oracle.http
+        .map((o) =>
+          JSON.stringify([normEndpoint(o.client), o.method ?? null, o.host ?? null, o.path ?? null, o.status ?? null, o.version ?? null]),
+        )
+        .sort();
+      expect(ours).toEqual(theirs);
+      for (const o of oracle.http) {
+        if (o.response_body_bytes === undefined) continue;
+        const match = http.find(
+          (e) => endpoint(e, 'source') === normEndpoint(o.client) && field(e, 'url.original') === o.path && field(e, 'http.response.status_code') === o.status,
+        );
+        expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(o.response_body_bytes);
+      }
+
+      const status = meta.expect?.status ?? (oracle.http.length ? 'decrypted' : undefined);
+      if (status) for (const s of sessions) expect(field(s, 'decryption.status')).toBe(status);
+      for (const e of http) expect(e.tags).toContain('Decryption Detection');
+    });
+  }
+});
+
+function summarize(e: EcsEvent): string {
+  return JSON.stringify([
+    endpoint(e, 'source'),
+    field(e, 'http.request.method') ?? null,
+    field(e, 'url.domain') ?? null,
+    field(e, 'url.original') ?? null,
+    field(e, 'http.response.status_code') ?? null,
+    field(e, 'http.version') ?? null,
+  ]);
+}
