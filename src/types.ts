@@ -60,6 +60,7 @@ export type EndReason = 'fin' | 'rst' | 'timeout' | 'eof' | 'evicted';
  * Used between TCP reassembly and TLS, and between TLS and the application analyzers.
  */
 export interface StreamSink {
+  /** `data` is a view (into the packet or a reassembly buffer) valid only during the call: copy it to keep it. */
   onData(dir: Dir, data: Buffer, ts: Timestamp): void;
   /** `length` bytes of this direction were never seen (capture loss, started mid-stream, limit). */
   onGap(dir: Dir, length: number, ts: Timestamp): void;
