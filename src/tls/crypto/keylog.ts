@@ -1,0 +1,161 @@
+/**
+ * The NSS key-log secrets store (SSLKEYLOGFILE format, RFC 9850 labels).
+ *
+ * Line format (RFC 9850 §2): `LABEL <ClientHello.random, 64 hex> <secret hex>`, plus Wireshark's
+ * RSA form `RSA <first 8 bytes of the encrypted premaster, 16 hex> <premaster hex>` and
+ * `PMS_CLIENT_RANDOM <client random> <premaster hex>`.
+ *
+ * Secrets never leave this module in messages: malformed lines are counted, never echoed.
+ */
+import type { AnomalySink } from '../../types.js';
+
+/** RFC 9850 §2 labels (plus ECH secrets from draft-ietf-tls-ech key logging). */
+export const KEYLOG_LABELS: readonly string[] = Object.freeze([
+  'CLIENT_RANDOM',
+  'CLIENT_EARLY_TRAFFIC_SECRET',
+  'EARLY_EXPORTER_SECRET',
+  'CLIENT_HANDSHAKE_TRAFFIC_SECRET',
+  'SERVER_HANDSHAKE_TRAFFIC_SECRET',
+  'CLIENT_TRAFFIC_SECRET_0',
+  'SERVER_TRAFFIC_SECRET_0',
+  'EXPORTER_SECRET',
+  'ECH_SECRET',
+  'ECH_CONFIG',
+]);
+
+/** Wireshark extension: premaster secret by client random (for e.g. DHE captures with a known PMS). */
+export const PMS_CLIENT_RANDOM = 'PMS_CLIENT_RANDOM';
+const RSA_LABEL = 'RSA';
+
+/** Default cap on stored secrets; the oldest entry is evicted (and counted) beyond it. */
+export const DEFAULT_MAX_KEYLOG_ENTRIES = 1_000_000;
+/** ClientHello.random is 32 bytes (RFC 8446 §4.1.2). */
+const CLIENT_RANDOM_LEN = 32;
+/** RFC 5246 §8.1: master and (RSA) premaster secrets are 48 bytes. */
+const MASTER_LEN = 48;
+/** Default upper bound on one secret (ECH_CONFIG may be a few hundred bytes); longer lines are malformed. */
+export const DEFAULT_MAX_SECRET_BYTES = 4096;
+
+const ACCEPTED = new Set<string>([...KEYLOG_LABELS, PMS_CLIENT_RANDOM]);
+const HEX = /^[0-9a-fA-F]+$/;
+
+export interface SecretsStoreOptions {
+  /** Maximum stored (client random, label) entries; default 1,000,000. */
+  maxEntries?: number;
+  /** Longest accepted secret in bytes; default 4096. Longer lines count as malformed. */
+  maxSecretBytes?: number;
+  /** Receives `keylog_entry_evicted` when the cap is hit. */
+  anomalies?: AnomalySink;
+}
+
+export class SecretsStore {
+  private readonly maxEntries: number;
+  private readonly maxSecretBytes: number;
+  private readonly anomalies: AnomalySink | undefined;
+  /** key: `LABEL hexid` (lower-case hex); Map keeps insertion order, so the first key is the oldest. */
+  private readonly entries = new Map<string, Buffer>();
+  private readonly listeners: Array<(clientRandomsHex: string[]) => void> = [];
+  /** Entries evicted because of maxEntries. */
+  evicted = 0;
+
+  constructor(opts?: SecretsStoreOptions) {
+    const m = opts?.maxEntries;
+    this.maxEntries = m !== undefined && Number.isFinite(m) && m >= 1 ? Math.floor(m) : DEFAULT_MAX_KEYLOG_ENTRIES;
+    const b = opts?.maxSecretBytes;
+    this.maxSecretBytes = b !== undefined && Number.isFinite(b) && b >= 48 ? Math.floor(b) : DEFAULT_MAX_SECRET_BYTES;
+    this.anomalies = opts?.anomalies;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * Parses key-log text (any number of lines; '#' comments and blank lines ignored). The latest
+   * line per (client random, label) wins. Returns counts; malformed lines are only counted.
+   */
+  addText(text: string): { added: number; malformed: number } {
+    let added = 0;
+    let malformed = 0;
+    const touched = new Set<string>();
+    let rsaAdded = false;
+    let start = 0;
+    const len = text.length;
+    while (start < len) {
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = len;
+      const line = text.slice(start, end).trim();
+      start = end + 1;
+      if (line === '' || line.charCodeAt(0) === 35 /* # */) continue;
+      const r = this.addLine(line);
+      if (r === undefined) malformed++;
+      else {
+        added++;
+        if (r) touched.add(r);
+        else rsaAdded = true;
+      }
+    }
+    if ((touched.size > 0 || rsaAdded) && this.listeners.length > 0) {
+      const list = [...touched];
+      for (const l of this.listeners) {
+        try {
+          l(list);
+        } catch {
+          // a listener's failure must not break key loading
+        }
+      }
+    }
+    return { added, malformed };
+  }
+
+  /** Returns undefined when malformed, '' for an RSA line, else the client random hex. */
+  private addLine(line: string): string | undefined {
+    const parts = line.split(/[ \t]+/);
+    if (parts.length !== 3) return undefined;
+    const [label, idHex, secretHex] = parts;
+    if (!HEX.test(idHex) || !HEX.test(secretHex) || secretHex.length % 2 !== 0) return undefined;
+    if (secretHex.length / 2 > this.maxSecretBytes) return undefined;
+    const id = idHex.toLowerCase();
+    if (label === RSA_LABEL) {
+      if (id.length !== 16 || secretHex.length !== MASTER_LEN * 2) return undefined;
+      this.put(`${RSA_LABEL} ${id}`, Buffer.from(secretHex, 'hex'));
+      return '';
+    }
+    if (!ACCEPTED.has(label) || id.length !== CLIENT_RANDOM_LEN * 2) return undefined;
+    if (label === 'CLIENT_RANDOM' && secretHex.length !== MASTER_LEN * 2) return undefined;
+    this.put(`${label} ${id}`, Buffer.from(secretHex, 'hex'));
+    return id;
+  }
+
+  private put(key: string, value: Buffer): void {
+    if (this.entries.has(key)) this.entries.delete(key); // re-insert: newest position, latest wins
+    this.entries.set(key, value);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+      this.evicted++;
+      this.anomalies?.anomaly('keylog_entry_evicted');
+    }
+  }
+
+  /** The secret logged for (client random, label), if any. */
+  get(clientRandom: Buffer, label: string): Buffer | undefined {
+    if (clientRandom.length !== CLIENT_RANDOM_LEN) return undefined;
+    return this.entries.get(`${label} ${clientRandom.toString('hex')}`);
+  }
+
+  /** Wireshark's `RSA <first 8 bytes of the encrypted premaster> <premaster>` lines. */
+  getRsaPreMaster(encryptedPrefix8: Buffer): Buffer | undefined {
+    if (encryptedPrefix8.length < 8) return undefined;
+    return this.entries.get(`${RSA_LABEL} ${encryptedPrefix8.subarray(0, 8).toString('hex')}`);
+  }
+
+  /**
+   * Called after each addText with the client randoms (lower-case hex) that got new secrets, so
+   * sessions waiting for late keys can retry. RSA lines have no client random: when a call added
+   * only RSA lines the listener gets an empty list (retry everything that waits for an RSA premaster).
+   */
+  onAdded(listener: (clientRandomsHex: string[]) => void): void {
+    this.listeners.push(listener);
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * One direction's TLS read state: decrypts protected records (RFC 5246 §6.2.3, RFC 8446 §5.2).
+ *
+ * Hot path: called once per record. It allocates the decipher (node:crypto has no way to re-key
+ * an AEAD context with a new nonce), the returned plaintext and the result object; the nonce,
+ * additional data and sequence-number scratch buffers are reused (node copies them into the
+ * OpenSSL context during the call, so reuse across calls is safe).
+ *
+ * Bad records never throw: they come back as `{ ok: false, error }`.
+ */
+import { createDecipheriv, createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import type { CipherSuite } from './suites.js';
+import type { TrafficKeys } from './prf.js';
+
+export type DecryptError = 'integrity_failure' | 'malformed' | 'unsupported_cipher';
+export type DecryptResult = { ok: true; contentType: number; plaintext: Buffer } | { ok: false; error: DecryptError };
+
+export interface DecryptorOptions {
+  tls13: boolean;
+  /** RFC 7366 encrypt-then-MAC negotiated (CBC suites only). */
+  encryptThenMac: boolean;
+  /**
+   * Negotiated protocol version (wire value), default 0x0303. Only matters for CBC: TLS 1.0
+   * (0x0301, RFC 2246 §6.2.3.2) has no explicit per-record IV; the IV is the previous record's
+   * last ciphertext block, starting with the key-block IV (`keys.iv`, 16 bytes).
+   */
+  version?: number;
+}
+
+/** RFC 5246 §6.2.1: the record header is type(1) || version(2) || length(2). */
+export const RECORD_HEADER_LEN = 5;
+const AES_BLOCK = 16;
+const TLS10 = 0x0301;
+
+const MALFORMED: DecryptResult = Object.freeze({ ok: false, error: 'malformed' }) as DecryptResult;
+const INTEGRITY: DecryptResult = Object.freeze({ ok: false, error: 'integrity_failure' }) as DecryptResult;
+const UNSUPPORTED: DecryptResult = Object.freeze({ ok: false, error: 'unsupported_cipher' }) as DecryptResult;
+
+/** The parts of node's DecipherGCM / DecipherCCM / DecipherChaCha20Poly1305 we use. */
+interface AeadDecipher {
+  setAuthTag(tag: Buffer): unknown;
+  setAAD(aad: Buffer, opts?: { plaintextLength: number }): unknown;
+  update(data: Buffer): Buffer;
+  final(): Buffer;
+}
+
+export class RecordDecryptor {
+  /** Next record sequence number (RFC 5246 §6.1, RFC 8446 §5.3); the caller may set it when resynchronising. */
+  seq = 0n;
+
+  private readonly suite: CipherSuite;
+  private readonly tls13: boolean;
+  private readonly etm: boolean;
+  private readonly tls10Cbc: boolean;
+  private readonly key: KeyObject | undefined;
+  private readonly iv: Buffer;
+  /** Last 8 bytes of a 12-byte IV as a number, precomputed for the per-record nonce XOR. */
+  private readonly ivTail: bigint;
+  private readonly macKey: Buffer;
+  private readonly ccm: boolean;
+  /** 12-byte AEAD nonce scratch. */
+  private readonly nonce = Buffer.alloc(12);
+  /** TLS 1.2 AEAD additional data / CBC MAC header: seq(8) || type(1) || version(2) || length(2). */
+  private readonly aad = Buffer.alloc(13);
+  /** TLS 1.0 CBC chained IV (a private copy: the caller's fragment buffers are not ours to keep). */
+  private chainIv: Buffer | undefined;
+
+  constructor(suite: CipherSuite, keys: TrafficKeys, opts: DecryptorOptions) {
+    this.suite = suite;
+    this.tls13 = opts.tls13;
+    this.etm = opts.encryptThenMac && suite.kind === 'cbc';
+    this.tls10Cbc = suite.kind === 'cbc' && (opts.version ?? 0x0303) <= TLS10;
+    this.iv = keys.iv;
+    this.ivTail = keys.iv.length === 12 ? keys.iv.readBigUInt64BE(4) : 0n;
+    this.macKey = keys.macKey;
+    this.ccm = suite.cipher.endsWith('-ccm');
+    this.key = RecordDecryptor.usable(suite, keys, opts.tls13, this.tls10Cbc) ? createSecretKey(keys.key) : undefined;
+    if (this.tls10Cbc && this.key) this.chainIv = Buffer.from(keys.iv);
+  }
+
+  /** Whether the suite and keys fit together; an unusable decryptor answers 'unsupported_cipher'. */
+  private static usable(suite: CipherSuite, keys: TrafficKeys, tls13: boolean, tls10Cbc: boolean): boolean {
+    if (!suite.supported || suite.tls13 !== tls13 || keys.key.length !== suite.keyLen) return false;
+    if (suite.kind === 'aead') return keys.iv.length === (tls13 ? 12 : suite.fixedIvLen);
+    if (suite.kind === 'cbc') {
+      return keys.macKey.length === suite.macLen && keys.iv.length === (tls10Cbc ? AES_BLOCK : 0) && suite.macHash !== null;
+    }
+    return false;
+  }
+
+  /**
+   * Decrypts one record. `header` is the 5-byte record header as on the wire, `fragment` the record
+   * body. The sequence number advances after every call, success or not (a record that fails
+   * still consumed its number at the sender).
+   */
+  decrypt(header: Buffer, fragment: Buffer): DecryptResult {
+    const r = this.decryptAt(this.seq, header, fragment);
+    this.seq++;
+    this.advanceChain(fragment);
+    return r;
+  }
+
+  /**
+   * After lost records: tries sequence numbers seq..seq+maxSkip (for TLS 1.2 GCM/CCM first the
+   * explicit nonce, which OpenSSL, NSS, Go and others fill with the sequence number). On success
+   * seq moves past the record; otherwise seq is left unchanged. (TLS 1.0 CBC: the IV chain always
+   * moves on to this record's last ciphertext block, since it depends on wire bytes only; so the
+   * first record after a loss fails, the next one can be found.)
+   */
+  tryResync(header: Buffer, fragment: Buffer, maxSkip: number): DecryptResult {
+    const base = this.seq;
+    let hint: bigint | undefined;
+    if (!this.tls13 && this.suite.explicitNonceLen === 8 && fragment.length >= 8) {
+      hint = fragment.readBigUInt64BE(0);
+      const r = this.decryptAt(hint, header, fragment);
+      if (r.ok) return this.resynced(hint, fragment, r);
+      if (r.error !== 'integrity_failure') return this.unsynced(fragment, r);
+    }
+    let last: DecryptResult = INTEGRITY;
+    const skip = Number.isFinite(maxSkip) && maxSkip > 0 ? Math.floor(maxSkip) : 0;
+    for (let i = 0; i <= skip; i++) {
+      const s = base + BigInt(i);
+      if (s === hint) continue;
+      const r = this.decryptAt(s, header, fragment);
+      if (r.ok) return this.resynced(s, fragment, r);
+      if (r.error !== 'integrity_failure') return this.unsynced(fragment, r); // no sequence number helps
+      last = r;
+    }
+    return this.unsynced(fragment, last);
+  }
+
+  private unsynced(fragment: Buffer, r: DecryptResult): DecryptResult {
+    this.advanceChain(fragment);
+    return r;
+  }
+
+  private resynced(s: bigint, fragment: Buffer, r: DecryptResult): DecryptResult {
+    this.seq = s + 1n;
+    this.advanceChain(fragment);
+    return r;
+  }
+
+  /** TLS 1.0 CBC: the next record's IV is this record's last ciphertext block (RFC 2246 §6.2.3.2). */
+  private advanceChain(fragment: Buffer): void {
+    if (!this.chainIv) return;
+    const ctEnd = this.etm ? fragment.length - this.suite.macLen : fragment.length;
+    if (ctEnd >= AES_BLOCK && ctEnd % AES_BLOCK === 0) fragment.copy(this.chainIv, 0, ctEnd - AES_BLOCK, ctEnd);
+  }
+
+  private decryptAt(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    if (!this.key) return UNSUPPORTED;
+    if (header.length < RECORD_HEADER_LEN) return MALFORMED;
+    if (this.suite.kind === 'aead') return this.tls13 ? this.open13(seq, header, fragment) : this.open12(seq, header, fragment);
+    return this.etm ? this.openCbcEtm(seq, header, fragment) : this.openCbc(seq, header, fragment);
+  }
+
+  /** nonce = iv XOR seq, the sequence number left-padded to the IV length (RFC 8446 §5.3, RFC 7905 §2). */
+  private xorNonce(seq: bigint): Buffer {
+    const n = this.nonce;
+    this.iv.copy(n, 0, 0, 12);
+    n.writeBigUInt64BE(BigInt.asUintN(64, seq) ^ this.ivTail, 4);
+    return n;
+  }
+
+  /** Runs the AEAD; null when the tag does not verify. */
+  private aeadOpen(nonce: Buffer, aad: Buffer, ct: Buffer, tag: Buffer): Buffer | null {
+    try {
+      const d = createDecipheriv(this.suite.cipher, this.key as KeyObject, nonce, {
+        authTagLength: this.suite.tagLen,
+      } as object) as unknown as AeadDecipher;
+      if (this.ccm) {
+        // node: for CCM the tag and the plaintext length must be known before update().
+        d.setAuthTag(tag);
+        d.setAAD(aad, { plaintextLength: ct.length });
+      } else {
+        d.setAAD(aad);
+        d.setAuthTag(tag);
+      }
+      const out = d.update(ct);
+      const fin = d.final();
+      return fin.length ? Buffer.concat([out, fin]) : out;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * RFC 8446 §5.2: AEAD over TLSInnerPlaintext with the record header as additional data;
+   * the real content type is the last non-zero byte, zeros after it are padding.
+   */
+  private open13(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    const tagLen = this.suite.tagLen;
+    if (fragment.length < tagLen + 1) return MALFORMED;
+    const split = fragment.length - tagLen;
+    const inner = this.aeadOpen(this.xorNonce(seq), header.subarray(0, RECORD_HEADER_LEN), fragment.subarray(0, split), fragment.subarray(split));
+    if (!inner) return INTEGRITY;
+    let i = inner.length - 1;
+    while (i >= 0 && inner[i] === 0) i--;
+    if (i < 0) return MALFORMED; // all padding: no content type (RFC 8446 §5.4 says unexpected_message)
+    return { ok: true, contentType: inner[i], plaintext: inner.subarray(0, i) };
+  }
+
+  /** Fills the 13-byte TLS 1.2 additional data / MAC header: seq || type || version || length. */
+  private fillAad(seq: bigint, header: Buffer, length: number): Buffer {
+    const a = this.aad;
+    a.writeBigUInt64BE(BigInt.asUintN(64, seq), 0);
+    a[8] = header[0];
+    a[9] = header[1];
+    a[10] = header[2];
+    a.writeUInt16BE(length & 0xffff, 11);
+    return a;
+  }
+
+  /**
+   * TLS 1.2 AEAD (RFC 5246 §6.2.3.3). GCM/CCM (RFC 5288 §3, RFC 6655 §3): nonce = salt(4) ||
+   * explicit nonce (first 8 bytes of the fragment). ChaCha20-Poly1305 (RFC 7905 §2): nonce = iv XOR
+   * seq, no explicit part. Additional data = seq || type || version || plaintext length.
+   */
+  private open12(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    const explicit = this.suite.explicitNonceLen;
+    const tagLen = this.suite.tagLen;
+    const ptLen = fragment.length - explicit - tagLen;
+    if (ptLen < 0) return MALFORMED;
+    let nonce: Buffer;
+    if (explicit) {
+      nonce = this.nonce;
+      this.iv.copy(nonce, 0, 0, this.suite.fixedIvLen);
+      fragment.copy(nonce, this.suite.fixedIvLen, 0, explicit);
+    } else {
+      nonce = this.xorNonce(seq);
+    }
+    const pt = this.aeadOpen(nonce, this.fillAad(seq, header, ptLen), fragment.subarray(explicit, explicit + ptLen), fragment.subarray(explicit + ptLen));
+    if (!pt) return INTEGRITY;
+    return { ok: true, contentType: header[0], plaintext: pt };
+  }
+
+  private cbcDecrypt(iv: Buffer, ct: Buffer): Buffer | null {
+    try {
+      const d = createDecipheriv(this.suite.cipher, this.key as KeyObject, iv);
+      d.setAutoPadding(false); // TLS padding is checked below, not PKCS#7
+      const out = d.update(ct);
+      const fin = d.final();
+      return fin.length ? Buffer.concat([out, fin]) : out;
+    } catch {
+      return null;
+    }
+  }
+
+  private macMatches(seq: bigint, header: Buffer, data: Buffer, mac: Buffer): boolean {
+    const expected = createHmac(this.suite.macHash as string, this.macKey).update(this.fillAad(seq, header, data.length)).update(data).digest();
+    return expected.length === mac.length && timingSafeEqual(expected, mac);
+  }
+
+  /** Splits off the explicit IV (TLS 1.1+, RFC 4346 §6.2.3.2) or takes the chained one (TLS 1.0). */
+  private cbcIvAndCiphertext(body: Buffer): [Buffer, Buffer] {
+    return this.chainIv ? [this.chainIv, body] : [body.subarray(0, AES_BLOCK), body.subarray(AES_BLOCK)];
+  }
+
+  /**
+   * MAC-then-encrypt CBC (RFC 5246 §6.2.3.2): decrypt, check that every padding byte equals the
+   * padding length, then HMAC(seq || type || version || length || content).
+   */
+  private openCbc(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    const macLen = this.suite.macLen;
+    const ivLen = this.chainIv ? 0 : AES_BLOCK;
+    const minCt = Math.ceil((macLen + 1) / AES_BLOCK) * AES_BLOCK;
+    if (fragment.length < ivLen + minCt || fragment.length % AES_BLOCK !== 0) return MALFORMED;
+    const [iv, ct] = this.cbcIvAndCiphertext(fragment);
+    const pt = this.cbcDecrypt(iv, ct);
+    if (!pt) return MALFORMED;
+    const n = pt.length;
+    const padLen = pt[n - 1];
+    if (padLen + 1 + macLen > n) return INTEGRITY;
+    for (let i = n - 1 - padLen; i < n - 1; i++) if (pt[i] !== padLen) return INTEGRITY;
+    const contentLen = n - 1 - padLen - macLen;
+    const content = pt.subarray(0, contentLen);
+    if (!this.macMatches(seq, header, content, pt.subarray(contentLen, contentLen + macLen))) return INTEGRITY;
+    return { ok: true, contentType: header[0], plaintext: content };
+  }
+
+  /**
+   * Encrypt-then-MAC (RFC 7366 §3): the MAC covers seq || type || version || length of
+   * (IV + ciphertext) || IV + ciphertext, and is checked before decrypting.
+   */
+  private openCbcEtm(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    const macLen = this.suite.macLen;
+    const ivLen = this.chainIv ? 0 : AES_BLOCK;
+    const body = fragment.subarray(0, fragment.length - macLen);
+    if (fragment.length < macLen || body.length < ivLen + AES_BLOCK || body.length % AES_BLOCK !== 0) return MALFORMED;
+    if (!this.macMatches(seq, header, body, fragment.subarray(body.length))) return INTEGRITY;
+    const [iv, ct] = this.cbcIvAndCiphertext(body);
+    const pt = this.cbcDecrypt(iv, ct);
+    if (!pt) return MALFORMED;
+    const n = pt.length;
+    const padLen = pt[n - 1];
+    if (padLen + 1 > n) return MALFORMED;
+    for (let i = n - 1 - padLen; i < n - 1; i++) if (pt[i] !== padLen) return MALFORMED; // authentic but badly padded: sender bug
+    return { ok: true, contentType: header[0], plaintext: pt.subarray(0, n - 1 - padLen) };
+  }
+}

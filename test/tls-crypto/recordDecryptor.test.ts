@@ -1,0 +1,242 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { RecordDecryptor, type DecryptResult } from '../../src/tls/crypto/recordDecryptor.js';
+import { allSuites, suiteById, type CipherSuite } from '../../src/tls/crypto/suites.js';
+import { randomKeys, sealRecord } from './reference.js';
+
+const supported = allSuites().filter((s) => s.supported);
+const opts = (s: CipherSuite, encryptThenMac = false, version?: number) => ({ tls13: s.tls13, encryptThenMac, version });
+const label = (s: CipherSuite) => `${s.name} (0x${s.id.toString(16)})`;
+
+/** One representative suite per distinct record-protection shape, for the heavier tests. */
+const shapes = (() => {
+  const seen = new Map<string, CipherSuite>();
+  for (const s of supported) {
+    const k = `${s.tls13}/${s.cipher}/${s.tagLen}/${s.macHash}`;
+    if (!seen.has(k)) seen.set(k, s);
+  }
+  return [...seen.values()];
+})();
+
+const payloads = [Buffer.alloc(0), Buffer.from('GET / HTTP/1.1\r\nHost: example.com\r\n\r\n'), Buffer.alloc(1000, 0xab), Buffer.from([0])];
+
+describe('RecordDecryptor round trips against the noble/forge reference encryptor', () => {
+  it('covers every supported suite with at least one record shape', () => {
+    expect(supported.length).toBeGreaterThan(90);
+    expect(shapes.length).toBeGreaterThanOrEqual(15);
+  });
+
+  for (const suite of supported) {
+    it(`decrypts consecutive records of ${label(suite)}`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      payloads.forEach((pt, i) => {
+        if (suite.tls13 && pt.length === 0) return; // still one record: seq stays aligned below
+        const rec = sealRecord(suite, keys, d.seq, i % 2 ? 23 : 22, pt, { padding: i * 3 });
+        const r = d.decrypt(rec.header, rec.fragment);
+        expect(r).toEqual({ ok: true, contentType: i % 2 ? 23 : 22, plaintext: pt });
+      });
+    });
+  }
+
+  for (const suite of shapes.filter((s) => s.kind === 'cbc')) {
+    it(`decrypts encrypt-then-MAC records of ${label(suite)}`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite, true));
+      for (const pt of payloads) {
+        const rec = sealRecord(suite, keys, d.seq, 23, pt, { encryptThenMac: true });
+        expect(d.decrypt(rec.header, rec.fragment)).toEqual({ ok: true, contentType: 23, plaintext: pt });
+      }
+    });
+
+    it(`decrypts TLS 1.0 chained-IV records of ${label(suite)} (with and without EtM)`, () => {
+      for (const etm of [false, true]) {
+        const keys = randomKeys(suite, 0x0301);
+        const chainIv = Buffer.from(keys.iv);
+        const d = new RecordDecryptor(suite, keys, opts(suite, etm, 0x0301));
+        for (const pt of payloads) {
+          const rec = sealRecord(suite, keys, d.seq, 23, pt, { version: 0x0301, chainIv, encryptThenMac: etm });
+          expect(d.decrypt(rec.header, rec.fragment)).toEqual({ ok: true, contentType: 23, plaintext: pt });
+        }
+      }
+    });
+
+    it(`accepts maximal (255-byte) CBC padding for ${label(suite)}`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      // content + MAC + 256 padding bytes (255 and the length byte) must fill whole blocks
+      const p2 = Buffer.alloc(16 + ((16 - ((suite.macLen + 256) % 16)) % 16), 1);
+      const rec = sealRecord(suite, keys, 0n, 23, p2, { cbcPadLen: 255 });
+      expect(d.decrypt(rec.header, rec.fragment)).toEqual({ ok: true, contentType: 23, plaintext: p2 });
+    });
+  }
+});
+
+describe('RecordDecryptor rejects damaged records', () => {
+  for (const suite of shapes) {
+    it(`reports integrity_failure for a tampered tag/MAC or ciphertext of ${label(suite)}`, () => {
+      const keys = randomKeys(suite);
+      const rec = sealRecord(suite, keys, 0n, 23, Buffer.from('attack at dawn, attack at dawn!!'));
+      for (const pos of [rec.fragment.length - 1, Math.floor(rec.fragment.length / 2)]) {
+        const bad = Buffer.from(rec.fragment);
+        bad[pos] ^= 0x01;
+        const d = new RecordDecryptor(suite, keys, opts(suite));
+        expect(d.decrypt(rec.header, bad)).toEqual({ ok: false, error: 'integrity_failure' });
+        expect(d.seq).toBe(1n);
+      }
+    });
+
+    it(`reports malformed for a fragment shorter than the protection overhead of ${label(suite)}`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const short = suite.kind === 'cbc' ? Buffer.alloc(16) : Buffer.alloc(suite.explicitNonceLen + suite.tagLen - 1);
+      expect(d.decrypt(Buffer.from([23, 3, 3, 0, short.length]), short)).toEqual({ ok: false, error: 'malformed' });
+      expect(d.decrypt(Buffer.from([23, 3]), Buffer.alloc(64))).toEqual({ ok: false, error: 'malformed' });
+    });
+
+    it(`never throws on every truncation of a valid ${label(suite)} record`, () => {
+      const keys = randomKeys(suite);
+      const rec = sealRecord(suite, keys, 0n, 23, Buffer.alloc(100, 7));
+      for (let n = 0; n < rec.fragment.length; n++) {
+        const d = new RecordDecryptor(suite, keys, opts(suite));
+        const r = d.decrypt(rec.header, rec.fragment.subarray(0, n));
+        expect(r.ok).toBe(false);
+      }
+    });
+  }
+
+  for (const suite of shapes.filter((s) => s.kind === 'cbc')) {
+    it(`reports integrity_failure for any flipped bit of an encrypt-then-MAC ${label(suite)} record, before decrypting`, () => {
+      const keys = randomKeys(suite);
+      const rec = sealRecord(suite, keys, 0n, 23, Buffer.from('attack at dawn'), { encryptThenMac: true });
+      for (const pos of [0, 16, rec.fragment.length - suite.macLen - 1, rec.fragment.length - 1]) {
+        const bad = Buffer.from(rec.fragment);
+        bad[pos] ^= 0x80;
+        const d = new RecordDecryptor(suite, keys, opts(suite, true));
+        expect(d.decrypt(rec.header, bad)).toEqual({ ok: false, error: 'integrity_failure' });
+      }
+      // the header is authenticated too (RFC 7366 §3: type, version and length are MACed)
+      const hdr = Buffer.from(rec.header);
+      hdr[0] = 22;
+      expect(new RecordDecryptor(suite, keys, opts(suite, true)).decrypt(hdr, rec.fragment)).toEqual({ ok: false, error: 'integrity_failure' });
+    });
+  }
+
+  it('reports integrity_failure for CBC padding bytes that disagree with the padding length, even with a valid MAC', () => {
+    const suite = suiteById(0xc013)!;
+    const keys = randomKeys(suite);
+    const content = Buffer.alloc(23, 0x41); // 23 + 20 (MAC) + 5 (padding) = 3 blocks
+    const good = sealRecord(suite, keys, 0n, 23, content, { cbcPadLen: 4 });
+    expect(new RecordDecryptor(suite, keys, opts(suite)).decrypt(good.header, good.fragment)).toEqual({ ok: true, contentType: 23, plaintext: content });
+    const bad = sealRecord(suite, keys, 0n, 23, content, { cbcPadLen: 4, badPadding: true });
+    expect(new RecordDecryptor(suite, keys, opts(suite)).decrypt(bad.header, bad.fragment)).toEqual({ ok: false, error: 'integrity_failure' });
+  });
+
+  it('reports malformed for an authentic encrypt-then-MAC record with inconsistent padding', () => {
+    const suite = suiteById(0xc013)!;
+    const keys = randomKeys(suite);
+    const bad = sealRecord(suite, keys, 0n, 23, Buffer.alloc(11, 0x41), { cbcPadLen: 4, badPadding: true, encryptThenMac: true });
+    expect(new RecordDecryptor(suite, keys, opts(suite, true)).decrypt(bad.header, bad.fragment)).toEqual({ ok: false, error: 'malformed' });
+  });
+
+  it('reports malformed for a TLS 1.3 record whose inner plaintext is all zeros', () => {
+    const suite = suiteById(0x1301)!;
+    const keys = randomKeys(suite);
+    const rec = sealRecord(suite, keys, 0n, 0, Buffer.alloc(0), { padding: 10 });
+    const d = new RecordDecryptor(suite, keys, opts(suite));
+    expect(d.decrypt(rec.header, rec.fragment)).toEqual({ ok: false, error: 'malformed' });
+  });
+
+  it('answers unsupported_cipher for suites it cannot decrypt or keys of the wrong size', () => {
+    const rc4 = suiteById(0x0005)!;
+    const d = new RecordDecryptor(rc4, { key: Buffer.alloc(16), iv: Buffer.alloc(0), macKey: Buffer.alloc(20) }, { tls13: false, encryptThenMac: false });
+    expect(d.decrypt(Buffer.from([23, 3, 3, 0, 40]), Buffer.alloc(40))).toEqual({ ok: false, error: 'unsupported_cipher' });
+    const gcm = suiteById(0xc02f)!;
+    const d2 = new RecordDecryptor(gcm, { key: Buffer.alloc(15), iv: Buffer.alloc(4), macKey: Buffer.alloc(0) }, { tls13: false, encryptThenMac: false });
+    expect(d2.decrypt(Buffer.from([23, 3, 3, 0, 40]), Buffer.alloc(40))).toEqual({ ok: false, error: 'unsupported_cipher' });
+  });
+});
+
+describe('RecordDecryptor.tryResync', () => {
+  for (const suite of shapes) {
+    it(`finds a ${label(suite)} record 5 sequence numbers ahead and continues from there`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const r5 = sealRecord(suite, keys, 5n, 23, Buffer.from('after the gap'));
+      const r6 = sealRecord(suite, keys, 6n, 23, Buffer.from('next one'));
+      expect(d.tryResync(r5.header, r5.fragment, 8)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('after the gap') });
+      expect(d.seq).toBe(6n);
+      expect(d.decrypt(r6.header, r6.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('next one') });
+    });
+
+    it(`leaves seq unchanged when no ${label(suite)} sequence number in range fits`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const r = sealRecord(suite, keys, 9n, 23, Buffer.from('too far'));
+      // GCM/CCM carry the sequence number as explicit nonce: corrupt it so the hint cannot help.
+      if (suite.explicitNonceLen === 8) r.fragment.writeBigUInt64BE(12345n, 0);
+      expect(d.tryResync(r.header, r.fragment, 3).ok).toBe(false);
+      expect(d.seq).toBe(0n);
+    });
+  }
+
+  it('recovers TLS 1.0 CBC from the second record after a loss (the IV chain follows the wire)', () => {
+    const suite = suiteById(0x002f)!;
+    const keys = randomKeys(suite, 0x0301);
+    const chainIv = Buffer.from(keys.iv);
+    const recs = [0, 1, 2, 3].map((i) => sealRecord(suite, keys, BigInt(i), 23, Buffer.from(`record number ${i}`), { version: 0x0301, chainIv }));
+    const d = new RecordDecryptor(suite, keys, opts(suite, false, 0x0301));
+    expect(d.decrypt(recs[0].header, recs[0].fragment).ok).toBe(true);
+    // record 1 is lost: record 2's IV (record 1's last block) is unknown, so it cannot authenticate
+    expect(d.tryResync(recs[2].header, recs[2].fragment, 4)).toEqual({ ok: false, error: 'integrity_failure' });
+    expect(d.seq).toBe(1n);
+    expect(d.tryResync(recs[3].header, recs[3].fragment, 4)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('record number 3') });
+    expect(d.seq).toBe(4n);
+  });
+
+  it('uses the TLS 1.2 GCM explicit nonce as a hint beyond maxSkip', () => {
+    const suite = suiteById(0xc02f)!;
+    const keys = randomKeys(suite);
+    const d = new RecordDecryptor(suite, keys, opts(suite));
+    const r = sealRecord(suite, keys, 1000n, 23, Buffer.from('far ahead'));
+    expect(d.tryResync(r.header, r.fragment, 2).ok).toBe(true);
+    expect(d.seq).toBe(1001n);
+  });
+});
+
+describe('RecordDecryptor property tests', () => {
+  const isResult = (r: DecryptResult) => (r.ok ? Buffer.isBuffer(r.plaintext) : ['integrity_failure', 'malformed', 'unsupported_cipher'].includes(r.error));
+  for (const suite of shapes) {
+    it(`never throws on random headers and fragments for ${label(suite)}`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const dEtm = new RecordDecryptor(suite, keys, opts(suite, true));
+      fc.assert(
+        fc.property(fc.uint8Array({ maxLength: 8 }), fc.uint8Array({ maxLength: 300 }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (h, f, seq) => {
+          d.seq = seq;
+          const r = d.decrypt(Buffer.from(h), Buffer.from(f));
+          expect(isResult(r)).toBe(true);
+          expect(r.ok).toBe(false);
+          expect(isResult(dEtm.decrypt(Buffer.from(h), Buffer.from(f)))).toBe(true);
+          expect(isResult(d.tryResync(Buffer.from(h), Buffer.from(f), 2))).toBe(true);
+        }),
+        { numRuns: 150 },
+      );
+    });
+  }
+
+  it('decrypts random payloads at random sequence numbers (TLS 1.3 ChaCha20 and TLS 1.2 CCM_8)', () => {
+    for (const suite of [suiteById(0x1303)!, suiteById(0xc0ae)!]) {
+      const keys = randomKeys(suite);
+      fc.assert(
+        fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.integer({ min: 0, max: 20 }), (pt, seq, pad) => {
+          const d = new RecordDecryptor(suite, keys, opts(suite));
+          d.seq = seq;
+          const rec = sealRecord(suite, keys, seq, 23, Buffer.from(pt), { padding: pad });
+          expect(d.decrypt(rec.header, rec.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from(pt) });
+        }),
+        { numRuns: 60 },
+      );
+    }
+  });
+});
