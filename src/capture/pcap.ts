@@ -1,0 +1,87 @@
+import type { CaptureSink } from '../types.js';
+import type { CaptureLimits, RecordFramer } from './framer.js';
+
+/** Classic libpcap magic numbers as read big-endian from the first 4 bytes. */
+export const PCAP_MAGIC_US_BE = 0xa1b2c3d4;
+export const PCAP_MAGIC_US_LE = 0xd4c3b2a1;
+export const PCAP_MAGIC_NS_BE = 0xa1b23c4d;
+export const PCAP_MAGIC_NS_LE = 0x4d3cb2a1;
+
+const GLOBAL_HEADER_BYTES = 24;
+const RECORD_HEADER_BYTES = 16;
+
+/** True when the big-endian first word of a stream is a classic pcap magic. */
+export function isPcapMagic(magic: number): boolean {
+  return (
+    magic === PCAP_MAGIC_US_BE || magic === PCAP_MAGIC_US_LE || magic === PCAP_MAGIC_NS_BE || magic === PCAP_MAGIC_NS_LE
+  );
+}
+
+/**
+ * Classic pcap (draft-ietf-opsawg-pcap section 4 and 5): a 24-byte file header, then records of a
+ * 16-byte header (ts seconds, ts micro- or nanoseconds, captured length, original length) and the
+ * captured bytes. Records have no framing of their own, so a captured length beyond the limit means
+ * the stream is desynchronised (corrupt or not pcap after all): it is reported once and the rest
+ * of the stream is ignored, as Wireshark does.
+ */
+export class PcapFramer implements RecordFramer {
+  readonly maxRecordBytes: number;
+  packets = 0;
+  private readonly le: boolean;
+  private readonly nano: boolean;
+  private gotHeader = false;
+  private linktype = 0;
+
+  constructor(
+    magic: number,
+    private readonly sink: CaptureSink,
+    private readonly limits: CaptureLimits,
+  ) {
+    this.le = magic === PCAP_MAGIC_US_LE || magic === PCAP_MAGIC_NS_LE;
+    this.nano = magic === PCAP_MAGIC_NS_BE || magic === PCAP_MAGIC_NS_LE;
+    this.maxRecordBytes = RECORD_HEADER_BYTES + limits.maxPacketBytes;
+  }
+
+  headerSize(): number {
+    return this.gotHeader ? RECORD_HEADER_BYTES : GLOBAL_HEADER_BYTES;
+  }
+
+  recordLength(buf: Buffer, off: number): number {
+    if (!this.gotHeader) return GLOBAL_HEADER_BYTES;
+    const caplen = this.le ? buf.readUInt32LE(off + 8) : buf.readUInt32BE(off + 8);
+    if (caplen > this.limits.maxPacketBytes) {
+      this.sink.anomaly('capture_oversized_packet', `pcap record caplen ${caplen}`);
+      return -1;
+    }
+    return RECORD_HEADER_BYTES + caplen;
+  }
+
+  record(buf: Buffer, off: number, len: number): void {
+    const le = this.le;
+    if (!this.gotHeader) {
+      this.gotHeader = true;
+      const major = le ? buf.readUInt16LE(off + 4) : buf.readUInt16BE(off + 4);
+      if (major !== 2) this.sink.anomaly('pcap_bad_version', `major version ${major}`);
+      // The link type is the low 16 bits; the upper bits carry the FCS length (section 4.1).
+      this.linktype = (le ? buf.readUInt32LE(off + 20) : buf.readUInt32BE(off + 20)) & 0xffff;
+      return;
+    }
+    let sec = le ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
+    const frac = le ? buf.readUInt32LE(off + 4) : buf.readUInt32BE(off + 4);
+    const origLen = le ? buf.readUInt32LE(off + 12) : buf.readUInt32BE(off + 12);
+    let nsec = this.nano ? frac : frac * 1000;
+    if (nsec >= 1_000_000_000) {
+      // Out-of-range fraction (some writers): carry it into the seconds rather than drop the packet.
+      sec += Math.floor(nsec / 1_000_000_000);
+      nsec %= 1_000_000_000;
+    }
+    this.packets++;
+    this.sink.packet({
+      linktype: this.linktype,
+      ts: { sec, nsec },
+      data: buf.subarray(off + RECORD_HEADER_BYTES, off + len),
+      origLen,
+      ifIndex: 0,
+    });
+  }
+}
