@@ -70,23 +70,36 @@ describe('fixtures compared with the tshark oracle', () => {
         if (o.alpn) expect(field(s, 'tls.next_protocol')).toBe(o.alpn);
         if (o.resumed !== undefined) expect(field(s, 'tls.resumed')).toBe(o.resumed);
       }
-      expect(sessions.length).toBe(oracle.tls.length);
+      // tshark lists no TLS session whose handshake it never saw; we still report the connection
+      // (decryption.status missing_handshake), so only then may we have more sessions than it.
+      if (meta.expect?.status === 'missing_handshake') expect(sessions.length).toBeGreaterThanOrEqual(oracle.tls.length);
+      else expect(sessions.length).toBe(oracle.tls.length);
 
-      // The HTTP exchanges are the same multiset as tshark's.
-      const ours = http.map((e) => summarize(e)).sort();
+      // The HTTP requests are the same multiset as tshark's.
+      const ours = http.map((e) => requestKey(e)).sort();
       const theirs = oracle.http
-        .map((o) =>
-          JSON.stringify([normEndpoint(o.client), o.method ?? null, o.host ?? null, o.path ?? null, o.status ?? null, o.version ?? null]),
-        )
+        .map((o) => JSON.stringify([normEndpoint(o.client), o.method ?? null, o.host ?? null, o.path ?? null, o.version ?? null]))
         .sort();
       expect(ours).toEqual(theirs);
+      // Where tshark saw the response, ours agrees on status, size and type. (tshark shows no
+      // response whose body is incomplete, e.g. in a capture cut mid-record; we report what came.)
       for (const o of oracle.http) {
-        if (o.response_body_bytes === undefined) continue;
+        if (o.status === undefined || o.status === null) continue;
         const match = http.find(
-          (e) => endpoint(e, 'source') === normEndpoint(o.client) && field(e, 'url.original') === o.path && field(e, 'http.response.status_code') === o.status,
+          (e) =>
+            endpoint(e, 'source') === normEndpoint(o.client) &&
+            field(e, 'url.original') === o.path &&
+            field(e, 'http.request.method') === o.method &&
+            field(e, 'http.response.status_code') === o.status,
         );
-        expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(o.response_body_bytes);
+        expect(match, `response ${o.status} to ${o.method} ${o.path}`).toBeDefined();
+        if (o.response_body_bytes !== undefined && o.response_body_bytes !== null) {
+          expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(o.response_body_bytes);
+        }
+        if (o.content_type) expect(field(match, 'http.response.mime_type')).toBe(o.content_type);
       }
+      const responses = oracle.http.filter((o) => o.status !== undefined && o.status !== null).length;
+      expect(http.filter((e) => field(e, 'http.response.status_code') !== undefined).length).toBeGreaterThanOrEqual(responses);
 
       const status = meta.expect?.status ?? (oracle.http.length ? 'decrypted' : undefined);
       if (status) for (const s of sessions) expect(field(s, 'decryption.status')).toBe(status);
@@ -95,13 +108,12 @@ describe('fixtures compared with the tshark oracle', () => {
   }
 });
 
-function summarize(e: EcsEvent): string {
+function requestKey(e: EcsEvent): string {
   return JSON.stringify([
     endpoint(e, 'source'),
     field(e, 'http.request.method') ?? null,
     field(e, 'url.domain') ?? null,
     field(e, 'url.original') ?? null,
-    field(e, 'http.response.status_code') ?? null,
     field(e, 'http.version') ?? null,
   ]);
 }

@@ -144,7 +144,8 @@ function fromPkcs12(data: Buffer, file: string, password: string | undefined): K
  * are skipped. Throws KeyFileError (one line, no key material) when nothing usable is found.
  */
 export function loadRsaKeyFile(path: string, password?: string): RsaServerKey[] {
-  const file = basename(path);
+  // Errors name the file as the user gave it ("what and where"); `source` keeps only its base name.
+  const file = path;
   let data: Buffer;
   try {
     data = readFileSync(path);
@@ -164,7 +165,7 @@ export function loadRsaKeyFile(path: string, password?: string): RsaServerKey[] 
   for (const key of keys) {
     if (key.asymmetricKeyType !== 'rsa') continue;
     const modulusHex = modulusOfKey(key);
-    if (modulusHex) out.push({ modulusHex, key, source: file });
+    if (modulusHex) out.push({ modulusHex, key, source: basename(path) });
   }
   if (out.length === 0) throw new KeyFileError(`${file}: no RSA private key found`);
   return out;
