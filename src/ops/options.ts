@@ -1,0 +1,70 @@
+/**
+ * `tlsdecrypt run` options owned by ops, in the same shape as src/kafka/config.ts RUN_OPTIONS
+ * (append OPS_RUN_OPTIONS to it: flag, TLSDECRYPT_* variable and config-file key come for free).
+ * The config-file sections in OPS_CONFIG_SECTIONS (`assets`, `assetsDefaultEnabled`) are not
+ * flags: resolveRunConfig must skip them, and `loadOpsConfigSections(file)` reads them.
+ */
+import { readFileSync } from 'node:fs';
+import { compileRules, AssetConfigError, type AssetRule } from './assets.js';
+import type { OpsOptions } from './index.js';
+
+export interface OpsOptionSpec {
+  key: string;
+  flag: string;
+  kind: 'string' | 'int' | 'bool';
+  help: string;
+  min?: number;
+  max?: number;
+  def?: string | number | boolean;
+}
+
+export const OPS_RUN_OPTIONS: OpsOptionSpec[] = [
+  { key: 'metricsPort', flag: 'metrics-port', kind: 'int', min: 0, max: 65535, help: 'serve /metrics, /healthz, /readyz, /assets and the status page on this port (0 = any free port; unset = off)' },
+  { key: 'metricsHost', flag: 'metrics-host', kind: 'string', def: '127.0.0.1', help: 'address the metrics/status server binds (0.0.0.0 or :: to expose it)' },
+  { key: 'maxCpu', flag: 'max-cpu', kind: 'int', min: 0, max: 100_000, def: 60, help: 'CPU budget, percent of one core, worker threads included (0 = none); over it decryption pauses' },
+  { key: 'maxMemory', flag: 'max-memory', kind: 'int', min: 0, max: 10_000_000, def: 500, help: 'memory budget, MB of RSS (0 = none); over it decryption pauses' },
+  { key: 'resumeInterval', flag: 'resume-interval', kind: 'int', min: 1, max: 86_400, def: 600, help: 'seconds before a paused decryption tries to resume' },
+  { key: 'cpuWindow', flag: 'cpu-window', kind: 'int', min: 1, max: 3600, def: 30, help: 'seconds over which CPU use is averaged against --max-cpu' },
+  { key: 'agentAbnormalAfter', flag: 'agent-abnormal-after', kind: 'int', min: 1, max: 30 * 86_400, def: 600, help: 'seconds of TLS without secrets before an asset is reported "Agent abnormal"' },
+];
+
+export const OPS_CONFIG_SECTIONS = ['assets', 'assetsDefaultEnabled'];
+
+/** Reads and validates the `assets` section of the JSON config file (one-line errors). */
+export function loadOpsConfigSections(configFile: string): { assets: AssetRule[]; assetsDefaultEnabled: boolean } {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(configFile, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new AssetConfigError(code ? `cannot read config ${configFile}: ${code}` : `config ${configFile}: not valid JSON`);
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new AssetConfigError(`config ${configFile}: must be a JSON object`);
+  const o = obj as Record<string, unknown>;
+  const assets = (o.assets ?? []) as AssetRule[];
+  compileRules(assets, `config ${configFile}: assets`);
+  const def = o.assetsDefaultEnabled;
+  if (def !== undefined && typeof def !== 'boolean') throw new AssetConfigError(`config ${configFile}: assetsDefaultEnabled must be true or false`);
+  return { assets, assetsDefaultEnabled: def ?? true };
+}
+
+/**
+ * OpsOptions from resolved option values (keys of OPS_RUN_OPTIONS, already converted) plus the
+ * config file's sections. Throws AssetConfigError (make it an InputError: exit 2) on a bad policy.
+ */
+export function opsOptionsFromValues(vals: Record<string, unknown>, configFile?: string): OpsOptions {
+  const sections = configFile ? loadOpsConfigSections(configFile) : { assets: [], assetsDefaultEnabled: true };
+  const n = (k: string): number | undefined => (typeof vals[k] === 'number' ? (vals[k] as number) : undefined);
+  return {
+    metricsPort: n('metricsPort'),
+    metricsHost: (vals.metricsHost as string | undefined) ?? '127.0.0.1',
+    maxCpuPercent: n('maxCpu') ?? 60,
+    maxMemoryMb: n('maxMemory') ?? 500,
+    resumeIntervalSec: n('resumeInterval') ?? 600,
+    cpuWindowSec: n('cpuWindow') ?? 30,
+    agentAbnormalAfterSec: n('agentAbnormalAfter') ?? 600,
+    assets: sections.assets,
+    assetsDefaultEnabled: sections.assetsDefaultEnabled,
+    configFile,
+  };
+}
