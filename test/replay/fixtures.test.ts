@@ -83,7 +83,11 @@ describe('fixtures compared with the tshark oracle', () => {
       expect(ours).toEqual(theirs);
       // Where tshark saw the response, ours agrees on status, size and type. (tshark shows no
       // response whose body is incomplete, e.g. in a capture cut mid-record; we report what came.)
-      for (const o of oracle.http) {
+      // http.response.body.bytes is the message body as sent (after removing chunked framing,
+      // before content decoding: Content-Length semantics, as Packetbeat fills this ECS field);
+      // tshark's file_data is decompressed, so gzip fixtures list the encoded sizes in meta.json.
+      const encoded = (meta.expect?.response_body_bytes_encoded as number[] | undefined) ?? [];
+      for (const [i, o] of oracle.http.entries()) {
         if (o.status === undefined || o.status === null) continue;
         const match = http.find(
           (e) =>
@@ -93,8 +97,9 @@ describe('fixtures compared with the tshark oracle', () => {
             field(e, 'http.response.status_code') === o.status,
         );
         expect(match, `response ${o.status} to ${o.method} ${o.path}`).toBeDefined();
-        if (o.response_body_bytes !== undefined && o.response_body_bytes !== null) {
-          expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(o.response_body_bytes);
+        const bodyBytes = encoded[i] ?? o.response_body_bytes;
+        if (bodyBytes !== undefined && bodyBytes !== null) {
+          expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(bodyBytes);
         }
         if (o.content_type) expect(field(match, 'http.response.mime_type')).toBe(o.content_type);
       }
@@ -102,7 +107,12 @@ describe('fixtures compared with the tshark oracle', () => {
       expect(http.filter((e) => field(e, 'http.response.status_code') !== undefined).length).toBeGreaterThanOrEqual(responses);
 
       const status = meta.expect?.status ?? (oracle.http.length ? 'decrypted' : undefined);
-      if (status) for (const s of sessions) expect(field(s, 'decryption.status')).toBe(status);
+      const byClient = (meta.expect?.status_by_client ?? {}) as Record<string, string>;
+      if (status) {
+        for (const s of sessions) {
+          expect(field(s, 'decryption.status'), endpoint(s, 'source')).toBe(byClient[endpoint(s, 'source')] ?? status);
+        }
+      }
       for (const e of http) expect(e.tags).toContain('Decryption Detection');
     });
   }
@@ -117,3 +127,37 @@ function requestKey(e: EcsEvent): string {
     field(e, 'http.version') ?? null,
   ]);
 }
+
+describe('RSA key exchange from the server key alone, in every key format', () => {
+  const dir = join(ROOT, 'tls12-rsa-aes128gcm-http11');
+  const capture = join(dir, 'capture.pcap');
+  const baseline = replayFile(capture, { rsaKeys: [{ path: join(dir, 'server.key') }] }).events.filter((e) => e.event.dataset === 'http');
+
+  it('decrypts with the PEM key', () => {
+    expect(baseline.length).toBeGreaterThan(0);
+  });
+
+  for (const [file, password] of [
+    ['server.pkcs8.pem', undefined],
+    ['server.enc.pem', 'test-password'],
+    ['server.p12', 'test-password'],
+    ['server.legacy.p12', 'test-password'],
+  ] as const) {
+    it(`gives the same events with ${file}`, () => {
+      const { events } = replayFile(capture, { rsaKeys: [{ path: join(dir, file), password }] });
+      expect(events.filter((e) => e.event.dataset === 'http')).toEqual(baseline);
+      expect(field(events.find((e) => e.event.dataset === 'tls.session'), 'decryption.status')).toBe('decrypted');
+    });
+  }
+
+  it('gives the same events with the client key log instead of the key', () => {
+    const { events } = replayFile(capture, { keylogs: [join(dir, 'keys.log.reference')] });
+    expect(events.filter((e) => e.event.dataset === 'http')).toEqual(baseline);
+  });
+
+  it('reports no_key with neither', () => {
+    const { events } = replayFile(capture);
+    expect(field(events.find((e) => e.event.dataset === 'tls.session'), 'decryption.status')).toBe('no_key');
+    expect(events.filter((e) => e.event.dataset === 'http')).toHaveLength(0);
+  });
+});
