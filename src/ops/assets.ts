@@ -25,7 +25,7 @@
  *   enabled             policy on; `decrypting` = a session was decrypted within `activeWindowMs`
  */
 import { BlockList, isIP } from 'node:net';
-import { readFileSync, watchFile, unwatchFile } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { DecryptionGate } from './governor.js';
 import type { OpsMetrics } from './metrics.js';
 import { opsLog, type Logger } from './log.js';
@@ -677,16 +677,33 @@ export class AssetTracker {
  * replace the file) and re-reads it on SIGHUP. Returns a function that stops both.
  */
 export function watchAssetsConfig(path: string, tracker: AssetTracker, o: { intervalMs?: number; sighup?: boolean } = {}): () => void {
-  const onChange = (cur: { mtimeMs: number }, prev: { mtimeMs: number }): void => {
-    if (cur.mtimeMs !== prev.mtimeMs) tracker.reloadFile(path);
+  // Our own stat poller rather than fs.watchFile: watchFile takes its baseline stat
+  // asynchronously, so an edit made right after the call could become the baseline and never
+  // be seen. The baseline here is taken synchronously, now.
+  const fingerprint = (): string => {
+    try {
+      const st = statSync(path);
+      return `${st.mtimeMs}:${st.size}:${st.ino}`;
+    } catch {
+      return 'missing';
+    }
   };
-  watchFile(path, { interval: o.intervalMs ?? 2000, persistent: false }, onChange);
+  let last = fingerprint();
+  const timer = setInterval(() => {
+    const cur = fingerprint();
+    if (cur !== last) {
+      last = cur;
+      if (cur !== 'missing') tracker.reloadFile(path);
+    }
+  }, o.intervalMs ?? 2000);
+  timer.unref();
   const onHup = (): void => {
+    last = fingerprint();
     tracker.reloadFile(path);
   };
   if (o.sighup !== false) process.on('SIGHUP', onHup);
   return () => {
-    unwatchFile(path, onChange);
+    clearInterval(timer);
     if (o.sighup !== false) process.off('SIGHUP', onHup);
   };
 }
