@@ -5,6 +5,9 @@
  */
 import type { AnomalySink, Dir, EndReason, EventSink, Timestamp } from '../types.js';
 import { createHttpAnalyzer, detectHttp, type HttpOptions } from './http/index.js';
+import { detectLineProtocolClient } from './smtp/detect.js';
+import { SmtpSession } from './smtp/session.js';
+import { FtpSession } from './ftp/session.js';
 
 export interface AppStream {
   onData(dir: Dir, data: Buffer, ts: Timestamp): void;
@@ -86,8 +89,15 @@ class SniffingStream implements AppStream {
     const client = this.held.filter((h) => h.dir === 0).map((h) => h.data);
     const first = client.length ? Buffer.concat(client).subarray(0, this.limit) : Buffer.alloc(0);
     const kind = first.length ? detectHttp(first) : undefined;
+    const line = kind || !first.length ? undefined : detectLineProtocolClient(first);
     if (kind) {
       this.target = createHttpAnalyzer(kind === 'h2' ? 'h2' : 'http/1.1', this.events, this.anomalies, this.opts.http);
+    } else if (line === 'smtp') {
+      // SMTP/FTP over implicit TLS on a port the flow dispatcher does not know (465/990 are
+      // routed there directly, with FTP data-channel tracking)
+      this.target = new SmtpSession(this.events, this.anomalies, undefined, undefined, true);
+    } else if (line === 'ftp') {
+      this.target = new FtpSession(undefined, this.events, this.anomalies, undefined, undefined, undefined, true);
     } else if (force || this.heldClient >= this.limit) {
       this.opaque = true;
       this.anomalies.anomaly('app_protocol_unknown');

@@ -12,6 +12,8 @@ import { TlsFlowHandler, SessionCache, type TlsOptions } from '../tls/index.js';
 import type { SecretsStore } from '../tls/crypto/keylog.js';
 import type { RsaServerKey } from '../tls/crypto/rsa.js';
 import { createAppAnalyzer, type AnalyzerOptions } from '../analyzers/index.js';
+import { DataChannelRegistry } from '../analyzers/ftp/dataChannels.js';
+import { ProtocolDispatcher, type DispatchOptions, type TlsAppOverride } from './dispatch.js';
 import { buildEvent, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
 import {
   Dir,
@@ -32,6 +34,8 @@ export interface EngineOptions {
   tcp: Partial<TcpOptions>;
   tls: Partial<TlsOptions>;
   analyzers: Partial<AnalyzerOptions>;
+  /** Protocol detection, SMTP/FTP analyzers (ports, sniff limit, analyzer limits). */
+  dispatch: Partial<DispatchOptions>;
   /** Emit only events whose content came from decrypted traffic. */
   onlyDecrypted: boolean;
 }
@@ -88,6 +92,8 @@ export class Engine implements CaptureSink, AnomalySink {
   };
   private readonly flows: TcpFlowTable;
   private readonly sessionCache = new SessionCache();
+  /** FTP data connections announced by control sessions (PASV/EPSV/PORT/EPRT), shared by all flows. */
+  private readonly dataChannels = new DataChannelRegistry(this);
   /** Live TLS handlers, for late keys. */
   private readonly tlsHandlers = new Set<TlsFlowHandler>();
   private lastTs: Timestamp = { sec: 0, nsec: 0 };
@@ -98,7 +104,7 @@ export class Engine implements CaptureSink, AnomalySink {
     private readonly keys: { secrets: SecretsStore; rsaKeys: RsaServerKey[] },
     opts: Partial<EngineOptions> = {},
   ) {
-    this.opts = { tcp: {}, tls: {}, analyzers: {}, onlyDecrypted: false, ...opts };
+    this.opts = { tcp: {}, tls: {}, analyzers: {}, dispatch: {}, onlyDecrypted: false, ...opts };
     this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
     keys.secrets.onAdded(() => this.retryKeys());
   }
@@ -156,16 +162,28 @@ export class Engine implements CaptureSink, AnomalySink {
 
   private newFlow(flow: FlowInfo): FlowHandler {
     this.stats.flows++;
-    return new FlowDispatcher(flow, this.makeTlsHandler.bind(this), () => this.stats.otherFlows++);
+    // one ordinal per flow, shared by its clear-text and TLS events: event ids stay unique
+    const ordinal = { n: 0 };
+    const clearEvents: EventSink = {
+      emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) =>
+        this.emit(buildEvent(flow, undefined, dataset, fields, ts, decrypted, ordinal.n++), decrypted),
+    };
+    return new ProtocolDispatcher(flow, {
+      makeTls: (f, app) => this.makeTlsHandler(f, app, ordinal),
+      clearEvents,
+      anomalies: this,
+      dataChannels: this.dataChannels,
+      onIgnored: () => this.stats.otherFlows++,
+      options: this.opts.dispatch,
+    });
   }
 
-  private makeTlsHandler(flow: FlowInfo): FlowHandler {
+  private makeTlsHandler(flow: FlowInfo, app?: TlsAppOverride, ordinal = { n: 0 }): FlowHandler {
     this.stats.tlsFlows++;
-    let ordinal = 0;
     let handler: TlsFlowHandler | undefined = undefined;
     const events: EventSink = {
       emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) => {
-        const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal++);
+        const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal.n++);
         if (dataset === 'tls.session') {
           const d = (fields.decryption ?? {}) as { status?: string; bytes?: number };
           if (d.status) this.stats.sessionsByStatus[d.status] = (this.stats.sessionsByStatus[d.status] ?? 0) + 1;
@@ -184,7 +202,7 @@ export class Engine implements CaptureSink, AnomalySink {
         options: this.opts.tls,
       },
       events,
-      (info) => createAppAnalyzer(info.alpn, events, this, this.opts.analyzers),
+      (info) => (app ? app(info, events) : createAppAnalyzer(info.alpn, events, this, this.opts.analyzers)),
     );
     handler = h;
     this.tlsHandlers.add(h);
@@ -197,61 +215,6 @@ export class Engine implements CaptureSink, AnomalySink {
     };
     return h;
   }
-}
-
-/**
- * Decides what a new TCP flow carries from its first payload bytes: a TLS record header
- * (content type 20-24, major version 3) selects the TLS handler, which also covers captures that
- * start mid-connection (application_data records). Anything else is counted and ignored for now.
- */
-export class FlowDispatcher implements FlowHandler {
-  private target: FlowHandler | undefined;
-  private ignored = false;
-  private pending: { dir: Dir; data: Buffer; ts: Timestamp }[] = [];
-  private pendingBytes = 0;
-
-  constructor(
-    private readonly flow: FlowInfo,
-    private readonly makeTls: (flow: FlowInfo) => FlowHandler,
-    private readonly onIgnored: () => void,
-  ) {}
-
-  onData(dir: Dir, data: Buffer, ts: Timestamp): void {
-    if (this.target) return this.target.onData(dir, data, ts);
-    if (this.ignored || data.length === 0) return;
-    if (this.pendingBytes + data.length < 3) {
-      this.pending.push({ dir, data: Buffer.from(data), ts });
-      this.pendingBytes += data.length;
-      return;
-    }
-    const head = this.pendingBytes ? Buffer.concat([...this.pending.map((p) => p.data), data]) : data;
-    if (looksLikeTls(head)) {
-      this.target = this.makeTls(this.flow);
-      for (const p of this.pending) this.target.onData(p.dir, p.data, p.ts);
-      this.pending = [];
-      this.target.onData(dir, data, ts);
-    } else {
-      this.ignored = true;
-      this.pending = [];
-      this.onIgnored();
-    }
-  }
-
-  onGap(dir: Dir, length: number, ts: Timestamp): void {
-    this.target?.onGap(dir, length, ts);
-  }
-
-  onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
-    this.target?.onEnd(dir, reason, ts);
-  }
-
-  onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
-    this.target?.onClose(reason, counters, ts);
-  }
-}
-
-export function looksLikeTls(b: Buffer): boolean {
-  return b.length >= 3 && b[0] >= 20 && b[0] <= 24 && b[1] === 3 && b[2] <= 4;
 }
 
 export { DECRYPTION_TAG, Dir };

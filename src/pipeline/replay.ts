@@ -2,7 +2,7 @@
  * `tlsdecrypt replay`: one capture file (or stdin) through the pipeline, events to a writer.
  */
 import { createReadStream, readFileSync, statSync } from 'node:fs';
-import { CaptureReader, CaptureFormatError } from '../capture/index.js';
+import { CaptureReader, CaptureFormatError, type CaptureLimits } from '../capture/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
 import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import { Engine, type EngineOptions, type EngineStats } from './engine.js';
@@ -21,6 +21,7 @@ export interface ReplayOptions {
   keylogs: string[];
   rsaKeys: RsaKeySpec[];
   engine: Partial<EngineOptions>;
+  captureLimits?: Partial<CaptureLimits>;
 }
 
 /** Loads key material; every failure names the file and never echoes its content. */
@@ -64,7 +65,7 @@ export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<En
   const keys = loadKeys(opts.keylogs, opts.rsaKeys);
   const engine = new Engine((ev) => out.write(ev), keys, opts.engine);
   if (keys.malformedKeylogLines) engine.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
-  const reader = new CaptureReader(engine);
+  const reader = new CaptureReader(engine, opts.captureLimits);
   const name = opts.capture === '-' ? 'stdin' : opts.capture;
   const input = opts.capture === '-' ? process.stdin : createReadStream(opts.capture, { highWaterMark: 1 << 20 });
   try {

@@ -1,6 +1,7 @@
 /**
  * `replay --workers N`: the main thread reads the capture and decodes each packet only far enough
- * to hash its flow; packets are batched per shard and handed to N single-thread Piscina pools (one
+ * to hash its host pair (hostPairHash: all connections between two hosts share a shard, so FTP
+ * data channels and session resumption meet their control connection); packets are batched per shard and handed to N single-thread Piscina pools (one
  * per shard — simple flow affinity without a custom balancer: each shard's tasks run in order in
  * its one thread). Events come back as NDJSON text; per-shard order is kept, shards interleave.
  */
@@ -11,7 +12,7 @@ import { CaptureReader, CaptureFormatError } from '../capture/index.js';
 import { decodePacket } from '../decode/index.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { BatchBuilder } from './batch.js';
-import { flowHash } from './flowHash.js';
+import { hostPairHash } from './flowHash.js';
 import { InputError, loadKeys, type ReplayOptions } from './replay.js';
 import type { EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
@@ -50,7 +51,7 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       mainStats.packets++;
-      const shard = decodePacket(p, decoded, ignore) === 'tcp' ? flowHash(decoded) % shards : 0;
+      const shard = decodePacket(p, decoded, ignore) === 'tcp' ? hostPairHash(decoded) % shards : 0;
       builders[shard].addPacket(p);
       if (builders[shard].bytes >= BATCH_BYTES) submit(shard, { kind: 'batch', data: builders[shard].take() });
     },
@@ -63,7 +64,7 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
     },
   };
   const capAnomalies: Record<string, number> = {};
-  const reader = new CaptureReader(sink);
+  const reader = new CaptureReader(sink, opts.captureLimits);
   const name = opts.capture === '-' ? 'stdin' : opts.capture;
   const input = opts.capture === '-' ? process.stdin : createReadStream(opts.capture, { highWaterMark: 1 << 20 });
   try {
