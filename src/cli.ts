@@ -7,12 +7,15 @@ import { parseArgs } from 'node:util';
 import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
 import { NdjsonWriter } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
+import { loadLimitsFile, type Limits } from './pipeline/limits.js';
 
 const USAGE = `usage:
   tlsdecrypt replay CAPTURE [--keylog FILE]... [--rsa-key FILE[:PASSWORD]]... [--out FILE]
-                    [--only-decrypted] [--workers N] [--body-capture-bytes N] [--show-credentials] [--quiet]
-  tlsdecrypt run [--config FILE]
-  tlsdecrypt publish pcap CAPTURE --brokers B --topic T
+                    [--only-decrypted] [--workers N] [--body-capture-bytes N] [--show-credentials]
+                    [--limits FILE] [--quiet]
+  tlsdecrypt run [--config FILE] [--brokers B] [--workers N] [--stdout] ...   (tlsdecrypt run --help)
+  tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
+                     [--batch-bytes N] [--sensor NAME] [--secrets-topic T2]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--follow]`;
 
 class UsageError extends InputError {}
@@ -58,12 +61,21 @@ async function cmdReplay(argv: string[]): Promise<void> {
       workers: { type: 'string' },
       'body-capture-bytes': { type: 'string' },
       'show-credentials': { type: 'boolean' },
+      limits: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
     },
   });
   if (positionals.length !== 1) throw new UsageError(`replay takes exactly one CAPTURE (a file or -), got ${positionals.length}\n${USAGE}`);
   const workers = intOption('workers', values.workers, 1, 256) ?? 1;
   const bodyCaptureBytes = intOption('body-capture-bytes', values['body-capture-bytes'], 0, 1 << 24);
+  let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
+  if (values.limits) {
+    try {
+      limits = loadLimitsFile(values.limits);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   const out = values.out ? await NdjsonWriter.toFile(values.out).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`cannot write --out ${values.out}: ${e.code ?? e.message}`);
   }) : NdjsonWriter.toStdout();
@@ -71,10 +83,14 @@ async function cmdReplay(argv: string[]): Promise<void> {
     capture: positionals[0],
     keylogs: values.keylog ?? [],
     rsaKeys: (values['rsa-key'] ?? []).map(parseRsaKeySpec),
+    captureLimits: limits.capture,
     engine: {
       onlyDecrypted: values['only-decrypted'] ?? false,
+      tcp: limits.tcp,
+      tls: limits.tls,
       analyzers: {
         http: {
+          ...limits.http,
           ...(bodyCaptureBytes !== undefined ? { bodyCaptureBytes } : {}),
           ...(values['show-credentials'] ? { redactCredentials: false } : {}),
         },
@@ -99,9 +115,16 @@ export async function main(argv: string[]): Promise<void> {
       case 'replay':
         await cmdReplay(rest);
         return;
-      case 'run':
-      case 'publish':
-        throw new UsageError(`'${cmd}' (the Kafka streaming engine) is not part of this build yet; use 'replay'`);
+      case 'run': {
+        const { cmdRun } = await import('./kafka/cli.js');
+        await cmdRun(rest);
+        return;
+      }
+      case 'publish': {
+        const { cmdPublish } = await import('./kafka/cli.js');
+        await cmdPublish(rest);
+        return;
+      }
       case undefined:
       case '-h':
       case '--help':

@@ -101,6 +101,21 @@ describe('tlsdecrypt CLI', () => {
     expect(two).toEqual(one);
   });
 
+  for (const fx of ['fixtures/ftp/ftps-explicit-tls12', 'fixtures/https/tls13-parallel-http11', 'fixtures/smtp/smtp-starttls-587-curl']) {
+    it(`gives the same events with 2 workers as with 1 on ${fx} (multi-connection protocols stay together)`, () => {
+      const sorted = (args: string[]) =>
+        run(args)
+          .stdout.trim()
+          .split('\n')
+          .map((l) => JSON.stringify(JSON.parse(l)))
+          .sort();
+      const base = ['replay', `${fx}/capture.pcap`, '--keylog', `${fx}/keys.log`, '-q'];
+      const one = sorted(base);
+      expect(one.length).toBeGreaterThan(1);
+      expect(sorted([...base, '--workers', '2'])).toEqual(one);
+    });
+  }
+
   it('writes --out and keeps only decrypted events with --only-decrypted', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tlsd-'));
     const out = join(dir, 'events.ndjson');

@@ -1,0 +1,353 @@
+/**
+ * Engine shards for `run`: either one Engine in-process (--workers 1) or N single-thread Piscina
+ * pools (workers/stream-shard.ts), one Engine per thread, with flow affinity by flowHash % N (the
+ * same design as `replay --workers N`). Each worker Engine has its own SecretsStore; every secret
+ * is broadcast to all shards as a batch entry (BatchBuilder.addSecrets, type 0x544c534b).
+ *
+ * Events come back as (key = network.community_id, value = JSON text) pairs.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { Engine, type EngineOptions, type EngineStats } from '../pipeline/engine.js';
+import { BatchBuilder } from '../pipeline/batch.js';
+import { mergeStats } from '../pipeline/sharded.js';
+import { flowHash } from '../pipeline/flowHash.js';
+import { InputError, type RsaKeySpec } from '../pipeline/replay.js';
+import { decodePacket } from '../decode/index.js';
+import { SecretsStore } from '../tls/crypto/keylog.js';
+import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
+import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
+
+export interface StreamShardConfig {
+  keylogs: string[];
+  rsaKeys: RsaKeySpec[];
+  engine: Partial<EngineOptions>;
+  maxKeylogEntries?: number;
+}
+
+export interface ShardOutput {
+  keys: string[];
+  values: string[];
+}
+
+/**
+ * Sensor names of a batch's entries (BatchBuilder has no field for it): entry index `from` on
+ * (packets and secrets entries both count) carries `sensor`, until the next run.
+ */
+export interface SensorRun {
+  from: number;
+  sensor?: string;
+}
+
+export type StreamShardTask =
+  | { kind: 'batch'; data: ArrayBuffer | null; tick?: Timestamp; sensors?: SensorRun[] }
+  | { kind: 'finish' }
+  | { kind: 'stats' };
+
+export interface StreamShardResult extends ShardOutput {
+  stats?: EngineStats;
+  activeFlows: number;
+}
+
+/** Static key material (files); errors are InputErrors naming the file, never its content. */
+export function loadStaticKeys(cfg: StreamShardConfig): { secrets: SecretsStore; rsaKeys: RsaServerKey[]; malformed: number } {
+  const secrets = new SecretsStore({ maxEntries: cfg.maxKeylogEntries });
+  let malformed = 0;
+  for (const path of cfg.keylogs) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new InputError(`cannot read key log ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    malformed += secrets.addText(text).malformed;
+  }
+  const rsaKeys: RsaServerKey[] = [];
+  for (const spec of cfg.rsaKeys) {
+    try {
+      rsaKeys.push(...loadRsaKeyFile(spec.path, spec.password));
+    } catch (e) {
+      throw new InputError((e as Error).message.split('\n')[0]);
+    }
+  }
+  return { secrets, rsaKeys, malformed };
+}
+
+/** One Engine plus its event buffer: the body of a shard, in-process or in a worker thread. */
+export class ShardCore implements CaptureSink {
+  readonly engine: Engine;
+  private keys: string[] = [];
+  private values: string[] = [];
+
+  constructor(cfg: StreamShardConfig) {
+    const k = loadStaticKeys(cfg);
+    this.engine = new Engine(
+      (ev) => {
+        this.keys.push(String(ev.network?.community_id ?? ''));
+        this.values.push(JSON.stringify(ev));
+      },
+      { secrets: k.secrets, rsaKeys: k.rsaKeys },
+      cfg.engine,
+    );
+    if (k.malformed) this.engine.stats.anomalies.keylog_malformed_line = k.malformed;
+  }
+
+  packet(p: RawPacket): void {
+    try {
+      this.engine.packet(p);
+    } catch {
+      this.anomaly('engine_internal_error');
+    }
+  }
+
+  secrets(type: number, data: Buffer): void {
+    try {
+      this.engine.secrets(type, data);
+    } catch {
+      this.anomaly('engine_internal_error');
+    }
+  }
+
+  anomaly(code: string): void {
+    this.engine.anomaly(code);
+  }
+
+  tick(ts: Timestamp): void {
+    try {
+      this.engine.tick(ts);
+    } catch {
+      this.anomaly('engine_internal_error');
+    }
+  }
+
+  finish(): void {
+    try {
+      this.engine.finish();
+    } catch {
+      this.anomaly('engine_internal_error');
+    }
+  }
+
+  take(): ShardOutput {
+    const out = { keys: this.keys, values: this.values };
+    this.keys = [];
+    this.values = [];
+    return out;
+  }
+}
+
+export interface Shards extends CaptureSink {
+  readonly n: number;
+  /** Hands on what was buffered (plus a capture-time tick); resolves with the events produced. */
+  flush(tick?: Timestamp): Promise<ShardOutput>;
+  /** End of input: closes every flow. */
+  finish(): Promise<ShardOutput>;
+  /** Engine tasks submitted and not yet done. */
+  inFlight(): number;
+  stats(): Promise<EngineStats>;
+  activeFlows(): number;
+  close(): Promise<void>;
+}
+
+function merge(outs: ShardOutput[]): ShardOutput {
+  if (outs.length === 1) return outs[0];
+  const keys: string[] = [];
+  const values: string[] = [];
+  for (const o of outs) {
+    for (const k of o.keys) keys.push(k);
+    for (const v of o.values) values.push(v);
+  }
+  return { keys, values };
+}
+
+export class InProcessShards implements Shards {
+  readonly n = 1;
+  private readonly core: ShardCore;
+
+  constructor(cfg: StreamShardConfig) {
+    this.core = new ShardCore(cfg);
+  }
+
+  packet(p: RawPacket): void {
+    this.core.packet(p);
+  }
+  secrets(type: number, data: Buffer): void {
+    this.core.secrets(type, data);
+  }
+  anomaly(code: string): void {
+    this.core.anomaly(code);
+  }
+  async flush(tick?: Timestamp): Promise<ShardOutput> {
+    if (tick) this.core.tick(tick);
+    return this.core.take();
+  }
+  async finish(): Promise<ShardOutput> {
+    this.core.finish();
+    return this.core.take();
+  }
+  inFlight(): number {
+    return 0;
+  }
+  async stats(): Promise<EngineStats> {
+    return this.core.engine.stats;
+  }
+  activeFlows(): number {
+    return this.core.engine.activeFlows;
+  }
+  async close(): Promise<void> {}
+}
+
+export function streamWorkerFile(): string {
+  // Compiled: dist/src/kafka/shards.js -> dist/workers/stream-shard.js. From sources (tests):
+  // src/kafka/shards.ts -> <repo>/dist/workers/stream-shard.js (run `npm run build` first).
+  const candidates = [new URL('../../workers/stream-shard.js', import.meta.url), new URL('../../dist/workers/stream-shard.js', import.meta.url)];
+  for (const u of candidates) {
+    const p = fileURLToPath(u);
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`worker module stream-shard.js not found next to ${fileURLToPath(import.meta.url)}: run 'npm run build'`);
+}
+
+export class WorkerShards implements Shards {
+  private readonly pools: Piscina<StreamShardTask, StreamShardResult>[];
+  private readonly builders: BatchBuilder[];
+  private readonly sensorRuns: SensorRun[][];
+  private readonly curSensor: (string | undefined)[];
+  private readonly queued: Promise<StreamShardResult>[][];
+  private running = 0;
+  private readonly decoded: DecodedPacket = {
+    ipVersion: 4, srcAddr: Buffer.alloc(0), dstAddr: Buffer.alloc(0), protocol: 0, srcPort: 0, dstPort: 0,
+    seq: 0, ack: 0, flags: 0, window: 0, payload: Buffer.alloc(0), payloadLen: 0, tunnels: [], vlans: [],
+  };
+  private readonly ignore = { anomaly() {} };
+  private readonly lastStats: (EngineStats | undefined)[];
+  private readonly flowsPerShard: number[];
+  /** Anomalies seen on the main thread (record decoding), merged into stats. */
+  private readonly mainAnomalies: Record<string, number> = {};
+
+  constructor(readonly n: number, cfg: StreamShardConfig, private readonly batchBytes: number) {
+    loadStaticKeys(cfg); // validate key files here, so errors exit 2 before threads start
+    const filename = streamWorkerFile();
+    this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: Infinity }));
+    this.builders = this.pools.map(() => new BatchBuilder(batchBytes + (1 << 16)));
+    this.sensorRuns = this.pools.map(() => []);
+    this.curSensor = this.pools.map(() => undefined);
+    this.queued = this.pools.map(() => []);
+    this.lastStats = this.pools.map(() => undefined);
+    this.flowsPerShard = this.pools.map(() => 0);
+  }
+
+  /**
+   * Tasks of a shard must run in submission order (flow state!). Piscina 5.3 does not keep FIFO
+   * order once more than two tasks wait for a single-thread pool (measured: 2000 queued tasks ran
+   * 1937 times out of order), so each shard keeps its own chain and hands Piscina one task at a time.
+   */
+  private readonly tails: Promise<unknown>[] = [];
+
+  private submit(i: number, task: StreamShardTask): void {
+    const transferList = task.kind === 'batch' && task.data ? [task.data] : [];
+    this.running++;
+    const pool = this.pools[i];
+    const prev = this.tails[i] ?? Promise.resolve();
+    const p = prev.then(() => pool.run(task, { transferList })).then(
+      (r) => {
+        this.running--;
+        this.flowsPerShard[i] = r.activeFlows;
+        if (r.stats) this.lastStats[i] = r.stats;
+        return r;
+      },
+      (e) => {
+        this.running--;
+        throw e;
+      },
+    );
+    this.tails[i] = p.catch(() => undefined);
+    this.queued[i].push(p);
+  }
+
+  /** The shard's buffered batch as a task (null data when empty). */
+  private takeBatch(i: number, tick?: Timestamp): StreamShardTask {
+    const b = this.builders[i];
+    const sensors = this.sensorRuns[i];
+    this.sensorRuns[i] = [];
+    this.curSensor[i] = undefined;
+    return { kind: 'batch', data: b.count ? b.take() : null, tick, sensors: sensors.length ? sensors : undefined };
+  }
+
+  packet(p: RawPacket): void {
+    const shard = decodePacket(p, this.decoded, this.ignore) === 'tcp' ? flowHash(this.decoded) % this.n : 0;
+    const b = this.builders[shard];
+    if (p.sensor !== this.curSensor[shard]) {
+      this.sensorRuns[shard].push({ from: b.count, sensor: p.sensor });
+      this.curSensor[shard] = p.sensor;
+    }
+    b.addPacket(p);
+    if (b.bytes >= this.batchBytes) this.submit(shard, this.takeBatch(shard));
+  }
+
+  secrets(type: number, data: Buffer): void {
+    for (let i = 0; i < this.n; i++) {
+      this.builders[i].addSecrets(type, data);
+      if (this.builders[i].bytes >= this.batchBytes) this.submit(i, this.takeBatch(i));
+    }
+  }
+
+  anomaly(code: string): void {
+    this.mainAnomalies[code] = (this.mainAnomalies[code] ?? 0) + 1;
+  }
+
+  private async collect(): Promise<ShardOutput> {
+    const all: Promise<StreamShardResult>[] = [];
+    for (let i = 0; i < this.n; i++) {
+      all.push(...this.queued[i]);
+      this.queued[i] = [];
+    }
+    return merge(await Promise.all(all));
+  }
+
+  flush(tick?: Timestamp): Promise<ShardOutput> {
+    for (let i = 0; i < this.n; i++) {
+      if (this.builders[i].count || tick) this.submit(i, this.takeBatch(i, tick));
+    }
+    return this.collect();
+  }
+
+  finish(): Promise<ShardOutput> {
+    for (let i = 0; i < this.n; i++) {
+      if (this.builders[i].count) this.submit(i, this.takeBatch(i));
+      this.submit(i, { kind: 'finish' });
+    }
+    return this.collect();
+  }
+
+  inFlight(): number {
+    return this.running;
+  }
+
+  async stats(): Promise<EngineStats> {
+    // Not through `queued`: stats tasks must not take other tasks' events with them.
+    const rs = await Promise.all(
+      this.pools.map((p, i) => {
+        const r = (this.tails[i] ?? Promise.resolve()).then(() => p.run({ kind: 'stats' }));
+        this.tails[i] = r.catch(() => undefined);
+        return r.catch(() => undefined);
+      }),
+    );
+    rs.forEach((r, i) => {
+      if (r?.stats) this.lastStats[i] = r.stats;
+      if (r) this.flowsPerShard[i] = r.activeFlows;
+    });
+    const t = mergeStats(this.lastStats.filter((s): s is EngineStats => s !== undefined));
+    for (const [k, v] of Object.entries(this.mainAnomalies)) t.anomalies[k] = (t.anomalies[k] ?? 0) + v;
+    return t;
+  }
+
+  activeFlows(): number {
+    return this.flowsPerShard.reduce((a, b) => a + b, 0);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.pools.map((p) => p.destroy()));
+  }
+}
