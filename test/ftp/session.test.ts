@@ -104,6 +104,66 @@ describe('FTP control session', () => {
     expect(rec.events.map((e) => get(e.fields, 'ftp.request.command'))).toEqual([undefined, 'AUTH', 'USER']);
   });
 
+  it('takes an unreadable reply line as the reply of the command waiting for it: later replies keep their commands', () => {
+    const { rec, s } = setup();
+    sv(s, '220 ftp');
+    c(s, 'USER a');
+    sv(s, '230 ok');
+    c(s, 'PWD');
+    s.onData(Dir.ToClient, Buffer.from('\xde\xad#garbage&&\r\n', 'latin1'), ts());
+    c(s, 'SYST');
+    sv(s, '215 UNIX Type: L8');
+    c(s, 'NOOP');
+    sv(s, '200 ok');
+    s.onClose(ts());
+    const got = rec.events.slice(1).map((e) => [get(e.fields, 'ftp.request.command'), get(e.fields, 'ftp.response.code') ?? null]);
+    expect(got).toEqual([['USER', 230], ['PWD', null], ['SYST', 215], ['NOOP', 200]]);
+    expect(get(rec.events[2].fields, 'ftp.response.malformed')).toBe(true);
+    expect(rec.anomalies).toEqual({ ftp_reply_malformed: 1 });
+  });
+
+  it('reports a data connection reset mid-transfer (final reply 426) as truncated: bytes seen, no file size or hash', () => {
+    const { rec, reg, s, f } = setup();
+    sv(s, '220 ftp');
+    c(s, 'EPSV');
+    sv(s, '229 Entering Extended Passive Mode (|||40002|)');
+    const claim = reg.claim(flow(f.clientIp, 50001, f.serverIp, 40002), ts())!;
+    c(s, 'RETR big.bin');
+    sv(s, '150 Opening');
+    const part = Buffer.alloc(700, 7);
+    claim.channel.onData(Dir.ToClient, part, ts());
+    claim.channel.onEnd(Dir.ToClient, 'rst', ts());
+    claim.channel.onEnd(Dir.ToServer, 'rst', ts());
+    sv(s, '426 Connection closed; transfer aborted.');
+    s.onClose(ts());
+    const ev = rec.events.find((e) => get(e.fields, 'ftp.request.command') === 'RETR')!;
+    expect(get(ev.fields, 'ftp.data.bytes')).toBe(700);
+    expect(get(ev.fields, 'ftp.data.sha256')).toBe(sha(part));
+    expect(get(ev.fields, 'ftp.data.truncated')).toBe(true);
+    expect(get(ev.fields, 'file.size')).toBeUndefined();
+    expect(get(ev.fields, 'file.hash')).toBeUndefined();
+    expect(rec.anomalies).toEqual({ ftp_data_truncated: 1 });
+  });
+
+  it('keeps a transfer whose server resets the data connection after sending everything but confirms it (226) whole', () => {
+    const { rec, reg, s, f } = setup();
+    sv(s, '220 ftp');
+    c(s, 'EPSV');
+    sv(s, '229 Entering Extended Passive Mode (|||40003|)');
+    const claim = reg.claim(flow(f.clientIp, 50002, f.serverIp, 40003), ts())!;
+    c(s, 'RETR f.bin');
+    sv(s, '150 Opening');
+    claim.channel.onData(Dir.ToClient, Buffer.alloc(10, 1), ts());
+    sv(s, '226 Transfer complete.');
+    claim.channel.onEnd(Dir.ToClient, 'rst', ts());
+    claim.channel.onEnd(Dir.ToServer, 'rst', ts());
+    s.onClose(ts());
+    const ev = rec.events.find((e) => get(e.fields, 'ftp.request.command') === 'RETR')!;
+    expect(get(ev.fields, 'ftp.data.truncated')).toBeUndefined();
+    expect(get(ev.fields, 'file.size')).toBe(10);
+    expect(rec.anomalies).toEqual({});
+  });
+
   it('associates an EPSV data connection with the next RETR: bytes, size, sha256', () => {
     const { rec, reg, s, f } = setup();
     sv(s, '220 ftp');

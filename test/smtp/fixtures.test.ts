@@ -4,6 +4,7 @@
  * compared with expected.json (computed from the client's transcript and the sent messages by
  * Python's email package, not by tlsdecrypt).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +51,16 @@ describe.each(dirs)('fixture smtp/%s', (name) => {
     const all = JSON.stringify(run.events);
     expect(all).not.toContain('s3cret');
     expect(all).not.toContain('never-logged');
+  });
+
+  // bad input (meta.bad_input, made by scripts/fixtures/mailftp-badinput.py): counted, exit 0
+  it.runIf(meta.bad_input === true)('counts the damage under its anomaly codes and nothing else; the CLI exits 0', () => {
+    expect(run.anomalies).toEqual(expected.anomalies);
+    const r = spawnSync(process.execPath, ['dist/src/cli.js', 'replay', join(dir, 'capture.pcap'), '--keylog', join(dir, 'keys.log')], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.filter((e) => e.event.dataset === 'smtp').length).toBe(smtp.length);
+    for (const code of Object.keys(expected.anomalies)) expect(r.stderr).toMatch(new RegExp(`${code} \\d+`));
   });
 
   it('counts the message bytes the server received', () => {

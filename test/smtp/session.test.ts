@@ -72,6 +72,27 @@ describe('SMTP commands and transactions', () => {
     expect(rec.anomalies).toEqual({});
   });
 
+  it('takes an unreadable reply line as the reply of the oldest waiting command, also when pipelined', () => {
+    const { rec, s } = session();
+    sv(s, '220 mx ESMTP');
+    c(s, 'EHLO c');
+    sv(s, '250-mx', '250 PIPELINING');
+    s.onData(Dir.ToServer, Buffer.from('MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n'), ts());
+    // the reply to MAIL is garbage: skipping it would give DATA the 250 of the end of data and
+    // read the message as commands
+    s.onData(Dir.ToClient, Buffer.from('\xde\xad~~?\r\n250 ok\r\n250 ok\r\n354 go\r\n', 'latin1'), ts());
+    c(s, ...MSG);
+    sv(s, '250 done');
+    c(s, 'MAIL FROM:<d@x>', 'RCPT TO:<e@x>', 'DATA');
+    sv(s, '250 ok', '250 ok', '354 go');
+    c(s, 'Subject: two', '', 'x', '.');
+    sv(s, '250 done2');
+    s.onClose(ts());
+    expect(rec.events.map((e) => [get(e.fields, 'email.subject'), get(e.fields, 'smtp.response.code')])).toEqual([['hi', 250], ['two', 250]]);
+    expect(get(rec.events[0].fields, 'email.to.address')).toEqual(['b@x', 'c@x']);
+    expect(rec.anomalies).toEqual({ smtp_reply_malformed: 1 });
+  });
+
   it('reads BDAT chunks by size, including CRLF-dot lines that are data (RFC 3030)', () => {
     const { rec, s } = session();
     sv(s, '220 mx ESMTP');

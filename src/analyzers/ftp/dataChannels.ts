@@ -158,6 +158,7 @@ class DirAccount {
   bytes = 0;
   gap = false;
   ended = false;
+  endReason: EndReason | undefined;
   private hash: Hash | undefined = createHash('sha256');
   digest: string | undefined;
 
@@ -190,6 +191,8 @@ export interface DataChannelResult {
   decrypted: boolean;
   gap: boolean;
   complete: boolean;
+  /** How the data-carrying direction ended (undefined: not seen to end before the connection closed). */
+  endReason?: EndReason;
   flowId: number;
   clientIp: string;
   clientPort: number;
@@ -228,7 +231,8 @@ export class DataChannel {
     this.acct[dir].markGap(length);
   }
 
-  onEnd(dir: Dir, _reason: EndReason, _ts: Timestamp): void {
+  onEnd(dir: Dir, reason: EndReason, _ts: Timestamp): void {
+    if (!this.acct[dir].ended) this.acct[dir].endReason = reason;
     this.acct[dir].ended = true;
     if (this.acct[0].ended && this.acct[1].ended) this.finish();
   }
@@ -249,6 +253,7 @@ export class DataChannel {
       decrypted: this.tls && this.decrypting,
       gap: a.gap || this.acct[d === 1 ? 0 : 1].gap,
       complete: this.complete,
+      endReason: a.endReason,
       flowId: this.flow.id,
       clientIp: this.flow.clientIp,
       clientPort: this.flow.clientPort,

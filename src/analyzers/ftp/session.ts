@@ -87,6 +87,8 @@ interface Cmd {
   emitted: boolean;
   /** Decryption state when the command was sent. */
   decrypted: boolean;
+  /** An unreadable line came where this command's reply was due (see serverLine). */
+  garbled?: boolean;
 }
 
 function resolve(o?: Partial<FtpOptions>): FtpOptions {
@@ -373,6 +375,7 @@ export class FtpSession implements AppStream {
         this.opaque = true;
         return false;
       }
+      this.garbledReply(ts);
       return true;
     }
     if (m[2] === '-') {
@@ -382,6 +385,24 @@ export class FtpSession implements AppStream {
       return true;
     }
     return this.reply(Number(m[1]), [m[3]], ts);
+  }
+
+  /**
+   * An unreadable line where a reply is due. Replies come in command order, so skipping the line
+   * would hand every later reply to the command before its own. The line is taken as the reply of
+   * the oldest command still waiting for its first reply: a transfer command's first reply is its
+   * preliminary 1xx (the final one still follows), any other command is answered with an unknown
+   * code. AUTH is left waiting (its reply decides whether the client switches to TLS).
+   */
+  private garbledReply(ts: Timestamp): void {
+    const c = this.pending[0];
+    if (!this.greeted || !c || c.garbled || c.preliminary.length || c.verb === 'AUTH') return;
+    c.garbled = true;
+    if (TRANSFER.has(c.verb)) return;
+    this.pending.shift();
+    c.replyTs = ts;
+    for (const w of this.waiting.splice(0)) this.emitCmd(w, ts);
+    this.emitCmd(c, ts);
   }
 
   private reply(code: number, lines: string[], ts: Timestamp): boolean {
@@ -574,6 +595,7 @@ export class FtpSession implements AppStream {
     ftp.request = c.arg.length ? { command: c.verb, arg: c.arg } : { command: c.verb };
     ftp.command_index = c.index;
     if (c.code !== undefined) ftp.response = { code: c.code, message: c.message ?? '' };
+    else if (c.garbled) ftp.response = { malformed: true };
     if (c.preliminary.length) ftp.response_preliminary = c.preliminary;
     const fields: EcsFields = { ftp };
     let decrypted = c.decrypted || this.decrypted;
@@ -586,9 +608,17 @@ export class FtpSession implements AppStream {
         Object.assign(ftp, { data: dataFields(r, this.flow?.serverIp) });
         const readable = !r.tls || r.decrypted;
         if (r.decrypted) decrypted = true;
+        // the sender's side of the data connection did not end with a FIN: reset (and the server
+        // does not confirm the transfer with 2xx) or never seen to end: the bytes are a prefix
+        const truncated =
+          r.complete && r.endReason !== 'fin' && !(r.endReason === 'rst' && c.code !== undefined && c.code >= 200 && c.code < 300);
+        if (truncated) {
+          (ftp.data as Record<string, unknown>).truncated = true;
+          this.anomalies.anomaly('ftp_data_truncated');
+        }
         if (NAMED_TRANSFER.has(c.verb) && c.arg) {
           const file: Record<string, unknown> = { name: c.arg.replace(/^.*\//, '') || c.arg, path: c.arg };
-          if (readable && r.complete && !r.gap && c.restOffset === undefined) {
+          if (readable && r.complete && !truncated && !r.gap && c.restOffset === undefined) {
             file.size = r.bytes;
             if (r.sha256) file.hash = { sha256: r.sha256 };
           }

@@ -541,6 +541,7 @@ export class SmtpSession implements AppStream {
         this.opaque = true;
         return false;
       }
+      this.garbledReply(ts);
       return true;
     }
     this.replyLines.push(m[3]);
@@ -552,6 +553,21 @@ export class SmtpSession implements AppStream {
     const lines = this.replyLines;
     this.replyLines = [];
     return this.reply(code, lines, ts);
+  }
+
+  /**
+   * An unreadable line where a reply is due (not inside a multi-line reply). Replies come in
+   * command order (also when pipelined), so skipping the line would hand every later reply to the
+   * command before its own (a DATA answered by the 250 of the end of data, the message then read
+   * as commands). The line is taken as the reply, code unknown, of the oldest waiting command;
+   * a command whose reply decides what the client stream is (DATA, STARTTLS, AUTH: held) is left
+   * waiting.
+   */
+  private garbledReply(ts: Timestamp): void {
+    const p = this.pending[0];
+    if (!this.greeted || !p || this.replyLines.length || this.holdFor === p) return;
+    this.pending.shift();
+    if ((p.verb === '.' || (p.verb === 'BDAT' && p.final)) && p.tx) this.emitTx(p.tx, undefined, undefined, ts);
   }
 
   /** A complete reply. Returns false when the server stream switched to TLS. */
