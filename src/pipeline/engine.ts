@@ -14,7 +14,9 @@ import type { RsaServerKey } from '../tls/crypto/rsa.js';
 import { createAppAnalyzer, type AnalyzerOptions } from '../analyzers/index.js';
 import { DataChannelRegistry } from '../analyzers/ftp/dataChannels.js';
 import { ProtocolDispatcher, type DispatchOptions, type TlsAppOverride } from './dispatch.js';
-import { buildEvent, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
+import type { EngineOpsHooks } from '../ops/shard.js';
+import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
+import { Detector, fingerprintFields, type DetectorOptions } from '../detect/index.js';
 import {
   Dir,
   type AnomalySink,
@@ -38,6 +40,10 @@ export interface EngineOptions {
   dispatch: Partial<DispatchOptions>;
   /** Emit only events whose content came from decrypted traffic. */
   onlyDecrypted: boolean;
+  /** Ops hooks (src/ops/shard.ts ShardOps): per-session decrypt decision, session observations, secret wait. */
+  ops?: EngineOpsHooks;
+  /** Detection rules and fingerprints (plain data only: it crosses worker threads); false = off. */
+  detect: Partial<Omit<DetectorOptions, 'rules'>> | false;
 }
 
 /** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
@@ -91,6 +97,8 @@ export class Engine implements CaptureSink, AnomalySink {
     vlans: [],
   };
   private readonly flows: TcpFlowTable;
+  /** Alert rules over every event (src/detect); undefined when detection is off. */
+  readonly detector: Detector | undefined;
   private readonly sessionCache = new SessionCache();
   /** FTP data connections announced by control sessions (PASV/EPSV/PORT/EPRT), shared by all flows. */
   private readonly dataChannels = new DataChannelRegistry(this);
@@ -104,7 +112,8 @@ export class Engine implements CaptureSink, AnomalySink {
     private readonly keys: { secrets: SecretsStore; rsaKeys: RsaServerKey[] },
     opts: Partial<EngineOptions> = {},
   ) {
-    this.opts = { tcp: {}, tls: {}, analyzers: {}, dispatch: {}, onlyDecrypted: false, ...opts };
+    this.opts = { tcp: {}, tls: {}, analyzers: {}, dispatch: {}, detect: {}, onlyDecrypted: false, ...opts };
+    this.detector = this.opts.detect === false ? undefined : new Detector(this.opts.detect);
     this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
     keys.secrets.onAdded(() => this.retryKeys());
   }
@@ -153,7 +162,14 @@ export class Engine implements CaptureSink, AnomalySink {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
   }
 
+  /** Every event passes the detector (before the --only-decrypted filter), then is written with its alerts. */
   private emit(ev: EcsEvent, decrypted: boolean): void {
+    const alerts = this.detector ? this.detector.inspect(ev) : [];
+    this.write(ev, decrypted);
+    for (const a of alerts) this.write(a, Array.isArray(a.tags) && a.tags.includes(DECRYPTION_TAG));
+  }
+
+  private write(ev: EcsEvent, decrypted: boolean): void {
     const ds = ev.event.dataset;
     if (this.opts.onlyDecrypted && !decrypted) return;
     this.stats.eventsByDataset[ds] = (this.stats.eventsByDataset[ds] ?? 0) + 1;
@@ -181,13 +197,29 @@ export class Engine implements CaptureSink, AnomalySink {
   private makeTlsHandler(flow: FlowInfo, app?: TlsAppOverride, ordinal = { n: 0 }): FlowHandler {
     this.stats.tlsFlows++;
     let handler: TlsFlowHandler | undefined = undefined;
+    const ops = this.opts.ops;
     const events: EventSink = {
       emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) => {
+        if (dataset === 'tls.session' && handler) deepMerge(fields, fingerprintFields(handler.info));
         const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal.n++);
         if (dataset === 'tls.session') {
-          const d = (fields.decryption ?? {}) as { status?: string; bytes?: number };
+          const d = (fields.decryption ?? {}) as { status?: string; bytes?: number; skipped_bytes?: number };
           if (d.status) this.stats.sessionsByStatus[d.status] = (this.stats.sessionsByStatus[d.status] ?? 0) + 1;
           this.stats.decryptedBytes += d.bytes ?? 0;
+          if (ops && d.status) {
+            const info = handler?.info;
+            ops.onSession({
+              serverIp: flow.serverIp,
+              serverPort: flow.serverPort,
+              sni: info?.sni,
+              sensor: flow.sensor,
+              status: d.status,
+              decryptedBytes: d.bytes ?? 0,
+              cipher: info?.cipher,
+              ts: ts.sec + ts.nsec / 1e9,
+              skippedBytes: d.skipped_bytes,
+            });
+          }
         }
         this.emit(ev, decrypted);
       },
@@ -200,6 +232,8 @@ export class Engine implements CaptureSink, AnomalySink {
         sessionCache: this.sessionCache,
         anomalies: this,
         options: this.opts.tls,
+        decide: ops ? (sni) => ops.decide(flow.serverIp, flow.serverPort, sni, flow.sensor) : undefined,
+        onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
       },
       events,
       (info) => (app ? app(info, events) : createAppAnalyzer(info.alpn, events, this, this.opts.analyzers)),
