@@ -56,7 +56,7 @@ describe('HTTP/1 exchanges', () => {
     h.send(Dir.ToClient, RESP('ok'));
     const f = h.fields();
     expect(f).toHaveLength(2);
-    expect(f[0].http.response.body).toEqual({ bytes: 11, content: '{"a":12345}' });
+    expect(f[0].http.response.body).toEqual({ bytes: 11, content: '{"a":12345}', magic: hexStart('{"a":12345}') });
     expect(f[1].http.response.body.content).toBe('ok');
   });
 
@@ -82,7 +82,7 @@ describe('HTTP/1 exchanges', () => {
     const f = h.fields();
     expect(f).toHaveLength(1);
     expect(f[0].http.response.status_code).toBe(201);
-    expect(f[0].http.request.body).toEqual({ bytes: 5, content: 'hello' });
+    expect(f[0].http.request.body).toEqual({ bytes: 5, content: 'hello', magic: hexStart('hello') });
   });
 
   it('reads a response without length until the connection ends', () => {
@@ -95,7 +95,7 @@ describe('HTTP/1 exchanges', () => {
     const f = h.fields();
     expect(f).toHaveLength(1);
     expect(f[0].http.version).toBe('1.0');
-    expect(f[0].http.response.body).toEqual({ bytes: 13, content: '<html></html>' });
+    expect(f[0].http.response.body).toEqual({ bytes: 13, content: '<html></html>', magic: hexStart('<html></html>') });
   });
 
   it('emits an unanswered request at close', () => {
@@ -194,7 +194,7 @@ describe('HTTP/1 content decoding', () => {
     ]), 1400);
     const f = h.fields();
     expect(gz.length).toBeGreaterThan(16 * 1024);
-    expect(f[0].http.response.body).toEqual({ bytes: gz.length, content: big.slice(0, 4096) });
+    expect(f[0].http.response.body).toEqual({ bytes: gz.length, content: big.slice(0, 4096), magic: hexStart(big) });
     expect(f[1].http.response.body.content).toBe('stacked!');
     expect(h.anomalies).toEqual([]);
   });
@@ -219,7 +219,7 @@ describe('HTTP/1 content decoding', () => {
     h.send(Dir.ToClient, 'HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 4\r\n\r\n\x89PNG');
     h.send(Dir.ToClient, 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope');
     const f = h.fields();
-    expect(f[0].http.response.body).toEqual({ bytes: 4 });
+    expect(f[0].http.response.body).toEqual({ bytes: 4, magic: '89504e47' }); // PNG signature, not captured as text
     expect(f[1].http.response.body).toEqual({ bytes: 4 });
     expect(h.anomalies).toContain('http_body_decode_error');
   });
@@ -284,7 +284,7 @@ describe('HTTP/1 robustness', () => {
     const whole = run();
     expect(whole.events).toHaveLength(3);
     expect(whole.fields()[1].http.response.body.content).toBe('compressed text body');
-    expect(whole.fields()[1].http.request.body).toEqual({ bytes: 3, content: 'abc' });
+    expect(whole.fields()[1].http.request.body).toEqual({ bytes: 3, content: 'abc', magic: hexStart('abc') });
     for (const split of [1, 2, 3, 7, 13]) {
       const h = run(split);
       expect(stripTs(h.events)).toEqual(stripTs(whole.events));
@@ -537,3 +537,8 @@ describe('detectHttp', () => {
     expect(n.anomalies).toEqual(['http_not_detected']);
   });
 });
+
+/** body.magic: hex of the first 16 bytes of the (decoded) body. */
+function hexStart(s: string | Buffer): string {
+  return Buffer.from(s).subarray(0, 16).toString('hex');
+}

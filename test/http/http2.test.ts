@@ -63,7 +63,7 @@ describe('HTTP/2 exchanges', () => {
       url: { domain: 'www.example.com', port: 8443, query: 'a=1', original: '/one?a=1', scheme: 'https' },
       user_agent: { original: 'h2test' },
     });
-    expect(three.http.response.body).toEqual({ bytes: 10, content: 'three-body' });
+    expect(three.http.response.body).toEqual({ bytes: 10, content: 'three-body', magic: hexStart('three-body') });
     expect(two.http.request).toMatchObject({ method: 'POST', body: { bytes: 7, content: '{"k":1}' } });
     expect(two.http.request.headers['x-long']).toBe('v'.repeat(100));
     expect(two.http.response.headers['set-cookie']).toEqual(['sid=[REDACTED]', 'lang=[REDACTED]']);
@@ -164,7 +164,7 @@ describe('HTTP/2 exchanges', () => {
     const f = h.fields();
     expect(f[0].http.response.body.bytes).toBe(gz.length);
     expect(f[0].http.response.body.content).toBe(text.slice(0, 4096));
-    expect(f[1].http.response.body).toEqual({ bytes: big.length });
+    expect(f[1].http.response.body).toEqual({ bytes: big.length, magic: hexStart(big) });
   });
 
   it('honours SETTINGS_HEADER_TABLE_SIZE for dynamic table size updates', () => {
@@ -248,7 +248,7 @@ describe('HTTP/2 exchanges', () => {
     h.send(Dir.ToClient, Buffer.concat([d.subarray(80), headers(3, resp(s, '200')), data(3, 'ok', true)]));
     expect(h.anomalies).toEqual([]);
     const f = h.fields();
-    expect(f[0].http.response.body).toEqual({ bytes: 100, content: 'x'.repeat(21) });
+    expect(f[0].http.response.body).toEqual({ bytes: 100, content: 'x'.repeat(21), magic: hexStart('x'.repeat(16)) });
     expect(f[1].http.response.body.content).toBe('ok');
   });
 
@@ -370,7 +370,7 @@ describe('HTTP/2 recorded from node:http2', () => {
       expect(f.user_agent.original).toBe('node-h2-test');
     }
     expect(byPath.get('/gzip').http.response.body.content).toBe(JSON.stringify({ hello: 'world', path: '/gzip' }));
-    expect(byPath.get('/echo').http.request.body).toEqual({ bytes: 9, content: 'ping-pong' });
+    expect(byPath.get('/echo').http.request.body).toEqual({ bytes: 9, content: 'ping-pong', magic: hexStart('ping-pong') });
     expect(byPath.get('/echo').http.response.headers['set-cookie']).toEqual(['a=[REDACTED]', 'b=[REDACTED]']);
     expect(byPath.get('/index?q=1').url).toMatchObject({ path: '/index', query: 'q=1' });
     expect(byPath.get('/large').http.response.body.content).toHaveLength(4096);
@@ -383,3 +383,8 @@ describe('HTTP/2 recorded from node:http2', () => {
     expect(stripTs(sniffed.events)).toEqual(stripTs(h.events));
   });
 });
+
+/** body.magic: hex of the first 16 bytes of the (decoded) body. */
+function hexStart(s: string | Buffer): string {
+  return Buffer.from(s).subarray(0, 16).toString('hex');
+}

@@ -153,6 +153,9 @@ export class DataChannelRegistry {
   }
 }
 
+/** Bytes of a transfer's start reported as file.magic (hex). */
+export const FILE_MAGIC_BYTES = 16;
+
 /** Per-direction accounting of a data connection: bytes and a running SHA-256. */
 class DirAccount {
   bytes = 0;
@@ -161,8 +164,14 @@ class DirAccount {
   endReason: EndReason | undefined;
   private hash: Hash | undefined = createHash('sha256');
   digest: string | undefined;
+  /** The first bytes of the transfer (file-type detection by magic bytes). */
+  head: Buffer | undefined;
 
   add(data: Buffer): void {
+    if (this.bytes < FILE_MAGIC_BYTES && !this.gap) {
+      const t = Math.min(FILE_MAGIC_BYTES - this.bytes, data.length);
+      this.head = this.head ? Buffer.concat([this.head, data.subarray(0, t)]) : Buffer.from(data.subarray(0, t));
+    }
     this.bytes += data.length;
     this.hash?.update(data);
   }
@@ -185,6 +194,8 @@ class DirAccount {
 export interface DataChannelResult {
   bytes: number;
   sha256?: string;
+  /** Hex of the first FILE_MAGIC_BYTES bytes of the transfer, when its start was seen. */
+  magic?: string;
   /** Direction that carried the data: 0 client->server (upload, from the TCP view), 1 server->client. */
   dir: Dir;
   tls: boolean;
@@ -248,6 +259,7 @@ export class DataChannel {
     return {
       bytes: a.bytes,
       sha256: this.complete && !a.gap ? a.digest : undefined,
+      magic: a.head?.length ? a.head.toString('hex') : undefined,
       dir: d,
       tls: this.tls,
       decrypted: this.tls && this.decrypting,

@@ -618,6 +618,7 @@ export class FtpSession implements AppStream {
         }
         if (NAMED_TRANSFER.has(c.verb) && c.arg) {
           const file: Record<string, unknown> = { name: c.arg.replace(/^.*\//, '') || c.arg, path: c.arg };
+          if (readable && r.magic) file.magic = r.magic;
           if (readable && r.complete && !truncated && !r.gap && c.restOffset === undefined) {
             file.size = r.bytes;
             if (r.sha256) file.hash = { sha256: r.sha256 };

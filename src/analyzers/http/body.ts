@@ -92,6 +92,14 @@ export class BodyCollector {
   private readonly codings: Coding[] | null;
   private readonly capture: boolean;
   private readonly sniff: boolean;
+  /**
+   * The first wire bytes of every body, whatever its type, kept for `body.magic` (file-type
+   * detection by magic bytes, e.g. an executable download). Identity bodies need MAGIC_BYTES;
+   * content-encoded ones keep a little more to decode the first bytes from.
+   */
+  private head: Buffer | undefined;
+  private headLen = 0;
+  private readonly headKeep: number;
 
   constructor(
     private readonly mime: string | undefined,
@@ -109,12 +117,33 @@ export class BodyCollector {
     this.cap = this.codings && this.codings.length > 0
       ? Math.max(opts.maxEncodedCaptureBytes, opts.bodyCaptureBytes + 1024)
       : opts.bodyCaptureBytes;
+    this.headKeep = this.codings && this.codings.length > 0 ? MAGIC_ENCODED_KEEP : MAGIC_BYTES;
+  }
+
+  /**
+   * Hex of the first MAGIC_BYTES of the body after content decoding (undefined when no body bytes
+   * were seen, the start was lost, or an encoded start cannot be decoded).
+   */
+  magic(): string | undefined {
+    // bodyCaptureBytes = 0 means no body content at all in events, and 16 bytes of a text body are content
+    if (!this.head || this.headLen === 0 || this.opts.bodyCaptureBytes === 0) return undefined;
+    let b: Buffer | undefined = this.head.subarray(0, this.headLen);
+    const codings = this.codings;
+    if (codings === null) return undefined;
+    for (let i = codings.length - 1; i >= 0 && b !== undefined; i--) b = decodeStart(codings[i], b);
+    return b && b.length ? b.subarray(0, MAGIC_BYTES).toString('hex') : undefined;
   }
 
   /** Body bytes; only a bounded prefix is copied, and only when it will be captured. */
   write(data: Buffer, start = 0, end = data.length): void {
     const n = end - start;
     if (n <= 0) return;
+    if (this.headLen < this.headKeep && this.bytes === this.headLen && !this.incomplete) {
+      this.head ??= Buffer.allocUnsafe(this.headKeep);
+      const t = Math.min(this.headKeep - this.headLen, n);
+      data.copy(this.head, this.headLen, start, start + t);
+      this.headLen += t;
+    }
     this.bytes += n;
     if (!this.capture || this.incomplete) return;
     const room = this.cap - this.buffered;
@@ -194,6 +223,20 @@ export class BodyCollector {
       this.anomalies.anomaly(isTooLarge(e) ? 'http_body_decode_limit' : 'http_body_decode_error', c);
       return undefined;
     }
+  }
+}
+
+/** Bytes reported in `body.magic`: enough for every common file signature (PE, ELF, Mach-O, ZIP, 7z...). */
+export const MAGIC_BYTES = 16;
+/** Encoded bytes kept to decode the first MAGIC_BYTES of a content-encoded body. */
+const MAGIC_ENCODED_KEEP = 512;
+
+/** Decodes as much of an encoded prefix as it yields (a truncated stream is expected here). */
+function decodeStart(c: Coding, input: Buffer): Buffer | undefined {
+  try {
+    return decodeOnce(c, input, 1 << 16);
+  } catch {
+    return undefined;
   }
 }
 

@@ -201,6 +201,8 @@ export function exchangeFields(ex: Exchange, opts: HttpOptions): EcsFields {
       const mime = mimeOf(ex.reqHeaders?.get('content-type'));
       const content = ex.reqBody.content(mime === 'application/x-www-form-urlencoded', redact);
       if (content !== undefined) body.content = content;
+      const magic = ex.reqBody.magic();
+      if (magic !== undefined) body.magic = magic;
       req.body = body;
     }
     http.request = req;
@@ -237,6 +239,8 @@ export function exchangeFields(ex: Exchange, opts: HttpOptions): EcsFields {
       const mime = mimeOf(ex.respHeaders?.get('content-type'));
       const content = ex.respBody.content(mime === 'application/x-www-form-urlencoded', redact);
       if (content !== undefined) body.content = content;
+      const magic = ex.respBody.magic();
+      if (magic !== undefined) body.magic = magic;
       resp.body = body;
     }
     http.response = resp;
