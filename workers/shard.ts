@@ -15,7 +15,16 @@ export interface ShardConfig {
   engine: Partial<EngineOptions>;
 }
 
-export type ShardTask = { kind: 'batch'; data: ArrayBuffer } | { kind: 'finish' };
+/** `data`: a whole transferred ArrayBuffer, or a view of one (BatchBuilder.takeView). */
+export type ShardTask = ({ kind: 'batch'; data: ArrayBuffer | Uint8Array } | { kind: 'finish' }) & {
+  /**
+   * Position in this shard's task sequence (0, 1, 2, ...). Piscina may start queued tasks out of
+   * submission order, so a task that arrives early is kept until its predecessors have run; its
+   * events and stats then come back in the result of the task that ran it. Without `seq` a task
+   * runs at once.
+   */
+  seq?: number;
+};
 export interface ShardResult {
   ndjson: string;
   events: number;
@@ -33,15 +42,32 @@ function getEngine(): Engine {
   return engine;
 }
 
-export default function run(task: ShardTask): ShardResult {
-  const e = getEngine();
+let nextSeq = 0;
+const early = new Map<number, ShardTask>();
+
+function execute(e: Engine, task: ShardTask): boolean {
   if (task.kind === 'batch') readBatch(task.data, e);
   else e.finish();
+  return task.kind === 'finish';
+}
+
+export default function run(task: ShardTask): ShardResult {
+  const e = getEngine();
+  let finished = false;
+  if (task.seq === undefined) {
+    finished = execute(e, task);
+  } else {
+    early.set(task.seq, task);
+    for (let t = early.get(nextSeq); t !== undefined; t = early.get(nextSeq)) {
+      early.delete(nextSeq++);
+      finished = execute(e, t) || finished;
+    }
+  }
   const out = lines;
   lines = [];
   return {
     ndjson: out.length ? out.join('\n') + '\n' : '',
     events: out.length,
-    stats: task.kind === 'finish' ? e.stats : undefined,
+    stats: finished ? e.stats : undefined,
   };
 }

@@ -91,8 +91,10 @@ export function decodePacket(
   anomalies: AnomalySink,
   opts: Readonly<DecodeOptions> = DEFAULT_DECODE_OPTIONS,
 ): DecodeOutcome {
-  out.tunnels.length = 0;
-  out.vlans.length = 0;
+  // (setting an array's length is a runtime call even when it is already 0: most packets have no
+  // tunnels or VLAN tags)
+  if (out.tunnels.length !== 0) out.tunnels.length = 0;
+  if (out.vlans.length !== 0) out.vlans.length = 0;
   out.protocol = 0;
   out.srcPort = 0;
   out.dstPort = 0;

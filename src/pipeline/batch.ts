@@ -15,7 +15,9 @@ export class BatchBuilder {
   count = 0;
 
   constructor(private readonly initial = 1 << 20) {
-    this.buf = Buffer.allocUnsafe(initial);
+    // allocUnsafeSlow: an ArrayBuffer of its own (never a slice of the shared pool), so that
+    // takeView() can transfer it
+    this.buf = Buffer.allocUnsafeSlow(initial);
   }
 
   get bytes(): number {
@@ -30,6 +32,18 @@ export class BatchBuilder {
     this.put(data, secretsType, 0, 0, SECRETS, 0);
   }
 
+  /**
+   * Hands out the batch without copying it: a view of the builder's own ArrayBuffer (transfer
+   * `view.buffer`), and the builder starts over in a new, uninitialised buffer.
+   */
+  takeView(): Uint8Array {
+    const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.off);
+    this.buf = Buffer.allocUnsafeSlow(this.initial);
+    this.off = 0;
+    this.count = 0;
+    return view;
+  }
+
   /** Hands out the batch (a fresh ArrayBuffer of exactly its size) and starts a new one. */
   take(): ArrayBuffer {
     const ab = new ArrayBuffer(this.off);
@@ -42,7 +56,7 @@ export class BatchBuilder {
   private put(data: Buffer, origLen: number, sec: number, nsec: number, linktype: number, ifIndex: number): void {
     const need = this.off + HDR + data.length;
     if (need > this.buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      const next = Buffer.allocUnsafeSlow(Math.max(need, this.buf.length * 2));
       this.buf.copy(next, 0, 0, this.off);
       this.buf = next;
     }

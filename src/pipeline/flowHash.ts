@@ -46,3 +46,56 @@ function hash(p: DecodedPacket, withPorts: boolean): number {
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+/**
+ * `flowHash` / `hostPairHash` of an untunnelled Ethernet / IPv4 / TCP frame straight from its
+ * bytes, or -1 when the frame is anything else (VLAN, IPv6, tunnels, fragments, short): the caller
+ * then decodes it and uses `flowHash` / `hostPairHash`. Same values as those of the decoded packet,
+ * so a flow's packets agree whichever path they take. For the sharding reader thread, which needs
+ * nothing but the hash.
+ */
+export function flowHashEthIpv4Tcp(f: Buffer): number {
+  return rawHash(f, true);
+}
+
+export function hostPairHashEthIpv4Tcp(f: Buffer): number {
+  return rawHash(f, false);
+}
+
+function rawHash(f: Buffer, withPorts: boolean): number {
+  if (f.length < 14 + 20 + 4 || f[12] !== 0x08 || f[13] !== 0x00) return -1;
+  const vihl = f[14];
+  const ihl = (vihl & 0x0f) * 4;
+  if (vihl >> 4 !== 4 || ihl < 20 || f[23] !== 6 || ((f[20] << 8) | f[21]) & 0x3fff) return -1;
+  const t = 14 + ihl;
+  if (f.length < t + 20) return -1;
+  let a = 26,
+    b = 30,
+    ap = (f[t] << 8) | f[t + 1],
+    bp = (f[t + 2] << 8) | f[t + 3];
+  let c = 0;
+  for (let i = 0; i < 4 && c === 0; i++) c = f[26 + i] - f[30 + i];
+  if (c > 0 || (c === 0 && withPorts && ap > bp)) {
+    a = 30;
+    b = 26;
+    const x = ap;
+    ap = bp;
+    bp = x;
+  }
+  let h = 0x811c9dc5;
+  for (let i = 0; i < 4; i++) h = Math.imul(h ^ f[a + i], 0x01000193);
+  for (let i = 0; i < 4; i++) h = Math.imul(h ^ f[b + i], 0x01000193);
+  if (withPorts) {
+    h = Math.imul(h ^ (ap >>> 8), 0x01000193);
+    h = Math.imul(h ^ (ap & 0xff), 0x01000193);
+    h = Math.imul(h ^ (bp >>> 8), 0x01000193);
+    h = Math.imul(h ^ (bp & 0xff), 0x01000193);
+    h = Math.imul(h ^ 6, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}

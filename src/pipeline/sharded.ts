@@ -12,7 +12,7 @@ import { CaptureReader, CaptureFormatError } from '../capture/index.js';
 import { decodePacket } from '../decode/index.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { BatchBuilder } from './batch.js';
-import { hostPairHash } from './flowHash.js';
+import { hostPairHash, hostPairHashEthIpv4Tcp } from './flowHash.js';
 import { InputError, loadKeys, type ReplayOptions } from './replay.js';
 import type { EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
@@ -32,7 +32,9 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   loadKeys(opts.keylogs, opts.rsaKeys); // validate key files here, so errors exit 2 before threads start
   const cfg: ShardConfig = { keylogs: opts.keylogs, rsaKeys: opts.rsaKeys, engine: opts.engine };
   const filename = workerFile();
-  const pools = Array.from({ length: shards }, () => new Piscina<ShardTask, ShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: 60_000 }));
+  // atomics 'disabled': with Piscina's default Atomics.wait hand-off the worker spent ~25% of its
+  // CPU in postMessage of results (bench/RESULTS.md); batches are large, so a plain message is enough.
+  const pools = Array.from({ length: shards }, () => new Piscina<ShardTask, ShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: 60_000, atomics: 'disabled' }));
   const builders = pools.map(() => new BatchBuilder(BATCH_BYTES + (1 << 16)));
   const inFlight: Promise<ShardResult>[][] = pools.map(() => []);
   const mainStats = { packets: 0, notTcp: 0 };
@@ -44,16 +46,24 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   const consume = (r: ShardResult): void => {
     if (r.ndjson) out.writeRaw(r.ndjson, r.events);
   };
+  // Piscina does not keep submission order even with one thread (queued tasks can start out of
+  // order), and a shard's batches must reach its engine in capture order: tasks carry their
+  // position in the shard's sequence and the worker runs them in that order (workers/shard.ts),
+  // so up to MAX_IN_FLIGHT_PER_SHARD tasks can be queued and the worker never waits for a round trip.
+  const seqs = pools.map(() => 0);
   const submit = (i: number, task: ShardTask): void => {
-    const transferList = task.kind === 'batch' ? [task.data] : [];
+    const transferList = task.kind === 'batch' ? [(task.data instanceof Uint8Array ? task.data.buffer : task.data) as ArrayBuffer] : [];
+    task.seq = seqs[i]++;
     inFlight[i].push(pools[i].run(task, { transferList }));
   };
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       mainStats.packets++;
-      const shard = decodePacket(p, decoded, ignore) === 'tcp' ? hostPairHash(decoded) % shards : 0;
+      // Fast path for plain Ethernet/IPv4/TCP: the hash from the frame bytes, no decoding here.
+      const fast = p.linktype === 1 ? hostPairHashEthIpv4Tcp(p.data) : -1;
+      const shard = fast >= 0 ? fast % shards : decodePacket(p, decoded, ignore) === 'tcp' ? hostPairHash(decoded) % shards : 0;
       builders[shard].addPacket(p);
-      if (builders[shard].bytes >= BATCH_BYTES) submit(shard, { kind: 'batch', data: builders[shard].take() });
+      if (builders[shard].bytes >= BATCH_BYTES) submit(shard, { kind: 'batch', data: builders[shard].takeView() });
     },
     secrets(type: number, data: Buffer) {
       for (const b of builders) b.addSecrets(type, data);
@@ -86,7 +96,7 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
     }
     if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
     for (let i = 0; i < shards; i++) {
-      if (builders[i].count) submit(i, { kind: 'batch', data: builders[i].take() });
+      if (builders[i].count) submit(i, { kind: 'batch', data: builders[i].takeView() });
       submit(i, { kind: 'finish' });
     }
     const finals: EngineStats[] = [];

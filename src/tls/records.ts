@@ -116,7 +116,7 @@ export class RecordDeframer {
    */
   push(chunk: Buffer): void {
     const work = this.work;
-    work.length = 0;
+    if (work.length !== 0) work.length = 0; // (a runtime call even when already empty)
     work.push(chunk);
     while (work.length > 0) {
       const next = work.shift() as Buffer;

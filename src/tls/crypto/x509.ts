@@ -79,8 +79,30 @@ function attempt<T>(f: () => T): T | undefined {
   }
 }
 
+/**
+ * Parsing a certificate with OpenSSL costs ~0.25 ms, and a sensor sees the same few server
+ * certificates in thousands of sessions: summaries are cached by the exact DER bytes (bounded;
+ * the whole cache is dropped when full). Callers get their own copy.
+ */
+const CACHE_MAX = 2048;
+const cache = new Map<string, CertificateSummary | null>();
+
+function copy(s: CertificateSummary): CertificateSummary {
+  return s.alternative_names ? { ...s, alternative_names: [...s.alternative_names] } : { ...s };
+}
+
 /** ECS x509 fields of a DER certificate, or undefined when it does not parse. */
 export function describeCertificate(der: Buffer): CertificateSummary | undefined {
+  const key = der.toString('latin1');
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit === null ? undefined : copy(hit);
+  const s = parseSummary(der);
+  if (cache.size >= CACHE_MAX) cache.clear();
+  cache.set(key, s ?? null);
+  return s ? copy(s) : undefined;
+}
+
+function parseSummary(der: Buffer): CertificateSummary | undefined {
   const cert = attempt(() => new X509Certificate(der));
   if (!cert) return undefined;
   const out: CertificateSummary = {};

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Worker scaling: the same capture replayed with --workers 1, 2, ... (src/pipeline/sharded.ts:
+// the main thread reads and flow-hashes packets, N single-thread Piscina pools run one Engine each).
+//
+//   npm run build && node bench/scaling.mjs [--workers 1,2] [--runs 3] [--capture F --keylog K]
+//
+// Each run is a fresh process; the median wall time per worker count is reported with the
+// speed-up over the single-threaded replay (--workers 1 runs the Engine on the main thread, with
+// no worker and no batching). Worker start-up is inside the measured time; the fixed cost of
+// starting N workers is printed separately (replay of a 40 KB fixture).
+import { parseArgs } from 'node:util';
+import { CACHE, ROOT, fmt, mb, median, need, needBuild, printMachine, waitQuiet, runReplay } from './lib/common.mjs';
+
+const { values } = parseArgs({ options: {
+  workers: { type: 'string', default: '1,2' }, runs: { type: 'string', default: '3' },
+  capture: { type: 'string', default: `${CACHE}/bulk.pcap` }, keylog: { type: 'string', default: `${CACHE}/bulk.keys.log` },
+} });
+needBuild();
+need(values.capture, 'make it with: sudo scripts/bench/make-bulk.sh bulk');
+const m = printMachine();
+waitQuiet();
+console.log(`input: ${values.capture}`);
+{
+  // How the host-pair hash splits this capture's bytes over N shards (the ceiling on speed-up).
+  const { readFileSync } = await import('node:fs');
+  const { CaptureReader } = await import(new URL('../dist/src/capture/index.js', import.meta.url).href);
+  const { hostPairHashEthIpv4Tcp } = await import(new URL('../dist/src/pipeline/flowHash.js', import.meta.url).href);
+  const buf = readFileSync(values.capture);
+  for (const n of values.workers.split(',').map(Number).filter((x) => x > 1)) {
+    const by = new Array(n).fill(0);
+    const r = new CaptureReader({ packet(p) { const h = hostPairHashEthIpv4Tcp(p.data); by[h < 0 ? 0 : h % n] += p.origLen; }, secrets() {}, anomaly() {} });
+    for (let o = 0; o < buf.length; o += 1 << 20) r.push(buf.subarray(o, Math.min(buf.length, o + (1 << 20))));
+    const tot = by.reduce((a, b) => a + b, 0);
+    console.log(`shard split for ${n} workers (host-pair hash): ${by.map((b) => `${fmt((100 * b) / tot, 1)}%`).join(' / ')} of the bytes -> speed-up ceiling ${fmt(tot / Math.max(...by))}x`);
+  }
+}
+const small = `${ROOT}fixtures/https/tls13-aes128gcm-h2/capture.pcap`, smallKeys = `${ROOT}fixtures/https/tls13-aes128gcm-h2/keys.log`;
+const counts = values.workers.split(',').map(Number);
+let base;
+for (const n of counts) {
+  const fixed = median([0, 1, 2].map(() => runReplay(small, smallKeys, n).wallNs));
+  const rs = [];
+  for (let i = 0; i < Number(values.runs); i++) rs.push(runReplay(values.capture, values.keylog, n));
+  const t = median(rs.map((r) => r.wallNs)) / 1e9;
+  const s = rs[0].stats;
+  const gbps = (s.bytes * 8) / t / 1e9;
+  base ??= t;
+  console.log(`--workers ${n}: ${fmt(t, 3)} s (runs ${rs.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), ${fmt(gbps)} Gbps, speed-up ${fmt(base / t)}x, ` +
+    `peak RSS ${mb(Math.max(...rs.map((r) => r.peakRssBytes)))}, CPU ${fmt((rs[0].cpuUserUs + rs[0].cpuSysUs) / 1e6, 2)} s; ` +
+    `sessions ${JSON.stringify(s.sessionsByStatus)}, ${fmt(s.decryptedBytes / 2 ** 20, 1)} MiB decrypted; fixed start-up ${fmt(fixed / 1e6, 0)} ms`);
+}
+if (counts.some((n) => n > m.nproc)) console.log(`note: more workers than the ${m.nproc} cores of this machine`);

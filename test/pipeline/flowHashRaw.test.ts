@@ -1,0 +1,60 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { CaptureReader } from '../../src/capture/index.js';
+import { decodePacket, newDecodedPacket } from '../../src/decode/index.js';
+import { flowHash, flowHashEthIpv4Tcp, hostPairHash, hostPairHashEthIpv4Tcp } from '../../src/pipeline/flowHash.js';
+import { BatchBuilder, readBatch } from '../../src/pipeline/batch.js';
+import type { RawPacket } from '../../src/types.js';
+
+function packetsOf(path: string): RawPacket[] {
+  const out: RawPacket[] = [];
+  const r = new CaptureReader({ packet: (p) => out.push({ ...p, data: Buffer.from(p.data) }), secrets() {}, anomaly() {} });
+  r.push(readFileSync(path));
+  r.end();
+  return out;
+}
+
+describe('hashing straight from Ethernet/IPv4/TCP frame bytes (sharding fast path)', () => {
+  const ign = { anomaly() {} };
+  it('gives the decoded packet\'s flowHash and hostPairHash, or -1 for frames it does not handle', () => {
+    const dp = newDecodedPacket();
+    let fast = 0;
+    for (const f of ['tls13-parallel-http11', 'variant-vlan', 'variant-vxlan', 'ipv6-tls13-http11']) {
+      for (const p of packetsOf(`fixtures/https/${f}/capture.pcap`)) {
+        const fh = flowHashEthIpv4Tcp(p.data);
+        const hh = hostPairHashEthIpv4Tcp(p.data);
+        expect(fh === -1).toBe(hh === -1);
+        if (fh === -1) continue;
+        fast++;
+        expect(decodePacket(p, dp, ign)).toBe('tcp');
+        expect(fh).toBe(flowHash(dp));
+        expect(hh).toBe(hostPairHash(dp));
+      }
+    }
+    expect(fast).toBeGreaterThan(100);
+  });
+
+  it('never throws on arbitrary bytes', () => {
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 80 }), (b) => {
+      const h = flowHashEthIpv4Tcp(Buffer.from(b));
+      expect(h === -1 || (h >= 0 && h <= 0xffffffff)).toBe(true);
+    }));
+  });
+});
+
+describe('BatchBuilder.takeView', () => {
+  it('hands out its own buffer without copying, and starts a fresh one', () => {
+    const b = new BatchBuilder(64);
+    const pk = (n: number): RawPacket => ({ linktype: 1, ts: { sec: n, nsec: 0 }, data: Buffer.alloc(100, n), origLen: 100, ifIndex: 0 });
+    b.addPacket(pk(1));
+    b.addPacket(pk(2));
+    const v = b.takeView();
+    expect(v.byteOffset).toBe(0);
+    b.addPacket(pk(3));
+    const seen: number[] = [];
+    readBatch(v, { packet: (p) => seen.push(p.data[0]), secrets() {}, anomaly: () => seen.push(-1) });
+    readBatch(b.takeView(), { packet: (p) => seen.push(p.data[0]), secrets() {}, anomaly: () => seen.push(-1) });
+    expect(seen).toEqual([1, 2, 3]);
+  });
+});
