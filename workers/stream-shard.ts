@@ -19,12 +19,16 @@ export default function run(task: StreamShardTask): StreamShardResult {
     if (task.tick) core.tick(task.tick);
   } else if (task.kind === 'finish') {
     core.finish();
+  } else if (task.kind === 'policy') {
+    core.ops.setPolicy(task.assets, task.defaultEnabled);
   }
-  const out = task.kind === 'stats' ? { keys: [], values: [] } : core.take(); // events are always taken by their own task
+  // events are always taken by their own task (batch/finish), never by stats or policy tasks
+  const out = task.kind === 'stats' || task.kind === 'policy' ? { keys: [], values: [] } : core.take();
   return {
     ...out,
     activeFlows: core.engine.activeFlows,
-    stats: task.kind === 'batch' ? undefined : core.engine.stats,
+    stats: task.kind === 'batch' || task.kind === 'policy' ? undefined : core.engine.stats,
+    ops: core.report(),
   };
 }
 

@@ -10,6 +10,9 @@ import type { EngineOptions } from '../pipeline/engine.js';
 import type { KafkaConnection, SaslConfig } from './adapter.js';
 import { loadLimitsFile, parseLimits, type Limits } from '../pipeline/limits.js';
 import type { CaptureLimits } from '../capture/index.js';
+import { OPS_CONFIG_SECTIONS, OPS_RUN_OPTIONS, opsOptionsFromValues } from '../ops/options.js';
+import { AssetConfigError } from '../ops/assets.js';
+import type { OpsOptions } from '../ops/index.js';
 
 type Kind = 'string' | 'list' | 'int' | 'bool' | 'enum';
 
@@ -73,6 +76,8 @@ export const RUN_OPTIONS: Spec[] = [
   S('saslUsername', 'string', undefined, 'SASL user'),
   S('saslPassword', 'string', undefined, 'SASL password (prefer the environment variable)', { secret: true }),
   S('quiet', 'bool', false, 'no summary line at exit'),
+  // ops: metrics/status server, resource governor, assets (src/ops/options.ts)
+  ...OPS_RUN_OPTIONS.map((o): Spec => ({ key: o.key, flag: o.flag, kind: o.kind, help: o.help, min: o.min, max: o.max, def: o.def })),
 ];
 
 export function envName(s: Spec): string {
@@ -107,6 +112,8 @@ export interface RunConfig {
   /** Limits of the pcap-stream record parser (capture section of --limits). */
   captureLimits: Partial<CaptureLimits>;
   quiet: boolean;
+  /** Metrics/status server, resource governor, asset policy (src/ops). */
+  ops: OpsOptions;
 }
 
 type Raw = Record<string, unknown>;
@@ -171,6 +178,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     }
     if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new InputError(`config ${configFile}: must be a JSON object`);
     for (const [k, v] of Object.entries(obj as Raw)) {
+      if (OPS_CONFIG_SECTIONS.includes(k)) continue; // read by opsOptionsFromValues
       const s = byKey.get(k) ?? byFlag.get(k);
       if (!s) throw new InputError(`config ${configFile}: unknown option '${k.slice(0, 60)}'`);
       if (v === null) continue;
@@ -236,6 +244,13 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
   if (vals.tcpIdleTimeout !== undefined) tcp.idleTimeoutSec = vals.tcpIdleTimeout;
   if (vals.tcpClosedTimeout !== undefined) tcp.closedTimeoutSec = vals.tcpClosedTimeout;
   if (vals.maxFlows !== undefined) tcp.maxFlows = vals.maxFlows;
+  let ops: OpsOptions;
+  try {
+    ops = opsOptionsFromValues(vals, configFile);
+  } catch (e) {
+    if (e instanceof AssetConfigError) throw new InputError(e.message.split('\n')[0]);
+    throw e;
+  }
   return {
     connection: { brokers, clientId: str('clientId'), ssl, sasl },
     packetsTopic: str('packetsTopic'),
@@ -268,6 +283,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     },
     captureLimits: limits.capture,
     quiet: vals.quiet as boolean,
+    ops,
   };
 }
 

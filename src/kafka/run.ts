@@ -24,11 +24,13 @@ import type { Writable } from 'node:stream';
 import { DSB_TLS_KEY_LOG, type EngineStats } from '../pipeline/engine.js';
 import { InputError } from '../pipeline/replay.js';
 import type { CaptureSink, RawPacket, Timestamp } from '../types.js';
-import { KafkaUnreachableError, type Admin, type GroupBatch, type GroupConsumer, type KafkaClient, type PartitionReader, type Producer, type TopicPartitionOffset } from './adapter.js';
+import { isTransientKafkaError, KafkaUnreachableError, type Admin, type GroupBatch, type GroupConsumer, type KafkaClient, type PartitionReader, type Producer, type TopicPartitionOffset } from './adapter.js';
 import type { RunConfig } from './config.js';
 import { RecordDecoder } from './formats.js';
 import { log } from './log.js';
 import { InProcessShards, WorkerShards, type ShardOutput, type Shards } from './shards.js';
+import { Ops } from '../ops/index.js';
+import { countKeylogEntries } from '../ops/metrics.js';
 
 export interface RunCounters {
   batches: number;
@@ -40,6 +42,12 @@ export interface RunCounters {
   commits: number;
   commitErrors: number;
   pauses: number;
+  /** Event sends retried because Kafka was unavailable. */
+  produceRetries: number;
+  /** Records skipped because this instance had already processed them (re-delivered after a consumer restart). */
+  redelivered: number;
+  /** Offset commits not sent because the partition had moved to another member meanwhile. */
+  commitsSkipped: number;
 }
 
 export interface RunSummary {
@@ -57,6 +65,8 @@ export interface RunHandle {
   counters: RunCounters;
   /** Partitions of the packets topic currently assigned to this instance. */
   assignment(): number[];
+  /** Metrics, status server (address), governor and assets of this run. */
+  ops: Ops;
 }
 
 interface Ticket {
@@ -79,9 +89,36 @@ async function kafkaStep<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+const LAG_INTERVAL_MS = 15_000;
+
 export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writable = process.stdout): Promise<RunHandle> {
-  const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries };
-  const shards: Shards = cfg.workers > 1 ? new WorkerShards(cfg.workers, shardCfg, cfg.shardBatchBytes) : new InProcessShards(shardCfg);
+  // ---- ops: metrics/status server, resource governor, assets (before connecting) -------------
+  const ops = new Ops(cfg.ops ?? {});
+  // Governor decisions go to the events topic through the ordered delivery path (set up below);
+  // the first sample (in ops.start) may already pause, so early ones wait here.
+  let governorOut: ((ev: Record<string, unknown>) => void) | undefined;
+  const earlyGovernorEvents: Record<string, unknown>[] = [];
+  ops.onGovernorEvent((ev) => (governorOut ? governorOut(ev) : earlyGovernorEvents.push(ev)));
+  try {
+    await ops.start();
+  } catch (e) {
+    await ops.stop().catch(() => {});
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`--metrics-port ${cfg.ops?.metricsPort}: cannot listen on ${cfg.ops?.metricsHost ?? '127.0.0.1'}${code ? ` (${code})` : ''}`);
+  }
+  const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, ops: ops.shardConfig() };
+  const onReport = (i: number, r: Parameters<Ops['shardReport']>[1]): void => ops.shardReport(i, r);
+  let shards: Shards;
+  try {
+    shards = cfg.workers > 1 ? new WorkerShards(cfg.workers, shardCfg, cfg.shardBatchBytes, onReport) : new InProcessShards(shardCfg, onReport);
+  } catch (e) {
+    await ops.stop().catch(() => {});
+    throw e;
+  }
+  ops.setWorkers(shards.n, shards.n);
+  ops.assets.onReload((p) => {
+    shards.setPolicy(p.rules, p.defaultEnabled).catch((e: Error) => log('warn', 'asset policy not applied to every shard', { error: e }));
+  });
   let admin: Admin | undefined;
   let producer: Producer | undefined;
   let secretsReader: PartitionReader | undefined;
@@ -92,6 +129,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     await producer?.close().catch(() => {});
     await admin?.close().catch(() => {});
     await shards.close().catch(() => {});
+    await ops.stop().catch(() => {});
   };
   try {
     admin = await kafkaStep(() => client.admin());
@@ -101,8 +139,9 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     if (cfg.createTopics) {
       if (cfg.eventsTopic) await admin.ensureTopic(cfg.eventsTopic, cfg.eventsPartitions);
       if (cfg.secretsTopic) await admin.ensureTopic(cfg.secretsTopic, cfg.secretsPartitions);
-    } else if (cfg.eventsTopic && !(await admin.topicExists(cfg.eventsTopic))) {
-      throw new InputError(`events topic ${cfg.eventsTopic} does not exist at ${client.brokers.join(',')}`);
+    } else {
+      if (cfg.eventsTopic && !(await admin.topicExists(cfg.eventsTopic))) throw new InputError(`events topic ${cfg.eventsTopic} does not exist at ${client.brokers.join(',')}`);
+      if (cfg.secretsTopic && !(await admin.topicExists(cfg.secretsTopic))) throw new InputError(`secrets topic ${cfg.secretsTopic} does not exist at ${client.brokers.join(',')}`);
     }
     if (cfg.eventsTopic) producer = await kafkaStep(() => client.producer({ compression: cfg.compression }));
   } catch (e) {
@@ -110,7 +149,9 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     throw e;
   }
 
-  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0 };
+  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0 };
+  /** Packets-topic partitions of the current assignment (commits of other partitions are skipped). */
+  const owned = new Set<number>();
   let maxTs: Timestamp = { sec: 0, nsec: 0 };
   let failed: Error | undefined;
   let stopping = false;
@@ -132,19 +173,52 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     if (!stdout.write(values.join('\n') + '\n')) await once(stdout, 'drain');
   };
 
+  /**
+   * Produces one chunk of events. A broker outage is waited out, never fatal: transient failures
+   * (unreachable, timeouts, retriable answers) are retried without limit with a bounded backoff
+   * (0.5 s doubling to 30 s), each time with a fresh producer (new producer id: no stale idempotence
+   * state after a broker restart). Meanwhile tickets pile up and the consumer pauses (back-pressure),
+   * and no offset is committed past undelivered events. A re-sent chunk may duplicate records whose
+   * acknowledgement was lost (same event.id). Other errors (e.g. record too large) stop the run.
+   */
+  const sendEvents = async (records: { key: string | null; value: string }[]): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        producer ??= await client.producer({ compression: cfg.compression });
+        await producer.send(cfg.eventsTopic, records);
+        if (attempt > 1) log('info', 'events producer recovered', { topic: cfg.eventsTopic, attempts: attempt });
+        return;
+      } catch (e) {
+        if (!isTransientKafkaError(e)) throw e;
+        counters.produceRetries++;
+        const delayMs = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 6));
+        log('warn', 'cannot produce events (Kafka unavailable?), retrying', { topic: cfg.eventsTopic, attempt, retryInMs: delayMs, error: e as Error });
+        const old = producer;
+        producer = undefined;
+        await old?.close().catch(() => {});
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
+    }
+  };
+
   const deliver = async (t: Ticket): Promise<void> => {
     const out = await t.out;
     if (failed) return;
     if (cfg.stdout) await writeStdout(out.values);
-    if (producer && out.values.length) {
+    if (cfg.eventsTopic && out.values.length) {
       for (let i = 0; i < out.values.length; i += EVENTS_PER_SEND) {
         const records = [];
         for (let j = i; j < Math.min(i + EVENTS_PER_SEND, out.values.length); j++) records.push({ key: out.keys[j] || null, value: out.values[j] });
-        await producer.send(cfg.eventsTopic, records);
+        await sendEvents(records);
       }
     }
     counters.events += out.values.length;
-    if (t.commit && consumer) {
+    if (t.commit && consumer && !owned.has(t.commit.partition)) {
+      // A rebalance gave the partition to another member before this ticket was delivered: its
+      // events are out (duplicates of what the new owner re-reads, same event.id), but its offset
+      // must not overwrite the new owner's commits (the broker checks the generation, not ownership).
+      counters.commitsSkipped++;
+    } else if (t.commit && consumer) {
       try {
         await consumer.commit([t.commit]);
         counters.commits++;
@@ -175,6 +249,14 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         progressed();
       });
   };
+
+  // Governor events: ordered with the engine's events, no offset commit attached.
+  let governorClosed = false;
+  governorOut = (ev) => {
+    if (governorClosed || failed) return;
+    enqueue({ out: Promise.resolve({ keys: [''], values: [JSON.stringify(ev)] }) });
+  };
+  for (const ev of earlyGovernorEvents.splice(0)) governorOut(ev);
 
   // ---- sink between record decoding and the shards ------------------------------------------
   const sink: CaptureSink = {
@@ -210,6 +292,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
             continue;
           }
           shards.secrets(DSB_TLS_KEY_LOG, r.value);
+          ops.secretsReceived(countKeylogEntries(r.value));
           n++;
         }
         counters.secretRecords += n;
@@ -242,15 +325,28 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const bound = cfg.maxInFlight * shards.n;
   const load = (): number => Math.max(shards.inFlight(), pendingTickets);
 
+  /** Per topic-partition: the offset after the last record fed to the engine. */
+  const fed = new Map<string, bigint>();
   const onBatch = async (b: GroupBatch): Promise<void> => {
     if (stopping || failed || b.isStale()) return;
     counters.batches++;
+    // After a consumer restart (broker outage) or a rebalance that gives a partition back, kafkajs
+    // re-fetches from the last COMMITTED offset: records this engine already fed (their events
+    // possibly still in flight) must not enter the flow table twice.
+    const pk = `${b.topic}\u0000${b.partition}`;
+    const fedTo = fed.get(pk);
     for (const r of b.records) {
+      if (fedTo !== undefined && BigInt(r.offset) < fedTo) {
+        counters.redelivered++;
+        continue;
+      }
       counters.records++;
       if (!decoder.decode(r)) {
         // counted by the decoder (kafka_record_*); skipped
       }
     }
+    const next = BigInt(b.nextOffset);
+    if (fedTo === undefined || next > fedTo) fed.set(pk, next);
     for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
     enqueue({ out: shards.flush(maxTs.sec ? maxTs : undefined), commit: { topic: b.topic, partition: b.partition, offset: b.nextOffset } });
     // The batch is ours now (its commit rides on the ticket): move the fetch position past it, or a
@@ -276,9 +372,12 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   let assigned: number[] = [];
   consumer.onAssign((a) => {
     assigned = [...(a[cfg.packetsTopic] ?? [])].sort((x, y) => x - y);
+    owned.clear();
+    for (const p of assigned) owned.add(p);
     log('info', 'partitions assigned', { topic: cfg.packetsTopic, partitions: assigned });
   });
   consumer.onCrash((e) => {
+    ops.setKafka({ connected: false });
     if (!failed) failed = e;
     stop();
   });
@@ -288,6 +387,18 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     await closeAll();
     throw e;
   }
+  ops.setKafka({ connected: true });
+  const updateLag = (): void => {
+    admin!.lag(cfg.groupId, cfg.packetsTopic).then(
+      (lag) => {
+        if (!stopping) ops.setKafka({ lag });
+      },
+      () => {},
+    );
+  };
+  updateLag();
+  const lagTimer = setInterval(updateLag, LAG_INTERVAL_MS);
+  lagTimer.unref();
   log('info', 'consuming', { topic: cfg.packetsTopic, groupId: cfg.groupId, workers: shards.n, secretsTopic: cfg.secretsTopic || undefined, eventsTopic: cfg.eventsTopic || undefined });
 
   let statsTimer: NodeJS.Timeout | undefined;
@@ -310,6 +421,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const done = (async (): Promise<RunSummary> => {
     await stopRequested;
     clearInterval(statsTimer);
+    clearInterval(lagTimer);
     await consumer!.stop().catch((e: Error) => log('warn', 'consumer stop failed', { error: e }));
     await chain;
     if (!failed) {
@@ -318,13 +430,16 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       await chain;
     }
     const stats = await shards.stats().catch(() => undefined);
-    await closeAll();
+    governorClosed = true;
+    await chain; // governor events enqueued while finishing
+    ops.setKafka({ connected: false });
+    await closeAll(); // ops.stop() last
     const merged = stats ?? ({ packets: 0, bytes: 0, tcpPackets: 0, flows: 0, tlsFlows: 0, otherFlows: 0, decryptedBytes: 0, sessionsByStatus: {}, eventsByDataset: {}, anomalies: {}, notDecoded: {} } as EngineStats);
     for (const [k, v] of Object.entries(counters.badRecords)) merged.anomalies[k] = v;
     return { counters, stats: merged, exitCode: failed ? 1 : 0 };
   })();
 
-  return { done, stop, counters, assignment: () => assigned };
+  return { done, stop, counters, assignment: () => assigned, ops };
 }
 
 export function runSummaryLine(s: RunSummary): string {

@@ -18,13 +18,20 @@ import { decodePacket } from '../decode/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
 import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
+import { ShardOps, type ShardOpsConfig, type ShardOpsReport } from '../ops/shard.js';
+import type { AssetRule } from '../ops/assets.js';
 
 export interface StreamShardConfig {
   keylogs: string[];
   rsaKeys: RsaKeySpec[];
   engine: Partial<EngineOptions>;
   maxKeylogEntries?: number;
+  /** Ops state of each shard (workerData-safe: shares the governor gate's SharedArrayBuffer). */
+  ops?: ShardOpsConfig;
 }
+
+/** Receives each shard's ops report (cumulative stats + asset observations) with every task result. */
+export type ShardReportListener = (shard: number, report: ShardOpsReport) => void;
 
 export interface ShardOutput {
   keys: string[];
@@ -43,11 +50,13 @@ export interface SensorRun {
 export type StreamShardTask =
   | { kind: 'batch'; data: ArrayBuffer | null; tick?: Timestamp; sensors?: SensorRun[] }
   | { kind: 'finish' }
-  | { kind: 'stats' };
+  | { kind: 'stats' }
+  | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
 
 export interface StreamShardResult extends ShardOutput {
   stats?: EngineStats;
   activeFlows: number;
+  ops?: ShardOpsReport;
 }
 
 /** Static key material (files); errors are InputErrors naming the file, never its content. */
@@ -77,18 +86,20 @@ export function loadStaticKeys(cfg: StreamShardConfig): { secrets: SecretsStore;
 /** One Engine plus its event buffer: the body of a shard, in-process or in a worker thread. */
 export class ShardCore implements CaptureSink {
   readonly engine: Engine;
+  readonly ops: ShardOps;
   private keys: string[] = [];
   private values: string[] = [];
 
   constructor(cfg: StreamShardConfig) {
     const k = loadStaticKeys(cfg);
+    this.ops = new ShardOps(cfg.ops);
     this.engine = new Engine(
       (ev) => {
         this.keys.push(String(ev.network?.community_id ?? ''));
         this.values.push(JSON.stringify(ev));
       },
       { secrets: k.secrets, rsaKeys: k.rsaKeys },
-      cfg.engine,
+      { ...cfg.engine, ops: this.ops },
     );
     if (k.malformed) this.engine.stats.anomalies.keylog_malformed_line = k.malformed;
   }
@@ -135,6 +146,10 @@ export class ShardCore implements CaptureSink {
     this.values = [];
     return out;
   }
+
+  report(): ShardOpsReport {
+    return this.ops.report(this.engine.stats, this.engine.activeFlows);
+  }
 }
 
 export interface Shards extends CaptureSink {
@@ -147,6 +162,8 @@ export interface Shards extends CaptureSink {
   inFlight(): number;
   stats(): Promise<EngineStats>;
   activeFlows(): number;
+  /** A reloaded asset policy for every shard (ShardOps.setPolicy). */
+  setPolicy(rules: AssetRule[], defaultEnabled: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -165,8 +182,13 @@ export class InProcessShards implements Shards {
   readonly n = 1;
   private readonly core: ShardCore;
 
-  constructor(cfg: StreamShardConfig) {
+  constructor(cfg: StreamShardConfig, private readonly onReport?: ShardReportListener) {
     this.core = new ShardCore(cfg);
+  }
+
+  private reported<T>(v: T): T {
+    this.onReport?.(0, this.core.report());
+    return v;
   }
 
   packet(p: RawPacket): void {
@@ -180,20 +202,23 @@ export class InProcessShards implements Shards {
   }
   async flush(tick?: Timestamp): Promise<ShardOutput> {
     if (tick) this.core.tick(tick);
-    return this.core.take();
+    return this.reported(this.core.take());
   }
   async finish(): Promise<ShardOutput> {
     this.core.finish();
-    return this.core.take();
+    return this.reported(this.core.take());
   }
   inFlight(): number {
     return 0;
   }
   async stats(): Promise<EngineStats> {
-    return this.core.engine.stats;
+    return this.reported(this.core.engine.stats);
   }
   activeFlows(): number {
     return this.core.engine.activeFlows;
+  }
+  async setPolicy(rules: AssetRule[], defaultEnabled: boolean): Promise<void> {
+    this.core.ops.setPolicy(rules, defaultEnabled);
   }
   async close(): Promise<void> {}
 }
@@ -226,7 +251,7 @@ export class WorkerShards implements Shards {
   /** Anomalies seen on the main thread (record decoding), merged into stats. */
   private readonly mainAnomalies: Record<string, number> = {};
 
-  constructor(readonly n: number, cfg: StreamShardConfig, private readonly batchBytes: number) {
+  constructor(readonly n: number, cfg: StreamShardConfig, private readonly batchBytes: number, private readonly onReport?: ShardReportListener) {
     loadStaticKeys(cfg); // validate key files here, so errors exit 2 before threads start
     const filename = streamWorkerFile();
     this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: Infinity }));
@@ -255,6 +280,7 @@ export class WorkerShards implements Shards {
         this.running--;
         this.flowsPerShard[i] = r.activeFlows;
         if (r.stats) this.lastStats[i] = r.stats;
+        if (r.ops) this.onReport?.(i, r.ops);
         return r;
       },
       (e) => {
@@ -337,6 +363,7 @@ export class WorkerShards implements Shards {
     rs.forEach((r, i) => {
       if (r?.stats) this.lastStats[i] = r.stats;
       if (r) this.flowsPerShard[i] = r.activeFlows;
+      if (r?.ops) this.onReport?.(i, r.ops);
     });
     const t = mergeStats(this.lastStats.filter((s): s is EngineStats => s !== undefined));
     for (const [k, v] of Object.entries(this.mainAnomalies)) t.anomalies[k] = (t.anomalies[k] ?? 0) + v;
@@ -345,6 +372,22 @@ export class WorkerShards implements Shards {
 
   activeFlows(): number {
     return this.flowsPerShard.reduce((a, b) => a + b, 0);
+  }
+
+  async setPolicy(rules: AssetRule[], defaultEnabled: boolean): Promise<void> {
+    // In each shard's task order (like stats: not through `queued`, it carries no events).
+    await Promise.all(
+      this.pools.map((p, i) => {
+        const r = (this.tails[i] ?? Promise.resolve()).then(() => p.run({ kind: 'policy', assets: rules, defaultEnabled }));
+        this.tails[i] = r.catch(() => undefined);
+        return r.then(
+          (res) => {
+            if (res.ops) this.onReport?.(i, res.ops);
+          },
+          () => undefined,
+        );
+      }),
+    );
   }
 
   async close(): Promise<void> {

@@ -232,6 +232,8 @@ export class Engine implements CaptureSink, AnomalySink {
         sessionCache: this.sessionCache,
         anomalies: this,
         options: this.opts.tls,
+        decide: ops ? (sni) => ops.decide(flow.serverIp, flow.serverPort, sni, flow.sensor) : undefined,
+        onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
       },
       events,
       (info) => (app ? app(info, events) : createAppAnalyzer(info.alpn, events, this, this.opts.analyzers)),

@@ -15,7 +15,7 @@
  * unblocks the queue. The queue is drained at the end of every entry point (never from inside a
  * parser callback, which would reorder bytes).
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AnomalySink, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
 import { ContentType, RecordDeframer } from './records.js';
@@ -54,7 +54,8 @@ export interface TlsInfo {
   certificates: Buffer[];
 }
 
-export type DecryptionStatus = 'decrypted' | 'partial' | 'no_key' | 'missing_handshake' | 'unsupported_cipher' | 'integrity_failure';
+/** 'paused' / 'disabled': decryption not attempted (ops: resource governor / asset policy); an extension of the contract's list. */
+export type DecryptionStatus = 'decrypted' | 'partial' | 'no_key' | 'missing_handshake' | 'unsupported_cipher' | 'integrity_failure' | 'paused' | 'disabled';
 
 export interface AppStream {
   onData(dir: Dir, data: Buffer, ts: Timestamp): void;
@@ -132,6 +133,13 @@ export interface TlsContext {
   sessionCache: SessionCache;
   anomalies: AnomalySink;
   options?: Partial<TlsOptions>;
+  /**
+   * Ops (src/ops/shard.ts): whether to decrypt this session, asked once, when the first protected
+   * record needs keys. 'paused' / 'disabled': no keys derived, nothing held for late keys.
+   */
+  decide?: (sni: string | undefined) => 'decrypt' | 'paused' | 'disabled';
+  /** Ops: capture-time seconds from the first protected record to the keys being found (once per session). */
+  onSecretWait?: (seconds: number) => void;
 }
 
 /** TLS 1.3 key phase of one direction. */
@@ -220,6 +228,27 @@ function errText(e: unknown): string {
   return m.replace(/[0-9a-f]{32,}/gi, '<hex>').slice(0, 200);
 }
 
+/**
+ * The handshake transcript for the RFC 7627 session hash. Which hash it needs is only known at the
+ * ClientKeyExchange (TLS 1.2 PRF hash of the suite, MD5+SHA-1 before 1.2), and most flows never
+ * need one (TLS 1.3, no extended_master_secret): so the messages are kept as bytes (a few KB,
+ * only during the handshake) instead of running four hash contexts per flow from the ClientHello
+ * on, which cost memory on every waiting flow and CPU on every handshake.
+ */
+class Transcript {
+  private readonly parts: Buffer[] = [];
+
+  update(raw: Buffer): void {
+    this.parts.push(Buffer.from(raw));
+  }
+
+  digest(alg: string): Buffer {
+    const h = createHash(alg);
+    for (const p of this.parts) h.update(p);
+    return h.digest();
+  }
+}
+
 export class TlsFlowHandler implements FlowHandler {
   readonly info: TlsInfo = { resumed: false, established: false, certificates: [] };
   private readonly opts: TlsOptions;
@@ -260,7 +289,7 @@ export class TlsFlowHandler implements FlowHandler {
   private keys12: { client: TrafficKeys; server: TrafficKeys } | undefined;
   private encPreMaster: Buffer | undefined;
   private rsaTried = false;
-  private transcript: { sha256: Hash; sha384: Hash; md5: Hash; sha1: Hash } | undefined;
+  private transcript: Transcript | undefined;
   private sessionHash: Buffer | undefined;
   private sawServerCertificate = false;
   private sawClientKeyExchange = false;
@@ -274,6 +303,13 @@ export class TlsFlowHandler implements FlowHandler {
   private appBytes = 0;
   private keysFound = false;
   private serverAfterClient = false;
+  /** Ops decision, made at the first protected record (undefined before). */
+  private decision: 'decrypt' | 'paused' | 'disabled' | undefined;
+  /** Protected bytes not decrypted because of the decision. */
+  private skippedBytes = 0;
+  private firstProtectedTs: Timestamp | undefined;
+  /** Capture time at the entry point that started the current drain (key arrival for late keys). */
+  private drainEntryTs: Timestamp | undefined;
 
   private readonly queue: QueueItem[] = [];
   private queueBytes = 0;
@@ -383,7 +419,7 @@ export class TlsFlowHandler implements FlowHandler {
         'tls.session',
         {
           tls,
-          decryption: { status, bytes: this.appBytes },
+          decryption: this.decision === undefined || this.decision === 'decrypt' ? { status, bytes: this.appBytes } : { status, bytes: this.appBytes, skipped_bytes: this.skippedBytes },
           source: { bytes: counters.clientBytes },
           destination: { bytes: counters.serverBytes },
         },
@@ -412,6 +448,7 @@ export class TlsFlowHandler implements FlowHandler {
   get status(): DecryptionStatus {
     if (!this.clientHello || !this.serverHello || this.helloRetry) return 'missing_handshake';
     if (this.unsupported) return 'unsupported_cipher';
+    if (this.decision === 'paused' || this.decision === 'disabled') return this.decision;
     if (this.decryptedRecords === 0) {
       if (this.failedRecords > 0) return 'integrity_failure';
       if (!this.keysFound || this.queue.length > 0) return 'no_key';
@@ -593,6 +630,7 @@ export class TlsFlowHandler implements FlowHandler {
     if (this.draining || this.queue.length === 0) return;
     this.draining = true;
     const saved = this.curTs;
+    this.drainEntryTs = saved;
     try {
       while (this.queue.length > 0) {
         const it = this.queue[0];
@@ -622,6 +660,15 @@ export class TlsFlowHandler implements FlowHandler {
       return this.closed ? Outcome.Done : Outcome.Blocked;
     }
     if (this.unsupported || !this.suite) return Outcome.Done;
+    if (this.decision === undefined) {
+      // Once per session (ops: resource governor / asset policy).
+      this.decision = this.ctx.decide?.(this.info.sni) ?? 'decrypt';
+      this.firstProtectedTs = ts;
+    }
+    if (this.decision !== 'decrypt') {
+      this.skippedBytes += fragment.length;
+      return Outcome.Done;
+    }
     if (this.tls13 && ds.phase === Phase.Early) return this.processEarly(ds, header, fragment, ts);
     const dec = this.decryptorFor(ds);
     if (!dec) {
@@ -678,7 +725,7 @@ export class TlsFlowHandler implements FlowHandler {
     ds.secret = secret;
     ds.lostUnknown = false;
     ds.hs.reset();
-    this.keysFound = true;
+    this.foundKeys();
     this.decryptedRecords++;
     this.dispatchPlaintext(ds, r.contentType, r.plaintext, ts);
     return true;
@@ -702,7 +749,7 @@ export class TlsFlowHandler implements FlowHandler {
     if (!ds.dec) {
       ds.dec = new RecordDecryptor(suite, trafficKeys13(suite, hsSecret), { tls13: true, encryptThenMac: false });
       ds.secret = hsSecret;
-      this.keysFound = true;
+      this.foundKeys();
     }
     const seq = ds.dec.seq;
     const r = ds.dec.decrypt(header, fragment);
@@ -814,6 +861,18 @@ export class TlsFlowHandler implements FlowHandler {
     return cr ? this.ctx.secrets.get(cr, label) : undefined;
   }
 
+  /** Keys for this session are in place; the first time, reports how long they took (ops). */
+  private foundKeys(): void {
+    if (this.keysFound) return;
+    this.keysFound = true;
+    const f = this.ctx.onSecretWait;
+    const first = this.firstProtectedTs;
+    if (f && first) {
+      const now = this.draining && this.drainEntryTs ? this.drainEntryTs : this.curTs;
+      f(Math.max(0, now.sec - first.sec + (now.nsec - first.nsec) / 1e9));
+    }
+  }
+
   /** The decryptor for this direction's current protection, building it when keys are known. */
   private decryptorFor(ds: DirState): RecordDecryptor | undefined {
     if (ds.dec) return ds.dec;
@@ -838,7 +897,7 @@ export class TlsFlowHandler implements FlowHandler {
       if (!secret) return undefined;
       ds.secret = secret;
       ds.dec = new RecordDecryptor(suite, trafficKeys13(suite, secret), { tls13: true, encryptThenMac: false });
-      this.keysFound = true;
+      this.foundKeys();
       return ds.dec;
     }
     if (!ds.ccs) return undefined;
@@ -853,7 +912,7 @@ export class TlsFlowHandler implements FlowHandler {
       encryptThenMac: this.etm,
       version: this.version,
     });
-    this.keysFound = true;
+    this.foundKeys();
     return ds.dec;
   }
 
@@ -919,11 +978,7 @@ export class TlsFlowHandler implements FlowHandler {
 
   private onHandshake(ds: DirState, type: number, body: Buffer, raw: Buffer, ts: Timestamp): void {
     if (this.transcript && !this.sawClientKeyExchange && type !== HandshakeType.HelloRequest) {
-      const t = this.transcript;
-      t.sha256.update(raw);
-      t.sha384.update(raw);
-      t.md5.update(raw);
-      t.sha1.update(raw);
+      this.transcript.update(raw);
     }
     const client = ds.dir === Dir.ToServer;
     switch (type) {
@@ -1016,14 +1071,9 @@ export class TlsFlowHandler implements FlowHandler {
     this.info.clientHello = ch;
     if (ch.sni !== undefined) this.info.sni = ch.sni;
     if (ch.extendedMasterSecret) {
-      this.transcript = {
-        sha256: createHash('sha256'),
-        sha384: createHash('sha384'),
-        md5: createHash('md5'),
-        sha1: createHash('sha1'),
-      };
+      this.transcript = new Transcript();
       // The transcript did not exist when onHandshake hashed: add this ClientHello now.
-      for (const h of Object.values(this.transcript)) h.update(raw);
+      this.transcript.update(raw);
     }
     if (ch.earlyData) ds.phase = Phase.Early;
   }
@@ -1048,8 +1098,8 @@ export class TlsFlowHandler implements FlowHandler {
     this.pendingTickets.length = 0;
     this.transcript = undefined;
     if (ch.extendedMasterSecret) {
-      this.transcript = { sha256: createHash('sha256'), sha384: createHash('sha384'), md5: createHash('md5'), sha1: createHash('sha1') };
-      for (const h of Object.values(this.transcript)) h.update(raw);
+      this.transcript = new Transcript();
+      this.transcript.update(raw);
     }
   }
 
@@ -1133,8 +1183,7 @@ export class TlsFlowHandler implements FlowHandler {
     const t = this.transcript;
     if (t && this.suite) {
       // RFC 7627 §3: session_hash covers the messages up to and including ClientKeyExchange.
-      if (this.version >= 0x0303) this.sessionHash = (this.suite.prfHash === 'sha384' ? t.sha384 : t.sha256).digest();
-      else this.sessionHash = Buffer.concat([t.md5.digest(), t.sha1.digest()]);
+      this.sessionHash = this.version >= 0x0303 ? t.digest(this.suite.prfHash) : Buffer.concat([t.digest('md5'), t.digest('sha1')]);
       this.transcript = undefined;
     }
     if (this.suite?.kx === 'RSA') {
