@@ -200,6 +200,23 @@ function isConnectionError(e: unknown): boolean {
   return names.has('KafkaJSConnectionError') || names.has('KafkaJSNumberOfRetriesExceeded') || names.has('KafkaJSBrokerNotFound');
 }
 
+/**
+ * A failure that waiting can cure: the brokers are unreachable (outage, restart), a request timed
+ * out, or the broker answered with a retriable error (leader election, coordinator moving). Errors
+ * such as MESSAGE_TOO_LARGE or authorization failures are not transient.
+ */
+export function isTransientKafkaError(e: unknown): boolean {
+  if (e instanceof KafkaUnreachableError || isConnectionError(e)) return true;
+  let cur: unknown = e;
+  for (let i = 0; cur && i < 5; i++) {
+    const err = cur as { name?: string; retriable?: boolean; originalError?: unknown; cause?: unknown };
+    if (err.name === 'KafkaJSRequestTimeoutError' || err.name === 'KafkaJSLockTimeout') return true;
+    if (err.name === 'KafkaJSProtocolError' && err.retriable) return true;
+    cur = err.originalError ?? err.cause;
+  }
+  return false;
+}
+
 async function connecting<T>(brokers: string[], f: () => Promise<T>): Promise<T> {
   try {
     return await muteKafkaLog(f);
@@ -334,7 +351,8 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         for (const cb of assignCbs) cb(ev.payload.memberAssignment);
       });
       c.on(c.events.CRASH, (ev) => {
-        log('error', 'kafka consumer crashed', { error: ev.payload.error, restart: ev.payload.restart });
+        // restart: kafkajs reconnects by itself (retriable errors, e.g. a broker outage)
+        log(ev.payload.restart ? 'warn' : 'error', 'kafka consumer crashed', { error: ev.payload.error, restart: ev.payload.restart });
         if (!ev.payload.restart) for (const cb of crashCbs) cb(ev.payload.error);
       });
       return {

@@ -54,6 +54,30 @@ export async function muteKafkaLog<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * During a broker outage kafkajs logs every reconnect attempt of every client (several lines a
+ * second). The same message (numbers ignored) from the same namespace is logged at most once per
+ * OUTAGE_LOG_EVERY_MS; the next one carries how many were suppressed meanwhile.
+ */
+const OUTAGE_RE = /connection error|connect ECONN|failed to connect|connection timeout|closed connection|restarting the consumer|no broker available|KafkaJSNumberOfRetriesExceeded/i;
+const OUTAGE_LOG_EVERY_MS = 60_000;
+const outageSeen = new Map<string, { at: number; suppressed: number }>();
+
+function outageNoise(namespace: string, message: string, err: string): boolean {
+  if (!OUTAGE_RE.test(message) && !OUTAGE_RE.test(err)) return false;
+  const key = `${namespace}|${message.replace(/[\d.]+/g, 'N').slice(0, 200)}`;
+  const now = Date.now();
+  const prev = outageSeen.get(key);
+  if (prev && now - prev.at < OUTAGE_LOG_EVERY_MS) {
+    prev.suppressed++;
+    return true;
+  }
+  if (outageSeen.size > 1000) outageSeen.clear();
+  outageSeen.set(key, { at: now, suppressed: 0 });
+  if (prev?.suppressed) log('warn', 'kafka: similar messages suppressed', { 'kafka.namespace': namespace, suppressed: prev.suppressed, sinceMs: now - prev.at });
+  return false;
+}
+
 /** kafkajs logCreator: warn+ entries as JSON lines through `log` (no stacks, no payloads). */
 export const kafkaLogCreator: logCreator = () => (entry: LogEntry) => {
   if (muted > 0) return;
@@ -64,5 +88,6 @@ export const kafkaLogCreator: logCreator = () => (entry: LogEntry) => {
   // Transient answers that kafkajs (or we) retry, e.g. right after a topic was created: debug only.
   const err = typeof extra.error === 'string' ? extra.error : '';
   const transient = /not the leader|coordinator is not available|does not host this topic-partition|leadership election|rebalanc/i.test(err);
+  if (typeof message === 'string' && outageNoise(entry.namespace, message, err)) return;
   log(transient ? 'debug' : entry.level === logLevel.ERROR ? 'error' : 'warn', `kafka: ${message}`, { 'kafka.namespace': entry.namespace, ...extra });
 };

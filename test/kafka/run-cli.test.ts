@@ -107,7 +107,7 @@ describe('run as a process (real broker)', () => {
       expect(p2.status, p2.stderr).toBe(0);
       expect(p2.stderr).toContain('published 5 key-log lines');
       const cfgFile = join(dir, 'run.json');
-      writeFileSync(cfgFile, JSON.stringify({ eventsTopic: `${t}.events`, groupId: `${t}.group`, workers: 2, statsInterval: 0 }));
+      writeFileSync(cfgFile, JSON.stringify({ eventsTopic: `${t}.events`, groupId: `${t}.group`, workers: 2, statsInterval: 0, maxCpu: 0, maxMemory: 0 }));
       const child = spawn(process.execPath, [cli, 'run', '--config', cfgFile, '--stdout'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';

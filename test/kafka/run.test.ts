@@ -98,6 +98,10 @@ async function runCase(k: Case): Promise<void> {
       'group-id': groupId,
       workers: String(k.workers),
       'stats-interval': '0',
+      // these tests are about what comes out, not the resource governor: no budgets that a busy
+      // CI machine could trip (the governor has its own tests in ops.test.ts)
+      'max-cpu': '0',
+      'max-memory': '0',
       ...(k.maxInFlight ? { 'max-in-flight': String(k.maxInFlight) } : {}),
     },
     {},
@@ -193,7 +197,7 @@ describe('two engine instances in one consumer group (real broker)', () => {
     const admin = await c.admin();
     await admin.ensureTopic(packets, 8);
     await publishKeylog(c, { file: keylog, topic: secrets, partitions: 1, follow: false });
-    const cfg = resolveRunConfig({ brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0' }, {});
+    const cfg = resolveRunConfig({ brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0' }, {});
     const a = await startRun(c, cfg);
     const b = await startRun(client('second'), cfg);
     let sa, sb;
