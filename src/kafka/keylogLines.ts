@@ -25,3 +25,39 @@ export function classifyKeylogLine(raw: string): LineKind {
   }
   return { kind: 'line', key: id.toLowerCase(), line: `${label} ${id} ${secret}` };
 }
+
+/**
+ * Makes key-log records safe for a compacted secrets topic. The contract keys records by client
+ * random "so the topic can be compacted", but compaction keeps only the newest record per key,
+ * and a TLS 1.3 session has five lines (five labels) under one client random: published one line
+ * per record, compaction would keep one of them. So every record carries all lines known for its
+ * client random (latest per label), and within one batch only the newest record per key is sent.
+ * Bounded: the least recently updated client randoms are forgotten beyond `maxKeys` (their next
+ * line then starts a new set, as a plain one-line record would).
+ */
+export class CumulativeKeylog {
+  private readonly byKey = new Map<string, Map<string, string>>();
+
+  constructor(private readonly maxKeys = 100_000) {}
+
+  /** Adds one accepted line; returns the record value for its key (all its lines, newline-separated). */
+  add(key: string, line: string): string {
+    let labels = this.byKey.get(key);
+    if (labels) this.byKey.delete(key); // re-insert: Map order = recency
+    else labels = new Map();
+    labels.set(line.slice(0, line.indexOf(' ')), line);
+    this.byKey.set(key, labels);
+    if (this.byKey.size > this.maxKeys) this.byKey.delete(this.byKey.keys().next().value as string);
+    return [...labels.values()].join('\n');
+  }
+}
+
+/** Keeps only the last record per key of a batch (the cumulative one), in first-seen key order. */
+export function newestPerKey<T extends { key: string }>(records: T[]): T[] {
+  const last = new Map<string, T>();
+  for (const r of records) {
+    last.delete(r.key);
+    last.set(r.key, r);
+  }
+  return [...last.values()];
+}

@@ -17,7 +17,7 @@ import { DSB_TLS_KEY_LOG } from '../pipeline/engine.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { KafkaUnreachableError, type KafkaClient, type OutRecord, type Producer } from './adapter.js';
 import { frameRecord, PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
-import { classifyKeylogLine } from './keylogLines.js';
+import { classifyKeylogLine, CumulativeKeylog, newestPerKey } from './keylogLines.js';
 
 export interface PublishPcapOptions {
   capture: string; // path or '-'
@@ -95,7 +95,8 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
   const decoded = newDecoded();
   const builders = Array.from({ length: partitions }, () => new PcapStreamBuilder());
   let pending: OutRecord[] = [];
-  let pendingSecrets: OutRecord[] = [];
+  let pendingSecrets: { key: string; value: string }[] = [];
+  const cumulativeSecrets = new CumulativeKeylog();
   const streamHeaders = (): Record<string, string> => ({ 'content-type': PCAP_CONTENT_TYPE, ...(opts.sensor ? { sensor: opts.sensor } : {}) });
   const flushBuilder = (i: number): void => {
     const b = builders[i];
@@ -131,7 +132,7 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
           continue;
         }
         res.dsbSecretLines++;
-        if (opts.secretsTopic) pendingSecrets.push({ key: c.key, value: c.line });
+        if (opts.secretsTopic) pendingSecrets.push({ key: c.key, value: cumulativeSecrets.add(c.key, c.line) });
       }
     },
     anomaly(code: string) {
@@ -148,8 +149,8 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
     if (pendingSecrets.length && opts.secretsTopic) {
       const batch = pendingSecrets;
       pendingSecrets = [];
-      res.dsbSecretsPublished += batch.length;
-      await producer.send(opts.secretsTopic, batch);
+      res.dsbSecretsPublished += batch.length; // key-log lines
+      await producer.send(opts.secretsTopic, newestPerKey(batch));
     }
   };
   const reader = new CaptureReader(sink);
@@ -317,7 +318,8 @@ export async function publishKeylog(client: KafkaClient, opts: PublishKeylogOpti
     return client.producer();
   });
   const res: PublishKeylogResult = { published: 0, skipped: 0, malformed: 0, truncations: 0, rotations: 0 };
-  let pending: OutRecord[] = [];
+  let pending: { key: string; value: string }[] = [];
+  const cumulative = new CumulativeKeylog();
   const onLine = (l: string | null): void => {
     if (l === null) {
       res.malformed++;
@@ -326,15 +328,16 @@ export async function publishKeylog(client: KafkaClient, opts: PublishKeylogOpti
     const c = classifyKeylogLine(l);
     if (c.kind === 'skip') res.skipped++;
     else if (c.kind === 'malformed') res.malformed++;
-    else pending.push({ key: c.key, value: c.line });
+    else pending.push({ key: c.key, value: cumulative.add(c.key, c.line) });
   };
   const tail = new FileTail(opts.file, opts.maxLineBytes ?? 16384, onLine);
   const send = async (): Promise<void> => {
     while (pending.length) {
       const batch = pending.slice(0, 1000);
       pending = pending.slice(batch.length);
-      await producer.send(opts.topic, batch);
-      res.published += batch.length;
+      // one record per client random: its value holds every line known for it (compaction-safe)
+      await producer.send(opts.topic, newestPerKey(batch));
+      res.published += batch.length; // key-log lines
       opts.onPublished?.(res.published);
     }
   };

@@ -38,6 +38,8 @@ export interface RunCounters {
   badRecords: Record<string, number>;
   packets: number;
   secretRecords: number;
+  /** Key-log lines in those records (a record carries every line of its client random). */
+  secretLines: number;
   events: number;
   commits: number;
   commitErrors: number;
@@ -149,7 +151,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     throw e;
   }
 
-  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0 };
+  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0 };
   /** Packets-topic partitions of the current assignment (commits of other partitions are skipped). */
   const owned = new Set<number>();
   let maxTs: Timestamp = { sec: 0, nsec: 0 };
@@ -292,7 +294,9 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
             continue;
           }
           shards.secrets(DSB_TLS_KEY_LOG, r.value);
-          ops.secretsReceived(countKeylogEntries(r.value));
+          const lines = countKeylogEntries(r.value);
+          ops.secretsReceived(lines);
+          counters.secretLines += lines;
           n++;
         }
         counters.secretRecords += n;

@@ -134,13 +134,13 @@ describe('publish keylog (real broker)', () => {
     const r = await publishKeylog(c, { file: f, topic, partitions: 2, follow: false });
     expect(r).toMatchObject({ published: 4, skipped: 2, malformed: 2 });
     const recs = await readAll(c, topic);
-    expect(recs.length).toBe(4);
+    // one record per client random holding all its lines, so a compacted topic keeps them all
+    expect(recs.length).toBe(3);
     const byKey = recs.map((x) => [x.key!.toString(), x.value!.toString()]).sort();
     expect(byKey).toEqual(
       [
         [cr(1), `CLIENT_RANDOM ${cr(1)} ${sec(1)}`],
-        [cr(2), `CLIENT_HANDSHAKE_TRAFFIC_SECRET ${cr(2)} ${sec(2, 32)}`],
-        [cr(2), `SERVER_TRAFFIC_SECRET_0 ${cr(2)} ${sec(3, 32)}`],
+        [cr(2), `CLIENT_HANDSHAKE_TRAFFIC_SECRET ${cr(2)} ${sec(2, 32)}\nSERVER_TRAFFIC_SECRET_0 ${cr(2)} ${sec(3, 32)}`],
         ['0011223344556677', `RSA 0011223344556677 ${sec(9)}`],
       ].sort(),
     );

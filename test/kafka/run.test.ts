@@ -131,7 +131,7 @@ async function runCase(k: Case): Promise<void> {
       expect(h.counters.secretRecords).toBe(0);
       await publishKeylog(c, { file: keylog, topic: secrets, partitions: 2, follow: false });
     }
-    await until('secrets read by the engine', () => h.counters.secretRecords >= keyLines, 60_000);
+    await until('secrets read by the engine', () => h.counters.secretLines >= keyLines, 60_000);
   } finally {
     h.stop();
     summary = await h.done;
