@@ -47,8 +47,25 @@ export function isGrease(v: number): boolean {
 }
 
 const noGrease = (l: readonly number[] | undefined): number[] => (l ?? []).filter((v) => !isGrease(v));
-const md5 = (s: string): string => createHash('md5').update(s).digest('hex');
-const sha12 = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
+/**
+ * Hashes by input string, memoised: most sessions come from a few client stacks (same JA3/JA4
+ * inputs), and a hash context costs more than a Map lookup. Bounded (cleared when full).
+ */
+const hashMemo = new Map<string, string>();
+function memo(kind: string, s: string, f: (s: string) => string): string {
+  const key = kind + s;
+  let v = hashMemo.get(key);
+  if (v === undefined) {
+    v = f(s);
+    if (hashMemo.size >= 4096) hashMemo.clear();
+    hashMemo.set(key, v);
+  }
+  return v;
+}
+const md5Raw = (s: string): string => createHash('md5').update(s).digest('hex');
+const sha12Raw = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
+const md5 = (s: string): string => memo('m', s, md5Raw);
+const sha12 = (s: string): string => memo('s', s, sha12Raw);
 const hex4 = (v: number): string => (v & 0xffff).toString(16).padStart(4, '0');
 const two = (n: number): string => String(Math.min(n, 99)).padStart(2, '0');
 

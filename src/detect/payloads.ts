@@ -124,10 +124,26 @@ export function stripSqlComments(s: string): string {
   return out + s.slice(from);
 }
 
+/**
+ * normalizedForms, remembered for the last few texts: the SQLi, XSS and command-injection rules
+ * look at the same request parts of the same event one after the other.
+ */
+const formsMemo = new Map<string, readonly string[]>();
+function formsOf(text: string, plusAsSpace: boolean): readonly string[] {
+  const key = (plusAsSpace ? '+' : '-') + text;
+  let f = formsMemo.get(key);
+  if (!f) {
+    f = normalizedForms(text, plusAsSpace);
+    if (formsMemo.size >= 16) formsMemo.clear();
+    formsMemo.set(key, f);
+  }
+  return f;
+}
+
 function firstMatch(sigs: Signature[], location: string, text: string | undefined, plusAsSpace: boolean, sql = false): PayloadMatch | undefined {
   if (!text) return undefined;
   // most decoded form first: the excerpt then shows the payload as the server would see it
-  const forms = normalizedForms(text, plusAsSpace).reverse();
+  const forms = formsOf(text, plusAsSpace).slice().reverse();
   if (sql) for (const f of [...forms]) {
     const g = stripSqlComments(f);
     if (g !== f) forms.push(g);

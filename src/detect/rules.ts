@@ -65,9 +65,16 @@ export interface Rule {
 }
 
 /** Reads a dotted path from an event. */
+const pathCache = new Map<string, string[]>();
 export function get(ev: unknown, path: string): unknown {
+  let keys = pathCache.get(path);
+  if (!keys) {
+    keys = path.split('.');
+    // bounded: rule paths are a fixed set; header paths vary with header names
+    if (pathCache.size < 4096) pathCache.set(path, keys);
+  }
   let cur: unknown = ev;
-  for (const k of path.split('.')) {
+  for (const k of keys) {
     if (cur === null || typeof cur !== 'object') return undefined;
     cur = (cur as Record<string, unknown>)[k];
   }

@@ -32,13 +32,24 @@ const CATEGORY: Record<string, { category: string[]; type: string[]; protocol: s
 
 /** ISO 8601 with microseconds (as Zeek and most SIEM pipelines carry them). */
 export function isoTimestamp(t: Timestamp): string {
-  const ms = t.sec * 1000 + Math.floor(t.nsec / 1e6);
-  const base = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  // The 'YYYY-MM-DDTHH:MM:SS.' prefix depends on the whole seconds only: remembered for the last one.
+  let prefix: string;
+  if (t.sec === lastIsoSec && t.nsec >= 0 && t.nsec < 1e9) prefix = lastIsoPrefix;
+  else {
+    const ms = t.sec * 1000 + Math.floor(t.nsec / 1e6);
+    prefix = new Date(ms).toISOString().slice(0, 20); // YYYY-MM-DDTHH:MM:SS.mmmZ
+    if (Number.isInteger(t.sec) && t.nsec >= 0 && t.nsec < 1e9) {
+      lastIsoSec = t.sec;
+      lastIsoPrefix = prefix;
+    }
+  }
   const micros = Math.floor(t.nsec / 1000)
     .toString()
     .padStart(6, '0');
-  return base.slice(0, 20) + micros + 'Z';
+  return prefix + micros + 'Z';
 }
+let lastIsoSec = NaN;
+let lastIsoPrefix = '';
 
 /**
  * Deterministic event id: the same input gives the same id (CONTRACT.md), so consumers can
@@ -54,7 +65,8 @@ export function eventId(flow: FlowInfo, dataset: string, ordinal: number): strin
 
 /** Recursively merges `src` into `dst` (objects merge, everything else overwrites). */
 export function deepMerge(dst: Record<string, unknown>, src: Record<string, unknown>): Record<string, unknown> {
-  for (const [k, v] of Object.entries(src)) {
+  for (const k of Object.keys(src)) {
+    const v = src[k];
     if (v === undefined) continue;
     const cur = dst[k];
     if (isPlainObject(v) && isPlainObject(cur)) deepMerge(cur, v);

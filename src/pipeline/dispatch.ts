@@ -148,6 +148,22 @@ export function detectProtocol(client: Buffer, server: Buffer): Detected {
   return 'unknown';
 }
 
+/** Shared empty lists for flows past sniffing (nothing is added to them outside Mode.Sniff). */
+const NO_HELD: { dir: Dir; data: Buffer; ts: Timestamp }[] = [];
+const NO_ENDS: { dir: Dir; reason: EndReason; ts: Timestamp }[] = [];
+
+const optionsCache = new WeakMap<object, DispatchOptions>();
+/** The merged options, one object per distinct `deps.options` (not one per flow). */
+function dispatchOptionsOf(o: Partial<DispatchOptions> | undefined): DispatchOptions {
+  if (!o) return DEFAULT_DISPATCH_OPTIONS;
+  let r = optionsCache.get(o);
+  if (!r) {
+    r = { ...DEFAULT_DISPATCH_OPTIONS, ...o };
+    optionsCache.set(o, r);
+  }
+  return r;
+}
+
 const other = (d: Dir): Dir => (d === Dir.ToServer ? Dir.ToClient : Dir.ToServer);
 
 /** Presents a flow with its directions swapped (the TLS client is the TCP server). */
@@ -205,15 +221,14 @@ export class ProtocolDispatcher implements FlowHandler {
   /** Events sink of the data connection's TLS handler (orphan events of TLS data connections). */
   private channelTlsEvents: EventSink | undefined;
   private held: { dir: Dir; data: Buffer; ts: Timestamp }[] = [];
-  private heldBytes = [0, 0];
-  private heldEnds: { dir: Dir; reason: EndReason; ts: Timestamp }[] = [];
+  private heldEnds: { dir: Dir; reason: EndReason; ts: Timestamp }[] = NO_ENDS;
   private closed = false;
 
   constructor(
     private readonly flow: FlowInfo,
     private readonly deps: DispatchDeps,
   ) {
-    this.opts = { ...DEFAULT_DISPATCH_OPTIONS, ...(deps.options ?? {}) };
+    this.opts = dispatchOptionsOf(deps.options);
     const claim = deps.dataChannels.claim(flow, flow.start);
     if (claim) {
       this.channel = claim.channel;
@@ -256,9 +271,12 @@ export class ProtocolDispatcher implements FlowHandler {
         break;
     }
     if (data.length === 0) return;
-    this.held.push({ dir, data: Buffer.from(data), ts });
-    this.heldBytes[dir] += data.length;
+    // Held without a copy while deciding: most flows are decided by their first bytes, which are
+    // then handed on at once (handlers copy what they keep); still undecided, the bytes are copied.
+    const item = { dir, data, ts };
+    this.held.push(item);
     this.decide(false);
+    if (this.mode === Mode.Sniff && this.held.length > 0 && this.held[this.held.length - 1] === item) item.data = Buffer.from(data);
   }
 
   onGap(dir: Dir, length: number, ts: Timestamp): void {
@@ -282,6 +300,7 @@ export class ProtocolDispatcher implements FlowHandler {
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
     if (this.mode === Mode.Sniff) {
       // the other side may still speak (e.g. a server greeting after the client closed)
+      if (this.heldEnds === NO_ENDS) this.heldEnds = [];
       this.heldEnds.push({ dir, reason, ts });
       if (this.heldEnds.length >= 2) this.decide(true);
       return;
@@ -355,7 +374,7 @@ export class ProtocolDispatcher implements FlowHandler {
     if (text && o.ftpPorts.includes(p)) return this.startClear('ftp');
     if (!force && client.length + server.length < o.sniffBytes && det === 'need_more') return;
     this.mode = Mode.Ignored;
-    this.held = [];
+    this.held = NO_HELD;
     this.deps.onIgnored?.();
   }
 
@@ -363,10 +382,10 @@ export class ProtocolDispatcher implements FlowHandler {
   private route(mode: Mode): void {
     this.mode = mode;
     const held = this.held;
-    this.held = [];
+    this.held = NO_HELD;
     for (const h of held) this.onData(h.dir, h.data, h.ts);
     const ends = this.heldEnds;
-    this.heldEnds = [];
+    this.heldEnds = NO_ENDS;
     for (const e of ends) this.forwardEnd(e.dir, e.reason, e.ts);
   }
 

@@ -8,12 +8,13 @@
  */
 import { decodePacket } from '../decode/index.js';
 import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
-import { TlsFlowHandler, SessionCache, type TlsOptions } from '../tls/index.js';
+import { TlsFlowHandler, SessionCache, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
+import type { AppFactoryObject } from '../tls/session.js';
 import type { SecretsStore } from '../tls/crypto/keylog.js';
 import type { RsaServerKey } from '../tls/crypto/rsa.js';
 import { createAppAnalyzer, type AnalyzerOptions } from '../analyzers/index.js';
 import { DataChannelRegistry } from '../analyzers/ftp/dataChannels.js';
-import { ProtocolDispatcher, type DispatchOptions, type TlsAppOverride } from './dispatch.js';
+import { ProtocolDispatcher, type DispatchDeps, type DispatchOptions, type TlsAppOverride } from './dispatch.js';
 import type { EngineOpsHooks } from '../ops/shard.js';
 import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
 import { Detector, fingerprintFields, type DetectorOptions } from '../detect/index.js';
@@ -178,76 +179,136 @@ export class Engine implements CaptureSink, AnomalySink {
 
   private newFlow(flow: FlowInfo): FlowHandler {
     this.stats.flows++;
-    // one ordinal per flow, shared by its clear-text and TLS events: event ids stay unique
-    const ordinal = { n: 0 };
-    const clearEvents: EventSink = {
-      emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) =>
-        this.emit(buildEvent(flow, undefined, dataset, fields, ts, decrypted, ordinal.n++), decrypted),
-    };
-    return new ProtocolDispatcher(flow, {
-      makeTls: (f, app) => this.makeTlsHandler(f, app, ordinal),
-      clearEvents,
-      anomalies: this,
-      dataChannels: this.dataChannels,
-      onIgnored: () => this.stats.otherFlows++,
-      options: this.opts.dispatch,
-    });
+    // One object per flow is the dispatcher's deps, the clear-text event sink and the event
+    // ordinal shared by the flow's clear-text and TLS events (event ids stay unique).
+    return new ProtocolDispatcher(flow, new FlowSinks(this, flow));
   }
 
-  private makeTlsHandler(flow: FlowInfo, app?: TlsAppOverride, ordinal = { n: 0 }): FlowHandler {
+  /** @internal (FlowSinks) */
+  get dispatchOptions(): Partial<DispatchOptions> {
+    return this.opts.dispatch;
+  }
+  /** @internal (FlowSinks) */
+  get ftpDataChannels(): DataChannelRegistry {
+    return this.dataChannels;
+  }
+  /** @internal (FlowSinks) */
+  emitEvent(ev: EcsEvent, decrypted: boolean): void {
+    this.emit(ev, decrypted);
+  }
+
+  /** The TLS context shared by every flow when no ops hooks need the flow. */
+  private sharedTlsCtx: TlsContext | undefined;
+
+  /** @internal (FlowSinks) */
+  makeTlsHandler(flow: FlowInfo, app: TlsAppOverride | undefined, ordinal: FlowSinks): FlowHandler {
     this.stats.tlsFlows++;
-    let handler: TlsFlowHandler | undefined = undefined;
     const ops = this.opts.ops;
-    const events: EventSink = {
-      emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) => {
-        if (dataset === 'tls.session' && handler) deepMerge(fields, fingerprintFields(handler.info));
-        const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal.n++);
-        if (dataset === 'tls.session') {
-          const d = (fields.decryption ?? {}) as { status?: string; bytes?: number; skipped_bytes?: number };
-          if (d.status) this.stats.sessionsByStatus[d.status] = (this.stats.sessionsByStatus[d.status] ?? 0) + 1;
-          this.stats.decryptedBytes += d.bytes ?? 0;
-          if (ops && d.status) {
-            const info = handler?.info;
-            ops.onSession({
-              serverIp: flow.serverIp,
-              serverPort: flow.serverPort,
-              sni: info?.sni,
-              sensor: flow.sensor,
-              status: d.status,
-              decryptedBytes: d.bytes ?? 0,
-              cipher: info?.cipher,
-              ts: ts.sec + ts.nsec / 1e9,
-              skippedBytes: d.skipped_bytes,
-            });
-          }
-        }
-        this.emit(ev, decrypted);
-      },
-    };
-    const h = new TlsFlowHandler(
-      flow,
-      {
-        secrets: this.keys.secrets,
-        rsaKeys: this.keys.rsaKeys,
-        sessionCache: this.sessionCache,
-        anomalies: this,
-        options: this.opts.tls,
-        decide: ops ? (sni) => ops.decide(flow.serverIp, flow.serverPort, sni, flow.sensor) : undefined,
-        onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
-      },
-      events,
-      (info) => (app ? app(info, events) : createAppAnalyzer(info.alpn, events, this, this.opts.analyzers)),
-    );
-    handler = h;
-    this.tlsHandlers.add(h);
     const handlers = this.tlsHandlers;
-    // Wrap onClose so the late-key registry forgets the flow.
-    const close = h.onClose.bind(h);
-    h.onClose = (reason, counters, ts) => {
-      handlers.delete(h);
-      close(reason, counters, ts);
-    };
+    const ctx: TlsContext = ops
+      ? {
+          secrets: this.keys.secrets,
+          rsaKeys: this.keys.rsaKeys,
+          sessionCache: this.sessionCache,
+          anomalies: this,
+          options: this.opts.tls,
+          decide: (sni) => ops.decide(flow.serverIp, flow.serverPort, sni, flow.sensor),
+          onSecretWait: (s) => ops.onSecretWait(s),
+          closing: (h) => handlers.delete(h),
+        }
+      : (this.sharedTlsCtx ??= {
+          secrets: this.keys.secrets,
+          rsaKeys: this.keys.rsaKeys,
+          sessionCache: this.sessionCache,
+          anomalies: this,
+          options: this.opts.tls,
+          closing: (h) => handlers.delete(h),
+        });
+    const events = new TlsEvents(this, flow, ordinal, app);
+    const h = new TlsFlowHandler(flow, ctx, events, events);
+    events.handler = h;
+    this.tlsHandlers.add(h);
     return h;
+  }
+
+  /** @internal (TlsEvents) */
+  tlsEvent(flow: FlowInfo, handler: TlsFlowHandler | undefined, dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean, ordinal: number): void {
+    const ops = this.opts.ops;
+    if (dataset === 'tls.session' && handler) deepMerge(fields, fingerprintFields(handler.info));
+    const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal);
+    if (dataset === 'tls.session') {
+      const d = (fields.decryption ?? {}) as { status?: string; bytes?: number; skipped_bytes?: number };
+      if (d.status) this.stats.sessionsByStatus[d.status] = (this.stats.sessionsByStatus[d.status] ?? 0) + 1;
+      this.stats.decryptedBytes += d.bytes ?? 0;
+      if (ops && d.status) {
+        const info = handler?.info;
+        ops.onSession({
+          serverIp: flow.serverIp,
+          serverPort: flow.serverPort,
+          sni: info?.sni,
+          sensor: flow.sensor,
+          status: d.status,
+          decryptedBytes: d.bytes ?? 0,
+          cipher: info?.cipher,
+          ts: ts.sec + ts.nsec / 1e9,
+          skippedBytes: d.skipped_bytes,
+        });
+      }
+    }
+    this.emit(ev, decrypted);
+  }
+
+  /** @internal (TlsEvents) */
+  defaultApp(info: TlsInfo, events: EventSink): AppStream {
+    return createAppAnalyzer(info.alpn, events, this, this.opts.analyzers);
+  }
+}
+
+/** Per flow: the dispatcher's deps, the clear-text event sink and the flow's event ordinal. */
+class FlowSinks implements DispatchDeps, EventSink {
+  /** Next event ordinal of the flow (clear-text and TLS events). */
+  n = 0;
+  constructor(
+    private readonly engine: Engine,
+    private readonly flow: FlowInfo,
+  ) {}
+  get clearEvents(): EventSink {
+    return this;
+  }
+  get anomalies(): AnomalySink {
+    return this.engine;
+  }
+  get dataChannels(): DataChannelRegistry {
+    return this.engine.ftpDataChannels;
+  }
+  get options(): Partial<DispatchOptions> {
+    return this.engine.dispatchOptions;
+  }
+  emit(dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean): void {
+    this.engine.emitEvent(buildEvent(this.flow, undefined, dataset, fields, ts, decrypted, this.n++), decrypted);
+  }
+  makeTls(flow: FlowInfo, app?: TlsAppOverride): FlowHandler {
+    return this.engine.makeTlsHandler(flow, app, this);
+  }
+  onIgnored(): void {
+    this.engine.stats.otherFlows++;
+  }
+}
+
+/** Per TLS flow: its event sink and its app factory. */
+class TlsEvents implements EventSink, AppFactoryObject {
+  handler: TlsFlowHandler | undefined = undefined;
+  constructor(
+    private readonly engine: Engine,
+    private readonly flow: FlowInfo,
+    private readonly ordinal: FlowSinks,
+    private readonly app: TlsAppOverride | undefined,
+  ) {}
+  emit(dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean): void {
+    this.engine.tlsEvent(this.flow, this.handler, dataset, fields, ts, decrypted, this.ordinal.n++);
+  }
+  createApp(info: TlsInfo): AppStream {
+    return this.app ? this.app(info, this) : this.engine.defaultApp(info, this);
   }
 }
 

@@ -168,107 +168,185 @@ function parseSni(data: Buffer): string | undefined {
   return undefined;
 }
 
-/** RFC 5246 §7.4.1.2, RFC 8446 §4.1.2. */
-export function parseClientHello(body: Buffer): ParsedClientHello | undefined {
-  const own = Buffer.from(body);
-  const r = new Reader(own);
+/** The last extension of `type` in the list starting at `extStart` of `own` (later ones win, as the eager parse did). */
+function lastExtension(own: Buffer, extStart: number, type: number): Buffer | undefined {
+  const r = new Reader(own, extStart);
+  if (r.remaining === 0) return undefined;
+  const list = r.sub16();
+  let found: Buffer | undefined;
+  while (list.remaining > 0) {
+    const t = list.u16();
+    const data = list.vec16();
+    if (!list.ok) break;
+    if (t === type) found = data;
+  }
+  return found;
+}
+
+/**
+ * A parsed ClientHello. Memory: every flow waiting for its ServerHello keeps one, so only the
+ * fields decryption reads on the way (random, session id, SNI, the EMS / EtM / early-data /
+ * ticket flags) are stored; the lists (cipher suites, extensions in wire order, groups,
+ * signature algorithms, ALPN, versions, ...) that only fingerprinting and events read, once, are
+ * re-parsed from the hello's own bytes on access (bench/RESULTS.md, 100k flows).
+ */
+class ClientHelloView implements ParsedClientHello {
+  legacyVersion: number;
+  random: Buffer;
+  sni?: string;
+  encryptThenMac = false;
+  extendedMasterSecret = false;
+  sessionTicket?: Buffer;
+  preSharedKey = false;
+  earlyData = false;
+  /** The whole handshake message (header included) when parsed from it, else undefined. */
+  readonly message: Buffer | undefined;
+
+  constructor(
+    private readonly own: Buffer,
+    private readonly base: number,
+    private readonly extStart: number,
+    hasHeader: boolean,
+    legacyVersion: number,
+    random: Buffer,
+  ) {
+    this.legacyVersion = legacyVersion;
+    this.random = random;
+    this.message = hasHeader ? own : undefined;
+  }
+
+  get sessionId(): Buffer {
+    const at = this.base + 34;
+    return this.own.subarray(at + 1, at + 1 + this.own[at]);
+  }
+
+  private ext(type: number): Buffer | undefined {
+    return lastExtension(this.own, this.extStart, type);
+  }
+  /** Reader positioned after legacy_version, random and session id. */
+  private afterSessionId(): Reader {
+    const r = new Reader(this.own, this.base + 34);
+    r.vec8();
+    return r;
+  }
+
+  get cipherSuites(): number[] {
+    return this.afterSessionId().u16List16();
+  }
+  get compressionMethods(): number[] {
+    const r = this.afterSessionId();
+    r.u16List16();
+    return r.u8List8();
+  }
+  get extensions(): RawExtension[] {
+    return parseExtensions(new Reader(this.own, this.extStart));
+  }
+  get supportedGroups(): number[] | undefined {
+    const d = this.ext(ExtensionType.SupportedGroups);
+    return d && new Reader(d).u16List16();
+  }
+  get ecPointFormats(): number[] | undefined {
+    const d = this.ext(ExtensionType.EcPointFormats);
+    return d && new Reader(d).u8List8();
+  }
+  get signatureAlgorithms(): number[] | undefined {
+    const d = this.ext(ExtensionType.SignatureAlgorithms);
+    return d && new Reader(d).u16List16();
+  }
+  get alpn(): string[] | undefined {
+    const d = this.ext(ExtensionType.Alpn);
+    return d && parseAlpnList(d);
+  }
+  get pskIdentities(): Buffer[] | undefined {
+    // RFC 8446 §4.2.11: identities<7..2^16-1> of { identity<1..2^16-1>, uint32 age }.
+    const d = this.ext(ExtensionType.PreSharedKey);
+    if (!d) return undefined;
+    const ids = new Reader(d).sub16();
+    const idents: Buffer[] = [];
+    while (ids.remaining > 0) {
+      const id = ids.vec16();
+      ids.u32();
+      if (!ids.ok) break;
+      idents.push(id);
+    }
+    return idents;
+  }
+  get supportedVersions(): number[] | undefined {
+    const d = this.ext(ExtensionType.SupportedVersions);
+    return d && new Reader(d).u16List8();
+  }
+  get pskKeyExchangeModes(): number[] | undefined {
+    const d = this.ext(ExtensionType.PskKeyExchangeModes);
+    return d && new Reader(d).u8List8();
+  }
+  get keyShareGroups(): number[] | undefined {
+    // RFC 8446 §4.2.8: client_shares<0..2^16-1> of { group, key_exchange<1..2^16-1> }.
+    const d = this.ext(ExtensionType.KeyShare);
+    if (!d) return undefined;
+    const shares = new Reader(d).sub16();
+    const groups: number[] = [];
+    while (shares.remaining > 0) {
+      const g = shares.u16();
+      shares.vec16();
+      if (!shares.ok) break;
+      groups.push(g);
+    }
+    return groups;
+  }
+}
+
+/**
+ * RFC 5246 §7.4.1.2, RFC 8446 §4.1.2. `message`, when given, is the whole handshake message
+ * (4-byte header + body): it is copied instead of the body alone, and the copy is exposed as
+ * `message` (for a transcript that needs it) so that one copy serves both.
+ */
+export function parseClientHello(body: Buffer, message?: Buffer): (ParsedClientHello & { readonly message?: Buffer }) | undefined {
+  const own = Buffer.from(message ?? body);
+  const base = message ? message.length - body.length : 0;
+  const r = new Reader(own, base);
   const legacyVersion = r.u16();
   const random = r.bytes(32);
   const sessionId = r.vec8();
-  const cipherSuites = r.u16List16();
-  const compressionMethods = r.u8List8();
+  r.u16List16(); // cipher suites (validated here, re-read on access)
+  r.u8List8(); // compression methods
   const extStart = r.pos;
-  const extensions = parseExtensions(r);
   if (!r.ok || sessionId.length > 32) return undefined;
-  const ch: ParsedClientHello = {
-    legacyVersion,
-    random,
-    sessionId,
-    cipherSuites,
-    compressionMethods,
-    extensions,
-    encryptThenMac: false,
-    extendedMasterSecret: false,
-    preSharedKey: false,
-    earlyData: false,
-  };
-  for (const ext of extensions) {
-    const e = new Reader(ext.data);
-    switch (ext.type) {
-      case ExtensionType.ServerName:
-        ch.sni = parseSni(ext.data);
-        break;
-      case ExtensionType.SupportedGroups:
-        ch.supportedGroups = e.u16List16();
-        break;
-      case ExtensionType.EcPointFormats:
-        ch.ecPointFormats = e.u8List8();
-        break;
-      case ExtensionType.SignatureAlgorithms:
-        ch.signatureAlgorithms = e.u16List16();
-        break;
-      case ExtensionType.Alpn:
-        ch.alpn = parseAlpnList(ext.data);
-        break;
-      case ExtensionType.EncryptThenMac:
-        ch.encryptThenMac = true;
-        break;
-      case ExtensionType.ExtendedMasterSecret:
-        ch.extendedMasterSecret = true;
-        break;
-      case ExtensionType.SessionTicket:
-        ch.sessionTicket = ext.data;
-        break;
-      case ExtensionType.PreSharedKey: {
-        // RFC 8446 §4.2.11: identities<7..2^16-1> of { identity<1..2^16-1>, uint32 age }.
-        ch.preSharedKey = true;
-        const ids = e.sub16();
-        const idents: Buffer[] = [];
-        while (ids.remaining > 0) {
-          const id = ids.vec16();
-          ids.u32();
-          if (!ids.ok) break;
-          idents.push(id);
-        }
-        ch.pskIdentities = idents;
+  // Validate the extension list framing, reading the few extensions decryption needs.
+  const ch = new ClientHelloView(own, base, extStart, message !== undefined, legacyVersion, random);
+  if (r.remaining > 0) {
+    const list = r.sub16();
+    while (list.remaining > 0) {
+      const type = list.u16();
+      const data = list.vec16();
+      if (!list.ok) {
+        r.ok = false;
         break;
       }
-      case ExtensionType.EarlyData:
-        ch.earlyData = true;
-        break;
-      case ExtensionType.SupportedVersions:
-        ch.supportedVersions = e.u16List8();
-        break;
-      case ExtensionType.PskKeyExchangeModes:
-        ch.pskKeyExchangeModes = e.u8List8();
-        break;
-      case ExtensionType.KeyShare: {
-        // RFC 8446 §4.2.8: client_shares<0..2^16-1> of { group, key_exchange<1..2^16-1> }.
-        const shares = e.sub16();
-        const groups: number[] = [];
-        while (shares.remaining > 0) {
-          const g = shares.u16();
-          shares.vec16();
-          if (!shares.ok) break;
-          groups.push(g);
-        }
-        ch.keyShareGroups = groups;
-        break;
+      switch (type) {
+        case ExtensionType.ServerName:
+          ch.sni = parseSni(data);
+          break;
+        case ExtensionType.EncryptThenMac:
+          ch.encryptThenMac = true;
+          break;
+        case ExtensionType.ExtendedMasterSecret:
+          ch.extendedMasterSecret = true;
+          break;
+        case ExtensionType.SessionTicket:
+          ch.sessionTicket = data;
+          break;
+        case ExtensionType.PreSharedKey:
+          ch.preSharedKey = true;
+          break;
+        case ExtensionType.EarlyData:
+          ch.earlyData = true;
+          break;
+        default:
+          break;
       }
-      default:
-        break;
     }
   }
-  // Memory: every flow waiting for its ServerHello keeps its parsed ClientHello (fingerprints,
-  // events), and the wire-order extension list is an object and a Buffer view per extension
-  // (~1.8 KB for a browser or curl hello) that only fingerprinting reads, once. It is re-parsed
-  // from the hello's own bytes on access instead of being kept (bench/RESULTS.md, 100k flows).
-  Object.defineProperty(ch, 'extensions', {
-    enumerable: true,
-    configurable: true,
-    get: () => parseExtensions(new Reader(own, extStart)),
-  });
-
+  if (!r.ok) return undefined;
   return ch;
 }
 
@@ -450,17 +528,27 @@ export interface HandshakeReassemblerOptions {
  * into a reused buffer. `raw` includes the 4-byte header (for transcript hashes). Views are valid
  * only during the callback.
  */
+export interface HandshakeSink {
+  message(type: number, body: Buffer, raw: Buffer): void;
+}
+
+const NO_BUF = Buffer.alloc(0);
+
 export class HandshakeReassembler {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = NO_BUF;
   private len = 0;
   /** Body bytes of an oversized message still to discard. */
   private discard = 0;
+  private readonly sink: HandshakeSink;
 
+  /** `onMessage`: a callback, or an object whose `message` method is called (no closure per user). */
   constructor(
-    private readonly onMessage: (type: number, body: Buffer, raw: Buffer) => void,
+    onMessage: ((type: number, body: Buffer, raw: Buffer) => void) | HandshakeSink,
     private readonly anomalies: AnomalySink,
     private readonly opts: HandshakeReassemblerOptions,
-  ) {}
+  ) {
+    this.sink = typeof onMessage === 'function' ? { message: onMessage } : onMessage;
+  }
 
   /** Bytes of an incomplete message held. */
   get buffered(): number {
@@ -508,7 +596,7 @@ export class HandshakeReassembler {
         off += take;
         if (this.len === total) {
           this.len = 0;
-          this.onMessage(this.buf[0], this.buf.subarray(4, total), this.buf.subarray(0, total));
+          this.sink.message(this.buf[0], this.buf.subarray(4, total), this.buf.subarray(0, total));
         }
         continue;
       }
@@ -529,7 +617,7 @@ export class HandshakeReassembler {
       }
       const total = 4 + bodyLen;
       if (rem >= total) {
-        this.onMessage(fragment[off], fragment.subarray(off + 4, off + total), fragment.subarray(off, off + total));
+        this.sink.message(fragment[off], fragment.subarray(off + 4, off + total), fragment.subarray(off, off + total));
         off += total;
       } else {
         this.ensure(total);

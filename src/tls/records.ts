@@ -96,7 +96,7 @@ export class RecordDeframer {
     private readonly anomalies: AnomalySink,
     opts?: Partial<DeframerOptions>,
   ) {
-    this.opts = { ...DEFAULT_DEFRAMER_OPTIONS, ...opts };
+    this.opts = opts ? { ...DEFAULT_DEFRAMER_OPTIONS, ...opts } : DEFAULT_DEFRAMER_OPTIONS;
   }
 
   /** True while searching for a record boundary after a gap or garbage. */

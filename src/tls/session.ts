@@ -18,10 +18,11 @@
 import { createHash } from 'node:crypto';
 import type { AnomalySink, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
-import { ContentType, RecordDeframer } from './records.js';
+import { ContentType, RecordDeframer, type RecordSink } from './records.js';
 import {
   HandshakeReassembler,
   HandshakeType,
+  type HandshakeSink,
   parseCertificate,
   parseClientHello,
   parseEncryptedExtensions,
@@ -140,6 +141,25 @@ export interface TlsContext {
   decide?: (sni: string | undefined) => 'decrypt' | 'paused' | 'disabled';
   /** Ops: capture-time seconds from the first protected record to the keys being found (once per session). */
   onSecretWait?: (seconds: number) => void;
+  /** Called first thing in every onClose (the engine's late-key registry forgets the handler). */
+  closing?: (h: TlsFlowHandler) => void;
+}
+
+/** An app factory as an object (one per flow that is also the flow's event sink: no closure). */
+export interface AppFactoryObject {
+  createApp(info: TlsInfo): AppStream;
+}
+
+const optionsCache = new WeakMap<object, TlsOptions>();
+/** The merged options, one object per distinct `ctx.options` (not one per flow). */
+function tlsOptionsOf(o: Partial<TlsOptions> | undefined): TlsOptions {
+  if (!o) return DEFAULT_TLS_OPTIONS;
+  let r = optionsCache.get(o);
+  if (!r) {
+    r = { ...DEFAULT_TLS_OPTIONS, ...o };
+    optionsCache.set(o, r);
+  }
+  return r;
 }
 
 /** TLS 1.3 key phase of one direction. */
@@ -152,32 +172,66 @@ const enum Phase {
   Application,
 }
 
-interface DirState {
-  dir: Dir;
-  deframer: RecordDeframer;
-  hs: HandshakeReassembler;
+/**
+ * One direction's state. Its record deframer and handshake reassembler are created on first use
+ * (a flow waiting for its ServerHello has bytes in one direction only), and the state object
+ * itself is their sink (no closures per flow).
+ */
+class DirState implements RecordSink, HandshakeSink {
   /** TLS 1.2: ChangeCipherSpec seen, later records are protected. */
-  ccs: boolean;
-  phase: Phase;
-  dec?: RecordDecryptor;
+  ccs = false;
+  phase: Phase = Phase.Plain;
+  dec?: RecordDecryptor = undefined;
   /** TLS 1.3: traffic secret behind `dec` (KeyUpdate derives the next one from it). */
-  secret?: Buffer;
-  earlyDec?: RecordDecryptor;
+  secret?: Buffer = undefined;
+  earlyDec?: RecordDecryptor = undefined;
   /** Whole records lost (gap inside a known record, held records dropped): seq moves by this. */
-  lostRecords: number;
+  lostRecords = 0;
   /** Records may have been lost in a gap: the next decryption searches sequence numbers. */
-  lostUnknown: boolean;
+  lostUnknown = false;
   /** Application data may flow in this direction (gaps are reported to the analyzer). */
-  appPhase: boolean;
+  appPhase = false;
   /** TLS 1.3: records protected with application keys seen (for `established`). */
-  protectedAfterHello: number;
+  protectedAfterHello = 0;
   /** TLS 1.2: this direction's Finished was processed. */
-  finished: boolean;
+  finished = false;
   /**
    * TLS 1.3 with handshake secrets missing: records are tried with application keys and the
    * handshake records that fail are skipped, not counted as failures, until one decrypts.
    */
-  skipFailures: boolean;
+  skipFailures = false;
+  private deframerState: RecordDeframer | undefined = undefined;
+  private hsState: HandshakeReassembler | undefined = undefined;
+
+  constructor(
+    readonly dir: Dir,
+    private readonly h: TlsFlowHandler,
+  ) {}
+
+  get deframer(): RecordDeframer {
+    return (this.deframerState ??= new RecordDeframer(this, this.h.anomalySink));
+  }
+  get hs(): HandshakeReassembler {
+    return (this.hsState ??= new HandshakeReassembler(this, this.h.anomalySink, { maxHandshakeMessageBytes: this.h.maxHandshakeMessageBytes }));
+  }
+  /** End of the direction's bytes (a deframer never created holds nothing). */
+  endDeframer(): void {
+    this.deframerState?.end();
+  }
+  /** Drop a partial handshake message (none when the reassembler was never created). */
+  resetHandshake(): void {
+    this.hsState?.reset();
+  }
+
+  record(type: number, _version: number, header: Buffer, fragment: Buffer): void {
+    this.h.onRecord(this, type, header, fragment, this.h.curTs);
+  }
+  lost(bytes: number, records: number): void {
+    this.h.onLost(this, bytes, records, this.h.curTs);
+  }
+  message(type: number, body: Buffer, raw: Buffer): void {
+    this.h.onHandshake(this, type, body, raw, this.h.curTs);
+  }
 }
 
 const enum ItemKind {
@@ -199,6 +253,9 @@ interface QueueItem {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Shared empty list of held 0-RTT plaintext (a list is made on the first push). */
+const NO_EARLY: { data: Buffer; ts: Timestamp }[] = [];
+const ZERO_TS: Timestamp = Object.freeze({ sec: 0, nsec: 0 });
 
 /** Why a protected record could not be processed now. */
 const enum Outcome {
@@ -236,15 +293,23 @@ function errText(e: unknown): string {
  * on, which cost memory on every waiting flow and CPU on every handshake.
  */
 class Transcript {
-  private readonly parts: Buffer[] = [];
+  /** The first message (the ClientHello: usually the only one while a flow waits), then the rest. */
+  private readonly first: Buffer;
+  private rest: Buffer[] | undefined = undefined;
+
+  /** `first` is kept as is: a message the caller owns and never changes (the ClientHello's own copy). */
+  constructor(first: Buffer) {
+    this.first = first;
+  }
 
   update(raw: Buffer): void {
-    this.parts.push(Buffer.from(raw));
+    (this.rest ??= []).push(Buffer.from(raw));
   }
 
   digest(alg: string): Buffer {
     const h = createHash(alg);
-    for (const p of this.parts) h.update(p);
+    h.update(this.first);
+    if (this.rest) for (const p of this.rest) h.update(p);
     return h.digest();
   }
 }
@@ -272,7 +337,7 @@ export class TlsFlowHandler implements FlowHandler {
    * without EndOfEarlyData (rejected), then delivered or dropped, so the analyzer never sees data
    * the server discarded. Bounded by maxPendingRecordBytesPerFlow.
    */
-  private earlyPlain: { data: Buffer; ts: Timestamp }[] = [];
+  private earlyPlain: { data: Buffer; ts: Timestamp }[] = NO_EARLY;
   private earlyPlainBytes = 0;
   private encryptedExtensionsSeen = false;
   /** TLS 1.2 renegotiation (RFC 5746) in progress: a new handshake inside the protected channel. */
@@ -293,7 +358,7 @@ export class TlsFlowHandler implements FlowHandler {
   private sessionHash: Buffer | undefined;
   private sawServerCertificate = false;
   private sawClientKeyExchange = false;
-  private pendingTickets: Buffer[] = [];
+  private pendingTickets: Buffer[] | undefined = undefined;
 
   // accounting
   private decryptedRecords = 0;
@@ -319,42 +384,25 @@ export class TlsFlowHandler implements FlowHandler {
     readonly flow: FlowInfo,
     private readonly ctx: TlsContext,
     private readonly events: EventSink,
-    private readonly appFactory: AppFactory,
+    private readonly appFactory: AppFactory | AppFactoryObject,
   ) {
-    this.opts = { ...DEFAULT_TLS_OPTIONS, ...ctx.options };
+    this.opts = tlsOptionsOf(ctx.options);
     this.anomalies = ctx.anomalies;
-    this.dirs = [this.makeDir(Dir.ToServer), this.makeDir(Dir.ToClient)];
+    this.dirs = [new DirState(Dir.ToServer, this), new DirState(Dir.ToClient, this)];
   }
 
-  private makeDir(dir: Dir): DirState {
-    const ds = {
-      dir,
-      ccs: false,
-      phase: Phase.Plain,
-      lostRecords: 0,
-      lostUnknown: false,
-      appPhase: false,
-      protectedAfterHello: 0,
-      finished: false,
-      skipFailures: false,
-    } as DirState;
-    ds.deframer = new RecordDeframer(
-      {
-        record: (type, _version, header, fragment) => this.onRecord(ds, type, header, fragment, this.curTs),
-        lost: (bytes, records) => this.onLost(ds, bytes, records, this.curTs),
-      },
-      this.anomalies,
-    );
-    ds.hs = new HandshakeReassembler(
-      (type, body, raw) => this.onHandshake(ds, type, body, raw, this.curTs),
-      this.anomalies,
-      { maxHandshakeMessageBytes: this.opts.maxHandshakeMessageBytes },
-    );
-    return ds;
+  /** @internal (DirState) */
+  get anomalySink(): AnomalySink {
+    return this.anomalies;
+  }
+  /** @internal (DirState) */
+  get maxHandshakeMessageBytes(): number {
+    return this.opts.maxHandshakeMessageBytes;
   }
 
   /** Capture time of the bytes being processed (set by every entry point and by the drain). */
-  private curTs: Timestamp = { sec: 0, nsec: 0 };
+  /** @internal (DirState) */
+  curTs: Timestamp = ZERO_TS;
 
   // ---------------------------------------------------------------- public API
 
@@ -385,7 +433,7 @@ export class TlsFlowHandler implements FlowHandler {
     try {
       this.curTs = ts;
       const ds = this.dirs[dir === Dir.ToClient ? 1 : 0];
-      ds.deframer.end();
+      ds.endDeframer();
       if (this.queue.length > 0) this.enqueue(ItemKind.End, ds, ts, 0, EMPTY, EMPTY, 0, 0, reason);
       else this.app?.onEnd(dir, reason, ts);
     } catch (e) {
@@ -394,6 +442,7 @@ export class TlsFlowHandler implements FlowHandler {
   }
 
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
+    this.ctx.closing?.(this);
     if (this.closed) return;
     this.closed = true;
     try {
@@ -404,7 +453,7 @@ export class TlsFlowHandler implements FlowHandler {
       this.internal(e);
     }
     try {
-      for (const ds of this.dirs) ds.deframer.end();
+      for (const ds of this.dirs) ds.endDeframer();
       this.app?.onClose(ts);
     } catch (e) {
       this.internal(e);
@@ -483,7 +532,8 @@ export class TlsFlowHandler implements FlowHandler {
     }
   }
 
-  private onRecord(ds: DirState, type: number, header: Buffer, fragment: Buffer, ts: Timestamp): void {
+  /** @internal (DirState) */
+  onRecord(ds: DirState, type: number, header: Buffer, fragment: Buffer, ts: Timestamp): void {
     if (this.isProtected(ds, type)) {
       if (this.tls13 && ds.phase !== Phase.Plain) {
         ds.protectedAfterHello++;
@@ -557,7 +607,8 @@ export class TlsFlowHandler implements FlowHandler {
     if (fragment[0] === 2) this.anomalies.anomaly('tls_alert_fatal', String(fragment[1]));
   }
 
-  private onLost(ds: DirState, bytes: number, records: number, ts: Timestamp): void {
+  /** @internal (DirState) */
+  onLost(ds: DirState, bytes: number, records: number, ts: Timestamp): void {
     if (this.queue.length > 0) {
       this.enqueue(ItemKind.Gap, ds, ts, 0, EMPTY, EMPTY, bytes, records, 'eof');
       return;
@@ -574,7 +625,7 @@ export class TlsFlowHandler implements FlowHandler {
       this.lostRecords += 1;
     }
     // A handshake message spanning the gap can never complete.
-    ds.hs.reset();
+    ds.resetHandshake();
     if (ds.appPhase && this.keysFound) this.appStream().onGap(ds.dir, bytes, ts);
   }
 
@@ -724,7 +775,7 @@ export class TlsFlowHandler implements FlowHandler {
     ds.dec = dec;
     ds.secret = secret;
     ds.lostUnknown = false;
-    ds.hs.reset();
+    ds.resetHandshake();
     this.foundKeys();
     this.decryptedRecords++;
     this.dispatchPlaintext(ds, r.contentType, r.plaintext, ts);
@@ -797,6 +848,7 @@ export class TlsFlowHandler implements FlowHandler {
       this.lostRecords++;
       return;
     }
+    if (this.earlyPlain === NO_EARLY) this.earlyPlain = [];
     this.earlyPlain.push({ data: Buffer.from(data), ts });
     this.earlyPlainBytes += data.length;
   }
@@ -805,7 +857,7 @@ export class TlsFlowHandler implements FlowHandler {
   private releaseEarly(accepted: boolean): void {
     const held = this.earlyPlain;
     if (held.length === 0) return;
-    this.earlyPlain = [];
+    this.earlyPlain = NO_EARLY;
     this.earlyPlainBytes = 0;
     const ds = this.dirs[0];
     for (const h of held) {
@@ -839,7 +891,10 @@ export class TlsFlowHandler implements FlowHandler {
   }
 
   private appStream(): AppStream {
-    if (!this.app) this.app = this.appFactory(this.info);
+    if (!this.app) {
+      const f = this.appFactory;
+      this.app = typeof f === 'function' ? f(this.info) : f.createApp(this.info);
+    }
     return this.app;
   }
 
@@ -954,8 +1009,8 @@ export class TlsFlowHandler implements FlowHandler {
     if (!master) return undefined;
     this.master = master;
     if (!this.info.resumed) this.ctx.sessionCache.setBySessionId(sh.sessionId, master);
-    for (const t of this.pendingTickets) this.ctx.sessionCache.setByTicket(t, master);
-    this.pendingTickets.length = 0;
+    if (this.pendingTickets) for (const t of this.pendingTickets) this.ctx.sessionCache.setByTicket(t, master);
+    this.pendingTickets = undefined;
     return master;
   }
 
@@ -976,7 +1031,8 @@ export class TlsFlowHandler implements FlowHandler {
 
   // ---------------------------------------------------------------- handshake messages
 
-  private onHandshake(ds: DirState, type: number, body: Buffer, raw: Buffer, ts: Timestamp): void {
+  /** @internal (DirState) */
+  onHandshake(ds: DirState, type: number, body: Buffer, raw: Buffer, ts: Timestamp): void {
     if (this.transcript && !this.sawClientKeyExchange && type !== HandshakeType.HelloRequest) {
       this.transcript.update(raw);
     }
@@ -1022,7 +1078,7 @@ export class TlsFlowHandler implements FlowHandler {
           if (!t) this.anomalies.anomaly('tls_malformed_new_session_ticket');
           else if (t.ticket.length > 0) {
             if (this.master) this.ctx.sessionCache.setByTicket(t.ticket, this.master);
-            else this.pendingTickets.push(t.ticket);
+            else (this.pendingTickets ??= []).push(t.ticket);
           }
         }
         break;
@@ -1051,7 +1107,8 @@ export class TlsFlowHandler implements FlowHandler {
   }
 
   private onClientHello(ds: DirState, body: Buffer, raw: Buffer): void {
-    const ch = parseClientHello(body);
+    // One copy of the message serves the parsed hello and the transcript.
+    const ch = parseClientHello(body, raw);
     if (!ch) {
       this.anomalies.anomaly('tls_malformed_client_hello');
       return;
@@ -1071,9 +1128,8 @@ export class TlsFlowHandler implements FlowHandler {
     this.info.clientHello = ch;
     if (ch.sni !== undefined) this.info.sni = ch.sni;
     if (ch.extendedMasterSecret) {
-      this.transcript = new Transcript();
-      // The transcript did not exist when onHandshake hashed: add this ClientHello now.
-      this.transcript.update(raw);
+      // The transcript did not exist when onHandshake hashed: it starts with this ClientHello.
+      this.transcript = new Transcript(ch.message ?? Buffer.from(raw));
     }
     if (ch.earlyData) ds.phase = Phase.Early;
   }
@@ -1084,7 +1140,7 @@ export class TlsFlowHandler implements FlowHandler {
    * the new random). The current keys stay in use until each direction's next ChangeCipherSpec.
    * `info` keeps describing the first handshake.
    */
-  private startRenegotiation(ch: ParsedClientHello, raw: Buffer): void {
+  private startRenegotiation(ch: ParsedClientHello & { readonly message?: Buffer }, raw: Buffer): void {
     this.anomalies.anomaly('tls_renegotiation');
     this.renegotiating = true;
     this.clientHello = ch;
@@ -1095,11 +1151,10 @@ export class TlsFlowHandler implements FlowHandler {
     this.sessionHash = undefined;
     this.sawServerCertificate = false;
     this.sawClientKeyExchange = false;
-    this.pendingTickets.length = 0;
+    this.pendingTickets = undefined;
     this.transcript = undefined;
     if (ch.extendedMasterSecret) {
-      this.transcript = new Transcript();
-      this.transcript.update(raw);
+      this.transcript = new Transcript(ch.message ?? Buffer.from(raw));
     }
   }
 

@@ -42,7 +42,26 @@ export function hkdfExtract(hash: 'sha256' | 'sha384', salt: Buffer, ikm: Buffer
  * RFC 8446 §7.1: HkdfLabel = uint16 length || opaque label<7..255> ("tls13 " + label) ||
  * opaque context<0..255>; the "tls13 " prefix is added here.
  */
+/** HkdfLabel structures with an empty context ('key', 'iv', 'traffic upd', ...), built once per (label, length). */
+const emptyContextInfo = new Map<string, Buffer>();
+const COUNTER_1 = Buffer.from([1]);
+
 export function hkdfExpandLabel(hash: 'sha256' | 'sha384', secret: Buffer, label: string, context: Buffer, length: number): Buffer {
+  if (context.length === 0 && length <= HASH_LEN[hash]) {
+    // One HMAC block (every traffic key and IV): T(1) = HMAC(secret, info | 0x01).
+    const k = label + '|' + length;
+    let info = emptyContextInfo.get(k);
+    if (!info) {
+      info = hkdfLabel(label, context, length);
+      if (emptyContextInfo.size < 64) emptyContextInfo.set(k, info);
+    }
+    const t = createHmac(hash, secret).update(info).update(COUNTER_1).digest();
+    return t.length === length ? t : Buffer.from(t.subarray(0, length));
+  }
+  return hkdfExpand(hash, secret, hkdfLabel(label, context, length), length);
+}
+
+function hkdfLabel(label: string, context: Buffer, length: number): Buffer {
   const fullLabel = Buffer.from(LABEL_PREFIX + label, 'latin1');
   if (fullLabel.length > 255 || context.length > 255 || length > 0xffff) throw new RangeError('HkdfLabel field too long');
   const info = Buffer.allocUnsafe(2 + 1 + fullLabel.length + 1 + context.length);
@@ -51,7 +70,7 @@ export function hkdfExpandLabel(hash: 'sha256' | 'sha384', secret: Buffer, label
   fullLabel.copy(info, 3);
   info[3 + fullLabel.length] = context.length;
   context.copy(info, 4 + fullLabel.length);
-  return hkdfExpand(hash, secret, info, length);
+  return info;
 }
 
 /** RFC 8446 §7.3: write key and 12-byte IV of a traffic secret; TLS 1.3 has no MAC key. */
