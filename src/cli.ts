@@ -136,6 +136,8 @@ export async function main(argv: string[]): Promise<void> {
         throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
     }
   } catch (e) {
+    // The reader of our output went away (e.g. `| head`): not a failure of ours, stop quietly.
+    if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') process.exit(0);
     if (e instanceof InputError) fail(2, e.message.split('\n')[0]);
     const code = (e as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) fail(2, (e as Error).message.split('\n')[0]);

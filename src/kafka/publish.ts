@@ -7,12 +7,12 @@
  * partition 0. The default form batches each partition's packets into pcap streams of up to
  * --batch-bytes; --format frame sends one Metron-format record per frame.
  */
-import { closeSync, createReadStream, fstatSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { CaptureFormatError, CaptureReader } from '../capture/index.js';
-import { decodePacket } from '../decode/index.js';
+import { CaptureReader } from '../capture/index.js';
+import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { flowHash } from '../pipeline/flowHash.js';
-import { InputError } from '../pipeline/replay.js';
+import { InputError, pumpCapture } from '../pipeline/replay.js';
 import { DSB_TLS_KEY_LOG } from '../pipeline/engine.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { KafkaUnreachableError, type KafkaClient, type OutRecord, type Producer } from './adapter.js';
@@ -44,13 +44,6 @@ export interface PublishPcapResult {
 
 /** Records pending in one send; a send is awaited before more input is read. */
 const MAX_PENDING_RECORDS = 2000;
-
-export function newDecoded(): DecodedPacket {
-  return {
-    ipVersion: 4, srcAddr: Buffer.alloc(0), dstAddr: Buffer.alloc(0), protocol: 0, srcPort: 0, dstPort: 0,
-    seq: 0, ack: 0, flags: 0, window: 0, payload: Buffer.alloc(0), payloadLen: 0, tunnels: [], vlans: [],
-  };
-}
 
 /** Partition of a packet: flowHash % n for TCP, 0 otherwise. */
 export function packetPartition(p: RawPacket, decoded: DecodedPacket, n: number): number {
@@ -92,7 +85,7 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
     packets: 0, records: 0, partitions, perPartition: new Array(partitions).fill(0),
     dsbSecretLines: 0, dsbSecretsPublished: 0, dsbMalformed: 0, anomalies: {},
   };
-  const decoded = newDecoded();
+  const decoded = newDecodedPacket();
   const builders = Array.from({ length: partitions }, () => new PcapStreamBuilder());
   let pending: OutRecord[] = [];
   let pendingSecrets: { key: string; value: string }[] = [];
@@ -154,21 +147,10 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
     }
   };
   const reader = new CaptureReader(sink);
-  const input = opts.capture === '-' ? process.stdin : createReadStream(opts.capture, { highWaterMark: 1 << 20 });
   try {
-    try {
-      for await (const chunk of input) {
-        reader.push(chunk as Buffer);
-        if (pending.length >= 1 || pendingSecrets.length >= MAX_PENDING_RECORDS) await send();
-      }
-      reader.end();
-    } catch (e) {
-      if (e instanceof CaptureFormatError) throw new InputError(`${name}: ${e.message}`);
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code && !(e instanceof InputError) && !(e as Error).name?.startsWith('KafkaJS')) throw new InputError(`cannot read capture ${name}: ${code}`);
-      throw e;
-    }
-    if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
+    await pumpCapture(opts.capture, reader, async () => {
+      if (pending.length >= 1 || pendingSecrets.length >= MAX_PENDING_RECORDS) await send();
+    });
     for (let i = 0; i < partitions; i++) flushBuilder(i);
     await send();
   } finally {

@@ -14,7 +14,7 @@ import { BatchBuilder } from '../pipeline/batch.js';
 import { mergeStats } from '../pipeline/sharded.js';
 import { flowHash } from '../pipeline/flowHash.js';
 import { InputError, type RsaKeySpec } from '../pipeline/replay.js';
-import { decodePacket } from '../decode/index.js';
+import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
 import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
@@ -241,10 +241,7 @@ export class WorkerShards implements Shards {
   private readonly curSensor: (string | undefined)[];
   private readonly queued: Promise<StreamShardResult>[][];
   private running = 0;
-  private readonly decoded: DecodedPacket = {
-    ipVersion: 4, srcAddr: Buffer.alloc(0), dstAddr: Buffer.alloc(0), protocol: 0, srcPort: 0, dstPort: 0,
-    seq: 0, ack: 0, flags: 0, window: 0, payload: Buffer.alloc(0), payloadLen: 0, tunnels: [], vlans: [],
-  };
+  private readonly decoded: DecodedPacket = newDecodedPacket();
   private readonly ignore = { anomaly() {} };
   private readonly lastStats: (EngineStats | undefined)[];
   private readonly flowsPerShard: number[];

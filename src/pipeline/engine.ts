@@ -6,7 +6,7 @@
  *
  * One Engine instance owns one flow table; the replay command runs one per worker shard.
  */
-import { decodePacket } from '../decode/index.js';
+import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
 import { TlsFlowHandler, SessionCache, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
 import type { AppFactoryObject } from '../tls/session.js';
@@ -81,22 +81,7 @@ export class Engine implements CaptureSink, AnomalySink {
     anomalies: {},
     notDecoded: {},
   };
-  private readonly decoded: DecodedPacket = {
-    ipVersion: 4,
-    srcAddr: Buffer.alloc(0),
-    dstAddr: Buffer.alloc(0),
-    protocol: 0,
-    srcPort: 0,
-    dstPort: 0,
-    seq: 0,
-    ack: 0,
-    flags: 0,
-    window: 0,
-    payload: Buffer.alloc(0),
-    payloadLen: 0,
-    tunnels: [],
-    vlans: [],
-  };
+  private readonly decoded: DecodedPacket = newDecodedPacket();
   private readonly flows: TcpFlowTable;
   /** Alert rules over every event (src/detect); undefined when detection is off. */
   readonly detector: Detector | undefined;

@@ -61,27 +61,51 @@ export function parseRsaKeySpec(arg: string): RsaKeySpec {
   return { path: arg };
 }
 
+/**
+ * Reads a capture file (or stdin for '-') in 1 MiB chunks into a CaptureReader, awaiting
+ * `afterChunk` between chunks (back-pressure). Read and format errors become one-line
+ * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged.
+ */
+export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void): Promise<void> {
+  const name = capture === '-' ? 'stdin' : capture;
+  const input = capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 });
+  const chunks = input[Symbol.asyncIterator]();
+  const inputError = (e: unknown): unknown => {
+    if (e instanceof CaptureFormatError) return new InputError(`${name}: ${e.message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    return code ? new InputError(`cannot read capture ${name}: ${code}`) : e;
+  };
+  try {
+    for (;;) {
+      try {
+        const r = await chunks.next();
+        if (r.done) break;
+        reader.push(r.value as Buffer);
+      } catch (e) {
+        throw inputError(e);
+      }
+      await afterChunk();
+    }
+    try {
+      reader.end();
+    } catch (e) {
+      throw inputError(e);
+    }
+  } finally {
+    await chunks.return?.();
+  }
+  if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
+}
+
 export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<EngineStats> {
   const keys = loadKeys(opts.keylogs, opts.rsaKeys);
   const engine = new Engine((ev) => out.write(ev), keys, opts.engine);
   if (keys.malformedKeylogLines) engine.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
   const reader = new CaptureReader(engine, opts.captureLimits);
-  const name = opts.capture === '-' ? 'stdin' : opts.capture;
-  const input = opts.capture === '-' ? process.stdin : createReadStream(opts.capture, { highWaterMark: 1 << 20 });
-  try {
-    for await (const chunk of input) {
-      reader.push(chunk as Buffer);
-      out.flush();
-      await out.drained();
-    }
-    reader.end();
-  } catch (e) {
-    if (e instanceof CaptureFormatError) throw new InputError(`${name}: ${e.message}`);
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code && !(e instanceof InputError)) throw new InputError(`cannot read capture ${name}: ${code}`);
-    throw e;
-  }
-  if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
+  await pumpCapture(opts.capture, reader, async () => {
+    out.flush();
+    await out.drained();
+  });
   engine.finish();
   return engine.stats;
 }

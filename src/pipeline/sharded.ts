@@ -5,15 +5,15 @@
  * per shard — simple flow affinity without a custom balancer: each shard's tasks run in order in
  * its one thread). Events come back as NDJSON text; per-shard order is kept, shards interleave.
  */
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { CaptureReader, CaptureFormatError } from '../capture/index.js';
-import { decodePacket } from '../decode/index.js';
+import { CaptureReader } from '../capture/index.js';
+import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { BatchBuilder } from './batch.js';
 import { hostPairHash, hostPairHashEthIpv4Tcp } from './flowHash.js';
-import { InputError, loadKeys, type ReplayOptions } from './replay.js';
+import { loadKeys, pumpCapture, type ReplayOptions } from './replay.js';
 import type { EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
 import type { ShardConfig, ShardResult, ShardTask } from '../../workers/shard.js';
@@ -38,10 +38,7 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   const builders = pools.map(() => new BatchBuilder(BATCH_BYTES + (1 << 16)));
   const inFlight: Promise<ShardResult>[][] = pools.map(() => []);
   const mainStats = { packets: 0, notTcp: 0 };
-  const decoded: DecodedPacket = {
-    ipVersion: 4, srcAddr: Buffer.alloc(0), dstAddr: Buffer.alloc(0), protocol: 0, srcPort: 0, dstPort: 0,
-    seq: 0, ack: 0, flags: 0, window: 0, payload: Buffer.alloc(0), payloadLen: 0, tunnels: [], vlans: [],
-  };
+  const decoded: DecodedPacket = newDecodedPacket();
   const ignore = { anomaly() {} }; // anomalies are counted by the shard that decodes the packet for real
   const consume = (r: ShardResult): void => {
     if (r.ndjson) out.writeRaw(r.ndjson, r.events);
@@ -75,26 +72,14 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   };
   const capAnomalies: Record<string, number> = {};
   const reader = new CaptureReader(sink, opts.captureLimits);
-  const name = opts.capture === '-' ? 'stdin' : opts.capture;
-  const input = opts.capture === '-' ? process.stdin : createReadStream(opts.capture, { highWaterMark: 1 << 20 });
   try {
-    try {
-      for await (const chunk of input) {
-        reader.push(chunk as Buffer);
-        for (let i = 0; i < shards; i++) {
-          while (inFlight[i].length > MAX_IN_FLIGHT_PER_SHARD) consume(await inFlight[i].shift()!);
-        }
-        out.flush();
-        await out.drained();
+    await pumpCapture(opts.capture, reader, async () => {
+      for (let i = 0; i < shards; i++) {
+        while (inFlight[i].length > MAX_IN_FLIGHT_PER_SHARD) consume(await inFlight[i].shift()!);
       }
-      reader.end();
-    } catch (e) {
-      if (e instanceof CaptureFormatError) throw new InputError(`${name}: ${e.message}`);
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code) throw new InputError(`cannot read capture ${name}: ${code}`);
-      throw e;
-    }
-    if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
+      out.flush();
+      await out.drained();
+    });
     for (let i = 0; i < shards; i++) {
       if (builders[i].count) submit(i, { kind: 'batch', data: builders[i].takeView() });
       submit(i, { kind: 'finish' });

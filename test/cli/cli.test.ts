@@ -125,6 +125,13 @@ describe('tlsdecrypt CLI', () => {
     expect(readdirSync(dir)).toContain('events.ndjson');
   });
 
+  it('stops quietly with exit 0 when the reader of its output goes away', () => {
+    const fx = 'fixtures/https/tls13-parallel-http11';
+    const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" ${CLI} replay ${fx}/capture.pcap --keylog ${fx}/keys.log | head -c 10 >/dev/null`], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).not.toContain('internal error');
+  });
+
   it('never prints key material', () => {
     const r = run(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`]);
     const secrets = require_secrets(`${DEMO}/keys.log`);

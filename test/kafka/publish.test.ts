@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaptureReader } from '../../src/capture/index.js';
-import { decodePacket } from '../../src/decode/index.js';
+import { decodePacket, newDecodedPacket } from '../../src/decode/index.js';
 import { PCAP_CONTENT_TYPE, RecordDecoder } from '../../src/kafka/formats.js';
-import { newDecoded, publishKeylog, publishPcap } from '../../src/kafka/publish.js';
+import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import type { CaptureSink, RawPacket } from '../../src/types.js';
 import { brokers, client, conversations, ensureBuilt, pcapFile, readAll, REPO, sleep, uniq, until } from './helpers.js';
 import type { InRecord } from '../../src/kafka/adapter.js';
@@ -16,7 +16,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Unordered flow key of a packet ("a:p|b:q" with the endpoints sorted). */
 function flowKey(p: RawPacket): string | undefined {
-  const d = newDecoded();
+  const d = newDecodedPacket();
   if (decodePacket(p, d, { anomaly() {} }) !== 'tcp') return undefined;
   const a = `${[...d.srcAddr].join('.')}:${d.srcPort}`;
   const b = `${[...d.dstAddr].join('.')}:${d.dstPort}`;
@@ -39,7 +39,7 @@ function checkAffinity(got: { partition: number; p: RawPacket }[], flows: number
     const k = flowKey(p)!;
     expect(k).toBeDefined();
     (where.get(k) ?? where.set(k, new Set()).get(k)!).add(partition);
-    const d = newDecoded();
+    const d = newDecodedPacket();
     decodePacket(p, d, { anomaly() {} });
     (dirs.get(k) ?? dirs.set(k, new Set()).get(k)!).add(`${d.srcPort}`);
   }
