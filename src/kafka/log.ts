@@ -1,42 +1,36 @@
 /**
- * Structured logging for the Kafka side: one JSON object per line on stderr. kafkajs's own console
- * logger is replaced by `kafkaLogCreator`, which forwards warn and error entries only and never
- * message values (kafkajs log extras carry metadata — broker, topic, error — not record payloads;
- * anything that looks like a payload is dropped anyway).
+ * Logging for the Kafka side: a thin adapter over the one pino-based logger (src/ops/log.ts), so
+ * Kafka lines are the same JSON lines on stderr with the same redaction guard (`log.logger`
+ * "tlsdecrypt.kafka"). kafkajs's own console logger is replaced by `kafkaLogCreator`, which
+ * forwards warn and error entries only and never message values (kafkajs log extras carry
+ * metadata — broker, topic, error — not record payloads; top-level fields that look like a payload
+ * are dropped anyway, and key-material-like names are censored by the shared guard).
  */
 import { logLevel, type logCreator, type LogEntry } from 'kafkajs';
+import { Logger, opsLog, type LogLevel } from '../ops/log.js';
 
-export type Level = 'debug' | 'info' | 'warn' | 'error';
-const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export type Level = LogLevel;
 
-let threshold: Level = (process.env.TLSDECRYPT_LOG_LEVEL as Level) in RANK ? (process.env.TLSDECRYPT_LOG_LEVEL as Level) : 'info';
-let writer: (line: string) => void = (line) => process.stderr.write(line);
+const NAME = 'tlsdecrypt.kafka';
+let kafkaLog: Logger = opsLog.child(NAME);
 
 export function setLogLevel(l: Level): void {
-  threshold = l;
+  kafkaLog.setLevel(l);
 }
 
-/** For tests: capture log lines. */
-export function setLogWriter(w: (line: string) => void): void {
-  writer = w;
+/** For tests: capture log lines (each call gets one JSON line ending in '\n'); undefined restores stderr. */
+export function setLogWriter(w: ((line: string) => void) | undefined): void {
+  kafkaLog = w ? new Logger({ name: NAME, level: kafkaLog.level, write: w }) : opsLog.child(NAME);
 }
 
-const DROP_KEYS = new Set(['value', 'message_value', 'messages', 'payload', 'key', 'secret', 'secrets', 'sasl', 'password']);
+/** Record payloads, never logged (key-material-like names are censored by the shared guard). */
+const PAYLOAD_KEYS = new Set(['value', 'message_value', 'messages', 'payload']);
 
 export function log(level: Level, msg: string, fields: Record<string, unknown> = {}): void {
-  if (RANK[level] < RANK[threshold]) return;
-  const rec: Record<string, unknown> = { '@timestamp': new Date().toISOString(), 'log.level': level, message: msg };
-  for (const [k, v] of Object.entries(fields)) {
-    if (DROP_KEYS.has(k) || typeof v === 'function') continue;
-    rec[k] = v instanceof Error ? v.message : v;
-  }
-  let line: string;
-  try {
-    line = JSON.stringify(rec);
-  } catch {
-    line = JSON.stringify({ '@timestamp': rec['@timestamp'], 'log.level': level, message: msg });
-  }
-  writer(line + '\n');
+  if (!kafkaLog.enabled(level)) return;
+  const clean: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) if (!PAYLOAD_KEYS.has(k)) clean[k] = v;
+  kafkaLog.log(level, msg, clean);
 }
 
 let muted = 0;
