@@ -3,6 +3,9 @@
  * InputErrors (one line, exit 2); "cannot reach Kafka at B" after the client's bounded retry.
  */
 import { parseArgs } from 'node:util';
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { InputError } from '../pipeline/replay.js';
 import { createKafkaClient, KafkaUnreachableError, type KafkaConnection } from './adapter.js';
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
@@ -122,9 +125,19 @@ export async function cmdRun(argv: string[]): Promise<void> {
   if (positionals.length) throw new InputError(`run takes no positional arguments, got '${positionals[0].slice(0, 60)}'`);
   const cfg = resolveRunConfig(values, process.env, (values.config as string | undefined) ?? process.env.TLSDECRYPT_CONFIG);
   const client = createKafkaClient(cfg.connection);
+  let sink: Writable = process.stdout;
+  if (cfg.out) {
+    const ws = createWriteStream(cfg.out, { flags: 'a' });
+    try {
+      await Promise.race([once(ws, 'open'), once(ws, 'error').then(([e]) => Promise.reject(e))]);
+    } catch (e) {
+      throw new InputError(`cannot write --out ${cfg.out}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    sink = ws;
+  }
   let handle;
   try {
-    handle = await startRun(client, cfg);
+    handle = await startRun(client, cfg, sink);
   } catch (e) {
     if (e instanceof KafkaUnreachableError) throw new InputError(e.message);
     throw e;
@@ -141,6 +154,7 @@ export async function cmdRun(argv: string[]): Promise<void> {
   process.on('SIGINT', onSig);
   process.on('SIGTERM', onSig);
   const summary = await handle.done;
+  if (sink !== process.stdout) await new Promise<void>((resolve) => sink.end(resolve));
   process.off('SIGINT', onSig);
   process.off('SIGTERM', onSig);
   if (!cfg.quiet) process.stderr.write(runSummaryLine(summary));

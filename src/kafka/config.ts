@@ -46,6 +46,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('groupId', 'string', 'tlsdecrypt', 'consumer group of the packets topic'),
   S('workers', 'int', 1, 'engine shards (worker threads; 1 = in-process)', { min: 1, max: 256 }),
   S('stdout', 'bool', false, 'also write events to stdout as NDJSON'),
+  S('out', 'string', undefined, 'also append events to this file as NDJSON (instead of stdout)'),
   S('startFrom', 'enum', 'earliest', 'where a new consumer group starts', { values: ['earliest', 'latest'] }),
   S('secretsLookback', 'int', 3600, 'seconds of the secrets topic read at start (0 = all)', { min: 0, max: 10 * 365 * 86400 }),
   S('secretsCatchupTimeout', 'int', 30, 'seconds to wait for the secrets backlog before consuming packets', { min: 0, max: 3600 }),
@@ -68,6 +69,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('tcpClosedTimeout', 'int', undefined, 'capture-time seconds a finished flow waits for stragglers (and late keys)', { min: 0, max: 86400 }),
   S('maxFlows', 'int', undefined, 'flows tracked per shard', { min: 1, max: 100_000_000 }),
   S('maxKeylogEntries', 'int', undefined, 'secrets kept per shard', { min: 1, max: 100_000_000 }),
+  S('secretsTtl', 'int', 86400, 'seconds a secret is kept after it arrived (0 = forever)', { min: 0, max: 100_000_000 }),
   S('limits', 'string', undefined, 'JSON limits file (tcp/tls/http/capture sections, as replay --limits); in the config file also an inline object'),
   S('tls', 'bool', false, 'TLS to the brokers'),
   S('tlsCa', 'string', undefined, 'PEM CA file for broker TLS'),
@@ -92,6 +94,8 @@ export interface RunConfig {
   groupId: string;
   workers: number;
   stdout: boolean;
+  /** Events file (NDJSON, appended); when set, the --stdout copy goes there instead. */
+  out?: string;
   fromBeginning: boolean;
   secretsLookbackSec: number;
   secretsCatchupTimeoutSec: number;
@@ -108,6 +112,8 @@ export interface RunConfig {
   keylogs: string[];
   rsaKeys: RsaKeySpec[];
   maxKeylogEntries?: number;
+  /** Seconds a secret is kept after it arrived; 0 = forever. */
+  secretsTtlSec: number;
   engine: Partial<EngineOptions>;
   /** Limits of the pcap-stream record parser (capture section of --limits). */
   captureLimits: Partial<CaptureLimits>;
@@ -206,7 +212,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
   const str = (k: string): string => (vals[k] as string | undefined) ?? '';
   if (!str('packetsTopic')) throw new InputError('--packets-topic must not be empty');
   if (!str('groupId')) throw new InputError('--group-id must not be empty');
-  if (!str('eventsTopic') && !vals.stdout) throw new InputError("events go nowhere: give --events-topic or --stdout");
+  if (!str('eventsTopic') && !vals.stdout && !str('out')) throw new InputError("events go nowhere: give --events-topic, --stdout or --out");
   const topicRe = /^[a-zA-Z0-9._-]{1,249}$/;
   for (const k of ['packetsTopic', 'secretsTopic', 'eventsTopic']) {
     const t = str(k);
@@ -258,7 +264,8 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     eventsTopic: str('eventsTopic'),
     groupId: str('groupId'),
     workers: vals.workers as number,
-    stdout: vals.stdout as boolean,
+    stdout: (vals.stdout as boolean) || !!str('out'),
+    out: str('out') || undefined,
     fromBeginning: vals.startFrom === 'earliest',
     secretsLookbackSec: vals.secretsLookback as number,
     secretsCatchupTimeoutSec: vals.secretsCatchupTimeout as number,
@@ -275,6 +282,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     keylogs: vals.keylog as string[],
     rsaKeys: (vals.rsaKey as string[]).map(parseRsaKeySpec),
     maxKeylogEntries: vals.maxKeylogEntries as number | undefined,
+    secretsTtlSec: vals.secretsTtl as number,
     engine: {
       onlyDecrypted: vals.onlyDecrypted as boolean,
       tcp: tcp as Partial<EngineOptions['tcp']>,

@@ -108,7 +108,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     const code = (e as NodeJS.ErrnoException).code;
     throw new InputError(`--metrics-port ${cfg.ops?.metricsPort}: cannot listen on ${cfg.ops?.metricsHost ?? '127.0.0.1'}${code ? ` (${code})` : ''}`);
   }
-  const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, ops: ops.shardConfig() };
+  const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, secretsTtlSec: cfg.secretsTtlSec, ops: ops.shardConfig() };
   const onReport = (i: number, r: Parameters<Ops['shardReport']>[1]): void => ops.shardReport(i, r);
   let shards: Shards;
   try {

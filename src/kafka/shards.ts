@@ -26,6 +26,8 @@ export interface StreamShardConfig {
   rsaKeys: RsaKeySpec[];
   engine: Partial<EngineOptions>;
   maxKeylogEntries?: number;
+  /** Seconds a secret is kept after it arrived (0 = forever). */
+  secretsTtlSec?: number;
   /** Ops state of each shard (workerData-safe: shares the governor gate's SharedArrayBuffer). */
   ops?: ShardOpsConfig;
 }
@@ -61,7 +63,7 @@ export interface StreamShardResult extends ShardOutput {
 
 /** Static key material (files); errors are InputErrors naming the file, never its content. */
 export function loadStaticKeys(cfg: StreamShardConfig): { secrets: SecretsStore; rsaKeys: RsaServerKey[]; malformed: number } {
-  const secrets = new SecretsStore({ maxEntries: cfg.maxKeylogEntries });
+  const secrets = new SecretsStore({ maxEntries: cfg.maxKeylogEntries, maxAgeSec: cfg.secretsTtlSec });
   let malformed = 0;
   for (const path of cfg.keylogs) {
     let text: string;

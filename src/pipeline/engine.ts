@@ -8,7 +8,7 @@
  */
 import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
-import { TlsFlowHandler, SessionCache, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
+import { TlsFlowHandler, SessionCache, PendingBudget, DEFAULT_TLS_OPTIONS, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
 import type { AppFactoryObject } from '../tls/session.js';
 import type { SecretsStore } from '../tls/crypto/keylog.js';
 import type { RsaServerKey } from '../tls/crypto/rsa.js';
@@ -86,6 +86,8 @@ export class Engine implements CaptureSink, AnomalySink {
   /** Alert rules over every event (src/detect); undefined when detection is off. */
   readonly detector: Detector | undefined;
   private readonly sessionCache = new SessionCache();
+  /** Ciphertext held for late keys by all flows together (tls.maxPendingRecordBytesTotal). */
+  private readonly pendingBudget: PendingBudget;
   /** FTP data connections announced by control sessions (PASV/EPSV/PORT/EPRT), shared by all flows. */
   private readonly dataChannels = new DataChannelRegistry(this);
   /** Live TLS handlers, for late keys. */
@@ -99,6 +101,7 @@ export class Engine implements CaptureSink, AnomalySink {
     opts: Partial<EngineOptions> = {},
   ) {
     this.opts = { tcp: {}, tls: {}, analyzers: {}, dispatch: {}, detect: {}, onlyDecrypted: false, ...opts };
+    this.pendingBudget = new PendingBudget(this.opts.tls.maxPendingRecordBytesTotal ?? DEFAULT_TLS_OPTIONS.maxPendingRecordBytesTotal);
     this.detector = this.opts.detect === false ? undefined : new Detector(this.opts.detect);
     this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
     keys.secrets.onAdded(() => this.retryKeys());
@@ -195,6 +198,7 @@ export class Engine implements CaptureSink, AnomalySink {
           secrets: this.keys.secrets,
           rsaKeys: this.keys.rsaKeys,
           sessionCache: this.sessionCache,
+          pendingBudget: this.pendingBudget,
           anomalies: this,
           options: this.opts.tls,
           decide: (sni) => ops.decide(flow.serverIp, flow.serverPort, sni, flow.sensor),
@@ -205,6 +209,7 @@ export class Engine implements CaptureSink, AnomalySink {
           secrets: this.keys.secrets,
           rsaKeys: this.keys.rsaKeys,
           sessionCache: this.sessionCache,
+          pendingBudget: this.pendingBudget,
           anomalies: this,
           options: this.opts.tls,
           closing: (h) => handlers.delete(h),

@@ -37,6 +37,7 @@ export {
 export {
   TlsFlowHandler,
   SessionCache,
+  PendingBudget,
   DEFAULT_TLS_OPTIONS,
   type TlsInfo,
   type DecryptionStatus,

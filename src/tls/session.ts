@@ -70,6 +70,11 @@ export type AppFactory = (info: TlsInfo) => AppStream;
 export interface TlsOptions {
   /** Ciphertext held per flow while keys are missing (late keys); beyond it held records are dropped. */
   maxPendingRecordBytesPerFlow: number;
+  /**
+   * Ciphertext held for late keys by all flows of one engine together; a flow whose record would
+   * take the total past it has its held records dropped (counted 'tls_pending_total_limit').
+   */
+  maxPendingRecordBytesTotal: number;
   /** Largest handshake message reassembled; larger ones are skipped and counted. */
   maxHandshakeMessageBytes: number;
   /** Sequence numbers tried after records were lost in a gap (RecordDecryptor.tryResync). */
@@ -78,6 +83,7 @@ export interface TlsOptions {
 
 export const DEFAULT_TLS_OPTIONS: TlsOptions = {
   maxPendingRecordBytesPerFlow: 1 << 20,
+  maxPendingRecordBytesTotal: 256 << 20,
   maxHandshakeMessageBytes: 256 * 1024,
   resyncMaxSkip: 64,
 };
@@ -143,6 +149,17 @@ export interface TlsContext {
   onSecretWait?: (seconds: number) => void;
   /** Called first thing in every onClose (the engine's late-key registry forgets the handler). */
   closing?: (h: TlsFlowHandler) => void;
+  /**
+   * Ciphertext held for late keys across all flows of an engine (maxPendingRecordBytesTotal).
+   * Shared by the flows; without it only the per-flow limit applies.
+   */
+  pendingBudget?: PendingBudget;
+}
+
+/** Bytes of ciphertext held for late keys by all flows sharing this object. */
+export class PendingBudget {
+  used = 0;
+  constructor(readonly max: number) {}
 }
 
 /** An app factory as an object (one per flow that is also the flow's event sink: no closure). */
@@ -479,7 +496,7 @@ export class TlsFlowHandler implements FlowHandler {
       this.internal(e);
     }
     this.queue.length = 0;
-    this.queueBytes = 0;
+    this.setQueueBytes(0);
     void reason;
   }
 
@@ -652,17 +669,28 @@ export class TlsFlowHandler implements FlowHandler {
       reason,
     };
     this.queue.push(item);
-    this.queueBytes += header.length + fragment.length;
+    this.setQueueBytes(this.queueBytes + header.length + fragment.length);
+    const budget = this.ctx.pendingBudget;
     if (this.queueBytes > this.opts.maxPendingRecordBytesPerFlow) {
       this.anomalies.anomaly('tls_pending_limit', String(this.opts.maxPendingRecordBytesPerFlow));
       this.dropQueue();
+    } else if (budget && budget.used > budget.max) {
+      this.anomalies.anomaly('tls_pending_total_limit', String(budget.max));
+      this.dropQueue();
     }
+  }
+
+  /** Held bytes of this flow, mirrored into the engine-wide budget. */
+  private setQueueBytes(n: number): void {
+    const budget = this.ctx.pendingBudget;
+    if (budget) budget.used += n - this.queueBytes;
+    this.queueBytes = n;
   }
 
   /** Held records over the limit: drop them, remembering how many records each direction lost. */
   private dropQueue(): void {
     const items = this.queue.splice(0, this.queue.length);
-    this.queueBytes = 0;
+    this.setQueueBytes(0);
     for (const it of items) {
       const ds = this.dirs[it.dir === Dir.ToClient ? 1 : 0];
       if (it.kind === ItemKind.Record) {
@@ -689,7 +717,7 @@ export class TlsFlowHandler implements FlowHandler {
         this.curTs = it.ts;
         if (it.kind === ItemKind.Record) {
           if (this.processProtected(ds, it.header, it.fragment, it.ts) === Outcome.Blocked) break;
-          this.queueBytes -= it.header.length + it.fragment.length;
+          this.setQueueBytes(this.queueBytes - (it.header.length + it.fragment.length));
         } else if (it.kind === ItemKind.Gap) {
           this.applyLost(ds, it.length, it.records, it.ts);
         } else {

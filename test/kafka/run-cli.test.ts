@@ -1,6 +1,6 @@
 /** `tlsdecrypt run` as a process: configuration sources, one-line errors, clean SIGTERM. */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -93,6 +93,9 @@ describe('run as a process (real broker)', () => {
     expect(r3.status).toBe(2);
     expect(r3.stderr.trim().split('\n').length, r3.stderr).toBe(1);
     expect(r3.stderr.trim()).toMatch(/^tlsdecrypt: packets topic missing\.\S+ does not exist at /);
+    const r4 = spawnSync(process.execPath, [cli, 'run', '--brokers', '127.0.0.1:1', '--out', '/nonexistent-dir/events.ndjson'], { encoding: 'utf8', env });
+    expect(r4.status).toBe(2);
+    expect(r4.stderr.trim().split('\n')).toEqual(['tlsdecrypt: cannot write --out /nonexistent-dir/events.ndjson: ENOENT']);
   });
 
   it.runIf(existsSync(join(REPO, 'fixtures/https/tls13-aes128gcm-h2/capture.pcap')))(
@@ -108,7 +111,8 @@ describe('run as a process (real broker)', () => {
       expect(p2.stderr).toContain('published 5 key-log lines');
       const cfgFile = join(dir, 'run.json');
       writeFileSync(cfgFile, JSON.stringify({ eventsTopic: `${t}.events`, groupId: `${t}.group`, workers: 2, statsInterval: 0, maxCpu: 0, maxMemory: 0 }));
-      const child = spawn(process.execPath, [cli, 'run', '--config', cfgFile, '--stdout'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const eventsFile = join(dir, 'events.ndjson');
+      const child = spawn(process.execPath, [cli, 'run', '--config', cfgFile, '--out', eventsFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (d) => (out += d));
@@ -125,7 +129,8 @@ describe('run as a process (real broker)', () => {
       if (code === 'timeout') child.kill('SIGKILL');
       expect(code, err).toBe(0);
       expect(err).toMatch(/tlsdecrypt: 1 records, 54 packets, 1 TCP flows, 1 TLS sessions \(decrypted 1\)/);
-      const lines = out.split('\n').filter(Boolean);
+      expect(out).toBe(''); // --out takes the events copy instead of stdout
+      const lines = readFileSync(eventsFile, 'utf8').split('\n').filter(Boolean);
       expect(lines.length).toBeGreaterThan(0);
       const fromTopic = await readAll(client(), `${t}.events`);
       expect(fromTopic.map((r) => JSON.parse(r.value!.toString())['event']['id']).sort()).toEqual(lines.map((l) => JSON.parse(l).event.id).sort());

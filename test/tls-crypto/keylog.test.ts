@@ -82,3 +82,38 @@ describe('SecretsStore', () => {
     );
   });
 });
+
+describe('SecretsStore expiry (maxAgeSec)', () => {
+  const cr = (n: number) => n.toString(16).padStart(64, '0');
+  const line = (n: number) => `CLIENT_RANDOM ${cr(n)} ${'ab'.repeat(48)}`;
+
+  it('forgets secrets older than maxAgeSec, oldest first, and counts them', () => {
+    let t = 1_000_000;
+    const codes: string[] = [];
+    const s = new SecretsStore({ maxAgeSec: 60, now: () => t, anomalies: { anomaly: (c) => codes.push(c) } });
+    s.addText(line(1));
+    t += 30_000;
+    s.addText(line(2));
+    t += 31_000; // line 1 is 61 s old, line 2 31 s
+    expect(s.get(Buffer.from(cr(1), 'hex'), 'CLIENT_RANDOM')).toBeUndefined();
+    expect(s.get(Buffer.from(cr(2), 'hex'), 'CLIENT_RANDOM')).toBeDefined();
+    expect(s.expired).toBe(1);
+    expect(codes).toEqual(['keylog_entry_expired']);
+    t += 30_000;
+    expect(s.size).toBe(0);
+  });
+
+  it('renews a secret written again, and keeps everything without maxAgeSec', () => {
+    let t = 0;
+    const s = new SecretsStore({ maxAgeSec: 10, now: () => t });
+    s.addText(line(1));
+    t += 9_000;
+    s.addText(line(1));
+    t += 9_000;
+    expect(s.get(Buffer.from(cr(1), 'hex'), 'CLIENT_RANDOM')).toBeDefined();
+    const forever = new SecretsStore({ now: () => t });
+    forever.addText(line(1));
+    t += 1e12;
+    expect(forever.get(Buffer.from(cr(1), 'hex'), 'CLIENT_RANDOM')).toBeDefined();
+  });
+});

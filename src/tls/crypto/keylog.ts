@@ -44,8 +44,15 @@ export interface SecretsStoreOptions {
   maxEntries?: number;
   /** Longest accepted secret in bytes; default 4096. Longer lines count as malformed. */
   maxSecretBytes?: number;
-  /** Receives `keylog_entry_evicted` when the cap is hit. */
+  /** Receives `keylog_entry_evicted` when the cap is hit, `keylog_entry_expired` on expiry. */
   anomalies?: AnomalySink;
+  /**
+   * Secrets older than this many seconds (since they were added) are forgotten; 0 = never (the
+   * default: a replay knows all its keys up front). The streaming engine sets it (--secrets-ttl).
+   */
+  maxAgeSec?: number;
+  /** Clock in milliseconds for maxAgeSec (tests inject one); default Date.now. */
+  now?: () => number;
 }
 
 export class SecretsStore {
@@ -54,6 +61,12 @@ export class SecretsStore {
   private readonly anomalies: AnomalySink | undefined;
   /** key: `LABEL hexid` (lower-case hex); Map keeps insertion order, so the first key is the oldest. */
   private readonly entries = new Map<string, Buffer>();
+  /** When each entry was (last) added, in insertion order alongside `entries` (only with maxAgeSec). */
+  private readonly addedAt = new Map<string, number>();
+  private readonly maxAgeMs: number;
+  private readonly now: () => number;
+  /** Entries forgotten because of maxAgeSec. */
+  expired = 0;
   private readonly listeners: Array<(clientRandomsHex: string[]) => void> = [];
   /** Entries evicted because of maxEntries. */
   evicted = 0;
@@ -64,9 +77,26 @@ export class SecretsStore {
     const b = opts?.maxSecretBytes;
     this.maxSecretBytes = b !== undefined && Number.isFinite(b) && b >= 48 ? Math.floor(b) : DEFAULT_MAX_SECRET_BYTES;
     this.anomalies = opts?.anomalies;
+    const age = opts?.maxAgeSec;
+    this.maxAgeMs = age !== undefined && Number.isFinite(age) && age > 0 ? age * 1000 : 0;
+    this.now = opts?.now ?? Date.now;
+  }
+
+  /** Forgets entries older than maxAgeSec (oldest first: insertion order is age order). */
+  private expire(): void {
+    if (!this.maxAgeMs) return;
+    const limit = this.now() - this.maxAgeMs;
+    for (const [key, t] of this.addedAt) {
+      if (t > limit) break;
+      this.addedAt.delete(key);
+      this.entries.delete(key);
+      this.expired++;
+      this.anomalies?.anomaly('keylog_entry_expired');
+    }
   }
 
   get size(): number {
+    this.expire();
     return this.entries.size;
   }
 
@@ -128,11 +158,17 @@ export class SecretsStore {
   }
 
   private put(key: string, value: Buffer): void {
+    this.expire();
     if (this.entries.has(key)) this.entries.delete(key); // re-insert: newest position, latest wins
     this.entries.set(key, value);
+    if (this.maxAgeMs) {
+      this.addedAt.delete(key);
+      this.addedAt.set(key, this.now());
+    }
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
+      this.addedAt.delete(oldest);
       this.evicted++;
       this.anomalies?.anomaly('keylog_entry_evicted');
     }
@@ -141,12 +177,14 @@ export class SecretsStore {
   /** The secret logged for (client random, label), if any. */
   get(clientRandom: Buffer, label: string): Buffer | undefined {
     if (clientRandom.length !== CLIENT_RANDOM_LEN) return undefined;
+    this.expire();
     return this.entries.get(`${label} ${clientRandom.toString('hex')}`);
   }
 
   /** Wireshark's `RSA <first 8 bytes of the encrypted premaster> <premaster>` lines. */
   getRsaPreMaster(encryptedPrefix8: Buffer): Buffer | undefined {
     if (encryptedPrefix8.length < 8) return undefined;
+    this.expire();
     return this.entries.get(`${RSA_LABEL} ${encryptedPrefix8.subarray(0, 8).toString('hex')}`);
   }
 
