@@ -62,6 +62,7 @@ import {
   type FlowCounters,
   type FlowHandler,
   type FlowInfo,
+  type StreamSink,
   type Timestamp,
 } from '../types.js';
 
@@ -166,9 +167,9 @@ function dispatchOptionsOf(o: Partial<DispatchOptions> | undefined): DispatchOpt
 
 const other = (d: Dir): Dir => (d === Dir.ToServer ? Dir.ToClient : Dir.ToServer);
 
-/** Presents a flow with its directions swapped (the TLS client is the TCP server). */
-class SwappedFlow implements FlowHandler {
-  constructor(private readonly inner: FlowHandler) {}
+/** Forwards a stream with its directions swapped: the part SwappedFlow and SwappedApp share. */
+abstract class SwappedStream<T extends StreamSink> implements StreamSink {
+  constructor(protected readonly inner: T) {}
   onData(dir: Dir, data: Buffer, ts: Timestamp): void {
     this.inner.onData(other(dir), data, ts);
   }
@@ -178,23 +179,17 @@ class SwappedFlow implements FlowHandler {
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
     this.inner.onEnd(other(dir), reason, ts);
   }
+}
+
+/** Presents a flow with its directions swapped (the TLS client is the TCP server). */
+class SwappedFlow extends SwappedStream<FlowHandler> implements FlowHandler {
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
     this.inner.onClose(reason, counters, ts);
   }
 }
 
 /** The decrypted stream of a SwappedFlow, turned back into TCP directions. */
-class SwappedApp implements AppStream {
-  constructor(private readonly inner: AppStream) {}
-  onData(dir: Dir, data: Buffer, ts: Timestamp): void {
-    this.inner.onData(other(dir), data, ts);
-  }
-  onGap(dir: Dir, length: number, ts: Timestamp): void {
-    this.inner.onGap(other(dir), length, ts);
-  }
-  onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
-    this.inner.onEnd(other(dir), reason, ts);
-  }
+class SwappedApp extends SwappedStream<AppStream> implements AppStream {
   onClose(ts: Timestamp): void {
     this.inner.onClose(ts);
   }

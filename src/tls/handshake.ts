@@ -260,16 +260,11 @@ class ClientHelloView implements ParsedClientHello {
   get pskIdentities(): Buffer[] | undefined {
     // RFC 8446 §4.2.11: identities<7..2^16-1> of { identity<1..2^16-1>, uint32 age }.
     const d = this.ext(ExtensionType.PreSharedKey);
-    if (!d) return undefined;
-    const ids = new Reader(d).sub16();
-    const idents: Buffer[] = [];
-    while (ids.remaining > 0) {
-      const id = ids.vec16();
-      ids.u32();
-      if (!ids.ok) break;
-      idents.push(id);
-    }
-    return idents;
+    return d && entries16(d, (r) => {
+      const id = r.vec16();
+      r.u32();
+      return id;
+    });
   }
   get supportedVersions(): number[] | undefined {
     const d = this.ext(ExtensionType.SupportedVersions);
@@ -282,17 +277,27 @@ class ClientHelloView implements ParsedClientHello {
   get keyShareGroups(): number[] | undefined {
     // RFC 8446 §4.2.8: client_shares<0..2^16-1> of { group, key_exchange<1..2^16-1> }.
     const d = this.ext(ExtensionType.KeyShare);
-    if (!d) return undefined;
-    const shares = new Reader(d).sub16();
-    const groups: number[] = [];
-    while (shares.remaining > 0) {
-      const g = shares.u16();
-      shares.vec16();
-      if (!shares.ok) break;
-      groups.push(g);
-    }
-    return groups;
+    return d && entries16(d, (r) => {
+      const g = r.u16();
+      r.vec16();
+      return g;
+    });
   }
+}
+
+/**
+ * The entries of a `<0..2^16-1>` vector of structs, each read by `one` (which returns the part
+ * kept); stops at the first entry that does not fit.
+ */
+function entries16<T>(d: Buffer, one: (r: Reader) => T): T[] {
+  const list = new Reader(d).sub16();
+  const out: T[] = [];
+  while (list.remaining > 0) {
+    const v = one(list);
+    if (!list.ok) break;
+    out.push(v);
+  }
+  return out;
 }
 
 /**
