@@ -104,6 +104,13 @@ export interface FlowCounters {
  */
 export interface FlowHandler extends StreamSink {
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void;
+  /**
+   * True when closing the flow now would lose nothing: no bytes are held back (e.g. records
+   * waiting for late keys) and nothing else can still change its events. A flow whose handler says
+   * so is reported as soon as both directions have ended (FIN delivered or RST) instead of after
+   * the closing timeout; without this method it waits for the timeout.
+   */
+  settled?(): boolean;
 }
 
 export type FlowHandlerFactory = (flow: FlowInfo) => FlowHandler;

@@ -186,6 +186,9 @@ class SwappedFlow extends SwappedStream<FlowHandler> implements FlowHandler {
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
     this.inner.onClose(reason, counters, ts);
   }
+  settled(): boolean {
+    return this.inner.settled?.() ?? false;
+  }
 }
 
 /** The decrypted stream of a SwappedFlow, turned back into TCP directions. */
@@ -301,6 +304,15 @@ export class ProtocolDispatcher implements FlowHandler {
       return;
     }
     this.forwardEnd(dir, reason, ts);
+  }
+
+  /**
+   * Only plain TLS flows (HTTPS, implicit SMTPS/FTPS) with nothing held report at their end; clear
+   * and STARTTLS sessions and FTP data connections (matched with their control session) keep the
+   * closing timeout.
+   */
+  settled(): boolean {
+    return this.mode === Mode.Tls && !this.clear && !this.channel && (this.tls!.settled?.() ?? false);
   }
 
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {

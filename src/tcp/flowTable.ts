@@ -42,6 +42,9 @@ import { HalfStream, newReassemblyStats, type HalfStreamOwner, type ReassemblySt
  * - Closing state: the flow stays in the table for `closedTimeoutSec` of capture time so that
  *   trailing retransmissions and the last ACK do not start a new flow; late data may still fill
  *   holes. At the deadline remaining holes become gaps and onClose('fin' | 'rst') is called.
+ *   Exception: once both directions have ended (no holes left) and the handler's settled()
+ *   says it waits for nothing, onClose is called at once; the entry stays, reported, until the
+ *   deadline and absorbs late packets (they count on the flow and are delivered nowhere).
  *   A SYN without ACK with a new ISN on a closing flow (port reuse) closes it at once and starts
  *   a new flow; so does one on an open flow whose same side already sent a SYN with another ISN
  *   (the old connection ended unseen; it is closed with 'timeout').
@@ -176,6 +179,8 @@ class Flow implements HalfStreamOwner {
   closingSince = -1;
   rstSeen = false;
   closed = false;
+  /** onClose already called (settled flow, reported at its end); the entry only absorbs late packets. */
+  reported = false;
   failed = false;
   readonly half: [HalfStream, HalfStream];
   readonly counters: FlowCounters;
@@ -444,6 +449,7 @@ export class TcpFlowTable {
       flow.half[0].finish('rst', ts);
       flow.half[1].finish('rst', ts);
       if (flow.list === ListId.Active) this.startClosing(flow, sec);
+      if (!flow.reported) this.reportIfSettled(flow, ts);
       return;
     }
 
@@ -458,6 +464,7 @@ export class TcpFlowTable {
     if (flags & TCP_ACK) flow.half[dir === 0 ? 1 : 0].peerAck(p.ack >>> 0, ts);
 
     if (flow.list === ListId.Active && flow.half[0].finSeen && flow.half[1].finSeen) this.startClosing(flow, sec);
+    if (flow.list === ListId.Closing && !flow.reported && flow.half[0].ended && flow.half[1].ended) this.reportIfSettled(flow, ts);
     if (stats.bufferedBytes > this.opts.maxBufferedTotal) this.enforceTotal(ts);
   }
 
@@ -610,7 +617,34 @@ export class TcpFlowTable {
     this.closing.push(f);
   }
 
-  /** Finish both directions, call onClose once, and forget the flow. */
+  /**
+   * A closing flow whose directions have both ended (every byte up to the FIN delivered, or RST)
+   * and whose handler has nothing left to wait for (no records held for late keys) is reported
+   * now rather than after `closedTimeoutSec`: its events leave at the end of the connection,
+   * also in a live stream where capture time stops with the last packet. The entry stays in
+   * the closing list until the timeout so that the last ACK and retransmissions are absorbed
+   * (counted on the flow, delivered nowhere) instead of starting a new flow.
+   */
+  private reportIfSettled(f: Flow, ts: Timestamp): void {
+    const h = f.handler;
+    if (h === null || f.failed || h.settled === undefined) return;
+    try {
+      if (!h.settled()) return;
+    } catch (e) {
+      f.fail(e);
+      return;
+    }
+    f.reported = true;
+    f.handler = null;
+    this.stats.flowsClosed++;
+    try {
+      h.onClose(f.rstSeen ? 'rst' : 'fin', f.counters, ts);
+    } catch (e) {
+      this.handlerError(e);
+    }
+  }
+
+  /** Finish both directions, call onClose once (unless already reported), and forget the flow. */
   private finalize(f: Flow, reason: EndReason, ts: Timestamp): void {
     if (f.closed) return;
     f.closed = true;
@@ -619,6 +653,7 @@ export class TcpFlowTable {
     else if (f.list === ListId.Closing) this.closing.remove(f);
     this.unlink(f);
     this.stats.flowsActive--;
+    if (f.reported) return;
     this.stats.flowsClosed++;
     f.half[0].finish(reason, ts);
     f.half[1].finish(reason, ts);

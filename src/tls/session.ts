@@ -529,6 +529,11 @@ export class TlsFlowHandler implements FlowHandler {
     return this.queue.length > 0;
   }
 
+  /** Nothing held and keys not awaited: closing now gives the same events as closing later. */
+  settled(): boolean {
+    return this.queue.length === 0 && this.status !== 'no_key';
+  }
+
   /** Plaintext application bytes delivered. */
   get decryptedBytes(): number {
     return this.appBytes;

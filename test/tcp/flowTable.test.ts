@@ -205,6 +205,81 @@ describe('tcp flow table: lifecycle', () => {
     expect(flows[1].stream(C2S)).toBe('new');
   });
 
+  describe('settled handlers are reported at the end of the connection', () => {
+    /** A table whose handlers answer settled() with `answer()`. */
+    function settledSetup(answer: () => boolean) {
+      const flows: Recorder[] = [];
+      const table = new TcpFlowTable(
+        (info) => {
+          const r = Object.assign(new Recorder(info), { settled: answer });
+          flows.push(r);
+          return r;
+        },
+        new Anomalies(),
+        { closedTimeoutSec: 10 },
+      );
+      return { table, flows };
+    }
+
+    it('calls onClose as soon as both FINs are delivered, and absorbs the last ACK and a retransmission', () => {
+      const { table, flows } = settledSetup(() => true);
+      handshake(table, 100, 200, 1);
+      table.processSegment(seg(true, 101, 'req', ACK), ts(2));
+      table.processSegment(seg(false, 201, 'resp', FIN | ACK, { ack: 104 }), ts(2));
+      expect(flows[0].closes()).toHaveLength(0); // one direction still open
+      table.processSegment(seg(true, 104, '', FIN | ACK, { ack: 206 }), ts(3));
+      expect(flows[0].closes().map((c) => c.reason)).toEqual(['fin']);
+      expect(flows[0].closes()[0].counters.clientBytes).toBe(3);
+      expect(table.stats.flowsClosed).toBe(1);
+      table.processSegment(seg(false, 206, '', ACK, { ack: 105 }), ts(3)); // last ACK
+      table.processSegment(seg(false, 201, 'resp', FIN | ACK, { ack: 104 }), ts(4)); // retransmission
+      expect(flows).toHaveLength(1); // no new flow from the trailing packets
+      expect(flows[0].closes()).toHaveLength(1);
+      expect(flows[0].stream(S2C)).toBe('resp');
+      table.expire(ts(20));
+      table.closeAll();
+      expect(flows[0].closes()).toHaveLength(1); // exactly once
+      expect(table.activeFlows).toBe(0);
+      expect(table.stats.flowsClosed).toBe(1);
+    });
+
+    it('waits for the closing timeout while a hole is open or the handler is not settled', () => {
+      let ready = false;
+      const { table, flows } = settledSetup(() => ready);
+      handshake(table, 100, 200, 1);
+      table.processSegment(seg(true, 101, '', FIN | ACK), ts(2));
+      table.processSegment(seg(false, 201, '', FIN | ACK), ts(2));
+      expect(flows[0].closes()).toHaveLength(0); // not settled
+      ready = true;
+      const e2 = ep('10.0.0.1', 2222, '10.0.0.2', 443);
+      handshake(table, 100, 200, 3, e2);
+      table.processSegment(seg(true, 101, 'ab', ACK, { ep: e2 }), ts(3));
+      table.processSegment(seg(true, 105, 'ef', FIN | ACK, { ep: e2 }), ts(3)); // hole at 103..104
+      table.processSegment(seg(false, 201, '', FIN | ACK, { ep: e2 }), ts(3));
+      expect(flows[1].closes()).toHaveLength(0); // the hole may still be filled
+      table.processSegment(seg(true, 103, 'cd', ACK, { ep: e2 }), ts(4));
+      expect(flows[1].closes().map((c) => c.reason)).toEqual(['fin']);
+      expect(flows[1].stream(C2S)).toBe('abcdef');
+      expect(flows[0].closes()).toHaveLength(0);
+      table.expire(ts(13));
+      expect(flows[0].closes().map((c) => c.reason)).toEqual(['fin']);
+    });
+
+    it('reports a reset flow at once when settled; handlers without settled() keep the timeout', () => {
+      const { table, flows } = settledSetup(() => true);
+      handshake(table, 100, 200, 1);
+      table.processSegment(seg(true, 101, 'x', RST | ACK), ts(2));
+      expect(flows[0].closes().map((c) => c.reason)).toEqual(['rst']);
+      const plain = setup({ closedTimeoutSec: 10 });
+      handshake(plain.table, 100, 200, 1);
+      plain.table.processSegment(seg(true, 101, '', FIN | ACK), ts(2));
+      plain.table.processSegment(seg(false, 201, '', FIN | ACK), ts(2));
+      expect(plain.flows[0].closes()).toHaveLength(0);
+      plain.table.expire(ts(12));
+      expect(plain.flows[0].closes().map((c) => c.reason)).toEqual(['fin']);
+    });
+  });
+
   it('treats a repeated SYN with the same ISN on a closing flow as a retransmission', () => {
     const { table, flows } = setup();
     handshake(table, 100, 200, 1);
