@@ -4,6 +4,7 @@
 //
 //   npm run build && node bench/kafka.mjs [--workers 1,2] [--runs 3] [--partitions 8] [--port 19792]
 //                                         [--timeout 300] [--keep-broker] [--capture F --keylog K]
+//                                         [--run-args="--max-bytes-per-partition 2097152 ..."]
 //
 // 1. Starts a private single-node KRaft broker (scripts/kafka.sh, TLSDECRYPT_KAFKA_PORT, default
 //    19792: never the shared 19092) and stops it at the end, also on failure or Ctrl-C.
@@ -37,6 +38,7 @@ const { values } = parseArgs({ options: {
   port: { type: 'string', default: process.env.TLSDECRYPT_KAFKA_PORT ?? '19792' },
   timeout: { type: 'string', default: '300' }, 'replay-runs': { type: 'string', default: '3' },
   runs: { type: 'string', default: '3' },
+  'run-args': { type: 'string', default: '' },
   'keep-broker': { type: 'boolean' },
   capture: { type: 'string', default: `${CACHE}/bulk.pcap` }, keylog: { type: 'string', default: `${CACHE}/bulk.keys.log` },
 } });
@@ -165,7 +167,7 @@ async function main() {
       await admin.ensureTopic(eventsTopic, 8); // created before the clock starts (run would create it too)
       const args = ['--import', USAGE_HOOK, CLI, 'run', '--brokers', brokers, '--packets-topic', packetsTopic, '--secrets-topic', secretsTopic,
         '--events-topic', eventsTopic, '--group-id', groupId, '--workers', String(w), '--start-from', 'earliest', '--secrets-lookback', '0',
-        '--max-cpu', '0', '--max-memory', '0', '--stats-interval', '0'];
+        '--max-cpu', '0', '--max-memory', '0', '--stats-interval', '0', ...values['run-args'].split(' ').filter(Boolean)];
       const la = loadavg();
       const c0 = cpuTotals(), b0 = procCpu(brokerPid);
       const t0r = process.hrtime.bigint();

@@ -11,24 +11,43 @@ import { ShardCore, type SensorRun, type StreamShardConfig, type StreamShardResu
 import type { CaptureSink, RawPacket } from '../src/types.js';
 
 let core: ShardCore | undefined;
+/** Sequence number of the next batch/finish task to run; tasks that arrived early wait here. */
+let nextSeq = 0;
+const early = new Map<number, StreamShardTask>();
+
+function execute(c: ShardCore, task: StreamShardTask): void {
+  if (task.kind === 'batch') {
+    if (task.data) readBatch(task.data, task.sensors ? withSensors(c, task.sensors) : c);
+    if (task.tick) c.tick(task.tick);
+  } else if (task.kind === 'finish') {
+    c.finish();
+  } else if (task.kind === 'policy') {
+    c.ops.setPolicy(task.assets, task.defaultEnabled);
+  }
+}
 
 export default function run(task: StreamShardTask): StreamShardResult {
-  core ??= new ShardCore(workerData as StreamShardConfig);
-  if (task.kind === 'batch') {
-    if (task.data) readBatch(task.data, task.sensors ? withSensors(core, task.sensors) : core);
-    if (task.tick) core.tick(task.tick);
-  } else if (task.kind === 'finish') {
-    core.finish();
-  } else if (task.kind === 'policy') {
-    core.ops.setPolicy(task.assets, task.defaultEnabled);
+  const c = (core ??= new ShardCore(workerData as StreamShardConfig));
+  const seq = task.kind === 'batch' || task.kind === 'finish' ? task.seq : undefined;
+  let finished = task.kind === 'finish' || task.kind === 'stats';
+  if (seq === undefined) {
+    execute(c, task);
+  } else {
+    early.set(seq, task);
+    for (let t = early.get(nextSeq); t !== undefined; t = early.get(nextSeq)) {
+      early.delete(nextSeq++);
+      execute(c, t);
+      if (t.kind === 'finish') finished = true;
+    }
   }
-  // events are always taken by their own task (batch/finish), never by stats or policy tasks
-  const out = task.kind === 'stats' || task.kind === 'policy' ? { keys: [], values: [] } : core.take();
+  // Events go out with batch/finish results (those of every task run just now), never with stats
+  // or policy results (nobody delivers those).
+  const out = task.kind === 'stats' || task.kind === 'policy' ? { keys: [], values: [] } : c.take();
   return {
     ...out,
-    activeFlows: core.engine.activeFlows,
-    stats: task.kind === 'batch' || task.kind === 'policy' ? undefined : core.engine.stats,
-    ops: core.report(),
+    activeFlows: c.engine.activeFlows,
+    stats: finished ? c.engine.stats : undefined,
+    ops: c.report(),
   };
 }
 

@@ -329,17 +329,17 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const bound = cfg.maxInFlight * shards.n;
   const load = (): number => Math.max(shards.inFlight(), pendingTickets);
 
-  /** Per topic-partition: the offset after the last record fed to the engine. */
+  /** Per topic-partition: the offset after the last record accepted for the engine. */
   const fed = new Map<string, bigint>();
-  const onBatch = async (b: GroupBatch): Promise<void> => {
-    if (stopping || failed || b.isStale()) return;
-    counters.batches++;
-    // After a consumer restart (broker outage) or a rebalance that gives a partition back, kafkajs
-    // re-fetches from the last COMMITTED offset: records this engine already fed (their events
-    // possibly still in flight) must not enter the flow table twice.
-    const pk = `${b.topic}\u0000${b.partition}`;
-    const fedTo = fed.get(pk);
-    for (const r of b.records) {
+  /**
+   * Accepted batches are decoded and fed to the shards one after another, each in its own
+   * macrotask, AFTER onBatch has returned: kafkajs sends its next fetch at once, and the broker's
+   * answer arrives while this thread works on the batches already here (fetching and processing
+   * overlap instead of alternating). Back-pressure: every accepted batch is a pending ticket.
+   */
+  let feeding: Promise<unknown> = Promise.resolve();
+  const feed = (records: GroupBatch['records'], fedTo: bigint | undefined): void => {
+    for (const r of records) {
       if (fedTo !== undefined && BigInt(r.offset) < fedTo) {
         counters.redelivered++;
         continue;
@@ -349,10 +349,27 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         // counted by the decoder (kafka_record_*); skipped
       }
     }
+    for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
+  };
+  const onBatch = async (b: GroupBatch): Promise<void> => {
+    if (stopping || failed || b.isStale()) return;
+    counters.batches++;
+    // After a consumer restart (broker outage) or a rebalance that gives a partition back, kafkajs
+    // re-fetches from the last COMMITTED offset: records this engine already accepted (their
+    // events possibly still in flight) must not enter the flow table twice.
+    const pk = `${b.topic}\u0000${b.partition}`;
+    const fedTo = fed.get(pk);
     const next = BigInt(b.nextOffset);
     if (fedTo === undefined || next > fedTo) fed.set(pk, next);
-    for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
-    enqueue({ out: shards.flush(maxTs.sec ? maxTs : undefined), commit: { topic: b.topic, partition: b.partition, offset: b.nextOffset } });
+    const records = b.records;
+    const out = feeding
+      .then(() => new Promise<void>((r) => setImmediate(r)))
+      .then(() => {
+        feed(records, fedTo);
+        return shards.flush(maxTs.sec ? maxTs : undefined);
+      });
+    feeding = out.catch(() => {});
+    enqueue({ out, commit: { topic: b.topic, partition: b.partition, offset: b.nextOffset } });
     // The batch is ours now (its commit rides on the ticket): move the fetch position past it, or a
     // pause/resume below would make kafkajs deliver it again.
     b.resolveAll();
@@ -426,13 +443,17 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     await stopRequested;
     clearInterval(statsTimer);
     clearInterval(lagTimer);
-    await consumer!.stop().catch((e: Error) => log('warn', 'consumer stop failed', { error: e }));
+    // Batches already accepted are fed, produced and committed first (onBatch ignores new ones
+    // now); stopping the consumer waits for its fetch in flight (up to maxWaitTime), so it runs
+    // while the open flows are finished and their events produced.
     await chain;
+    const consumerStopped = consumer!.stop().catch((e: Error) => log('warn', 'consumer stop failed', { error: e }));
     if (!failed) {
       // Close every open flow (their events come from already committed records).
       enqueue({ out: shards.finish() });
       await chain;
     }
+    await consumerStopped;
     const stats = await shards.stats().catch(() => undefined);
     governorClosed = true;
     await chain; // governor events enqueued while finishing

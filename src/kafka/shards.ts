@@ -49,9 +49,17 @@ export interface SensorRun {
   sensor?: string;
 }
 
+/**
+ * `seq` (batch and finish tasks): position in the shard's sequence. Piscina may start queued tasks
+ * out of submission order even with one thread, so the worker keeps a task that arrives early
+ * until its predecessors have run; the events of tasks run together come back in the result of
+ * the task that ran them (an earlier ticket), so they are still produced before the later
+ * ticket's offset is committed. Stats and policy tasks carry no `seq`: they run when they arrive
+ * and take no events.
+ */
 export type StreamShardTask =
-  | { kind: 'batch'; data: ArrayBuffer | null; tick?: Timestamp; sensors?: SensorRun[] }
-  | { kind: 'finish' }
+  | { kind: 'batch'; seq?: number; data: ArrayBuffer | null; tick?: Timestamp; sensors?: SensorRun[] }
+  | { kind: 'finish'; seq?: number }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
 
@@ -265,16 +273,18 @@ export class WorkerShards implements Shards {
   /**
    * Tasks of a shard must run in submission order (flow state!). Piscina 5.3 does not keep FIFO
    * order once more than two tasks wait for a single-thread pool (measured: 2000 queued tasks ran
-   * 1937 times out of order), so each shard keeps its own chain and hands Piscina one task at a time.
+   * 1937 times out of order), so batch and finish tasks carry a per-shard sequence number and the
+   * worker runs them in that order (workers/stream-shard.ts). They are all handed to Piscina at
+   * once, so the worker never waits for a round trip between two batches.
    */
-  private readonly tails: Promise<unknown>[] = [];
+  private readonly seqs: number[] = [];
 
-  private submit(i: number, task: StreamShardTask): void {
+  private submit(i: number, task: StreamShardTask & { kind: 'batch' | 'finish' }): void {
     const transferList = task.kind === 'batch' && task.data ? [task.data] : [];
+    task.seq = this.seqs[i] = (this.seqs[i] ?? -1) + 1;
     this.running++;
     const pool = this.pools[i];
-    const prev = this.tails[i] ?? Promise.resolve();
-    const p = prev.then(() => pool.run(task, { transferList })).then(
+    const p = pool.run(task, { transferList }).then(
       (r) => {
         this.running--;
         this.flowsPerShard[i] = r.activeFlows;
@@ -287,12 +297,11 @@ export class WorkerShards implements Shards {
         throw e;
       },
     );
-    this.tails[i] = p.catch(() => undefined);
     this.queued[i].push(p);
   }
 
   /** The shard's buffered batch as a task (null data when empty). */
-  private takeBatch(i: number, tick?: Timestamp): StreamShardTask {
+  private takeBatch(i: number, tick?: Timestamp): StreamShardTask & { kind: 'batch' } {
     const b = this.builders[i];
     const sensors = this.sensorRuns[i];
     this.sensorRuns[i] = [];
@@ -351,14 +360,10 @@ export class WorkerShards implements Shards {
   }
 
   async stats(): Promise<EngineStats> {
-    // Not through `queued`: stats tasks must not take other tasks' events with them.
-    const rs = await Promise.all(
-      this.pools.map((p, i) => {
-        const r = (this.tails[i] ?? Promise.resolve()).then(() => p.run({ kind: 'stats' }));
-        this.tails[i] = r.catch(() => undefined);
-        return r.catch(() => undefined);
-      }),
-    );
+    // Not through `queued`: stats tasks take no events. They run when the worker gets to them
+    // (batches before them may still wait); the final stats are asked after the finish task's
+    // result has arrived.
+    const rs = await Promise.all(this.pools.map((p) => p.run({ kind: 'stats' }).catch(() => undefined)));
     rs.forEach((r, i) => {
       if (r?.stats) this.lastStats[i] = r.stats;
       if (r) this.flowsPerShard[i] = r.activeFlows;
@@ -374,11 +379,10 @@ export class WorkerShards implements Shards {
   }
 
   async setPolicy(rules: AssetRule[], defaultEnabled: boolean): Promise<void> {
-    // In each shard's task order (like stats: not through `queued`, it carries no events).
+    // Like stats: not through `queued` (it carries no events), applied when the worker gets to it.
     await Promise.all(
       this.pools.map((p, i) => {
-        const r = (this.tails[i] ?? Promise.resolve()).then(() => p.run({ kind: 'policy', assets: rules, defaultEnabled }));
-        this.tails[i] = r.catch(() => undefined);
+        const r = p.run({ kind: 'policy', assets: rules, defaultEnabled });
         return r.then(
           (res) => {
             if (res.ops) this.onReport?.(i, res.ops);
