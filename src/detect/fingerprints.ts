@@ -157,23 +157,116 @@ export function ja4s(sh: ServerHelloLike): { ja4s: string; raw: string } {
   return { ja4s: `${a}_${hex4(sh.cipherSuite)}_${c}`, raw: `${a}_${hex4(sh.cipherSuite)}_${extStr}` };
 }
 
+/**
+ * Whole fingerprints memoised by a compact key of every input they read (each 16-bit value one
+ * UTF-16 code unit, lists prefixed by their length): a session's hellos almost always repeat an
+ * earlier one, and the key costs a fraction of the JA3/JA4 string building. Inputs with values
+ * outside 0..0xffff (not from the wire) are not memoised. Bounded (cleared when full).
+ */
+const clientMemo = new Map<string, NonNullable<TlsFingerprints['client']>>();
+const serverMemo = new Map<string, NonNullable<TlsFingerprints['server']>>();
+const MEMO_MAX = 4096;
+
+/** Appends `l` to `parts` as length + code units; false when a value does not fit a code unit. */
+function keyList(parts: string[], l: readonly number[] | undefined): boolean {
+  if (l === undefined) {
+    parts.push('\u0000');
+    return true;
+  }
+  if (!Array.isArray(l) || l.length > 0xffff) return false;
+  for (let i = 0; i < l.length; i++) {
+    const v = l[i];
+    if (typeof v !== 'number' || !(v >= 0 && v <= 0xffff) || (v | 0) !== v) return false;
+  }
+  parts.push(String.fromCharCode(l.length + 1));
+  // chunks keep the spread under engine argument limits
+  for (let i = 0; i < l.length; i += 4096) parts.push(String.fromCharCode(...l.slice(i, i + 4096)));
+  return true;
+}
+
+function extTypesOf(exts: readonly { type: number }[]): number[] | undefined {
+  if (!Array.isArray(exts)) return undefined;
+  const out = new Array<number>(exts.length);
+  for (let i = 0; i < exts.length; i++) out[i] = exts[i]?.type;
+  return out;
+}
+
+function clientKey(ch: ClientHelloLike): string | undefined {
+  // The TLS parser's hellos give a key straight from their bytes (src/tls/handshake.ts).
+  const raw = (ch as { fingerprintKey?: () => string }).fingerprintKey;
+  if (typeof raw === 'function') return 'r' + raw.call(ch);
+  const parts: string[] = ['g'];
+  const alpn0 = ch.alpn?.[0];
+  if (typeof alpn0 !== 'string' && alpn0 !== undefined) return undefined;
+  const ext = extTypesOf(ch.extensions);
+  if (
+    !ext ||
+    !keyList(parts, [ch.legacyVersion]) ||
+    !keyList(parts, ch.cipherSuites) ||
+    !keyList(parts, ext) ||
+    !keyList(parts, ch.supportedGroups) ||
+    !keyList(parts, ch.ecPointFormats) ||
+    !keyList(parts, ch.signatureAlgorithms) ||
+    !keyList(parts, ch.supportedVersions)
+  ) {
+    return undefined;
+  }
+  parts.push(alpn0 === undefined ? '\u0000' : '\u0001' + alpn0);
+  return parts.join('');
+}
+
+function serverKey(sh: ServerHelloLike): string | undefined {
+  const parts: string[] = [];
+  if (typeof sh.alpn !== 'string' && sh.alpn !== undefined) return undefined;
+  const ext = extTypesOf(sh.extensions);
+  if (
+    !ext ||
+    !keyList(parts, [sh.legacyVersion]) ||
+    !keyList(parts, [sh.cipherSuite]) ||
+    !keyList(parts, ext) ||
+    !keyList(parts, sh.selectedVersion === undefined ? undefined : [sh.selectedVersion])
+  ) {
+    return undefined;
+  }
+  parts.push(sh.alpn === undefined ? '\u0000' : '\u0001' + sh.alpn);
+  return parts.join('');
+}
+
+function remember<V>(m: Map<string, V>, k: string | undefined, v: V): void {
+  if (k === undefined) return;
+  if (m.size >= MEMO_MAX) m.clear();
+  m.set(k, v);
+}
+
 /** JA3/JA4 of a ClientHello and JA3S/JA4S of a ServerHello (either may be absent). */
 export function tlsFingerprints(ch: ClientHelloLike | undefined, sh?: ServerHelloLike): TlsFingerprints {
   const out: TlsFingerprints = {};
   try {
     if (ch) {
-      const s = ja3String(ch);
-      const j4 = ja4(ch);
-      out.client = { ja3: md5(s), ja4: j4.ja4, ja3Full: s, ja4Raw: j4.raw };
+      const k = clientKey(ch);
+      const hit = k === undefined ? undefined : clientMemo.get(k);
+      if (hit) out.client = { ...hit };
+      else {
+        const s = ja3String(ch);
+        const j4 = ja4(ch);
+        out.client = { ja3: md5(s), ja4: j4.ja4, ja3Full: s, ja4Raw: j4.raw };
+        remember(clientMemo, k, { ...out.client });
+      }
     }
   } catch {
     // malformed input: no client fingerprint
   }
   try {
     if (sh) {
-      const s = ja3sString(sh);
-      const j4 = ja4s(sh);
-      out.server = { ja3s: md5(s), ja4s: j4.ja4s, ja3sFull: s, ja4sRaw: j4.raw };
+      const k = serverKey(sh);
+      const hit = k === undefined ? undefined : serverMemo.get(k);
+      if (hit) out.server = { ...hit };
+      else {
+        const s = ja3sString(sh);
+        const j4 = ja4s(sh);
+        out.server = { ja3s: md5(s), ja4s: j4.ja4s, ja3sFull: s, ja4sRaw: j4.raw };
+        remember(serverMemo, k, { ...out.server });
+      }
     }
   } catch {
     // malformed input: no server fingerprint

@@ -274,6 +274,68 @@ class ClientHelloView implements ParsedClientHello {
     const d = this.ext(ExtensionType.PskKeyExchangeModes);
     return d && new Reader(d).u8List8();
   }
+  /**
+   * A string that determines every list the fingerprints (JA3/JA4) read through the getters above,
+   * built from the hello's bytes without parsing them into arrays: legacy_version, the cipher
+   * suite and compression vectors as on the wire, then the extension list walked as the getters
+   * walk it (per entry its type, plus length and data of the extensions whose content a
+   * fingerprint reads; after a framing error the raw rest). Random, session id and the
+   * content of other extensions (SNI, key shares, PSK, padding) are left out, so hellos from one
+   * client stack share a key. Same key => same getters' results for those fields.
+   */
+  fingerprintKey(): string {
+    const own = this.own;
+    let n = 0;
+    const room = (k: number): void => {
+      if (keyScratch.length < n + k) {
+        const bigger = Buffer.allocUnsafe(Math.max(keyScratch.length * 2, n + k));
+        keyScratch.copy(bigger, 0, 0, n);
+        keyScratch = bigger;
+      }
+    };
+    const put = (from: number, end: number): void => {
+      const to = Math.min(end, own.length);
+      if (to <= from) return;
+      room(to - from);
+      for (let i = from; i < to; i++) keyScratch[n++] = own[i];
+    };
+    const tag = (v: number): void => {
+      room(1);
+      keyScratch[n++] = v;
+    };
+    // Uniquely decodable (so distinct inputs never share a key): fixed-size or length-prefixed
+    // fields, and a tag byte before each extension entry / error rest.
+    put(this.base, this.base + 2);
+    const sidAt = this.base + 34;
+    put(sidAt + 1 + own[sidAt], this.extStart); // cipher_suites<2..> and compression_methods<1..> as validated
+    const r = new Reader(own, this.extStart);
+    if (r.remaining > 0) {
+      const listLenAt = r.pos;
+      const list = r.sub16();
+      // The list length is implied by the entries (a parsed hello's list is well framed), so it
+      // is left out with the entries' lengths: names of any length share a key.
+      tag(3);
+      if (!list.ok) {
+        tag(2); // the getters see no extensions; keep the bytes anyway
+        put(listLenAt + 2, own.length);
+      }
+      let at = listLenAt + 2;
+      while (list.ok && list.remaining > 0) {
+        const t = list.u16();
+        const data = list.vec16();
+        if (!list.ok) {
+          tag(1); // framing error: the raw rest of the list
+          put(at, listLenAt + 2 + list.buf.length);
+          break;
+        }
+        tag(0);
+        put(at, at + 2); // type; length and data only where the content is read
+        if (FINGERPRINT_EXTENSIONS.has(t)) put(at + 2, at + 4 + data.length);
+        at += 4 + data.length;
+      }
+    }
+    return keyScratch.toString('latin1', 0, n);
+  }
   get keyShareGroups(): number[] | undefined {
     // RFC 8446 §4.2.8: client_shares<0..2^16-1> of { group, key_exchange<1..2^16-1> }.
     const d = this.ext(ExtensionType.KeyShare);
@@ -284,6 +346,16 @@ class ClientHelloView implements ParsedClientHello {
     });
   }
 }
+
+/** Extensions whose content JA3/JA4 read (the others count by type only). */
+const FINGERPRINT_EXTENSIONS = new Set<number>([
+  ExtensionType.SupportedGroups,
+  ExtensionType.EcPointFormats,
+  ExtensionType.SignatureAlgorithms,
+  ExtensionType.Alpn,
+  ExtensionType.SupportedVersions,
+]);
+let keyScratch = Buffer.allocUnsafe(1024);
 
 /**
  * The entries of a `<0..2^16-1>` vector of structs, each read by `one` (which returns the part

@@ -195,6 +195,81 @@ describe('random input', () => {
   });
 });
 
+// ------------------------------------------------------------------ memoised fingerprints
+/** A ClientHello body from parts (extension data as given, so lists may be malformed). */
+function encodeClientHello(version: number, random: Buffer, sid: Buffer, ciphers: number[], exts: { type: number; data: Buffer }[] | undefined): Buffer {
+  const u16 = (v: number): Buffer => Buffer.from([(v >> 8) & 0xff, v & 0xff]);
+  const cs = Buffer.concat(ciphers.map(u16));
+  const parts = [u16(version), random, Buffer.from([sid.length]), sid, u16(cs.length), cs, Buffer.from([1, 0])];
+  if (exts) {
+    const list = Buffer.concat(exts.map((e) => Buffer.concat([u16(e.type), u16(e.data.length), e.data])));
+    parts.push(u16(list.length), list);
+  }
+  return Buffer.concat(parts);
+}
+const vec16 = (b: Buffer): Buffer => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+const u16s = (l: number[]): Buffer => Buffer.concat(l.map((v) => Buffer.from([v >> 8, v & 0xff])));
+
+describe('memoised fingerprints (keyed by the hello bytes)', () => {
+  const pick = fc.constantFrom(0x0a0a, 0, 4865, 4866, 49195, 49199, 0x1a1a, 255);
+  const extArb = fc.oneof(
+    fc.record({ type: fc.constant(10), data: fc.array(pick, { maxLength: 5 }).map((l) => vec16(u16s(l))) }),
+    fc.record({ type: fc.constant(11), data: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 3 }).map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])) }),
+    fc.record({ type: fc.constant(13), data: fc.array(pick, { maxLength: 5 }).map((l) => vec16(u16s(l))) }),
+    fc.record({ type: fc.constant(16), data: fc.constantFrom('h2', 'http/1.1', 'x', '\u00ff\u0001').map((a) => vec16(Buffer.concat([Buffer.from([a.length]), Buffer.from(a, 'latin1')]))) }),
+    fc.record({ type: fc.constant(43), data: fc.array(fc.constantFrom(0x0304, 0x0303, 0x0a0a), { maxLength: 3 }).map((l) => Buffer.concat([Buffer.from([2 * l.length]), u16s(l)])) }),
+    fc.record({ type: fc.constantFrom(0, 23, 35, 51, 0xff01, 0x2a2a, 21), data: fc.uint8Array({ maxLength: 12 }).map((b) => Buffer.from(b)) }),
+    fc.record({ type: fc.constantFrom(10, 13, 16, 43), data: fc.uint8Array({ maxLength: 5 }).map((b) => Buffer.from(b)) }), // malformed content
+  );
+  const helloArb = fc.record({
+    version: fc.constantFrom(0x0303, 0x0301),
+    ciphers: fc.array(pick, { maxLength: 6 }),
+    exts: fc.option(fc.array(extArb, { maxLength: 8 }), { nil: undefined }),
+  });
+  const direct = (ch: ClientHelloLike): unknown => {
+    const s = ja3String(ch);
+    const j = ja4(ch);
+    return { ja3: md5(s), ja4: j.ja4, ja3Full: s, ja4Raw: j.raw };
+  };
+
+  it('equal the fingerprints computed afresh, for any sequence of hellos', () => {
+    fc.assert(
+      fc.property(fc.array(helloArb, { minLength: 1, maxLength: 6 }), (hellos) => {
+        for (const h of hellos) {
+          for (let i = 0; i < 2; i++) {
+            const body = encodeClientHello(h.version, randomBytes32(), Buffer.from([i]), h.ciphers, h.exts);
+            const ch = parseClientHello(body);
+            if (!ch) continue;
+            expect(tlsFingerprints(ch).client).toEqual(direct(ch));
+            // a hello with its header (the engine's form) gives the same
+            const msg = Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+            const ch2 = parseClientHello(body, msg);
+            if (ch2) expect(tlsFingerprints(ch2).client).toEqual(direct(ch2));
+          }
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('share one key across random, session id, SNI and key share, not across fingerprinted fields', () => {
+    const sni = (n: string): { type: number; data: Buffer } => ({ type: 0, data: vec16(Buffer.concat([Buffer.from([0]), vec16(Buffer.from(n))])) });
+    const ks = (b: Buffer): { type: number; data: Buffer } => ({ type: 51, data: vec16(Buffer.concat([u16s([29]), vec16(b)])) });
+    const groups = (l: number[]): { type: number; data: Buffer } => ({ type: 10, data: vec16(u16s(l)) });
+    const a = parseClientHello(encodeClientHello(0x0303, randomBytes32(), Buffer.alloc(32, 1), [4865, 4866], [sni('a.example'), groups([29, 23]), ks(Buffer.alloc(32, 7))]))!;
+    const b = parseClientHello(encodeClientHello(0x0303, randomBytes32(), Buffer.alloc(32, 2), [4865, 4866], [sni('bbbbb.example'), groups([29, 23]), ks(Buffer.alloc(32, 9))]))!;
+    const c = parseClientHello(encodeClientHello(0x0303, randomBytes32(), Buffer.alloc(32, 2), [4865, 4866], [sni('bbbbb.example'), groups([23, 29]), ks(Buffer.alloc(32, 9))]))!;
+    const key = (ch: unknown): string => (ch as { fingerprintKey(): string }).fingerprintKey();
+    expect(key(a)).toBe(key(b));
+    expect(key(a)).not.toBe(key(c));
+    expect(tlsFingerprints(c).client).toEqual(direct(c));
+  });
+});
+
+function randomBytes32(): Buffer {
+  return createHash('sha256').update(String(Math.random())).digest();
+}
+
 // ------------------------------------------------------------------ tshark oracle on real captures
 interface OracleStream {
   stream: number;

@@ -8,7 +8,7 @@
  *
  * Bad records never throw: they come back as `{ ok: false, error }`.
  */
-import { createDecipheriv, createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
 import type { CipherSuite } from './suites.js';
 import type { TrafficKeys } from './prf.js';
 
@@ -52,7 +52,11 @@ export class RecordDecryptor {
   private readonly tls13: boolean;
   private readonly etm: boolean;
   private readonly tls10Cbc: boolean;
-  private readonly key: KeyObject | undefined;
+  /**
+   * The raw key (no KeyObject: createSecretKey costs ~2.7 us and createDecipheriv is no faster
+   * with one). Keys are never mutated after derivation.
+   */
+  private readonly key: Buffer | undefined;
   private readonly iv: Buffer;
   /** Last 8 bytes of a 12-byte IV as a number, precomputed for the per-record nonce XOR. */
   private readonly ivTail: bigint;
@@ -74,7 +78,7 @@ export class RecordDecryptor {
     this.ivTail = keys.iv.length === 12 ? keys.iv.readBigUInt64BE(4) : 0n;
     this.macKey = keys.macKey;
     this.ccm = suite.cipher.endsWith('-ccm');
-    this.key = RecordDecryptor.usable(suite, keys, opts.tls13, this.tls10Cbc) ? createSecretKey(keys.key) : undefined;
+    this.key = RecordDecryptor.usable(suite, keys, opts.tls13, this.tls10Cbc) ? keys.key : undefined;
     if (this.tls10Cbc && this.key) this.chainIv = Buffer.from(keys.iv);
   }
 
@@ -165,7 +169,7 @@ export class RecordDecryptor {
   /** Runs the AEAD; null when the tag does not verify. */
   private aeadOpen(nonce: Buffer, aad: Buffer, ct: Buffer, tag: Buffer): Buffer | null {
     try {
-      const d = createDecipheriv(this.suite.cipher, this.key as KeyObject, nonce, {
+      const d = createDecipheriv(this.suite.cipher, this.key as Buffer, nonce, {
         authTagLength: this.suite.tagLen,
       } as object) as unknown as AeadDecipher;
       if (this.ccm) {
@@ -236,7 +240,7 @@ export class RecordDecryptor {
 
   private cbcDecrypt(iv: Buffer, ct: Buffer): Buffer | null {
     try {
-      const d = createDecipheriv(this.suite.cipher, this.key as KeyObject, iv);
+      const d = createDecipheriv(this.suite.cipher, this.key as Buffer, iv);
       d.setAutoPadding(false); // TLS padding is checked below, not PKCS#7
       const out = d.update(ct);
       const fin = d.final();

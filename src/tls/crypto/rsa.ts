@@ -7,7 +7,15 @@
 import { constants, createPrivateKey, privateDecrypt, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type forgeNs from 'node-forge';
+
+/**
+ * node-forge is only needed for PKCS#12 files; loaded on first use (it costs ~30-40 ms of start-up
+ * to compile and initialise, paid by every replay otherwise).
+ */
+let forgeMod: typeof forgeNs | undefined;
+const forgeLazy = (): typeof forgeNs => (forgeMod ??= createRequire(import.meta.url)('node-forge') as typeof forgeNs);
 
 export interface RsaServerKey {
   /** Lower-case hex of the modulus (no leading zero bytes): matches modulusHexOfCertificate. */
@@ -109,7 +117,8 @@ function fromDer(data: Buffer, password: string | undefined): KeyObject | undefi
 
 /** PKCS#12 through node-forge (node:crypto cannot read it); every key bag is returned. */
 function fromPkcs12(data: Buffer, file: string, password: string | undefined): KeyObject[] {
-  let p12: forge.pkcs12.Pkcs12Pfx;
+  const forge = forgeLazy();
+  let p12: forgeNs.pkcs12.Pkcs12Pfx;
   try {
     const asn1 = forge.asn1.fromDer(forge.util.createBuffer(data.toString('binary')));
     p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, password ?? '');
