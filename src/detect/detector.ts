@@ -10,7 +10,7 @@
  *
  * Deterministic: the same events in the same order give the same alerts with the same ids.
  */
-import { createHash } from 'node:crypto';
+import { digest } from '../events/digest.js';
 import { DECRYPTION_TAG, ECS_VERSION, type EcsEvent } from '../events/builder.js';
 import { redactParams } from '../analyzers/http/body.js';
 import { RULES, get, type BeaconVerdict, type Rule, type RuleContext, type Severity } from './rules.js';
@@ -83,7 +83,7 @@ const SEVERITY: Record<Severity, { severity: number; risk: number }> = {
 
 /** Deterministic alert id: from the triggering event's id and the rule id. */
 export function alertId(triggerId: string, ruleId: string): string {
-  return createHash('sha256').update(`${triggerId}|alert|${ruleId}`).digest('base64url').slice(0, 22);
+  return digest('sha256', `${triggerId}|alert|${ruleId}`, 'base64url').slice(0, 22);
 }
 
 interface Series {

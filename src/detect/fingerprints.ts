@@ -12,7 +12,7 @@
  *
  * Pure functions of the parsed hellos (src/tls/handshake.ts); they never throw on odd input.
  */
-import { createHash } from 'node:crypto';
+import { digest } from '../events/digest.js';
 import type { EcsFields } from '../types.js';
 
 /** What the fingerprints read from a ClientHello (ParsedClientHello satisfies it). */
@@ -62,8 +62,8 @@ function memo(kind: string, s: string, f: (s: string) => string): string {
   }
   return v;
 }
-const md5Raw = (s: string): string => createHash('md5').update(s).digest('hex');
-const sha12Raw = (s: string): string => createHash('sha256').update(s).digest('hex').slice(0, 12);
+const md5Raw = (s: string): string => digest('md5', s, 'hex');
+const sha12Raw = (s: string): string => digest('sha256', s, 'hex').slice(0, 12);
 const md5 = (s: string): string => memo('m', s, md5Raw);
 const sha12 = (s: string): string => memo('s', s, sha12Raw);
 const hex4 = (v: number): string => (v & 0xffff).toString(16).padStart(4, '0');

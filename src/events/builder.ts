@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { digest } from './digest.js';
 import type { EcsFields, FlowInfo, Timestamp } from '../types.js';
 
 /** ECS version the field names follow. */
@@ -57,10 +57,7 @@ let lastIsoPrefix = '';
  * which separates port reuse), the dataset and the event's ordinal within its flow.
  */
 export function eventId(flow: FlowInfo, dataset: string, ordinal: number): string {
-  return createHash('sha256')
-    .update(`${flow.communityId}|${flow.start.sec}.${flow.start.nsec}|${dataset}|${ordinal}`)
-    .digest('base64url')
-    .slice(0, 22);
+  return digest('sha256', `${flow.communityId}|${flow.start.sec}.${flow.start.nsec}|${dataset}|${ordinal}`, 'base64url').slice(0, 22);
 }
 
 /** Recursively merges `src` into `dst` (objects merge, everything else overwrites). */

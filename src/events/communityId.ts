@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { digest } from './digest.js';
 
 /**
  * Community ID flow hashing, version 1 (https://github.com/corelight/community-id-spec):
@@ -27,7 +27,7 @@ export function communityId(
   buf[o++] = 0;
   o = buf.writeUInt16BE(sp, o);
   buf.writeUInt16BE(dp, o);
-  return '1:' + createHash('sha1').update(buf).digest('base64');
+  return '1:' + digest('sha1', buf, 'base64');
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

@@ -7,7 +7,7 @@
  *   iv = Expand-Label(secret, "iv", "", iv_length).
  * - RFC 8446 §7.2 KeyUpdate: next = Expand-Label(secret, "traffic upd", "", Hash.length).
  */
-import { createHmac } from 'node:crypto';
+import { HmacKey } from './hmac.js';
 import type { CipherSuite } from './suites.js';
 import type { TrafficKeys } from './prf.js';
 
@@ -19,7 +19,11 @@ const EMPTY = Buffer.alloc(0);
 
 /** RFC 5869 §2.3 HKDF-Expand: T(i) = HMAC(PRK, T(i-1) | info | i). */
 export function hkdfExpand(hash: 'sha256' | 'sha384', prk: Buffer, info: Buffer, length: number): Buffer {
-  const hashLen = HASH_LEN[hash];
+  return hkdfExpandWith(new HmacKey(hash, prk), info, length);
+}
+
+function hkdfExpandWith(key: HmacKey, info: Buffer, length: number): Buffer {
+  const hashLen = HASH_LEN[key.hash as 'sha256' | 'sha384'];
   if (length > 255 * hashLen) throw new RangeError('HKDF-Expand length too large');
   const out = Buffer.allocUnsafe(length);
   let t: Buffer = EMPTY;
@@ -27,7 +31,7 @@ export function hkdfExpand(hash: 'sha256' | 'sha384', prk: Buffer, info: Buffer,
   let off = 0;
   for (let i = 1; off < length; i++) {
     counter[0] = i;
-    t = createHmac(hash, prk).update(t).update(info).update(counter).digest();
+    t = key.mac(t, info, counter);
     off += t.copy(out, off, 0, Math.min(hashLen, length - off));
   }
   return out;
@@ -35,7 +39,7 @@ export function hkdfExpand(hash: 'sha256' | 'sha384', prk: Buffer, info: Buffer,
 
 /** RFC 5869 §2.2 HKDF-Extract (used for PSK / resumption schedules). */
 export function hkdfExtract(hash: 'sha256' | 'sha384', salt: Buffer, ikm: Buffer): Buffer {
-  return createHmac(hash, salt.length ? salt : Buffer.alloc(HASH_LEN[hash])).update(ikm).digest();
+  return new HmacKey(hash, salt.length ? salt : Buffer.alloc(HASH_LEN[hash])).mac(ikm);
 }
 
 /**
@@ -47,6 +51,12 @@ const emptyContextInfo = new Map<string, Buffer>();
 const COUNTER_1 = Buffer.from([1]);
 
 export function hkdfExpandLabel(hash: 'sha256' | 'sha384', secret: Buffer, label: string, context: Buffer, length: number): Buffer {
+  return expandLabelWith(new HmacKey(hash, secret), label, context, length);
+}
+
+/** hkdfExpandLabel with the secret already prepared as an HMAC key (several labels, one secret). */
+function expandLabelWith(key: HmacKey, label: string, context: Buffer, length: number): Buffer {
+  const hash = key.hash as 'sha256' | 'sha384';
   if (context.length === 0 && length <= HASH_LEN[hash]) {
     // One HMAC block (every traffic key and IV): T(1) = HMAC(secret, info | 0x01).
     const k = label + '|' + length;
@@ -55,10 +65,10 @@ export function hkdfExpandLabel(hash: 'sha256' | 'sha384', secret: Buffer, label
       info = hkdfLabel(label, context, length);
       if (emptyContextInfo.size < 64) emptyContextInfo.set(k, info);
     }
-    const t = createHmac(hash, secret).update(info).update(COUNTER_1).digest();
+    const t = key.mac(info, COUNTER_1);
     return t.length === length ? t : Buffer.from(t.subarray(0, length));
   }
-  return hkdfExpand(hash, secret, hkdfLabel(label, context, length), length);
+  return hkdfExpandWith(key, hkdfLabel(label, context, length), length);
 }
 
 function hkdfLabel(label: string, context: Buffer, length: number): Buffer {
@@ -75,9 +85,10 @@ function hkdfLabel(label: string, context: Buffer, length: number): Buffer {
 
 /** RFC 8446 §7.3: write key and 12-byte IV of a traffic secret; TLS 1.3 has no MAC key. */
 export function trafficKeys13(suite: CipherSuite, trafficSecret: Buffer): TrafficKeys {
+  const secret = new HmacKey(suite.prfHash, trafficSecret);
   return {
-    key: hkdfExpandLabel(suite.prfHash, trafficSecret, 'key', EMPTY, suite.keyLen),
-    iv: hkdfExpandLabel(suite.prfHash, trafficSecret, 'iv', EMPTY, TLS13_IV_LEN),
+    key: expandLabelWith(secret, 'key', EMPTY, suite.keyLen),
+    iv: expandLabelWith(secret, 'iv', EMPTY, TLS13_IV_LEN),
     macKey: EMPTY,
   };
 }

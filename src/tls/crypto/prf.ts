@@ -9,7 +9,7 @@
  *
  * These run once per handshake, not per record, so clarity wins over allocation here.
  */
-import { createHmac } from 'node:crypto';
+import { HmacKey } from './hmac.js';
 import type { CipherSuite } from './suites.js';
 
 /** TLS protocol versions as on the wire. */
@@ -27,11 +27,12 @@ export interface TrafficKeys {
 /** RFC 5246 §5 P_hash: A(0) = seed, A(i) = HMAC(secret, A(i-1)); output HMAC(secret, A(i) + seed) ... */
 function pHash(hash: 'md5' | 'sha1' | 'sha256' | 'sha384', secret: Buffer, seed: Buffer, length: number): Buffer {
   const out = Buffer.allocUnsafe(length);
+  const key = new HmacKey(hash, secret);
   let a: Buffer = seed;
   let off = 0;
   while (off < length) {
-    a = createHmac(hash, secret).update(a).digest();
-    const block = createHmac(hash, secret).update(a).update(seed).digest();
+    a = key.mac(a);
+    const block = key.mac(a, seed);
     off += block.copy(out, off, 0, Math.min(block.length, length - off));
   }
   return out;
