@@ -53,7 +53,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('maxInFlight', 'int', 4, 'engine tasks in flight per shard before the consumer pauses', { min: 1, max: 1024 }),
   S('shardBatchBytes', 'int', 1 << 20, 'bytes of packets per worker task', { min: 4096, max: 1 << 30 }),
   S('maxRecordBytes', 'int', 64 << 20, 'largest packets-topic record processed (larger: counted, skipped)', { min: 1024, max: 1 << 30 }),
-  S('maxBytesPerPartition', 'int', 8 << 20, 'fetch size per partition', { min: 1024, max: 1 << 30 }),
+  S('maxBytesPerPartition', 'int', 4 << 20, 'fetch size per partition (a fetch asks for max(8 MiB, this) in all)', { min: 1024, max: 1 << 30 }),
   S('sessionTimeoutMs', 'int', 30_000, 'consumer group session timeout (ms)', { min: 6000, max: 1_800_000 }),
   S('eventsPartitions', 'int', 8, 'partitions when the events topic has to be created', { min: 1, max: 10000 }),
   S('secretsPartitions', 'int', 1, 'partitions when the secrets topic has to be created', { min: 1, max: 10000 }),

@@ -58,7 +58,7 @@ export interface SensorRun {
  * and take no events.
  */
 export type StreamShardTask =
-  | { kind: 'batch'; seq?: number; data: ArrayBuffer | null; tick?: Timestamp; sensors?: SensorRun[] }
+  | { kind: 'batch'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; sensors?: SensorRun[] }
   | { kind: 'finish'; seq?: number }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
@@ -261,7 +261,9 @@ export class WorkerShards implements Shards {
   constructor(readonly n: number, cfg: StreamShardConfig, private readonly batchBytes: number, private readonly onReport?: ShardReportListener) {
     loadStaticKeys(cfg); // validate key files here, so errors exit 2 before threads start
     const filename = streamWorkerFile();
-    this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: Infinity }));
+    // atomics 'disabled' as in replay (src/pipeline/sharded.ts): Piscina's Atomics.wait hand-off
+    // made the worker spend ~25% of its CPU in postMessage; tasks are large, a message is enough.
+    this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: Infinity, atomics: 'disabled' }));
     this.builders = this.pools.map(() => new BatchBuilder(batchBytes + (1 << 16)));
     this.sensorRuns = this.pools.map(() => []);
     this.curSensor = this.pools.map(() => undefined);
@@ -280,7 +282,7 @@ export class WorkerShards implements Shards {
   private readonly seqs: number[] = [];
 
   private submit(i: number, task: StreamShardTask & { kind: 'batch' | 'finish' }): void {
-    const transferList = task.kind === 'batch' && task.data ? [task.data] : [];
+    const transferList = task.kind === 'batch' && task.data ? [(task.data instanceof Uint8Array ? task.data.buffer : task.data) as ArrayBuffer] : [];
     task.seq = this.seqs[i] = (this.seqs[i] ?? -1) + 1;
     this.running++;
     const pool = this.pools[i];
@@ -306,7 +308,8 @@ export class WorkerShards implements Shards {
     const sensors = this.sensorRuns[i];
     this.sensorRuns[i] = [];
     this.curSensor[i] = undefined;
-    return { kind: 'batch', data: b.count ? b.take() : null, tick, sensors: sensors.length ? sensors : undefined };
+    // takeView: the builder's own buffer is transferred, no copy (a new one is started)
+    return { kind: 'batch', data: b.count ? b.takeView() : null, tick, sensors: sensors.length ? sensors : undefined };
   }
 
   packet(p: RawPacket): void {
