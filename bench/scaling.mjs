@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Worker scaling: the same capture replayed with --workers 1, 2, ... (src/pipeline/sharded.ts:
-// the main thread reads and flow-hashes packets, N single-thread Piscina pools run one Engine each).
+// the main thread reads and hashes packets and runs shard 0's Engine, N-1 single-thread Piscina
+// pools run one Engine each).
 //
 //   npm run build && node bench/scaling.mjs [--workers 1,2] [--runs 3] [--capture F --keylog K]
 //
@@ -21,17 +22,23 @@ const m = printMachine();
 waitQuiet();
 console.log(`input: ${values.capture}`);
 {
-  // How the host-pair hash splits this capture's bytes over N shards (the ceiling on speed-up).
+  // How this capture's bytes split over N shards (the ceiling on speed-up): as replay assigns them
+  // (least-loaded host pair at first sight, src/pipeline/sharded.ts) and as plain hash % N would.
   const { readFileSync } = await import('node:fs');
   const { CaptureReader } = await import(new URL('../dist/src/capture/index.js', import.meta.url).href);
   const { hostPairHashEthIpv4Tcp } = await import(new URL('../dist/src/pipeline/flowHash.js', import.meta.url).href);
+  const { ShardAssigner } = await import(new URL('../dist/src/pipeline/sharded.js', import.meta.url).href);
   const buf = readFileSync(values.capture);
   for (const n of values.workers.split(',').map(Number).filter((x) => x > 1)) {
+    const byHash = new Array(n).fill(0);
+    const as = new ShardAssigner(n);
     const by = new Array(n).fill(0);
-    const r = new CaptureReader({ packet(p) { const h = hostPairHashEthIpv4Tcp(p.data); by[h < 0 ? 0 : h % n] += p.origLen; }, secrets() {}, anomaly() {} });
+    const r = new CaptureReader({ packet(p) { const h = hostPairHashEthIpv4Tcp(p.data); byHash[h < 0 ? 0 : h % n] += p.origLen; by[h < 0 ? 0 : as.shardOf(h, p.data.length)] += p.origLen; }, secrets() {}, anomaly() {} });
     for (let o = 0; o < buf.length; o += 1 << 20) r.push(buf.subarray(o, Math.min(buf.length, o + (1 << 20))));
     const tot = by.reduce((a, b) => a + b, 0);
-    console.log(`shard split for ${n} workers (host-pair hash): ${by.map((b) => `${fmt((100 * b) / tot, 1)}%`).join(' / ')} of the bytes -> speed-up ceiling ${fmt(tot / Math.max(...by))}x`);
+    const show = (v) => `${v.map((b) => `${fmt((100 * b) / tot, 1)}%`).join(' / ')} of the bytes -> speed-up ceiling ${fmt(tot / Math.max(...v))}x`;
+    console.log(`shard split for --workers ${n} (least-loaded host pairs, as replay does): ${show(by)}`);
+    console.log(`  (plain host-pair hash % ${n} would give ${show(byHash)})`);
   }
 }
 const small = `${ROOT}fixtures/https/tls13-aes128gcm-h2/capture.pcap`, smallKeys = `${ROOT}fixtures/https/tls13-aes128gcm-h2/keys.log`;
