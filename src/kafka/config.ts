@@ -66,7 +66,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('bodyCaptureBytes', 'int', undefined, 'HTTP body bytes captured in events', { min: 0, max: 1 << 24 }),
   S('showCredentials', 'bool', false, 'do not redact credentials in HTTP headers'),
   S('tcpIdleTimeout', 'int', undefined, 'capture-time seconds before an idle flow is closed', { min: 1, max: 86400 }),
-  S('tcpClosedTimeout', 'int', undefined, 'capture-time seconds a finished flow waits for stragglers (and late keys)', { min: 0, max: 86400 }),
+  S('tcpClosedTimeout', 'int', undefined, 'capture-time seconds a finished flow waits for stragglers and late keys (TLS flows holding nothing report at once)', { min: 0, max: 86400 }),
   S('maxFlows', 'int', undefined, 'flows tracked per shard', { min: 1, max: 100_000_000 }),
   S('maxKeylogEntries', 'int', undefined, 'secrets kept per shard', { min: 1, max: 100_000_000 }),
   S('secretsTtl', 'int', 86400, 'seconds a secret is kept after it arrived (0 = forever)', { min: 0, max: 100_000_000 }),
