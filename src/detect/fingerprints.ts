@@ -215,21 +215,21 @@ function clientKey(ch: ClientHelloLike): string | undefined {
   return parts.join('');
 }
 
+const isU16 = (v: unknown): v is number => typeof v === 'number' && v >= 0 && v <= 0xffff && (v | 0) === v;
+
+/** legacy_version, cipher suite, selected version (flag + value), extension count and types, ALPN. */
 function serverKey(sh: ServerHelloLike): string | undefined {
-  const parts: string[] = [];
-  if (typeof sh.alpn !== 'string' && sh.alpn !== undefined) return undefined;
-  const ext = extTypesOf(sh.extensions);
-  if (
-    !ext ||
-    !keyList(parts, [sh.legacyVersion]) ||
-    !keyList(parts, [sh.cipherSuite]) ||
-    !keyList(parts, ext) ||
-    !keyList(parts, sh.selectedVersion === undefined ? undefined : [sh.selectedVersion])
-  ) {
-    return undefined;
+  const sel = sh.selectedVersion;
+  const exts = sh.extensions;
+  if (!isU16(sh.legacyVersion) || !isU16(sh.cipherSuite) || (sel !== undefined && !isU16(sel))) return undefined;
+  if (!Array.isArray(exts) || exts.length > 0xffff || (typeof sh.alpn !== 'string' && sh.alpn !== undefined)) return undefined;
+  let k = String.fromCharCode(sh.legacyVersion, sh.cipherSuite, sel === undefined ? 0 : 1, sel ?? 0, exts.length);
+  for (let i = 0; i < exts.length; i++) {
+    const t = exts[i]?.type;
+    if (!isU16(t)) return undefined;
+    k += String.fromCharCode(t);
   }
-  parts.push(sh.alpn === undefined ? '\u0000' : '\u0001' + sh.alpn);
-  return parts.join('');
+  return sh.alpn === undefined ? k + '\u0000' : k + '\u0001' + sh.alpn;
 }
 
 function remember<V>(m: Map<string, V>, k: string | undefined, v: V): void {

@@ -14,6 +14,7 @@ import {
   fingerprintFields,
   isGrease,
   ja3String,
+  ja3sString,
   ja4,
   ja4Alpn,
   ja4s,
@@ -249,6 +250,26 @@ describe('memoised fingerprints (keyed by the hello bytes)', () => {
         }
       }),
       { numRuns: 400 },
+    );
+  });
+
+  it('server fingerprints equal the ones computed afresh, for any sequence of server hellos', () => {
+    const shArb = fc.record({
+      legacyVersion: fc.constantFrom(0x0303, 0x0301),
+      cipherSuite: fc.constantFrom(4865, 49199, 0x0a0a, 0),
+      extensions: fc.array(fc.constantFrom(43, 51, 16, 0xff01, 23, 0x0a0a).map((type) => ({ type })), { maxLength: 5 }),
+      selectedVersion: fc.option(fc.constantFrom(0x0304, 0x0303), { nil: undefined }),
+      alpn: fc.option(fc.constantFrom('h2', 'http/1.1', ''), { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(fc.array(shArb, { minLength: 1, maxLength: 6 }), (shs) => {
+        for (const sh of [...shs, ...shs]) {
+          const s = ja3sString(sh);
+          const j = ja4s(sh);
+          expect(tlsFingerprints(undefined, sh).server).toEqual({ ja3s: md5(s), ja4s: j.ja4s, ja3sFull: s, ja4sRaw: j.raw });
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 

@@ -225,6 +225,21 @@ describe('RecordDecryptor property tests', () => {
     });
   }
 
+  it('decrypts at sequence numbers around the 32-bit boundary (nonce / additional data without BigInt below it)', () => {
+    const seqs = [0n, 1n, 0xffn, 0x100n, 0xffffffffn, 0x100000000n, 0x100000001n, 0x1234567890abcdefn, (1n << 64n) - 1n];
+    for (const suite of shapes) {
+      const keys = randomKeys(suite);
+      for (const seq of seqs) {
+        const d = new RecordDecryptor(suite, keys, opts(suite));
+        d.seq = seq;
+        const pt = Buffer.from(`record ${seq}`);
+        const rec = sealRecord(suite, keys, seq, 23, pt);
+        expect(d.decrypt(rec.header, rec.fragment)).toEqual({ ok: true, contentType: 23, plaintext: pt });
+        expect(d.seq).toBe(seq + 1n);
+      }
+    }
+  });
+
   it('decrypts random payloads at random sequence numbers (TLS 1.3 ChaCha20 and TLS 1.2 CCM_8)', () => {
     for (const suite of [suiteById(0x1303)!, suiteById(0xc0ae)!]) {
       const keys = randomKeys(suite);

@@ -62,6 +62,8 @@ export class RecordDecryptor {
   private readonly ivTail: bigint;
   private readonly macKey: Buffer;
   private readonly ccm: boolean;
+  /** createDecipheriv options of the AEAD (one object per decryptor, not per record). */
+  private readonly aeadOpts: { authTagLength: number };
   /** 12-byte AEAD nonce scratch. */
   private readonly nonce = Buffer.alloc(12);
   /** TLS 1.2 AEAD additional data / CBC MAC header: seq(8) || type(1) || version(2) || length(2). */
@@ -78,6 +80,7 @@ export class RecordDecryptor {
     this.ivTail = keys.iv.length === 12 ? keys.iv.readBigUInt64BE(4) : 0n;
     this.macKey = keys.macKey;
     this.ccm = suite.cipher.endsWith('-ccm');
+    this.aeadOpts = { authTagLength: suite.tagLen };
     this.key = RecordDecryptor.usable(suite, keys, opts.tls13, this.tls10Cbc) ? keys.key : undefined;
     if (this.tls10Cbc && this.key) this.chainIv = Buffer.from(keys.iv);
   }
@@ -161,7 +164,18 @@ export class RecordDecryptor {
   /** nonce = iv XOR seq, the sequence number left-padded to the IV length (RFC 8446 §5.3, RFC 7905 §2). */
   private xorNonce(seq: bigint): Buffer {
     const n = this.nonce;
-    this.iv.copy(n, 0, 0, 12);
+    const iv = this.iv;
+    if (seq >= 0n && seq <= 0xffffffffn) {
+      // The usual case without BigInt arithmetic: only the last 4 bytes of the IV change.
+      const lo = Number(seq);
+      for (let i = 0; i < 8; i++) n[i] = iv[i];
+      n[8] = iv[8] ^ (lo >>> 24);
+      n[9] = iv[9] ^ ((lo >>> 16) & 0xff);
+      n[10] = iv[10] ^ ((lo >>> 8) & 0xff);
+      n[11] = iv[11] ^ (lo & 0xff);
+      return n;
+    }
+    iv.copy(n, 0, 0, 12);
     n.writeBigUInt64BE(BigInt.asUintN(64, seq) ^ this.ivTail, 4);
     return n;
   }
@@ -169,9 +183,7 @@ export class RecordDecryptor {
   /** Runs the AEAD; null when the tag does not verify. */
   private aeadOpen(nonce: Buffer, aad: Buffer, ct: Buffer, tag: Buffer): Buffer | null {
     try {
-      const d = createDecipheriv(this.suite.cipher, this.key as Buffer, nonce, {
-        authTagLength: this.suite.tagLen,
-      } as object) as unknown as AeadDecipher;
+      const d = createDecipheriv(this.suite.cipher, this.key as Buffer, nonce, this.aeadOpts as object) as unknown as AeadDecipher;
       if (this.ccm) {
         // node: for CCM the tag and the plaintext length must be known before update().
         d.setAuthTag(tag);
@@ -196,7 +208,8 @@ export class RecordDecryptor {
     const tagLen = this.suite.tagLen;
     if (fragment.length < tagLen + 1) return MALFORMED;
     const split = fragment.length - tagLen;
-    const inner = this.aeadOpen(this.xorNonce(seq), header.subarray(0, RECORD_HEADER_LEN), fragment.subarray(0, split), fragment.subarray(split));
+    const aad = header.length === RECORD_HEADER_LEN ? header : header.subarray(0, RECORD_HEADER_LEN);
+    const inner = this.aeadOpen(this.xorNonce(seq), aad, fragment.subarray(0, split), fragment.subarray(split));
     if (!inner) return INTEGRITY;
     let i = inner.length - 1;
     while (i >= 0 && inner[i] === 0) i--;
@@ -207,7 +220,16 @@ export class RecordDecryptor {
   /** Fills the 13-byte TLS 1.2 additional data / MAC header: seq || type || version || length. */
   private fillAad(seq: bigint, header: Buffer, length: number): Buffer {
     const a = this.aad;
-    a.writeBigUInt64BE(BigInt.asUintN(64, seq), 0);
+    if (seq >= 0n && seq <= 0xffffffffn) {
+      const lo = Number(seq);
+      a[0] = a[1] = a[2] = a[3] = 0;
+      a[4] = lo >>> 24;
+      a[5] = (lo >>> 16) & 0xff;
+      a[6] = (lo >>> 8) & 0xff;
+      a[7] = lo & 0xff;
+    } else {
+      a.writeBigUInt64BE(BigInt.asUintN(64, seq), 0);
+    }
     a[8] = header[0];
     a[9] = header[1];
     a[10] = header[2];
