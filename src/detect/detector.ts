@@ -204,12 +204,26 @@ export class Detector {
       s.bytes.shift();
     }
     if (s.fired || s.times.length < o.minConnections) return undefined;
-    const times = [...s.times].sort((a, b) => a - b);
-    const iv: number[] = [];
-    for (let i = 1; i < times.length; i++) iv.push(times[i] - times[i - 1]);
-    const mean = iv.reduce((a, b) => a + b, 0) / iv.length;
+    // Sorted copy (insertion sort: at most `window` finite numbers), then the intervals' mean and
+    // standard deviation, summed in the same order as before (same floating-point results).
+    const times = s.times.slice();
+    for (let i = 1; i < times.length; i++) {
+      const v = times[i];
+      let j = i - 1;
+      while (j >= 0 && times[j] > v) {
+        times[j + 1] = times[j];
+        j--;
+      }
+      times[j + 1] = v;
+    }
+    const n = times.length - 1;
+    let sum = 0;
+    for (let i = 1; i <= n; i++) sum += times[i] - times[i - 1];
+    const mean = sum / n;
     if (!(mean >= o.minIntervalSec)) return undefined;
-    const sd = Math.sqrt(iv.reduce((a, b) => a + (b - mean) ** 2, 0) / iv.length);
+    let sq = 0;
+    for (let i = 1; i <= n; i++) sq += (times[i] - times[i - 1] - mean) ** 2;
+    const sd = Math.sqrt(sq / n);
     const jitter = sd / mean;
     const maxBytes = Math.max(...s.bytes);
     if (jitter > o.maxJitter || maxBytes > o.maxBytes) return undefined;

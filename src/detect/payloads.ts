@@ -11,6 +11,7 @@ export const MAX_DECODE_ROUNDS = 3;
 
 /** Percent-decodes byte sequences (latin1 view: never throws on invalid UTF-8 or lone '%'). */
 export function percentDecode(s: string, plusAsSpace: boolean): string {
+  if (s.indexOf('%') < 0 && (!plusAsSpace || s.indexOf('+') < 0)) return s; // nothing to decode
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
@@ -33,6 +34,7 @@ export function percentDecode(s: string, plusAsSpace: boolean): string {
 const ENTITIES: Record<string, string> = { lt: '<', gt: '>', quot: '"', apos: "'", amp: '&', sol: '/', lpar: '(', rpar: ')' };
 
 function decodeEntities(s: string): string {
+  if (s.indexOf('&') < 0) return s; // no entity can start
   return s.replace(/&(#x[0-9a-f]{1,6}|#[0-9]{1,7}|[a-z]{2,6});?/gi, (m, e: string) => {
     const l = e.toLowerCase();
     if (l.startsWith('#x')) return String.fromCharCode(parseInt(l.slice(2), 16) & 0xffff);
@@ -163,18 +165,35 @@ function firstMatch(sigs: Signature[], location: string, text: string | undefine
 export type PayloadClass = 'sqli' | 'xss' | 'cmdi';
 const TABLE: Record<PayloadClass, Signature[]> = { sqli: SQLI, xss: XSS, cmdi: CMDI };
 
+/**
+ * firstMatch per (class, location, text), remembered for texts up to 512 characters (bounded,
+ * cleared when full): request paths and user agents repeat across requests, and a miss runs
+ * every signature over every form. Callers get copies.
+ */
+const matchMemo = new Map<string, PayloadMatch | null>();
+function firstMatchMemo(kind: PayloadClass, location: string, text: string | undefined, plusAsSpace: boolean): PayloadMatch | undefined {
+  if (!text) return undefined;
+  if (text.length > 512) return firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli'); // keys stay small
+  const key = kind + '|' + location + '|' + (plusAsSpace ? '+' : '-') + text;
+  let m = matchMemo.get(key);
+  if (m === undefined) {
+    m = firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli') ?? null;
+    if (matchMemo.size >= 2048) matchMemo.clear();
+    matchMemo.set(key, m);
+  }
+  return m === null ? undefined : { ...m };
+}
+
 /** Looks for a payload class in the request parts; the first hit (path, query, body, user agent). */
 export function findPayload(
   kind: PayloadClass,
   parts: { path?: string; query?: string; body?: string; userAgent?: string },
 ): PayloadMatch | undefined {
-  const sigs = TABLE[kind];
-  const sql = kind === 'sqli';
   return (
-    firstMatch(sigs, 'url.path', parts.path, false, sql) ??
-    firstMatch(sigs, 'url.query', parts.query, true, sql) ??
-    firstMatch(sigs, 'http.request.body.content', parts.body, true, sql) ??
-    (kind === 'cmdi' ? firstMatch(sigs, 'user_agent.original', parts.userAgent, false) : undefined)
+    firstMatchMemo(kind, 'url.path', parts.path, false) ??
+    firstMatchMemo(kind, 'url.query', parts.query, true) ??
+    firstMatchMemo(kind, 'http.request.body.content', parts.body, true) ??
+    (kind === 'cmdi' ? firstMatchMemo(kind, 'user_agent.original', parts.userAgent, false) : undefined)
   );
 }
 

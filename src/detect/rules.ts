@@ -128,6 +128,47 @@ export function cipherWeaknesses(name: string | undefined): string[] {
   return out;
 }
 
+/** The certificate's DNS names when none matches `sni` (an IP literal never mismatches), else undefined. */
+function mismatchedNamesRaw(sni: string, x: { subject?: string; alternative_names?: string[] }): string[] | undefined {
+  if (isIpLiteral(sni)) return undefined;
+  const names = certificateDnsNames(x);
+  if (names.length === 0 || names.some((n) => dnsNameMatches(n, sni))) return undefined;
+  return names;
+}
+
+/**
+ * mismatchedNamesRaw remembered per (SNI, subject, SANs) (bounded): sessions to one server repeat
+ * them. Only all-string inputs without NUL are remembered (the key joins them with NUL).
+ */
+const mismatchMemo = new Map<string, string[] | null>();
+function mismatchedNames(sni: string, x: { subject?: string; alternative_names?: string[] }): string[] | undefined {
+  const alt: unknown = x.alternative_names;
+  const subject: unknown = x.subject;
+  let key: string | undefined = sni + '\u0000' + (typeof subject === 'string' ? 's' + subject : typeof subject === 'undefined' ? 'u' : '');
+  if (key.endsWith('\u0000') || sni.includes('\u0000') || (typeof subject === 'string' && subject.includes('\u0000'))) key = undefined;
+  if (key !== undefined) {
+    if (Array.isArray(alt)) {
+      key += '\u0000a' + alt.length;
+      for (const n of alt) {
+        if (typeof n !== 'string' || n.includes('\u0000')) {
+          key = undefined;
+          break;
+        }
+        key += '\u0000' + n;
+      }
+    } else if (alt !== undefined) key = undefined;
+    else key += '\u0000-';
+  }
+  if (key === undefined) return mismatchedNamesRaw(sni, x);
+  let v = mismatchMemo.get(key);
+  if (v === undefined) {
+    v = mismatchedNamesRaw(sni, x) ?? null;
+    if (mismatchMemo.size >= 1024) mismatchMemo.clear();
+    mismatchMemo.set(key, v);
+  }
+  return v === null ? undefined : [...v];
+}
+
 function certOf(ev: EcsEvent): { subject?: string; issuer?: string; not_before?: string; not_after?: string; alternative_names?: string[] } | undefined {
   const x = get(ev, 'tls.server.x509');
   return x && typeof x === 'object' ? (x as Record<string, never>) : undefined;
@@ -400,9 +441,9 @@ export const RULES: readonly Rule[] = [
     predicate: (ev) => {
       const sni = str(get(ev, 'tls.client.server_name'));
       const x = certOf(ev);
-      if (!sni || !x || isIpLiteral(sni)) return undefined;
-      const names = certificateDnsNames(x);
-      if (names.length === 0 || names.some((n) => dnsNameMatches(n, sni))) return undefined;
+      if (!sni || !x) return undefined;
+      const names = mismatchedNames(sni, x);
+      if (!names) return undefined;
       return { reason: `SNI ${sni} not in certificate names ${names.slice(0, 10).join(', ')}`, details: { server_name: sni, certificate_names: names.slice(0, 20) } };
     },
   },

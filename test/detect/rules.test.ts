@@ -345,6 +345,26 @@ describe('TLS metadata rules', () => {
     expect(ids(run(ev))).toEqual(['tls.missing_sni']);
   });
 
+  it('name mismatch verdicts stay right when remembered (same SNI, SAN lists vs CN, repeats)', () => {
+    const cases: [Record<string, unknown>, string, boolean][] = [
+      [{ ...GOOD_CERT, subject: 'CN=-', alternative_names: undefined }, '-', false],
+      [{ ...GOOD_CERT, subject: 'CN=-', alternative_names: ['-'] }, '-', false],
+      [{ ...GOOD_CERT, subject: 'CN=q', alternative_names: undefined }, 'q', false],
+      [{ ...GOOD_CERT, subject: 'CN=q', alternative_names: ['-'] }, 'q', true],
+      [{ ...GOOD_CERT, subject: 'CN=a.example', alternative_names: undefined }, 'b.example', true],
+      [{ ...GOOD_CERT, subject: 'CN=b.example', alternative_names: ['a.example'] }, 'b.example', true],
+      [{ ...GOOD_CERT, subject: 'CN=b.example', alternative_names: [] }, 'b.example', false],
+      [{ ...GOOD_CERT, subject: 'CN=x', alternative_names: ['*.example'] }, 'b.example', true],
+      [{ ...GOOD_CERT, subject: 'CN=x', alternative_names: ['*.b.example'] }, 'c.b.example', false],
+    ];
+    for (let round = 0; round < 3; round++) {
+      for (const [x509, sni, mismatch] of cases) {
+        const got = ids(run(session({ server: { x509 }, client: FP }, { tls: { sni } }))).includes('tls.certificate_name_mismatch');
+        expect(got, `${sni} ${JSON.stringify(x509.alternative_names)} ${String(x509.subject)}`).toBe(mismatch);
+      }
+    }
+  });
+
   it('outdated versions and weak suites by IANA name', () => {
     expect(ids(run(session({ server: { x509: GOOD_CERT }, client: FP }, { tls: { version: '1.1', cipher: 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256' } })))).toEqual(['tls.outdated_version']);
     expect(ids(run(session({ server: { x509: GOOD_CERT }, client: FP }, { tls: { version: '1.0', cipher: 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256' } })))).toEqual(['tls.outdated_version']);
