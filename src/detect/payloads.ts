@@ -166,21 +166,28 @@ export type PayloadClass = 'sqli' | 'xss' | 'cmdi';
 const TABLE: Record<PayloadClass, Signature[]> = { sqli: SQLI, xss: XSS, cmdi: CMDI };
 
 /**
- * firstMatch per (class, location, text), remembered for texts up to 512 characters (bounded,
+ * firstMatch per (location, text, class), remembered for texts up to 512 characters (bounded,
  * cleared when full): request paths and user agents repeat across requests, and a miss runs
- * every signature over every form. Callers get copies.
+ * every signature over every form. Keyed by the text itself, one map per location, so a lookup
+ * hashes a string the event already holds. Callers get copies.
  */
-const matchMemo = new Map<string, PayloadMatch | null>();
+type Remembered = { sqli?: PayloadMatch | null; xss?: PayloadMatch | null; cmdi?: PayloadMatch | null };
+const matchMemo = new Map<string, Map<string, Remembered>>();
+const MEMO_TEXT_MAX = 512;
+const MEMO_ENTRIES_MAX = 2048;
 function firstMatchMemo(kind: PayloadClass, location: string, text: string | undefined, plusAsSpace: boolean): PayloadMatch | undefined {
   if (!text) return undefined;
-  if (text.length > 512) return firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli'); // keys stay small
-  const key = kind + '|' + location + '|' + (plusAsSpace ? '+' : '-') + text;
-  let m = matchMemo.get(key);
-  if (m === undefined) {
-    m = firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli') ?? null;
-    if (matchMemo.size >= 2048) matchMemo.clear();
-    matchMemo.set(key, m);
+  if (text.length > MEMO_TEXT_MAX) return firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli');
+  const mapKey = plusAsSpace ? location + '+' : location;
+  let byText = matchMemo.get(mapKey);
+  if (byText === undefined) matchMemo.set(mapKey, (byText = new Map()));
+  let r = byText.get(text);
+  if (r === undefined) {
+    if (byText.size >= MEMO_ENTRIES_MAX) byText.clear();
+    byText.set(text, (r = {}));
   }
+  let m = r[kind];
+  if (m === undefined) m = r[kind] = firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli') ?? null;
   return m === null ? undefined : { ...m };
 }
 

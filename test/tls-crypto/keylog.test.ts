@@ -117,3 +117,32 @@ describe('SecretsStore expiry (maxAgeSec)', () => {
     expect(forever.get(Buffer.from(cr(1), 'hex'), 'CLIENT_RANDOM')).toBeDefined();
   });
 });
+
+describe('SecretsStore line fast path', () => {
+  it('accepts and rejects exactly what the general path does (the same lines indented take it)', () => {
+    const hex = (n: number, upper = false): string => {
+      let s = '';
+      for (let i = 0; i < n; i++) s += (upper ? '0123456789ABCDEF' : '0123456789abcdef')[(i * 7 + n) % 16];
+      return s;
+    };
+    const labels = ['CLIENT_RANDOM', 'RSA', 'SERVER_TRAFFIC_SECRET_0', 'CLIENT_HANDSHAKE_TRAFFIC_SECRET', 'PMS_CLIENT_RANDOM', 'BOGUS', 'client_random', 'ECH_CONFIG'];
+    const lines: string[] = [];
+    for (const l of labels) {
+      for (const id of [hex(64), hex(64, true), hex(16), hex(63), '']) {
+        for (const sec of [hex(96), hex(64), hex(95), hex(8192 + 2), 'zz', '']) {
+          lines.push(`${l} ${id} ${sec}`, `${l} ${id} ${sec}\r`, `${l} ${id} ${sec} extra`, `${l}  ${id}\t${sec}`);
+        }
+      }
+    }
+    for (const eol of ['\n', '\r\n']) {
+      const fast = new SecretsStore();
+      const slow = new SecretsStore();
+      const a = fast.addText(lines.join(eol));
+      const b = slow.addText(lines.map((x) => ' ' + x).join(eol));
+      expect(a).toEqual(b);
+      expect(fast.size).toBe(slow.size);
+      const cr = Buffer.from(hex(64), 'hex');
+      for (const l of labels) expect(fast.get(cr, l)).toEqual(slow.get(cr, l));
+    }
+  });
+});

@@ -37,30 +37,13 @@ const MASTER_LEN = 48;
 export const DEFAULT_MAX_SECRET_BYTES = 4096;
 
 const ACCEPTED = new Set<string>([...KEYLOG_LABELS, PMS_CLIENT_RANDOM]);
-
-/** Non-empty and only hex digits (what /^[0-9a-fA-F]+$/ accepts). */
-function isHex(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
-}
-
-const isBlank = (c: number): boolean => c === 32 || c === 9;
-
-/** End of the field starting at `i` (first space/tab at or after it, or the end). */
-function fieldEnd(s: string, i: number): number {
-  while (i < s.length && !isBlank(s.charCodeAt(i))) i++;
-  return i;
-}
-
-/** Start of the next field after a separator at `i` (skips spaces/tabs). */
-function fieldStart(s: string, i: number): number {
-  while (i < s.length && isBlank(s.charCodeAt(i))) i++;
-  return i;
-}
+const HEX = /^[0-9a-fA-F]+$/;
+/**
+ * A whole well-formed line from its start: three fields separated by single spaces, hex in the
+ * last two, an optional CR before the newline or the end of the text. Such a line is its own
+ * trim(), and splitting it on blanks gives exactly the three groups.
+ */
+const LINE = /([A-Z][A-Z0-9_]*) ([0-9a-fA-F]+) ([0-9a-fA-F]+)\r?(?=\n|$)/y;
 
 export interface SecretsStoreOptions {
   /** Maximum stored (client random, label) entries; default 1,000,000. */
@@ -137,10 +120,21 @@ export class SecretsStore {
     while (start < len) {
       let end = text.indexOf('\n', start);
       if (end < 0) end = len;
-      const line = text.slice(start, end).trim();
-      start = end + 1;
-      if (line === '' || line.charCodeAt(0) === 35 /* # */) continue;
-      const r = this.addLine(line);
+      let r: string | undefined;
+      // Fast path for the usual line `LABEL hex hex` (optionally CRLF): one native sticky regex
+      // match, no slice/trim/split. Other lines take the general path, which splits such a line
+      // into exactly these three fields.
+      LINE.lastIndex = start;
+      const m = LINE.exec(text);
+      if (m !== null) {
+        start = end + 1;
+        r = this.addFields(m[1], m[2], m[3]);
+      } else {
+        const line = text.slice(start, end).trim();
+        start = end + 1;
+        if (line === '' || line.charCodeAt(0) === 35 /* # */) continue;
+        r = this.addLine(line);
+      }
       if (r === undefined) malformed++;
       else {
         added++;
@@ -163,18 +157,16 @@ export class SecretsStore {
 
   /** Returns undefined when malformed, '' for an RSA line, else the client random hex. */
   private addLine(line: string): string | undefined {
-    // Three fields separated by runs of spaces/tabs (the line is trimmed): split by hand, the
-    // loader sees three lines per TLS 1.3 session.
-    const e1 = fieldEnd(line, 0);
-    const s2 = fieldStart(line, e1);
-    const e2 = fieldEnd(line, s2);
-    const s3 = fieldStart(line, e2);
-    const e3 = fieldEnd(line, s3);
-    if (s2 === e1 || s3 === e2 || e3 !== line.length || s2 >= line.length || s3 >= line.length) return undefined;
-    const label = line.slice(0, e1);
-    const idHex = line.slice(s2, e2);
-    const secretHex = line.slice(s3, e3);
-    if (!isHex(idHex) || !isHex(secretHex) || secretHex.length % 2 !== 0) return undefined;
+    const parts = line.split(/[ \t]+/);
+    if (parts.length !== 3) return undefined;
+    const [label, idHex, secretHex] = parts;
+    if (!HEX.test(idHex) || !HEX.test(secretHex)) return undefined;
+    return this.addFields(label, idHex, secretHex);
+  }
+
+  /** The fields of a line, the hex ones already checked to be non-empty hex. */
+  private addFields(label: string, idHex: string, secretHex: string): string | undefined {
+    if (secretHex.length % 2 !== 0) return undefined;
     if (secretHex.length / 2 > this.maxSecretBytes) return undefined;
     const id = idHex.toLowerCase();
     if (label === RSA_LABEL) {
