@@ -235,6 +235,19 @@ const SCANNERS: [string, RegExp][] = [
 /** The scanner a User-Agent names, or undefined. curl, wget, python-requests etc. are not scanners. */
 export function scannerOf(userAgent: string | undefined): string | undefined {
   if (!userAgent) return undefined;
+  if (userAgent.length > MEMO_TEXT_MAX) return scannerOfRaw(userAgent);
+  // user agents repeat: remembered (bounded, cleared when full)
+  let v = scannerMemo.get(userAgent);
+  if (v === undefined) {
+    v = scannerOfRaw(userAgent) ?? null;
+    if (scannerMemo.size >= MEMO_ENTRIES_MAX) scannerMemo.clear();
+    scannerMemo.set(userAgent, v);
+  }
+  return v ?? undefined;
+}
+const scannerMemo = new Map<string, string | null>();
+
+function scannerOfRaw(userAgent: string): string | undefined {
   const ua = userAgent.slice(0, 1024).toLowerCase();
   for (const [name, re] of SCANNERS) if (re.test(ua)) return name;
   return undefined;
