@@ -115,6 +115,18 @@ const isDecrypted = (ev: EcsEvent): boolean => Array.isArray(ev.tags) && (ev.tag
 /** Weak properties of a cipher suite, by IANA name. */
 export function cipherWeaknesses(name: string | undefined): string[] {
   if (!name) return [];
+  // a handful of suite names in practice: remembered (bounded), callers get copies
+  let w = weaknessMemo.get(name);
+  if (w === undefined) {
+    w = cipherWeaknessesRaw(name);
+    if (weaknessMemo.size >= 256) weaknessMemo.clear();
+    weaknessMemo.set(name, w);
+  }
+  return w.slice();
+}
+const weaknessMemo = new Map<string, string[]>();
+
+function cipherWeaknessesRaw(name: string): string[] {
   const n = name.toUpperCase();
   const out: string[] = [];
   if (/^(?:TLS|SSL)_RSA_(?:EXPORT_|EXPORT1024_)?WITH_/.test(n) || /^TLS_RSA_PSK_/.test(n)) out.push('RSA key exchange (no forward secrecy)');

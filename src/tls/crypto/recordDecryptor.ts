@@ -32,6 +32,14 @@ export const RECORD_HEADER_LEN = 5;
 const AES_BLOCK = 16;
 const TLS10 = 0x0301;
 
+/**
+ * Nonce and additional-data scratch shared by all decryptors: filled and consumed within one
+ * synchronous decrypt call (node copies them into the OpenSSL context), so no two uses overlap,
+ * and a decryptor needs no buffers of its own (two ArrayBuffer allocations per decryptor saved).
+ */
+const NONCE = Buffer.alloc(12);
+const AAD = Buffer.alloc(13);
+
 const MALFORMED: DecryptResult = Object.freeze({ ok: false, error: 'malformed' }) as DecryptResult;
 const INTEGRITY: DecryptResult = Object.freeze({ ok: false, error: 'integrity_failure' }) as DecryptResult;
 const UNSUPPORTED: DecryptResult = Object.freeze({ ok: false, error: 'unsupported_cipher' }) as DecryptResult;
@@ -64,10 +72,10 @@ export class RecordDecryptor {
   private readonly ccm: boolean;
   /** createDecipheriv options of the AEAD (one object per decryptor, not per record). */
   private readonly aeadOpts: { authTagLength: number };
-  /** 12-byte AEAD nonce scratch. */
-  private readonly nonce = Buffer.alloc(12);
+  /** 12-byte AEAD nonce scratch (shared by every decryptor, see NONCE). */
+  private readonly nonce = NONCE;
   /** TLS 1.2 AEAD additional data / CBC MAC header: seq(8) || type(1) || version(2) || length(2). */
-  private readonly aad = Buffer.alloc(13);
+  private readonly aad = AAD;
   /** TLS 1.0 CBC chained IV (a private copy: the caller's fragment buffers are not ours to keep). */
   private chainIv: Buffer | undefined;
 
