@@ -384,8 +384,8 @@ export function parseClientHello(body: Buffer, message?: Buffer): (ParsedClientH
   const legacyVersion = r.u16();
   const random = r.bytes(32);
   const sessionId = r.vec8();
-  r.u16List16(); // cipher suites (validated here, re-read on access)
-  r.u8List8(); // compression methods
+  r.skipU16List16(); // cipher suites (validated here, re-read on access)
+  r.vec8(); // compression methods
   const extStart = r.pos;
   if (!r.ok || sessionId.length > 32) return undefined;
   // Validate the extension list framing, reading the few extensions decryption needs.
@@ -394,15 +394,16 @@ export function parseClientHello(body: Buffer, message?: Buffer): (ParsedClientH
     const list = r.sub16();
     while (list.remaining > 0) {
       const type = list.u16();
-      const data = list.vec16();
-      if (!list.ok) {
+      const len = list.u16();
+      if (!list.ok || list.remaining < len) {
         r.ok = false;
         break;
       }
+      // a view only for the two extensions whose content is kept (no Buffer per extension)
       switch (type) {
         case ExtensionType.ServerName:
-          ch.sni = parseSni(data);
-          break;
+          ch.sni = parseSni(list.bytes(len));
+          continue;
         case ExtensionType.EncryptThenMac:
           ch.encryptThenMac = true;
           break;
@@ -410,8 +411,8 @@ export function parseClientHello(body: Buffer, message?: Buffer): (ParsedClientH
           ch.extendedMasterSecret = true;
           break;
         case ExtensionType.SessionTicket:
-          ch.sessionTicket = data;
-          break;
+          ch.sessionTicket = list.bytes(len);
+          continue;
         case ExtensionType.PreSharedKey:
           ch.preSharedKey = true;
           break;
@@ -421,6 +422,7 @@ export function parseClientHello(body: Buffer, message?: Buffer): (ParsedClientH
         default:
           break;
       }
+      list.pos += len;
     }
   }
   if (!r.ok) return undefined;

@@ -125,6 +125,21 @@ export class Reader {
     return r;
   }
 
+  /**
+   * Skips what u16List16 reads, with its checks (framing; an odd length clears `ok`), without
+   * building the list.
+   */
+  skipU16List16(): void {
+    const n = this.u16();
+    if (!this.ok) return;
+    if (this.remaining < n) {
+      this.fail();
+      return;
+    }
+    if (n % 2 !== 0) this.ok = false;
+    this.pos += n;
+  }
+
   /** A list of u16 values in a 2-byte-length-prefixed vector (cipher suites, groups, ...). */
   u16List16(): number[] {
     const r = this.sub16();

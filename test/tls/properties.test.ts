@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Dir } from '../../src/types.js';
 import { Harness, loadSession, rsaKeys, type Chunk } from './helpers.js';
+import { Reader } from '../../src/tls/reader.js';
 
 const sessions = [
   'tls13-aes128gcm',
@@ -106,6 +107,23 @@ describe('TlsFlowHandler never falls over', () => {
         },
       ),
       { numRuns: 200 },
+    );
+  });
+});
+
+describe('Reader.skipU16List16', () => {
+  it('moves and fails exactly like u16List16, for any bytes at any position', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), fc.nat(40), (bytes, at) => {
+        const b = Buffer.from(bytes);
+        const start = Math.min(at, b.length);
+        const a = new Reader(b, start);
+        const s = new Reader(b, start);
+        a.u16List16();
+        s.skipU16List16();
+        expect([s.ok, s.pos]).toEqual([a.ok, a.pos]);
+      }),
+      { numRuns: 2000 },
     );
   });
 });
