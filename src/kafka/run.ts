@@ -28,7 +28,7 @@ import { isTransientKafkaError, KafkaUnreachableError, type Admin, type GroupBat
 import type { RunConfig } from './config.js';
 import { RecordDecoder } from './formats.js';
 import { log } from './log.js';
-import { InProcessShards, WorkerShards, type ShardOutput, type Shards } from './shards.js';
+import { InProcessShards, MixedShards, type ShardOutput, type Shards } from './shards.js';
 import { Ops } from '../ops/index.js';
 import { countKeylogEntries } from '../ops/metrics.js';
 
@@ -112,7 +112,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const onReport = (i: number, r: Parameters<Ops['shardReport']>[1]): void => ops.shardReport(i, r);
   let shards: Shards;
   try {
-    shards = cfg.workers > 1 ? new WorkerShards(cfg.workers, shardCfg, cfg.shardBatchBytes, onReport) : new InProcessShards(shardCfg, onReport);
+    shards = cfg.workers > 1 ? new MixedShards(cfg.workers, shardCfg, cfg.shardBatchBytes, onReport) : new InProcessShards(shardCfg, onReport);
   } catch (e) {
     await ops.stop().catch(() => {});
     throw e;

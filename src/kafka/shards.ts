@@ -12,7 +12,7 @@ import { Piscina } from 'piscina';
 import { Engine, type EngineOptions, type EngineStats } from '../pipeline/engine.js';
 import { BatchBuilder } from '../pipeline/batch.js';
 import { mergeStats } from '../pipeline/sharded.js';
-import { flowHash } from '../pipeline/flowHash.js';
+import { flowHash, flowHashEthIpv4Tcp } from '../pipeline/flowHash.js';
 import { InputError, type RsaKeySpec } from '../pipeline/replay.js';
 import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
@@ -313,7 +313,11 @@ export class WorkerShards implements Shards {
   }
 
   packet(p: RawPacket): void {
-    const shard = decodePacket(p, this.decoded, this.ignore) === 'tcp' ? flowHash(this.decoded) % this.n : 0;
+    this.packetTo(decodePacket(p, this.decoded, this.ignore) === 'tcp' ? flowHash(this.decoded) % this.n : 0, p);
+  }
+
+  /** A packet for shard `shard` (the caller chose it). */
+  packetTo(shard: number, p: RawPacket): void {
     const b = this.builders[shard];
     if (p.sensor !== this.curSensor[shard]) {
       this.sensorRuns[shard].push({ from: b.count, sensor: p.sensor });
@@ -398,5 +402,83 @@ export class WorkerShards implements Shards {
 
   async close(): Promise<void> {
     await Promise.all(this.pools.map((p) => p.destroy()));
+  }
+}
+
+/**
+ * `run --workers N` (N > 1): shard 0 runs on the main thread (as InProcessShards), shards 1..N-1
+ * in worker threads (WorkerShards of N-1): N engines on N threads, not N + 1. The main thread also
+ * runs the Kafka client and record decoding, so shard 0 gets a fair share of flows but the most
+ * work; on machines with spare cores that is what keeps the thread count equal to the engines.
+ */
+export class MixedShards implements Shards {
+  private readonly local: ShardCore;
+  private readonly workers: WorkerShards;
+  private readonly decoded: DecodedPacket = newDecodedPacket();
+  private readonly ignore = { anomaly() {} };
+
+  constructor(readonly n: number, cfg: StreamShardConfig, batchBytes: number, private readonly onReport?: ShardReportListener) {
+    this.workers = new WorkerShards(n - 1, cfg, batchBytes, onReport ? (i, r) => onReport(i + 1, r) : undefined);
+    this.local = new ShardCore(cfg);
+  }
+
+  private reported(): void {
+    this.onReport?.(0, this.local.report());
+  }
+
+  packet(p: RawPacket): void {
+    // Same shard as WorkerShards would pick (flowHash % n); the raw-bytes hash spares plain
+    // Ethernet/IPv4/TCP frames a decode here.
+    let h = p.linktype === 1 ? flowHashEthIpv4Tcp(p.data) : -1;
+    if (h < 0) h = decodePacket(p, this.decoded, this.ignore) === 'tcp' ? flowHash(this.decoded) : 0;
+    const shard = h % this.n;
+    if (shard === 0) this.local.packet(p);
+    else this.workers.packetTo(shard - 1, p);
+  }
+
+  secrets(type: number, data: Buffer): void {
+    this.local.secrets(type, data);
+    this.workers.secrets(type, data);
+  }
+
+  anomaly(code: string): void {
+    this.workers.anomaly(code);
+  }
+
+  async flush(tick?: Timestamp): Promise<ShardOutput> {
+    if (tick) this.local.tick(tick);
+    const mine = this.local.take();
+    this.reported();
+    return merge([mine, await this.workers.flush(tick)]);
+  }
+
+  async finish(): Promise<ShardOutput> {
+    this.local.finish();
+    const mine = this.local.take();
+    this.reported();
+    return merge([mine, await this.workers.finish()]);
+  }
+
+  inFlight(): number {
+    return this.workers.inFlight();
+  }
+
+  async stats(): Promise<EngineStats> {
+    const w = await this.workers.stats();
+    this.reported();
+    return mergeStats([this.local.engine.stats, w]);
+  }
+
+  activeFlows(): number {
+    return this.local.engine.activeFlows + this.workers.activeFlows();
+  }
+
+  async setPolicy(rules: AssetRule[], defaultEnabled: boolean): Promise<void> {
+    this.local.ops.setPolicy(rules, defaultEnabled);
+    await this.workers.setPolicy(rules, defaultEnabled);
+  }
+
+  async close(): Promise<void> {
+    await this.workers.close();
   }
 }
