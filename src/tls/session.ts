@@ -16,6 +16,7 @@
  * parser callback, which would reorder bytes).
  */
 import { createHash } from 'node:crypto';
+import { digest } from '../events/digest.js';
 import type { AnomalySink, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
 import { ContentType, RecordDeframer, type RecordSink } from './records.js';
@@ -127,10 +128,10 @@ export class SessionCache {
     return id.length > 0 ? this.take('i' + id.toString('hex')) : undefined;
   }
   setByTicket(ticket: Buffer, master: Buffer): void {
-    if (ticket.length > 0) this.put('t' + createHash('sha256').update(ticket).digest('base64'), master);
+    if (ticket.length > 0) this.put('t' + digest('sha256', ticket, 'base64'), master);
   }
   getByTicket(ticket: Buffer): Buffer | undefined {
-    return ticket.length > 0 ? this.take('t' + createHash('sha256').update(ticket).digest('base64')) : undefined;
+    return ticket.length > 0 ? this.take('t' + digest('sha256', ticket, 'base64')) : undefined;
   }
 }
 
