@@ -57,3 +57,33 @@ for (const n of counts) {
     `sessions ${JSON.stringify(s.sessionsByStatus)}, ${fmt(s.decryptedBytes / 2 ** 20, 1)} MiB decrypted; fixed start-up ${fmt(fixed / 1e6, 0)} ms`);
 }
 if (counts.some((n) => n > m.nproc)) console.log(`note: more workers than the ${m.nproc} cores of this machine`);
+
+// The machine's own ceiling: N independent single-thread replays (separate processes, nothing
+// shared) started together. N x the work in T_N against 1 x the work in T_1 is the best speed-up
+// any N-thread design can show here (vCPUs that share a physical core, memory bandwidth, V8's own
+// GC/compiler threads).
+{
+  const { spawn } = await import('node:child_process');
+  const child = () => new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [`${ROOT}bench/lib/replay-child.mjs`, values.capture, values.keylog, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`replay child exit ${code}`))));
+  });
+  for (const n of counts.filter((x) => x > 1)) {
+    const walls = [];
+    for (let i = 0; i < Number(values.runs); i++) {
+      const t0 = process.hrtime.bigint();
+      await Promise.all(Array.from({ length: n }, child));
+      walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    const one = [];
+    for (let i = 0; i < Number(values.runs); i++) {
+      const t0 = process.hrtime.bigint();
+      await child();
+      one.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    const tn = median(walls), t1 = median(one);
+    console.log(`machine ceiling: ${n} independent single-thread replays at once took ${fmt(tn, 3)} s (runs ${walls.map((w) => fmt(w, 3)).join(', ')}); one alone ${fmt(t1, 3)} s (process start included in both) -> ${fmt((n * t1) / tn)}x the throughput of one`);
+  }
+}

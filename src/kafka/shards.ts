@@ -263,7 +263,9 @@ export class WorkerShards implements Shards {
     const filename = streamWorkerFile();
     // atomics 'disabled' as in replay (src/pipeline/sharded.ts): Piscina's Atomics.wait hand-off
     // made the worker spend ~25% of its CPU in postMessage; tasks are large, a message is enough.
-    this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: Infinity, atomics: 'disabled' }));
+    // concurrentTasksPerWorker: several tasks posted at once, so the worker does not wait for the
+    // main thread's event loop (busy with Kafka and shard 0) between two tasks; `seq` keeps order.
+    this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 8, workerData: cfg, idleTimeout: Infinity, atomics: 'disabled' }));
     this.builders = this.pools.map(() => new BatchBuilder(batchBytes + (1 << 16)));
     this.sensorRuns = this.pools.map(() => []);
     this.curSensor = this.pools.map(() => undefined);

@@ -77,7 +77,11 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   const workers = shards - 1;
   // atomics 'disabled': with Piscina's default Atomics.wait hand-off the worker spent ~25% of its
   // CPU in postMessage of results (bench/RESULTS.md); batches are large, so a plain message is enough.
-  const pools = Array.from({ length: workers }, () => new Piscina<ShardTask, ShardResult>({ filename, minThreads: 1, maxThreads: 1, workerData: cfg, idleTimeout: 60_000, atomics: 'disabled' }));
+  // concurrentTasksPerWorker: Piscina hands a one-thread pool its next task only when the worker
+  // has reported the last one done, and that report waits for this thread's event loop, which is
+  // busy running shard 0. With several tasks posted at once the worker has the next one at hand
+  // (it runs them in `seq` order either way).
+  const pools = Array.from({ length: workers }, () => new Piscina<ShardTask, ShardResult>({ filename, minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: MAX_IN_FLIGHT_PER_SHARD + 2, workerData: cfg, idleTimeout: 60_000, atomics: 'disabled' }));
   const local = new Engine((ev) => out.write(ev), keys, opts.engine);
   if (keys.malformedKeylogLines) local.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
   const builders = pools.map(() => new BatchBuilder(BATCH_BYTES + (1 << 16)));
