@@ -71,19 +71,19 @@ if (counts.some((n) => n > m.nproc)) console.log(`note: more workers than the ${
     c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`replay child exit ${code}`))));
   });
   for (const n of counts.filter((x) => x > 1)) {
+    // Alternated (one alone, then N at once, ...): this host's speed drifts over minutes, and a
+    // block of one kind followed by a block of the other measured the drift (1.92x once).
     const walls = [];
-    for (let i = 0; i < Number(values.runs); i++) {
-      const t0 = process.hrtime.bigint();
+    const one = [];
+    for (let i = 0; i < Math.max(3, Number(values.runs)); i++) {
+      let t0 = process.hrtime.bigint();
+      await child();
+      one.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      t0 = process.hrtime.bigint();
       await Promise.all(Array.from({ length: n }, child));
       walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
     }
-    const one = [];
-    for (let i = 0; i < Number(values.runs); i++) {
-      const t0 = process.hrtime.bigint();
-      await child();
-      one.push(Number(process.hrtime.bigint() - t0) / 1e9);
-    }
     const tn = median(walls), t1 = median(one);
-    console.log(`machine ceiling: ${n} independent single-thread replays at once took ${fmt(tn, 3)} s (runs ${walls.map((w) => fmt(w, 3)).join(', ')}); one alone ${fmt(t1, 3)} s (process start included in both) -> ${fmt((n * t1) / tn)}x the throughput of one`);
+    console.log(`machine ceiling: ${n} independent single-thread replays at once took ${fmt(tn, 3)} s (runs ${walls.map((w) => fmt(w, 3)).join(', ')}); one alone ${fmt(t1, 3)} s (runs ${one.map((w) => fmt(w, 3)).join(', ')}; process start included in both, alternated) -> ${fmt((n * t1) / tn)}x the throughput of one`);
   }
 }
