@@ -277,6 +277,9 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const decoder = new RecordDecoder(sink, cfg.captureLimits, cfg.maxRecordBytes);
 
   // ---- secrets: every partition, outside the group, from the look-back ---------------------
+  // The packets consumer joins its group while the backlog is read; no packet is fed to the
+  // engine before the backlog is in (or its catch-up timeout has passed): see `feeding`.
+  let secretsReady: Promise<void> = Promise.resolve();
   if (cfg.secretsTopic) {
     try {
       secretsReader = await kafkaStep(() =>
@@ -303,8 +306,13 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         // Late keys: retry held ciphertext now; events it yields are delivered in order.
         if (n && !failed && !stopping) enqueue({ out: shards.flush() });
       });
-      const ok = await secretsReader.caughtUp(cfg.secretsCatchupTimeoutSec * 1000);
-      if (!ok) log('warn', 'secrets backlog not read completely before consuming packets', { topic: cfg.secretsTopic, timeoutSec: cfg.secretsCatchupTimeoutSec });
+      const reader = secretsReader;
+      secretsReady = reader.caughtUp(cfg.secretsCatchupTimeoutSec * 1000).then(
+        (ok) => {
+          if (!ok) log('warn', 'secrets backlog not read completely before consuming packets', { topic: cfg.secretsTopic, timeoutSec: cfg.secretsCatchupTimeoutSec });
+        },
+        (e: Error) => log('warn', 'secrets backlog catch-up failed; consuming packets anyway', { topic: cfg.secretsTopic, error: e }),
+      );
     } catch (e) {
       await closeAll();
       throw e;
@@ -337,7 +345,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
    * answer arrives while this thread works on the batches already here (fetching and processing
    * overlap instead of alternating). Back-pressure: every accepted batch is a pending ticket.
    */
-  let feeding: Promise<unknown> = Promise.resolve();
+  let feeding: Promise<unknown> = secretsReady;
   const feed = (records: GroupBatch['records'], fedTo: bigint | undefined): void => {
     for (const r of records) {
       if (fedTo !== undefined && BigInt(r.offset) < fedTo) {

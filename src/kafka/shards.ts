@@ -8,7 +8,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import { createRequire } from 'node:module';
+import type { Piscina } from 'piscina';
 import { Engine, type EngineOptions, type EngineStats } from '../pipeline/engine.js';
 import { BatchBuilder } from '../pipeline/batch.js';
 import { mergeStats } from '../pipeline/sharded.js';
@@ -233,6 +234,14 @@ export class InProcessShards implements Shards {
   async close(): Promise<void> {}
 }
 
+/**
+ * Piscina, loaded on first use (its CommonJS entry): `run --workers 1` never needs it, and its
+ * import is ~30 ms of every start-up.
+ */
+function loadPiscina(): typeof Piscina {
+  return createRequire(import.meta.url)('piscina') as typeof Piscina;
+}
+
 export function streamWorkerFile(): string {
   // Compiled: dist/src/kafka/shards.js -> dist/workers/stream-shard.js. From sources (tests):
   // src/kafka/shards.ts -> <repo>/dist/workers/stream-shard.js (run `npm run build` first).
@@ -265,7 +274,8 @@ export class WorkerShards implements Shards {
     // made the worker spend ~25% of its CPU in postMessage; tasks are large, a message is enough.
     // concurrentTasksPerWorker: several tasks posted at once, so the worker does not wait for the
     // main thread's event loop (busy with Kafka and shard 0) between two tasks; `seq` keeps order.
-    this.pools = Array.from({ length: n }, () => new Piscina<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 8, workerData: cfg, idleTimeout: Infinity, atomics: 'disabled' }));
+    const Pool = loadPiscina();
+    this.pools = Array.from({ length: n }, () => new Pool<StreamShardTask, StreamShardResult>({ filename, minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 8, workerData: cfg, idleTimeout: Infinity, atomics: 'disabled' }));
     this.builders = this.pools.map(() => new BatchBuilder(batchBytes + (1 << 16)));
     this.sensorRuns = this.pools.map(() => []);
     this.curSensor = this.pools.map(() => undefined);
