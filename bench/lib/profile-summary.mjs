@@ -1,8 +1,23 @@
 #!/usr/bin/env node
 // Sums self time per function (name + file:line) from a V8 .cpuprofile (node --cpu-prof).
 //   node bench/lib/profile-summary.mjs FILE.cpuprofile [TOP]
+// Several profiles (one per thread of a --workers run) are summarised one after the other:
+//   node bench/lib/profile-summary.mjs DIR/*.cpuprofile [TOP]
 import { readFileSync } from 'node:fs';
-const [file, topArg] = process.argv.slice(2);
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+const args = process.argv.slice(2);
+const files = args.filter((a) => a.endsWith('.cpuprofile'));
+if (files.length > 1) {
+  const rest = args.filter((a) => !a.endsWith('.cpuprofile'));
+  for (const f of files) {
+    console.log(`== ${f}`);
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), f, ...rest], { stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+  process.exit(0);
+}
+const [file, topArg] = args;
 const p = JSON.parse(readFileSync(file, 'utf8'));
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const self = new Map();
