@@ -8,6 +8,7 @@ import { workerData } from 'node:worker_threads';
 import { Engine, type EngineOptions, type EngineStats } from '../src/pipeline/engine.js';
 import { loadKeys, type RsaKeySpec } from '../src/pipeline/replay.js';
 import { readBatch } from '../src/pipeline/batch.js';
+import { InOrder } from '../src/pipeline/inOrder.js';
 
 export interface ShardConfig {
   keylogs: string[];
@@ -42,8 +43,7 @@ function getEngine(): Engine {
   return engine;
 }
 
-let nextSeq = 0;
-const early = new Map<number, ShardTask>();
+const order = new InOrder<ShardTask>();
 
 function execute(e: Engine, task: ShardTask): boolean {
   if (task.kind === 'batch') readBatch(task.data, e);
@@ -57,11 +57,9 @@ export default function run(task: ShardTask): ShardResult {
   if (task.seq === undefined) {
     finished = execute(e, task);
   } else {
-    early.set(task.seq, task);
-    for (let t = early.get(nextSeq); t !== undefined; t = early.get(nextSeq)) {
-      early.delete(nextSeq++);
+    order.offer(task.seq, task, (t) => {
       finished = execute(e, t) || finished;
-    }
+    });
   }
   const out = lines;
   lines = [];

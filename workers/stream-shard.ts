@@ -7,13 +7,13 @@
  */
 import { workerData } from 'node:worker_threads';
 import { readBatch } from '../src/pipeline/batch.js';
+import { InOrder } from '../src/pipeline/inOrder.js';
 import { ShardCore, type SensorRun, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from '../src/kafka/shards.js';
 import type { CaptureSink, RawPacket } from '../src/types.js';
 
 let core: ShardCore | undefined;
-/** Sequence number of the next batch/finish task to run; tasks that arrived early wait here. */
-let nextSeq = 0;
-const early = new Map<number, StreamShardTask>();
+/** Batch and finish tasks, run in their `seq` order. */
+const order = new InOrder<StreamShardTask>();
 
 function execute(c: ShardCore, task: StreamShardTask): void {
   if (task.kind === 'batch') {
@@ -33,12 +33,10 @@ export default function run(task: StreamShardTask): StreamShardResult {
   if (seq === undefined) {
     execute(c, task);
   } else {
-    early.set(seq, task);
-    for (let t = early.get(nextSeq); t !== undefined; t = early.get(nextSeq)) {
-      early.delete(nextSeq++);
+    order.offer(seq, task, (t) => {
       execute(c, t);
       if (t.kind === 'finish') finished = true;
-    }
+    });
   }
   // Events go out with batch/finish results (those of every task run just now), never with stats
   // or policy results (nobody delivers those).
