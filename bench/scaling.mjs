@@ -26,14 +26,16 @@ console.log(`input: ${values.capture}`);
   // (least-loaded host pair at first sight, src/pipeline/sharded.ts) and as plain hash % N would.
   const { readFileSync } = await import('node:fs');
   const { CaptureReader } = await import(new URL('../dist/src/capture/index.js', import.meta.url).href);
-  const { hostPairHashEthIpv4Tcp } = await import(new URL('../dist/src/pipeline/flowHash.js', import.meta.url).href);
+  const { packetHash } = await import(new URL('../dist/src/pipeline/flowHash.js', import.meta.url).href);
+  const { newDecodedPacket } = await import(new URL('../dist/src/decode/index.js', import.meta.url).href);
+  const scratch = newDecodedPacket();
   const { ShardAssigner } = await import(new URL('../dist/src/pipeline/sharded.js', import.meta.url).href);
   const buf = readFileSync(values.capture);
   for (const n of values.workers.split(',').map(Number).filter((x) => x > 1)) {
     const byHash = new Array(n).fill(0);
     const as = new ShardAssigner(n);
     const by = new Array(n).fill(0);
-    const r = new CaptureReader({ packet(p) { const h = hostPairHashEthIpv4Tcp(p.data); byHash[h < 0 ? 0 : h % n] += p.origLen; by[h < 0 ? 0 : as.shardOf(h, p.data.length)] += p.origLen; }, secrets() {}, anomaly() {} });
+    const r = new CaptureReader({ packet(p) { const h = packetHash(p, false, scratch); byHash[h < 0 ? 0 : h % n] += p.origLen; by[h < 0 ? 0 : as.shardOf(h, p.data.length)] += p.origLen; }, secrets() {}, anomaly() {} });
     for (let o = 0; o < buf.length; o += 1 << 20) r.push(buf.subarray(o, Math.min(buf.length, o + (1 << 20))));
     const tot = by.reduce((a, b) => a + b, 0);
     const show = (v) => `${v.map((b) => `${fmt((100 * b) / tot, 1)}%`).join(' / ')} of the bytes -> speed-up ceiling ${fmt(tot / Math.max(...v))}x`;

@@ -11,11 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
 import { Engine, type EngineOptions, type EngineStats } from '../pipeline/engine.js';
-import { BatchBuilder } from '../pipeline/batch.js';
+import { BatchBuilder, batchTransfer } from '../pipeline/batch.js';
 import { mergeStats } from '../pipeline/sharded.js';
-import { flowHash, flowHashEthIpv4Tcp } from '../pipeline/flowHash.js';
+import { packetHash } from '../pipeline/flowHash.js';
 import { InputError, type RsaKeySpec } from '../pipeline/replay.js';
-import { decodePacket, newDecodedPacket } from '../decode/index.js';
+import { newDecodedPacket } from '../decode/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
 import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
@@ -261,7 +261,6 @@ export class WorkerShards implements Shards {
   private readonly queued: Promise<StreamShardResult>[][];
   private running = 0;
   private readonly decoded: DecodedPacket = newDecodedPacket();
-  private readonly ignore = { anomaly() {} };
   private readonly lastStats: (EngineStats | undefined)[];
   private readonly flowsPerShard: number[];
   /** Anomalies seen on the main thread (record decoding), merged into stats. */
@@ -294,7 +293,7 @@ export class WorkerShards implements Shards {
   private readonly seqs: number[] = [];
 
   private submit(i: number, task: StreamShardTask & { kind: 'batch' | 'finish' }): void {
-    const transferList = task.kind === 'batch' && task.data ? [(task.data instanceof Uint8Array ? task.data.buffer : task.data) as ArrayBuffer] : [];
+    const transferList = task.kind === 'batch' && task.data ? [batchTransfer(task.data)] : [];
     task.seq = this.seqs[i] = (this.seqs[i] ?? -1) + 1;
     this.running++;
     const pool = this.pools[i];
@@ -325,7 +324,8 @@ export class WorkerShards implements Shards {
   }
 
   packet(p: RawPacket): void {
-    this.packetTo(decodePacket(p, this.decoded, this.ignore) === 'tcp' ? flowHash(this.decoded) % this.n : 0, p);
+    const h = packetHash(p, true, this.decoded);
+    this.packetTo(h < 0 ? 0 : h % this.n, p);
   }
 
   /** A packet for shard `shard` (the caller chose it). */
@@ -427,7 +427,6 @@ export class MixedShards implements Shards {
   private readonly local: ShardCore;
   private readonly workers: WorkerShards;
   private readonly decoded: DecodedPacket = newDecodedPacket();
-  private readonly ignore = { anomaly() {} };
 
   constructor(readonly n: number, cfg: StreamShardConfig, batchBytes: number, private readonly onReport?: ShardReportListener) {
     this.workers = new WorkerShards(n - 1, cfg, batchBytes, onReport ? (i, r) => onReport(i + 1, r) : undefined);
@@ -439,11 +438,9 @@ export class MixedShards implements Shards {
   }
 
   packet(p: RawPacket): void {
-    // Same shard as WorkerShards would pick (flowHash % n); the raw-bytes hash spares plain
-    // Ethernet/IPv4/TCP frames a decode here.
-    let h = p.linktype === 1 ? flowHashEthIpv4Tcp(p.data) : -1;
-    if (h < 0) h = decodePacket(p, this.decoded, this.ignore) === 'tcp' ? flowHash(this.decoded) : 0;
-    const shard = h % this.n;
+    // Same shard as WorkerShards picks (flowHash % n; not TCP: shard 0).
+    const h = packetHash(p, true, this.decoded);
+    const shard = h < 0 ? 0 : h % this.n;
     if (shard === 0) this.local.packet(p);
     else this.workers.packetTo(shard - 1, p);
   }

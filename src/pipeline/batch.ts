@@ -9,6 +9,11 @@ import type { CaptureSink, RawPacket } from '../types.js';
 const HDR = 20;
 const SECRETS = 0xffff;
 
+/** What to put in a task's transfer list for a batch from take() or takeView(). */
+export function batchTransfer(data: ArrayBuffer | Uint8Array): ArrayBuffer {
+  return (data instanceof Uint8Array ? data.buffer : data) as ArrayBuffer;
+}
+
 export class BatchBuilder {
   private buf: Buffer;
   private off = 0;

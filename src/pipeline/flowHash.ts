@@ -1,4 +1,5 @@
-import type { DecodedPacket } from '../types.js';
+import type { DecodedPacket, RawPacket } from '../types.js';
+import { decodePacket } from '../decode/index.js';
 
 /**
  * Direction-independent 32-bit flow hash (FNV-1a over the ordered endpoints), so both directions
@@ -98,4 +99,19 @@ function rawHash(f: Buffer, withPorts: boolean): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/** Anomalies are counted by the engine that decodes the packet for real, not by a sharder. */
+const IGNORE = { anomaly(): void {} };
+
+/**
+ * Shard hash of a captured frame (`hostPairHash`, or `flowHash` with `withPorts`): from its bytes
+ * for plain Ethernet/IPv4/TCP, else after decoding it into `scratch`; -1 when it is not TCP.
+ */
+export function packetHash(p: RawPacket, withPorts: boolean, scratch: DecodedPacket): number {
+  if (p.linktype === 1) {
+    const h = rawHash(p.data, withPorts);
+    if (h >= 0) return h;
+  }
+  return decodePacket(p, scratch, IGNORE) === 'tcp' ? hash(scratch, withPorts) : -1;
 }

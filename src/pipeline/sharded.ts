@@ -17,10 +17,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { CaptureReader } from '../capture/index.js';
-import { decodePacket, newDecodedPacket } from '../decode/index.js';
+import { newDecodedPacket } from '../decode/index.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
-import { BatchBuilder } from './batch.js';
-import { hostPairHash, hostPairHashEthIpv4Tcp } from './flowHash.js';
+import { BatchBuilder, batchTransfer } from './batch.js';
+import { packetHash } from './flowHash.js';
 import { loadKeys, pumpCapture, type ReplayOptions } from './replay.js';
 import { Engine, type EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
@@ -88,7 +88,6 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   const inFlight: Promise<ShardResult>[][] = pools.map(() => []);
   const mainStats = { packets: 0 };
   const decoded: DecodedPacket = newDecodedPacket();
-  const ignore = { anomaly() {} }; // anomalies are counted by the shard that decodes the packet for real
   const assigner = new ShardAssigner(shards);
   const consume = (r: ShardResult): void => {
     if (r.ndjson) out.writeRaw(r.ndjson, r.events);
@@ -99,17 +98,15 @@ export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shar
   // so up to MAX_IN_FLIGHT_PER_SHARD tasks can be queued and the worker never waits for a round trip.
   const seqs = pools.map(() => 0);
   const submit = (w: number, task: ShardTask): void => {
-    const transferList = task.kind === 'batch' ? [(task.data instanceof Uint8Array ? task.data.buffer : task.data) as ArrayBuffer] : [];
+    const transferList = task.kind === 'batch' ? [batchTransfer(task.data)] : [];
     task.seq = seqs[w]++;
     inFlight[w].push(pools[w].run(task, { transferList }));
   };
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       mainStats.packets++;
-      // Fast path for plain Ethernet/IPv4/TCP: the hash from the frame bytes, no decoding here.
       // Anything that is not TCP goes to shard 0.
-      let h = p.linktype === 1 ? hostPairHashEthIpv4Tcp(p.data) : -1;
-      if (h < 0 && decodePacket(p, decoded, ignore) === 'tcp') h = hostPairHash(decoded);
+      const h = packetHash(p, false, decoded);
       const shard = h < 0 ? 0 : assigner.shardOf(h, p.data.length);
       if (shard === 0) {
         local.packet(p);

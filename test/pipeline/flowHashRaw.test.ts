@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CaptureReader } from '../../src/capture/index.js';
 import { decodePacket, newDecodedPacket } from '../../src/decode/index.js';
-import { flowHash, flowHashEthIpv4Tcp, hostPairHash, hostPairHashEthIpv4Tcp } from '../../src/pipeline/flowHash.js';
+import { flowHash, flowHashEthIpv4Tcp, hostPairHash, hostPairHashEthIpv4Tcp, packetHash } from '../../src/pipeline/flowHash.js';
 import { BatchBuilder, readBatch } from '../../src/pipeline/batch.js';
 import type { RawPacket } from '../../src/types.js';
 
@@ -33,6 +33,21 @@ describe('hashing straight from Ethernet/IPv4/TCP frame bytes (sharding fast pat
       }
     }
     expect(fast).toBeGreaterThan(100);
+  });
+
+  it('packetHash: the decoded hash for every TCP frame (fast path or not), -1 for the rest', () => {
+    const dp = newDecodedPacket();
+    const scratch = newDecodedPacket();
+    let tcp = 0;
+    for (const f of ['tls13-parallel-http11', 'variant-vlan', 'variant-vxlan', 'ipv6-tls13-http11']) {
+      for (const p of packetsOf(`fixtures/https/${f}/capture.pcap`)) {
+        const isTcp = decodePacket(p, dp, ign) === 'tcp';
+        if (isTcp) tcp++;
+        expect(packetHash(p, true, scratch)).toBe(isTcp ? flowHash(dp) : -1);
+        expect(packetHash(p, false, scratch)).toBe(isTcp ? hostPairHash(dp) : -1);
+      }
+    }
+    expect(tcp).toBeGreaterThan(100);
   });
 
   it('never throws on arbitrary bytes', () => {
