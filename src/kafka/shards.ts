@@ -266,8 +266,8 @@ export class WorkerShards implements Shards {
   /** Anomalies seen on the main thread (record decoding), merged into stats. */
   private readonly mainAnomalies: Record<string, number> = {};
 
+  /** The key files in `cfg` must have been checked (MixedShards loads them for shard 0 first). */
   constructor(readonly n: number, cfg: StreamShardConfig, private readonly batchBytes: number, private readonly onReport?: ShardReportListener) {
-    loadStaticKeys(cfg); // validate key files here, so errors exit 2 before threads start
     const filename = streamWorkerFile();
     // atomics 'disabled' as in replay (src/pipeline/sharded.ts): Piscina's Atomics.wait hand-off
     // made the worker spend ~25% of its CPU in postMessage; tasks are large, a message is enough.
@@ -429,8 +429,9 @@ export class MixedShards implements Shards {
   private readonly decoded: DecodedPacket = newDecodedPacket();
 
   constructor(readonly n: number, cfg: StreamShardConfig, batchBytes: number, private readonly onReport?: ShardReportListener) {
-    this.workers = new WorkerShards(n - 1, cfg, batchBytes, onReport ? (i, r) => onReport(i + 1, r) : undefined);
+    // Shard 0 first: loading its keys checks the files, so errors exit 2 before threads start.
     this.local = new ShardCore(cfg);
+    this.workers = new WorkerShards(n - 1, cfg, batchBytes, onReport ? (i, r) => onReport(i + 1, r) : undefined);
   }
 
   private reported(): void {
