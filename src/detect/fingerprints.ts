@@ -14,6 +14,7 @@
  */
 import { digest } from '../events/digest.js';
 import type { EcsFields } from '../types.js';
+import { BoundedMap } from '../util/boundedMap.js';
 
 /** What the fingerprints read from a ClientHello (ParsedClientHello satisfies it). */
 export interface ClientHelloLike {
@@ -51,13 +52,12 @@ const noGrease = (l: readonly number[] | undefined): number[] => (l ?? []).filte
  * Hashes by input string, memoised: most sessions come from a few client stacks (same JA3/JA4
  * inputs), and a hash context costs more than a Map lookup. Bounded (cleared when full).
  */
-const hashMemo = new Map<string, string>();
+const hashMemo = new BoundedMap<string, string>(4096);
 function memo(kind: string, s: string, f: (s: string) => string): string {
   const key = kind + s;
   let v = hashMemo.get(key);
   if (v === undefined) {
     v = f(s);
-    if (hashMemo.size >= 4096) hashMemo.clear();
     hashMemo.set(key, v);
   }
   return v;
@@ -163,9 +163,8 @@ export function ja4s(sh: ServerHelloLike): { ja4s: string; raw: string } {
  * earlier one, and the key costs a fraction of the JA3/JA4 string building. Inputs with values
  * outside 0..0xffff (not from the wire) are not memoised. Bounded (cleared when full).
  */
-const clientMemo = new Map<string, NonNullable<TlsFingerprints['client']>>();
-const serverMemo = new Map<string, NonNullable<TlsFingerprints['server']>>();
-const MEMO_MAX = 4096;
+const clientMemo = new BoundedMap<string, NonNullable<TlsFingerprints['client']>>(4096);
+const serverMemo = new BoundedMap<string, NonNullable<TlsFingerprints['server']>>(4096);
 
 /** Appends `l` to `parts` as length + code units; false when a value does not fit a code unit. */
 function keyList(parts: string[], l: readonly number[] | undefined): boolean {
@@ -232,10 +231,13 @@ function serverKey(sh: ServerHelloLike): string | undefined {
   return sh.alpn === undefined ? k + '\u0000' : k + '\u0001' + sh.alpn;
 }
 
-function remember<V>(m: Map<string, V>, k: string | undefined, v: V): void {
-  if (k === undefined) return;
-  if (m.size >= MEMO_MAX) m.clear();
-  m.set(k, v);
+/** A copy of the value remembered under `k`, else `compute()`, remembered (bounded) when `k` is defined. */
+function memoised<V extends object>(m: Map<string, V>, k: string | undefined, compute: () => V): V {
+  const hit = k === undefined ? undefined : m.get(k);
+  if (hit) return { ...hit };
+  const v = compute();
+  if (k !== undefined) m.set(k, { ...v });
+  return v;
 }
 
 /** JA3/JA4 of a ClientHello and JA3S/JA4S of a ServerHello (either may be absent). */
@@ -243,30 +245,22 @@ export function tlsFingerprints(ch: ClientHelloLike | undefined, sh?: ServerHell
   const out: TlsFingerprints = {};
   try {
     if (ch) {
-      const k = clientKey(ch);
-      const hit = k === undefined ? undefined : clientMemo.get(k);
-      if (hit) out.client = { ...hit };
-      else {
+      out.client = memoised(clientMemo, clientKey(ch), () => {
         const s = ja3String(ch);
         const j4 = ja4(ch);
-        out.client = { ja3: md5(s), ja4: j4.ja4, ja3Full: s, ja4Raw: j4.raw };
-        remember(clientMemo, k, { ...out.client });
-      }
+        return { ja3: md5(s), ja4: j4.ja4, ja3Full: s, ja4Raw: j4.raw };
+      });
     }
   } catch {
     // malformed input: no client fingerprint
   }
   try {
     if (sh) {
-      const k = serverKey(sh);
-      const hit = k === undefined ? undefined : serverMemo.get(k);
-      if (hit) out.server = { ...hit };
-      else {
+      out.server = memoised(serverMemo, serverKey(sh), () => {
         const s = ja3sString(sh);
         const j4 = ja4s(sh);
-        out.server = { ja3s: md5(s), ja4s: j4.ja4s, ja3sFull: s, ja4sRaw: j4.raw };
-        remember(serverMemo, k, { ...out.server });
-      }
+        return { ja3s: md5(s), ja4s: j4.ja4s, ja3sFull: s, ja4sRaw: j4.raw };
+      });
     }
   } catch {
     // malformed input: no server fingerprint

@@ -3,6 +3,7 @@
  * registrable label), certificate name matching (RFC 6125 §6.4) and IP literals.
  */
 import { isIP as netIsIP } from 'node:net';
+import { BoundedMap } from '../util/boundedMap.js';
 
 /**
  * node:net isIP, after a cheap screen: an IPv4 literal has only digits and dots, an IPv6 one has a
@@ -69,12 +70,11 @@ export function dgaScore(domain: string): DgaScore | undefined {
   let s = dgaMemo.get(domain);
   if (s === undefined) {
     s = dgaScoreRaw(domain) ?? null;
-    if (dgaMemo.size >= 4096) dgaMemo.clear();
     dgaMemo.set(domain, s);
   }
   return s === null ? undefined : { ...s, reasons: [...s.reasons] };
 }
-const dgaMemo = new Map<string, DgaScore | null>();
+const dgaMemo = new BoundedMap<string, DgaScore | null>(4096);
 
 function dgaScoreRaw(domain: string): DgaScore | undefined {
   if (typeof domain !== 'string' || domain.length === 0 || domain.length > 253 || isIP(domain)) return undefined;

@@ -5,6 +5,7 @@
  * magic bytes of executables and archives. Pure functions, bounded work: inputs are cut to
  * MAX_INSPECT characters and decoding stops after MAX_DECODE_ROUNDS.
  */
+import { BoundedMap } from '../util/boundedMap.js';
 
 export const MAX_INSPECT = 8192;
 export const MAX_DECODE_ROUNDS = 3;
@@ -130,13 +131,12 @@ export function stripSqlComments(s: string): string {
  * normalizedForms, remembered for the last few texts: the SQLi, XSS and command-injection rules
  * look at the same request parts of the same event one after the other.
  */
-const formsMemo = new Map<string, readonly string[]>();
+const formsMemo = new BoundedMap<string, readonly string[]>(16);
 function formsOf(text: string, plusAsSpace: boolean): readonly string[] {
   const key = (plusAsSpace ? '+' : '-') + text;
   let f = formsMemo.get(key);
   if (!f) {
     f = normalizedForms(text, plusAsSpace);
-    if (formsMemo.size >= 16) formsMemo.clear();
     formsMemo.set(key, f);
   }
   return f;
@@ -172,7 +172,7 @@ const TABLE: Record<PayloadClass, Signature[]> = { sqli: SQLI, xss: XSS, cmdi: C
  * hashes a string the event already holds. Callers get copies.
  */
 type Remembered = { sqli?: PayloadMatch | null; xss?: PayloadMatch | null; cmdi?: PayloadMatch | null };
-const matchMemo = new Map<string, Map<string, Remembered>>();
+const matchMemo = new Map<string, BoundedMap<string, Remembered>>();
 const MEMO_TEXT_MAX = 512;
 const MEMO_ENTRIES_MAX = 2048;
 function firstMatchMemo(kind: PayloadClass, location: string, text: string | undefined, plusAsSpace: boolean): PayloadMatch | undefined {
@@ -180,12 +180,9 @@ function firstMatchMemo(kind: PayloadClass, location: string, text: string | und
   if (text.length > MEMO_TEXT_MAX) return firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli');
   const mapKey = plusAsSpace ? location + '+' : location;
   let byText = matchMemo.get(mapKey);
-  if (byText === undefined) matchMemo.set(mapKey, (byText = new Map()));
+  if (byText === undefined) matchMemo.set(mapKey, (byText = new BoundedMap(MEMO_ENTRIES_MAX)));
   let r = byText.get(text);
-  if (r === undefined) {
-    if (byText.size >= MEMO_ENTRIES_MAX) byText.clear();
-    byText.set(text, (r = {}));
-  }
+  if (r === undefined) byText.set(text, (r = {}));
   let m = r[kind];
   if (m === undefined) m = r[kind] = firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli') ?? null;
   return m === null ? undefined : { ...m };
@@ -240,12 +237,11 @@ export function scannerOf(userAgent: string | undefined): string | undefined {
   let v = scannerMemo.get(userAgent);
   if (v === undefined) {
     v = scannerOfRaw(userAgent) ?? null;
-    if (scannerMemo.size >= MEMO_ENTRIES_MAX) scannerMemo.clear();
     scannerMemo.set(userAgent, v);
   }
   return v ?? undefined;
 }
-const scannerMemo = new Map<string, string | null>();
+const scannerMemo = new BoundedMap<string, string | null>(MEMO_ENTRIES_MAX);
 
 function scannerOfRaw(userAgent: string): string | undefined {
   const ua = userAgent.slice(0, 1024).toLowerCase();

@@ -17,6 +17,7 @@ import {
   type PayloadClass,
 } from './payloads.js';
 import { certificateDnsNames, dgaScore, dnsNameMatches, isIpLiteral } from './names.js';
+import { BoundedMap } from '../util/boundedMap.js';
 
 export type Severity = 'low' | 'medium' | 'high' | 'critical';
 
@@ -119,12 +120,11 @@ export function cipherWeaknesses(name: string | undefined): string[] {
   let w = weaknessMemo.get(name);
   if (w === undefined) {
     w = cipherWeaknessesRaw(name);
-    if (weaknessMemo.size >= 256) weaknessMemo.clear();
     weaknessMemo.set(name, w);
   }
   return w.slice();
 }
-const weaknessMemo = new Map<string, string[]>();
+const weaknessMemo = new BoundedMap<string, string[]>(256);
 
 function cipherWeaknessesRaw(name: string): string[] {
   const n = name.toUpperCase();
@@ -152,7 +152,7 @@ function mismatchedNamesRaw(sni: string, x: { subject?: string; alternative_name
  * mismatchedNamesRaw remembered per (SNI, subject, SANs) (bounded): sessions to one server repeat
  * them. Only all-string inputs without NUL are remembered (the key joins them with NUL).
  */
-const mismatchMemo = new Map<string, string[] | null>();
+const mismatchMemo = new BoundedMap<string, string[] | null>(1024);
 function mismatchedNames(sni: string, x: { subject?: string; alternative_names?: string[] }): string[] | undefined {
   const alt: unknown = x.alternative_names;
   const subject: unknown = x.subject;
@@ -175,7 +175,6 @@ function mismatchedNames(sni: string, x: { subject?: string; alternative_names?:
   let v = mismatchMemo.get(key);
   if (v === undefined) {
     v = mismatchedNamesRaw(sni, x) ?? null;
-    if (mismatchMemo.size >= 1024) mismatchMemo.clear();
     mismatchMemo.set(key, v);
   }
   return v === null ? undefined : [...v];

@@ -3,6 +3,7 @@
  * Never throws: an unparseable certificate gives undefined, an unparseable field is left out.
  */
 import { X509Certificate } from 'node:crypto';
+import { BoundedMap } from '../../util/boundedMap.js';
 
 export interface CertificateSummary {
   subject?: string;
@@ -85,7 +86,7 @@ function attempt<T>(f: () => T): T | undefined {
  * the whole cache is dropped when full). Callers get their own copy.
  */
 const CACHE_MAX = 2048;
-const cache = new Map<string, CertificateSummary | null>();
+const cache = new BoundedMap<string, CertificateSummary | null>(CACHE_MAX);
 
 function copy(s: CertificateSummary): CertificateSummary {
   return s.alternative_names ? { ...s, alternative_names: [...s.alternative_names] } : { ...s };
@@ -97,7 +98,6 @@ export function describeCertificate(der: Buffer): CertificateSummary | undefined
   const hit = cache.get(key);
   if (hit !== undefined) return hit === null ? undefined : copy(hit);
   const s = parseSummary(der);
-  if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(key, s ?? null);
   return s ? copy(s) : undefined;
 }
