@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// Worker scaling: the same capture replayed with --workers 1, 2, ... (src/pipeline/sharded.ts:
-// the main thread reads and hashes packets and runs shard 0's Engine, N-1 single-thread Piscina
-// pools run one Engine each).
+// Worker scaling: the same capture replayed with --workers 1, 2, ... (src/pipeline/sharded.ts: on
+// a file, shard 0 runs in the replay process and shards 1..N-1 are child processes; every shard
+// reads the file and keeps its own host pairs).
 //
 //   npm run build && node bench/scaling.mjs [--workers 1,2] [--runs 3] [--capture F --keylog K]
 //
-// Each run is a fresh process; the median wall time per worker count is reported with the
-// speed-up over the single-threaded replay (--workers 1 runs the Engine on the main thread, with
-// no worker and no batching). Worker start-up is inside the measured time; the fixed cost of
-// starting N workers is printed separately (replay of a 40 KB fixture).
+// Each run is a fresh process, and the worker counts take turns (1, 2, 1, 2, ...): this host's
+// speed drifts over minutes, so a block of one count then a block of the other measures the drift.
+// The median wall time per worker count is reported with the speed-up over the single-threaded
+// replay (--workers 1 runs the Engine in one process, no shard). Shard start-up is inside the
+// measured time; the fixed cost of starting N shards is printed separately (replay of a 40 KB
+// fixture).
 import { parseArgs } from 'node:util';
 import { CACHE, ROOT, fmt, mb, median, need, needBuild, printMachine, waitQuiet, runReplay } from './lib/common.mjs';
 
@@ -45,11 +47,12 @@ console.log(`input: ${values.capture}`);
 }
 const small = `${ROOT}fixtures/https/tls13-aes128gcm-h2/capture.pcap`, smallKeys = `${ROOT}fixtures/https/tls13-aes128gcm-h2/keys.log`;
 const counts = values.workers.split(',').map(Number);
+const runs = new Map(counts.map((n) => [n, []]));
+for (let i = 0; i < Number(values.runs); i++) for (const n of counts) runs.get(n).push(runReplay(values.capture, values.keylog, n));
 let base;
 for (const n of counts) {
   const fixed = median([0, 1, 2].map(() => runReplay(small, smallKeys, n).wallNs));
-  const rs = [];
-  for (let i = 0; i < Number(values.runs); i++) rs.push(runReplay(values.capture, values.keylog, n));
+  const rs = runs.get(n);
   const t = median(rs.map((r) => r.wallNs)) / 1e9;
   const s = rs[0].stats;
   const gbps = (s.bytes * 8) / t / 1e9;

@@ -1,7 +1,8 @@
 // One measured replay in a fresh process (so peak RSS belongs to this run only).
 //   node bench/lib/replay-child.mjs CAPTURE KEYLOG WORKERS
 // Prints one JSON line: wall time of the replay call (key loading + worker start-up included),
-// engine stats and peak RSS (VmHWM of this process; worker threads share it).
+// engine stats, peak RSS (VmHWM of this process; worker threads share it, shard child processes
+// have their own of about the same size) and CPU time (children's included).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -20,9 +21,14 @@ await out.close();
 const wallNs = Number(process.hrtime.bigint() - t0);
 const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
 const ru = process.resourceUsage();
+// cutime / cstime of /proc/self/stat (clock ticks, 100 per second on Linux): the shard child
+// processes of `replay --workers N`, which have ended by now.
+const stat = readFileSync('/proc/self/stat', 'utf8');
+const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+const [cu, cs] = [Number(f[13]) * 10_000, Number(f[14]) * 10_000];
 process.stdout.write(JSON.stringify({
   wallNs, events: out.count, stats,
   peakRssBytes: hwm ? Number(hwm[1]) * 1024 : ru.maxRSS * 1024,
-  cpuUserUs: ru.userCPUTime, cpuSysUs: ru.systemCPUTime,
+  cpuUserUs: ru.userCPUTime + cu, cpuSysUs: ru.systemCPUTime + cs,
 }) + '\n');
 void fileURLToPath;

@@ -58,6 +58,11 @@ export class NdjsonWriter {
     if (!this.stream.write(s)) this.blocked = true;
   }
 
+  /** The destination has asked to wait (call `drained()` before writing much more). */
+  get full(): boolean {
+    return this.blocked;
+  }
+
   /** Resolves when the destination has room again. */
   async drained(): Promise<void> {
     if (this.failed) throw this.failed;

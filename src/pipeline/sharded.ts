@@ -1,8 +1,5 @@
 /**
- * `replay --workers N`: N engine shards. The main thread reads the capture and runs shard 0's
- * Engine itself; shards 1..N-1 are single-thread Piscina pools (one per shard: each shard's tasks
- * run in order in its one thread). On N cores that is N busy threads, not N + 1: the reader's own
- * work (reading, hashing, batching) is small next to an engine's.
+ * `replay --workers N`: N engine shards, N busy processes or threads.
  *
  * Affinity: every packet of a host pair goes to one shard (all connections between two hosts meet:
  * FTP data channels and their control connection, session resumption across connections). A host
@@ -10,18 +7,30 @@
  * first sight, as Suricata's autofp schedulers balance flows), so a few heavy host pairs cannot
  * leave one shard with most of the work the way `hash % N` can; once the table of pairs is full,
  * new pairs fall back to their hash. The key is the 32-bit host-pair hash (pairs that collide
- * simply share a shard). Events of shard 0 are written directly, the workers' come back as NDJSON
- * text; per-shard order is kept, shards interleave.
+ * simply share a shard). Per-shard event order is kept, shards interleave.
+ *
+ * A capture **file** is read by every shard (`replaySplit`): shard 0 runs on this thread, shards
+ * 1..N-1 are child processes, and each reads the whole file and keeps its own host pairs, the way
+ * Zeek or Suricata workers each take their share of the packets from the kernel (AF_PACKET fanout).
+ * The assignment is a deterministic function of the packets in file order, so all shards agree on
+ * it without talking. No packet bytes cross between shards (reading and hashing a packet is small
+ * next to decrypting it) and every shard has its own heap and GC, which is what two independent
+ * processes scale with on this machine (bench/RESULTS.md). Children send their events as NDJSON
+ * over a pipe; this process relays whole lines.
+ *
+ * **stdin** can only be read once (`replayThreads`): this thread reads it, runs shard 0 and sends
+ * the other shards' packets in 1 MiB batches to single-thread Piscina pools (one per shard, so each
+ * shard's tasks run in order in its one thread).
  */
-import { existsSync } from 'node:fs';
+import { fork } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
 import { CaptureReader } from '../capture/index.js';
 import { newDecodedPacket } from '../decode/index.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { BatchBuilder, batchTransfer } from './batch.js';
 import { packetHash } from './flowHash.js';
-import { loadKeys, pumpCapture, type ReplayOptions } from './replay.js';
+import { InputError, loadKeys, pumpCapture, type ReplayOptions } from './replay.js';
 import { Engine, type EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
 import type { ShardConfig, ShardResult, ShardTask } from '../../workers/shard.js';
@@ -31,9 +40,9 @@ const MAX_IN_FLIGHT_PER_SHARD = 4;
 /** Host pairs remembered for least-loaded assignment; beyond, new pairs go by hash. */
 const MAX_ASSIGNED_PAIRS = 1 << 20;
 
-function workerFile(): string {
-  // Compiled layout: dist/src/pipeline/sharded.js -> dist/workers/shard.js
-  const js = fileURLToPath(new URL('../../workers/shard.js', import.meta.url));
+function workerFile(name: string): string {
+  // Compiled layout: dist/src/pipeline/sharded.js -> dist/workers/NAME.js
+  const js = fileURLToPath(new URL(`../../workers/${name}.js`, import.meta.url));
   if (existsSync(js)) return js;
   throw new Error(`worker module not found at ${js}: run 'npm run build'`);
 }
@@ -69,11 +78,128 @@ export class ShardAssigner {
   }
 }
 
+/**
+ * The packets of shard `me` of `shards` out of a whole capture, for `engine`. Shard 0 also takes
+ * everything that is not TCP and the capture-level anomalies (counted once, not once per shard);
+ * every shard takes the pcapng decryption secrets.
+ */
+export function shardFilter(engine: CaptureSink, me: number, shards: number): CaptureSink {
+  const assigner = new ShardAssigner(shards);
+  const decoded: DecodedPacket = newDecodedPacket();
+  return {
+    packet(p: RawPacket) {
+      const h = packetHash(p, false, decoded);
+      if ((h < 0 ? 0 : assigner.shardOf(h, p.data.length)) === me) engine.packet(p);
+    },
+    secrets(type: number, data: Buffer) {
+      engine.secrets(type, data);
+    },
+    anomaly(code: string) {
+      if (me === 0) engine.anomaly(code);
+    },
+  };
+}
+
+/** First IPC message to a `workers/replay-shard.ts` child. */
+export interface SplitShardConfig {
+  capture: string;
+  keylogs: ReplayOptions['keylogs'];
+  rsaKeys: ReplayOptions['rsaKeys'];
+  engine: ReplayOptions['engine'];
+  captureLimits: ReplayOptions['captureLimits'];
+  shard: number;
+  shards: number;
+}
+
+/** Last IPC message from a child: its engine's stats, or why it failed. */
+export type SplitShardReport = { stats: EngineStats } | { error: string; input: boolean };
+
 export async function replaySharded(opts: ReplayOptions, out: NdjsonWriter, shards: number): Promise<EngineStats> {
-  // Loaded here for shard 0 (this also validates the files before any thread starts: exit 2).
+  // Loaded here for shard 0 (this also validates the files before any shard starts: exit 2).
   const keys = loadKeys(opts.keylogs, opts.rsaKeys);
+  let file = false;
+  try {
+    file = opts.capture !== '-' && statSync(opts.capture).isFile();
+  } catch {
+    /* unreadable: pumpCapture below says so in its one line */
+  }
+  return file ? replaySplit(opts, out, shards, keys) : replayThreads(opts, out, shards, keys);
+}
+
+/** Counts the lines of NDJSON text. */
+function lineCount(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** One child shard: relays its whole lines into `out` (pausing it while `out` is full). */
+function startChild(filename: string, cfg: SplitShardConfig, out: NdjsonWriter): Promise<EngineStats> {
+  const child = fork(filename, [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  child.send(cfg);
+  let partial = '';
+  const stdout = child.stdout!;
+  stdout.setEncoding('utf8');
+  stdout.on('data', (chunk: string) => {
+    const end = chunk.lastIndexOf('\n');
+    if (end < 0) {
+      partial += chunk;
+      return;
+    }
+    const text = partial + chunk.slice(0, end + 1);
+    partial = chunk.slice(end + 1);
+    out.writeRaw(text, lineCount(text));
+    if (out.full) {
+      stdout.pause();
+      out.drained().then(
+        () => stdout.resume(),
+        () => child.kill(),
+      );
+    }
+  });
+  let report: SplitShardReport | undefined;
+  child.on('message', (m: SplitShardReport) => {
+    report = m;
+  });
+  const ended = new Promise<void>((resolve) => stdout.once('end', resolve));
+  return new Promise<EngineStats>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      void ended.then(() => {
+        if (report && 'stats' in report && code === 0) resolve(report.stats);
+        else if (report && 'error' in report) reject(report.input ? new InputError(report.error) : new Error(`replay shard ${cfg.shard}: ${report.error}`));
+        else reject(new Error(`replay shard ${cfg.shard} ended with ${signal ?? `exit code ${code}`}`));
+      });
+    });
+  });
+}
+
+type LoadedKeys = ReturnType<typeof loadKeys>;
+
+async function replaySplit(opts: ReplayOptions, out: NdjsonWriter, shards: number, keys: LoadedKeys): Promise<EngineStats> {
+  const filename = workerFile('replay-shard');
+  const base = { capture: opts.capture, keylogs: opts.keylogs, rsaKeys: opts.rsaKeys, engine: opts.engine, captureLimits: opts.captureLimits, shards };
+  const children = Array.from({ length: shards - 1 }, (_, i) => startChild(filename, { ...base, shard: i + 1 }, out));
+  // A child that fails early must not leave an unhandled rejection while shard 0 still reads.
+  for (const c of children) c.catch(() => {});
+  const local = new Engine((ev) => out.write(ev), keys, opts.engine);
+  if (keys.malformedKeylogLines) local.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
+  const reader = new CaptureReader(shardFilter(local, 0, shards), opts.captureLimits);
+  await pumpCapture(opts.capture, reader, async () => {
+    out.flush();
+    await out.drained();
+  });
+  local.finish();
+  out.flush();
+  const total = mergeStats([local.stats, ...(await Promise.all(children))]);
+  total.packets = reader.packets;
+  return total;
+}
+
+async function replayThreads(opts: ReplayOptions, out: NdjsonWriter, shards: number, keys: LoadedKeys): Promise<EngineStats> {
   const cfg: ShardConfig = { keylogs: opts.keylogs, rsaKeys: opts.rsaKeys, engine: opts.engine };
-  const filename = workerFile();
+  const filename = workerFile('shard');
+  const { Piscina } = await import('piscina');
   const workers = shards - 1;
   // atomics 'disabled': with Piscina's default Atomics.wait hand-off the worker spent ~25% of its
   // CPU in postMessage of results (bench/RESULTS.md); batches are large, so a plain message is enough.

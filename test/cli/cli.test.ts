@@ -3,7 +3,7 @@
  * a child process. Exit codes and the one-line error contract of CONTRACT.md.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -115,6 +115,36 @@ describe('tlsdecrypt CLI', () => {
       expect(sorted([...base, '--workers', '2'])).toEqual(one);
     });
   }
+
+  it('gives the same events and summary with 2 workers on stdin (one reader, thread shards) as on the file (every shard reads it)', () => {
+    const fx = 'fixtures/https/tls13-parallel-http11';
+    const sorted = (r: { stdout: string }) => r.stdout.trim().split('\n').sort();
+    const base = ['--keylog', `${fx}/keys.log`];
+    const one = run(['replay', `${fx}/capture.pcap`, ...base]);
+    const file2 = run(['replay', `${fx}/capture.pcap`, ...base, '--workers', '2']);
+    const stdin2 = run(['replay', '-', ...base, '--workers', '2'], readFileSync(`${fx}/capture.pcap`));
+    expect(one.stdout.trim().split('\n').length).toBeGreaterThan(2);
+    for (const r of [file2, stdin2]) {
+      expect(r.code).toBe(0);
+      expect(sorted(r)).toEqual(sorted(one));
+      expect(r.stderr).toBe(one.stderr);
+    }
+  });
+
+  it('counts a damaged capture\'s anomalies once with 3 workers, not once per shard', () => {
+    const fx = 'fixtures/https/tls13-parallel-http11';
+    const dir = mkdtempSync(join(tmpdir(), 'tlsd-'));
+    const cut = join(dir, 'cut.pcap');
+    const bytes = readFileSync(`${fx}/capture.pcap`);
+    writeFileSync(cut, bytes.subarray(0, bytes.length - 7)); // last record incomplete
+    const args = ['replay', cut, '--keylog', `${fx}/keys.log`];
+    const one = run(args);
+    const three = run([...args, '--workers', '3']);
+    expect(one.stderr).toContain('capture_truncated 1');
+    expect(three.code).toBe(0);
+    expect(three.stderr).toBe(one.stderr);
+    expect(three.stdout.trim().split('\n').sort()).toEqual(one.stdout.trim().split('\n').sort());
+  });
 
   it('writes --out and keeps only decrypted events with --only-decrypted', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tlsd-'));

@@ -1,0 +1,37 @@
+/**
+ * Child process of `replay --workers N` on a capture file: one engine shard that reads the whole
+ * file itself and keeps only its own host pairs (src/pipeline/sharded.ts `shardFilter`). It gets its
+ * configuration as the first IPC message, writes its events as NDJSON to stdout (a pipe to the
+ * parent, which relays whole lines) and sends its final stats over IPC.
+ */
+import { CaptureReader } from '../src/capture/index.js';
+import { Engine } from '../src/pipeline/engine.js';
+import { NdjsonWriter } from '../src/pipeline/output.js';
+import { InputError, loadKeys, pumpCapture } from '../src/pipeline/replay.js';
+import { shardFilter, type SplitShardConfig, type SplitShardReport } from '../src/pipeline/sharded.js';
+
+async function runShard(cfg: SplitShardConfig): Promise<void> {
+  const out = NdjsonWriter.toStdout();
+  const engine = new Engine((ev) => out.write(ev), loadKeys(cfg.keylogs, cfg.rsaKeys), cfg.engine);
+  const reader = new CaptureReader(shardFilter(engine, cfg.shard, cfg.shards), cfg.captureLimits);
+  await pumpCapture(cfg.capture, reader, async () => {
+    out.flush();
+    await out.drained();
+  });
+  engine.finish();
+  await out.close();
+  report({ stats: engine.stats });
+}
+
+function report(r: SplitShardReport): void {
+  process.send!(r, () => process.disconnect());
+}
+
+process.once('message', (cfg: SplitShardConfig) => {
+  runShard(cfg).catch((e: unknown) => {
+    // The message only: never a stack with key material in scope, never the key files' content.
+    const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    process.exitCode = 2;
+    report({ error: message, input: e instanceof InputError });
+  });
+});
