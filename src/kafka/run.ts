@@ -24,7 +24,7 @@ import type { Writable } from 'node:stream';
 import { DSB_TLS_KEY_LOG, type EngineStats } from '../pipeline/engine.js';
 import { InputError } from '../pipeline/replay.js';
 import type { CaptureSink, RawPacket, Timestamp } from '../types.js';
-import { isTransientKafkaError, KafkaUnreachableError, type Admin, type GroupBatch, type GroupConsumer, type KafkaClient, type PartitionReader, type Producer, type TopicPartitionOffset } from './adapter.js';
+import { isTransientKafkaError, KafkaUnreachableError, type Admin, type GroupBatch, type GroupConsumer, type InRecord, type KafkaClient, type PartitionReader, type Producer, type TopicPartitionOffset } from './adapter.js';
 import type { RunConfig } from './config.js';
 import { RecordDecoder } from './formats.js';
 import { log } from './log.js';
@@ -91,6 +91,16 @@ async function kafkaStep<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Waits for all of `steps` (so that whatever they opened is known before a clean-up closes it),
+ * then throws the first failure, if any.
+ */
+async function firstFailure(steps: Promise<void>[]): Promise<void> {
+  const r = await Promise.allSettled(steps);
+  const bad = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (bad) throw bad.reason;
+}
+
 const LAG_INTERVAL_MS = 15_000;
 
 export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writable = process.stdout): Promise<RunHandle> {
@@ -134,18 +144,21 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     await ops.stop().catch(() => {});
   };
   try {
+    log('debug', 'start-up: engine ready, connecting');
     admin = await kafkaStep(() => client.admin());
+    log('debug', 'start-up: admin connected');
     if (!(await admin.topicExists(cfg.packetsTopic))) {
       throw new InputError(`packets topic ${cfg.packetsTopic} does not exist at ${client.brokers.join(',')} (create it, e.g. with 'tlsdecrypt publish pcap')`);
     }
-    if (cfg.createTopics) {
-      if (cfg.eventsTopic) await admin.ensureTopic(cfg.eventsTopic, cfg.eventsPartitions);
-      if (cfg.secretsTopic) await admin.ensureTopic(cfg.secretsTopic, cfg.secretsPartitions);
-    } else {
-      if (cfg.eventsTopic && !(await admin.topicExists(cfg.eventsTopic))) throw new InputError(`events topic ${cfg.eventsTopic} does not exist at ${client.brokers.join(',')}`);
-      if (cfg.secretsTopic && !(await admin.topicExists(cfg.secretsTopic))) throw new InputError(`secrets topic ${cfg.secretsTopic} does not exist at ${client.brokers.join(',')}`);
-    }
-    if (cfg.eventsTopic) producer = await kafkaStep(() => client.producer({ compression: cfg.compression }));
+    // The events and secrets topics are checked (or created) at the same time.
+    const a = admin;
+    const check = async (topic: string, what: string, partitions: number): Promise<void> => {
+      if (!topic) return;
+      if (cfg.createTopics) await a.ensureTopic(topic, partitions);
+      else if (!(await a.topicExists(topic))) throw new InputError(`${what} topic ${topic} does not exist at ${client.brokers.join(',')}`);
+    };
+    await firstFailure([check(cfg.eventsTopic, 'events', cfg.eventsPartitions), check(cfg.secretsTopic, 'secrets', cfg.secretsPartitions)]);
+    log('debug', 'start-up: topics checked');
   } catch (e) {
     await closeAll();
     throw e;
@@ -279,48 +292,50 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   // ---- secrets: every partition, outside the group, from the look-back ---------------------
   // The packets consumer joins its group while the backlog is read; no packet is fed to the
   // engine before the backlog is in (or its catch-up timeout has passed): see `feeding`.
+  // The events producer, the secrets reader and the packets consumer connect at the same time.
   let secretsReady: Promise<void> = Promise.resolve();
-  if (cfg.secretsTopic) {
-    try {
-      secretsReader = await kafkaStep(() =>
-        client.partitionReader({
-          topic: cfg.secretsTopic,
-          sinceMs: cfg.secretsLookbackSec > 0 ? Date.now() - cfg.secretsLookbackSec * 1000 : 0,
-          groupIdPrefix: `${cfg.groupId}-secrets`,
-        }),
-      );
-      await secretsReader.start((records) => {
-        let n = 0;
-        for (const r of records) {
-          if (!r.value || !r.value.length || r.value.length > 1 << 20) {
-            counters.badRecords.kafka_secrets_record_bad = (counters.badRecords.kafka_secrets_record_bad ?? 0) + 1;
-            continue;
-          }
-          shards.secrets(DSB_TLS_KEY_LOG, r.value);
-          const lines = countKeylogEntries(r.value);
-          ops.secretsReceived(lines);
-          counters.secretLines += lines;
-          n++;
-        }
-        counters.secretRecords += n;
-        // Late keys: retry held ciphertext now; events it yields are delivered in order.
-        if (n && !failed && !stopping) enqueue({ out: shards.flush() });
-      });
-      const reader = secretsReader;
-      secretsReady = reader.caughtUp(cfg.secretsCatchupTimeoutSec * 1000).then(
-        (ok) => {
-          if (!ok) log('warn', 'secrets backlog not read completely before consuming packets', { topic: cfg.secretsTopic, timeoutSec: cfg.secretsCatchupTimeoutSec });
-        },
-        (e: Error) => log('warn', 'secrets backlog catch-up failed; consuming packets anyway', { topic: cfg.secretsTopic, error: e }),
-      );
-    } catch (e) {
-      await closeAll();
-      throw e;
+  const onSecrets = (records: InRecord[]): void => {
+    let n = 0;
+    for (const r of records) {
+      if (!r.value || !r.value.length || r.value.length > 1 << 20) {
+        counters.badRecords.kafka_secrets_record_bad = (counters.badRecords.kafka_secrets_record_bad ?? 0) + 1;
+        continue;
+      }
+      shards.secrets(DSB_TLS_KEY_LOG, r.value);
+      const lines = countKeylogEntries(r.value);
+      ops.secretsReceived(lines);
+      counters.secretLines += lines;
+      n++;
     }
-  }
-
-  // ---- packets: consumer group ----------------------------------------------------------------
-  try {
+    counters.secretRecords += n;
+    // Late keys: retry held ciphertext now; events it yields are delivered in order.
+    if (n && !failed && !stopping) enqueue({ out: shards.flush() });
+  };
+  const startSecrets = async (): Promise<void> => {
+    if (!cfg.secretsTopic) return;
+    const reader = await kafkaStep(() =>
+      client.partitionReader({
+        topic: cfg.secretsTopic,
+        sinceMs: cfg.secretsLookbackSec > 0 ? Date.now() - cfg.secretsLookbackSec * 1000 : 0,
+        groupIdPrefix: `${cfg.groupId}-secrets`,
+      }),
+    );
+    secretsReader = reader;
+    await reader.start(onSecrets);
+    log('debug', 'start-up: secrets reader started');
+    secretsReady = reader.caughtUp(cfg.secretsCatchupTimeoutSec * 1000).then(
+      (ok) => {
+        if (!ok) log('warn', 'secrets backlog not read completely before consuming packets', { topic: cfg.secretsTopic, timeoutSec: cfg.secretsCatchupTimeoutSec });
+      },
+      (e: Error) => log('warn', 'secrets backlog catch-up failed; consuming packets anyway', { topic: cfg.secretsTopic, error: e }),
+    );
+  };
+  const startProducer = async (): Promise<void> => {
+    if (!cfg.eventsTopic) return;
+    producer = await kafkaStep(() => client.producer({ compression: cfg.compression }));
+    log('debug', 'start-up: producer connected');
+  };
+  const startConsumer = async (): Promise<void> => {
     consumer = await kafkaStep(() =>
       client.groupConsumer({
         groupId: cfg.groupId,
@@ -330,10 +345,14 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         maxBytesPerPartition: cfg.maxBytesPerPartition,
       }),
     );
+  };
+  try {
+    await firstFailure([startProducer(), startSecrets(), startConsumer()]);
   } catch (e) {
     await closeAll();
     throw e;
   }
+  log('debug', 'start-up: producer, secrets reader and packets consumer connected');
   const bound = cfg.maxInFlight * shards.n;
   const load = (): number => Math.max(shards.inFlight(), pendingTickets);
 
@@ -398,20 +417,21 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     await b.heartbeat().catch(() => {});
   };
 
+  const packets = consumer!; // set: startConsumer() succeeded
   let assigned: number[] = [];
-  consumer.onAssign((a) => {
+  packets.onAssign((a) => {
     assigned = [...(a[cfg.packetsTopic] ?? [])].sort((x, y) => x - y);
     owned.clear();
     for (const p of assigned) owned.add(p);
     log('info', 'partitions assigned', { topic: cfg.packetsTopic, partitions: assigned });
   });
-  consumer.onCrash((e) => {
+  packets.onCrash((e) => {
     ops.setKafka({ connected: false });
     if (!failed) failed = e;
     stop();
   });
   try {
-    await consumer.run(onBatch);
+    await packets.run(onBatch);
   } catch (e) {
     await closeAll();
     throw e;
