@@ -24,7 +24,9 @@
 #   sessions.pcap + sessions.keys.log  $SESS_CONNS short connections, each a full handshake
 #                                    (curl --no-sessionid, 'Connection: close'), half TLS 1.2
 #                                    ECDHE-RSA-AES128-GCM-SHA256, half TLS 1.3 AES-128-GCM, one
-#                                    GET of a 2 KB page each.
+#                                    GET of a 2 KB page each. SESS_NAME=sessions-16k
+#                                    SESS_CONNS=16000 ... sessions makes the sustained-rate input
+#                                    (5x longer, ~31 s of capture time).
 #   *.info.txt                       what was made, tshark loss check, packet/byte counts.
 # Needs root and the Debian packages tshark tcpdump nginx ethtool openssl curl iproute2.
 set -euo pipefail
@@ -44,6 +46,7 @@ BULK_CONNS=${BULK_CONNS:-40}
 BULK_MB=${BULK_MB:-6}
 BULK_PAR=${BULK_PAR:-2}
 BULK_RATE=${BULK_RATE:-25M}   # per connection: tcpdump on a 2-core box drops packets at full speed
+SESS_NAME=${SESS_NAME:-sessions}   # output name: $SESS_NAME.pcap, $SESS_NAME.keys.log
 SESS_CONNS=${SESS_CONNS:-3200}
 SESS_PAR=${SESS_PAR:-4}
 ATTEMPTS=${ATTEMPTS:-4}
@@ -199,7 +202,7 @@ make_sessions() {
     s+="SSLKEYLOGFILE=\$PWD/keys$i.log $CURL --no-sessionid -H 'Connection: close' --http1.1 $v 'https://$HOST/index.html?p=$i&n=[1-$per]' >/dev/null & "
   done
   s+="wait"
-  capture sessions "$s"
+  capture "$SESS_NAME" "$s"
 }
 
 mkdir -p "$OUT"
@@ -211,7 +214,7 @@ if [ "$what" = all ] || [ "$what" = bulk ]; then
   if [ -z "${FORCE:-}" ] && [ -s "$OUT/$BULK_NAME.pcap" ]; then log "$BULK_NAME.pcap exists (FORCE=1 to re-make)"; else make_bulk; fi
 fi
 if [ "$what" = all ] || [ "$what" = sessions ]; then
-  if [ -z "${FORCE:-}" ] && [ -s "$OUT/sessions.pcap" ]; then log "sessions.pcap exists (FORCE=1 to re-make)"; else make_sessions; fi
+  if [ -z "${FORCE:-}" ] && [ -s "$OUT/$SESS_NAME.pcap" ]; then log "$SESS_NAME.pcap exists (FORCE=1 to re-make)"; else make_sessions; fi
 fi
 rm -rf "$WORK"
 log "done: $(ls -l "$OUT" | tail -n +2 | awk '{print $NF" "$5}' | tr '\n' ' ')"
