@@ -23,9 +23,21 @@ async function runShard(cfg: SplitShardConfig): Promise<void> {
   report({ stats: engine.stats });
 }
 
+let reported = false;
+
 function report(r: SplitShardReport): void {
-  process.send!(r, () => process.disconnect());
+  if (!process.connected) return;
+  reported = true;
+  process.send!(r, () => {
+    if (process.connected) process.disconnect();
+  });
 }
+
+// The parent went away (it was killed, or stopped because the reader of its output did): this
+// shard's work has no one to go to, so it ends now instead of reading the rest of the capture.
+process.on('disconnect', () => {
+  if (!reported) process.exit(1);
+});
 
 process.once('message', (cfg: SplitShardConfig) => {
   runShard(cfg).catch((e: unknown) => {
