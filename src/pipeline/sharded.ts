@@ -135,7 +135,10 @@ function lineCount(text: string): number {
 
 /** One child shard: relays its whole lines into `out` (pausing it while `out` is full). */
 function startChild(filename: string, cfg: SplitShardConfig, out: NdjsonWriter): Promise<EngineStats> {
-  const child = fork(filename, [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  // The parent's node flags (e.g. --cpu-prof, --max-old-space-size) apply to its shards too, except
+  // an inspector: its port is the parent's.
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+  const child = fork(filename, [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], execArgv });
   child.send(cfg);
   let partial = '';
   const stdout = child.stdout!;
