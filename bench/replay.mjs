@@ -10,9 +10,8 @@
 // invocation with tshark decrypting every record (-Y http, which needs the decrypted HTTP) and with
 // `openssl speed -evp aes-128-gcm -bytes 16384` (raw one-core AES-GCM, the ceiling for our record
 // decryption).
-import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { CACHE, fmt, fmt0, mb, median, need, needBuild, opensslSpeed, printMachine, waitQuiet, runReplay } from './lib/common.mjs';
+import { CACHE, fmt, fmt0, mb, median, need, needBuild, opensslSpeed, printMachine, tsharkDecrypt, waitQuiet, runReplay } from './lib/common.mjs';
 
 const { values } = parseArgs({ options: {
   runs: { type: 'string', default: '3' }, workers: { type: 'string', default: '1' },
@@ -49,14 +48,10 @@ if (!values['no-openssl']) {
 }
 
 if (!values['no-tshark']) {
-  const args = ['-r', values.capture, '-o', `tls.keylog_file:${values.keylog}`, '-Y', 'http', '-T', 'fields', '-e', 'frame.number'];
-  const t0 = process.hrtime.bigint();
-  const ts = spawnSync('tshark', args, { encoding: 'utf8', timeout: 900_000, maxBuffer: 1 << 28 });
-  const tt = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (ts.status !== 0) console.log(`tshark failed (${ts.status ?? ts.signal}): ${ts.stderr.slice(0, 300)}`);
+  const ts = tsharkDecrypt(values.capture, values.keylog);
+  if (ts.error) console.log(ts.error);
   else {
-    const frames = ts.stdout.split('\n').filter(Boolean).length;
-    console.log(`tshark ${args.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ')} > /dev/null: ${fmt(tt, 2)} s, ${fmt((s.bytes * 8) / tt / 1e9, 3)} Gbps (${frames} HTTP frames decrypted)`);
-    console.log(`  tlsdecrypt is ${fmt(tt / t, 1)}x tshark`);
+    console.log(`${ts.command}: ${fmt(ts.seconds, 2)} s, ${fmt((s.bytes * 8) / ts.seconds / 1e9, 3)} Gbps (${ts.frames} HTTP frames decrypted)`);
+    console.log(`  tlsdecrypt is ${fmt(ts.seconds / t, 1)}x tshark`);
   }
 }

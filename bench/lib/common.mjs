@@ -67,6 +67,19 @@ export function opensslSpeed(cipher = 'aes-128-gcm', bytes = 16384, seconds = 3)
   return m ? { bytesPerSec: Number(m[1]) * 1000, line: line.replace(/\s+/g, ' ').trim() } : undefined;
 }
 
+/**
+ * tshark decrypting a capture with a key log, made to decrypt every record (`-Y http` needs the
+ * decrypted HTTP): { seconds, frames, command } or { error }.
+ */
+export function tsharkDecrypt(capture, keylog) {
+  const args = ['-r', capture, '-o', `tls.keylog_file:${keylog}`, '-Y', 'http', '-T', 'fields', '-e', 'frame.number'];
+  const t0 = process.hrtime.bigint();
+  const ts = spawnSync('tshark', args, { encoding: 'utf8', timeout: 900_000, maxBuffer: 1 << 28 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (ts.status !== 0) return { error: `tshark failed (${ts.status ?? ts.signal}): ${(ts.stderr ?? '').slice(0, 300)}` };
+  return { seconds, frames: ts.stdout.split('\n').filter(Boolean).length, command: `tshark ${args.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ')} > /dev/null` };
+}
+
 /** Fraction of CPU time idle over `ms` (from /proc/stat), all cores together. */
 export function cpuIdle(ms = 1000) {
   const read = () => readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
