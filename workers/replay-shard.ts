@@ -7,17 +7,14 @@
 import { CaptureReader } from '../src/capture/index.js';
 import { Engine } from '../src/pipeline/engine.js';
 import { NdjsonWriter } from '../src/pipeline/output.js';
-import { InputError, loadKeys, pumpCapture } from '../src/pipeline/replay.js';
+import { InputError, loadKeys, pumpToWriter } from '../src/pipeline/replay.js';
 import { shardFilter, type SplitShardConfig, type SplitShardReport } from '../src/pipeline/sharded.js';
 
 async function runShard(cfg: SplitShardConfig): Promise<void> {
   const out = NdjsonWriter.toStdout();
   const engine = new Engine((ev) => out.write(ev), loadKeys(cfg.keylogs, cfg.rsaKeys), cfg.engine);
-  const reader = new CaptureReader(shardFilter(engine, cfg.shard, cfg.shards), cfg.captureLimits);
-  await pumpCapture(cfg.capture, reader, async () => {
-    out.flush();
-    await out.drained();
-  });
+  // Not writerEngine: shard 0 counts the key files' malformed lines, once.
+  await pumpToWriter(cfg.capture, new CaptureReader(shardFilter(engine, cfg.shard, cfg.shards), cfg.captureLimits), out);
   engine.finish();
   await out.close();
   report({ stats: engine.stats });

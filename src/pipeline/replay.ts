@@ -97,15 +97,27 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
   if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
 }
 
-export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<EngineStats> {
-  const keys = loadKeys(opts.keylogs, opts.rsaKeys);
-  const engine = new Engine((ev) => out.write(ev), keys, opts.engine);
-  if (keys.malformedKeylogLines) engine.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
-  const reader = new CaptureReader(engine, opts.captureLimits);
-  await pumpCapture(opts.capture, reader, async () => {
+/** `pumpCapture` with the writer's back-pressure between chunks: its events out, then wait for room. */
+export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter): Promise<void> {
+  return pumpCapture(capture, reader, async () => {
     out.flush();
     await out.drained();
   });
+}
+
+/**
+ * The engine that writes its events to `out` and owns the key files' malformed-line count (the
+ * one engine of a replay, or shard 0 of a sharded one: counted once).
+ */
+export function writerEngine(out: NdjsonWriter, keys: ReturnType<typeof loadKeys>, opts: Partial<EngineOptions>): Engine {
+  const engine = new Engine((ev) => out.write(ev), keys, opts);
+  if (keys.malformedKeylogLines) engine.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
+  return engine;
+}
+
+export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<EngineStats> {
+  const engine = writerEngine(out, loadKeys(opts.keylogs, opts.rsaKeys), opts.engine);
+  await pumpToWriter(opts.capture, new CaptureReader(engine, opts.captureLimits), out);
   engine.finish();
   return engine.stats;
 }

@@ -30,8 +30,8 @@ import { newDecodedPacket } from '../decode/index.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
 import { BatchBuilder, batchTransfer } from './batch.js';
 import { packetHash } from './flowHash.js';
-import { InputError, loadKeys, pumpCapture, type ReplayOptions } from './replay.js';
-import { Engine, type EngineStats } from './engine.js';
+import { InputError, loadKeys, pumpCapture, pumpToWriter, writerEngine, type ReplayOptions } from './replay.js';
+import type { EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
 import type { ShardConfig, ShardResult, ShardTask } from '../../workers/shard.js';
 
@@ -78,18 +78,26 @@ export class ShardAssigner {
   }
 }
 
+/** Shard of each captured packet, in capture order: its host pair's (ShardAssigner); not TCP -> 0. */
+function packetRouter(shards: number): (p: RawPacket) => number {
+  const assigner = new ShardAssigner(shards);
+  const decoded: DecodedPacket = newDecodedPacket();
+  return (p) => {
+    const h = packetHash(p, false, decoded);
+    return h < 0 ? 0 : assigner.shardOf(h, p.data.length);
+  };
+}
+
 /**
  * The packets of shard `me` of `shards` out of a whole capture, for `engine`. Shard 0 also takes
  * everything that is not TCP and the capture-level anomalies (counted once, not once per shard);
  * every shard takes the pcapng decryption secrets.
  */
 export function shardFilter(engine: CaptureSink, me: number, shards: number): CaptureSink {
-  const assigner = new ShardAssigner(shards);
-  const decoded: DecodedPacket = newDecodedPacket();
+  const shardOf = packetRouter(shards);
   return {
     packet(p: RawPacket) {
-      const h = packetHash(p, false, decoded);
-      if ((h < 0 ? 0 : assigner.shardOf(h, p.data.length)) === me) engine.packet(p);
+      if (shardOf(p) === me) engine.packet(p);
     },
     secrets(type: number, data: Buffer) {
       engine.secrets(type, data);
@@ -185,13 +193,9 @@ async function replaySplit(opts: ReplayOptions, out: NdjsonWriter, shards: numbe
   const children = Array.from({ length: shards - 1 }, (_, i) => startChild(filename, { ...base, shard: i + 1 }, out));
   // A child that fails early must not leave an unhandled rejection while shard 0 still reads.
   for (const c of children) c.catch(() => {});
-  const local = new Engine((ev) => out.write(ev), keys, opts.engine);
-  if (keys.malformedKeylogLines) local.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
+  const local = writerEngine(out, keys, opts.engine);
   const reader = new CaptureReader(shardFilter(local, 0, shards), opts.captureLimits);
-  await pumpCapture(opts.capture, reader, async () => {
-    out.flush();
-    await out.drained();
-  });
+  await pumpToWriter(opts.capture, reader, out);
   local.finish();
   out.flush();
   const total = mergeStats([local.stats, ...(await Promise.all(children))]);
@@ -211,13 +215,11 @@ async function replayThreads(opts: ReplayOptions, out: NdjsonWriter, shards: num
   // busy running shard 0. With several tasks posted at once the worker has the next one at hand
   // (it runs them in `seq` order either way).
   const pools = Array.from({ length: workers }, () => new Piscina<ShardTask, ShardResult>({ filename, minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: MAX_IN_FLIGHT_PER_SHARD + 2, workerData: cfg, idleTimeout: 60_000, atomics: 'disabled' }));
-  const local = new Engine((ev) => out.write(ev), keys, opts.engine);
-  if (keys.malformedKeylogLines) local.stats.anomalies.keylog_malformed_line = keys.malformedKeylogLines;
+  const local = writerEngine(out, keys, opts.engine);
   const builders = pools.map(() => new BatchBuilder(BATCH_BYTES + (1 << 16)));
   const inFlight: Promise<ShardResult>[][] = pools.map(() => []);
   const mainStats = { packets: 0 };
-  const decoded: DecodedPacket = newDecodedPacket();
-  const assigner = new ShardAssigner(shards);
+  const shardOf = packetRouter(shards);
   const consume = (r: ShardResult): void => {
     if (r.ndjson) out.writeRaw(r.ndjson, r.events);
   };
@@ -234,9 +236,7 @@ async function replayThreads(opts: ReplayOptions, out: NdjsonWriter, shards: num
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       mainStats.packets++;
-      // Anything that is not TCP goes to shard 0.
-      const h = packetHash(p, false, decoded);
-      const shard = h < 0 ? 0 : assigner.shardOf(h, p.data.length);
+      const shard = shardOf(p);
       if (shard === 0) {
         local.packet(p);
         return;
