@@ -54,13 +54,7 @@ const noGrease = (l: readonly number[] | undefined): number[] => (l ?? []).filte
  */
 const hashMemo = new BoundedMap<string, string>(4096);
 function memo(kind: string, s: string, f: (s: string) => string): string {
-  const key = kind + s;
-  let v = hashMemo.get(key);
-  if (v === undefined) {
-    v = f(s);
-    hashMemo.set(key, v);
-  }
-  return v;
+  return hashMemo.remember(kind + s, () => f(s));
 }
 const md5Raw = (s: string): string => digest('md5', s, 'hex');
 const sha12Raw = (s: string): string => digest('sha256', s, 'hex').slice(0, 12);

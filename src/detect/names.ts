@@ -67,11 +67,7 @@ export function dgaScore(domain: string): DgaScore | undefined {
   if (typeof domain !== 'string') return undefined;
   // Pure function of the name and most sessions repeat a few names: memoised (bounded), each
   // caller gets its own copy.
-  let s = dgaMemo.get(domain);
-  if (s === undefined) {
-    s = dgaScoreRaw(domain) ?? null;
-    dgaMemo.set(domain, s);
-  }
+  const s = dgaMemo.remember(domain, (d) => dgaScoreRaw(d) ?? null);
   return s === null ? undefined : { ...s, reasons: [...s.reasons] };
 }
 const dgaMemo = new BoundedMap<string, DgaScore | null>(4096);

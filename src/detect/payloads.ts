@@ -133,13 +133,7 @@ export function stripSqlComments(s: string): string {
  */
 const formsMemo = new BoundedMap<string, readonly string[]>(16);
 function formsOf(text: string, plusAsSpace: boolean): readonly string[] {
-  const key = (plusAsSpace ? '+' : '-') + text;
-  let f = formsMemo.get(key);
-  if (!f) {
-    f = normalizedForms(text, plusAsSpace);
-    formsMemo.set(key, f);
-  }
-  return f;
+  return formsMemo.remember((plusAsSpace ? '+' : '-') + text, () => normalizedForms(text, plusAsSpace));
 }
 
 function firstMatch(sigs: Signature[], location: string, text: string | undefined, plusAsSpace: boolean, sql = false): PayloadMatch | undefined {
@@ -181,8 +175,7 @@ function firstMatchMemo(kind: PayloadClass, location: string, text: string | und
   const mapKey = plusAsSpace ? location + '+' : location;
   let byText = matchMemo.get(mapKey);
   if (byText === undefined) matchMemo.set(mapKey, (byText = new BoundedMap(MEMO_ENTRIES_MAX)));
-  let r = byText.get(text);
-  if (r === undefined) byText.set(text, (r = {}));
+  const r = byText.remember(text, () => ({}));
   let m = r[kind];
   if (m === undefined) m = r[kind] = firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli') ?? null;
   return m === null ? undefined : { ...m };
@@ -234,12 +227,7 @@ export function scannerOf(userAgent: string | undefined): string | undefined {
   if (!userAgent) return undefined;
   if (userAgent.length > MEMO_TEXT_MAX) return scannerOfRaw(userAgent);
   // user agents repeat: remembered (bounded, cleared when full)
-  let v = scannerMemo.get(userAgent);
-  if (v === undefined) {
-    v = scannerOfRaw(userAgent) ?? null;
-    scannerMemo.set(userAgent, v);
-  }
-  return v ?? undefined;
+  return scannerMemo.remember(userAgent, (ua) => scannerOfRaw(ua) ?? null) ?? undefined;
 }
 const scannerMemo = new BoundedMap<string, string | null>(MEMO_ENTRIES_MAX);
 

@@ -117,12 +117,7 @@ const isDecrypted = (ev: EcsEvent): boolean => Array.isArray(ev.tags) && (ev.tag
 export function cipherWeaknesses(name: string | undefined): string[] {
   if (!name) return [];
   // a handful of suite names in practice: remembered (bounded), callers get copies
-  let w = weaknessMemo.get(name);
-  if (w === undefined) {
-    w = cipherWeaknessesRaw(name);
-    weaknessMemo.set(name, w);
-  }
-  return w.slice();
+  return weaknessMemo.remember(name, cipherWeaknessesRaw).slice();
 }
 const weaknessMemo = new BoundedMap<string, string[]>(256);
 
@@ -172,11 +167,7 @@ function mismatchedNames(sni: string, x: { subject?: string; alternative_names?:
     else key += '\u0000-';
   }
   if (key === undefined) return mismatchedNamesRaw(sni, x);
-  let v = mismatchMemo.get(key);
-  if (v === undefined) {
-    v = mismatchedNamesRaw(sni, x) ?? null;
-    mismatchMemo.set(key, v);
-  }
+  const v = mismatchMemo.remember(key, () => mismatchedNamesRaw(sni, x) ?? null);
   return v === null ? undefined : [...v];
 }
 

@@ -13,4 +13,17 @@ export class BoundedMap<K, V> extends Map<K, V> {
     if (this.size >= this.max && !this.has(key)) this.clear();
     return super.set(key, value);
   }
+
+  /**
+   * The value remembered for `key`, else `compute(key)`, remembered. `undefined` means "not
+   * remembered": a function whose answer can be "none" remembers it as `null`.
+   */
+  remember(key: K, compute: (key: K) => V): V {
+    let v = this.get(key);
+    if (v === undefined) {
+      v = compute(key);
+      this.set(key, v);
+    }
+    return v;
+  }
 }

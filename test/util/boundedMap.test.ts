@@ -11,4 +11,18 @@ describe('BoundedMap: the bound of the memo caches', () => {
     expect([...m.entries()]).toEqual([['d', 4]]);
     expect(m.size).toBeLessThanOrEqual(m.max);
   });
+
+  it('remembers a computed value once, null as an answer too, within the same bound', () => {
+    const m = new BoundedMap<string, string | null>(2);
+    let calls = 0;
+    const f = (k: string): string | null => (calls++, k === 'none' ? null : k.toUpperCase());
+    expect(m.remember('a', f)).toBe('A');
+    expect(m.remember('a', f)).toBe('A');
+    expect(m.remember('none', f)).toBeNull();
+    expect(m.remember('none', f)).toBeNull();
+    expect(calls).toBe(2);
+    expect(m.remember('b', f)).toBe('B'); // a third key: cleared first
+    expect([...m.keys()]).toEqual(['b']);
+    expect(calls).toBe(3);
+  });
 });

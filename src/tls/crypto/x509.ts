@@ -94,12 +94,8 @@ function copy(s: CertificateSummary): CertificateSummary {
 
 /** ECS x509 fields of a DER certificate, or undefined when it does not parse. */
 export function describeCertificate(der: Buffer): CertificateSummary | undefined {
-  const key = der.toString('latin1');
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit === null ? undefined : copy(hit);
-  const s = parseSummary(der);
-  cache.set(key, s ?? null);
-  return s ? copy(s) : undefined;
+  const s = cache.remember(der.toString('latin1'), () => parseSummary(der) ?? null);
+  return s === null ? undefined : copy(s);
 }
 
 function parseSummary(der: Buffer): CertificateSummary | undefined {
