@@ -242,6 +242,12 @@ function loadPiscina(): typeof Piscina {
   return createRequire(import.meta.url)('piscina') as typeof Piscina;
 }
 
+/** Shard of a packet among `n` for `run`: flowHash % n (the partitioning of `publish pcap`); not TCP -> 0. */
+function flowShard(p: RawPacket, n: number, scratch: DecodedPacket): number {
+  const h = packetHash(p, true, scratch);
+  return h < 0 ? 0 : h % n;
+}
+
 export function streamWorkerFile(): string {
   // Compiled: dist/src/kafka/shards.js -> dist/workers/stream-shard.js. From sources (tests):
   // src/kafka/shards.ts -> <repo>/dist/workers/stream-shard.js (run `npm run build` first).
@@ -324,8 +330,7 @@ export class WorkerShards implements Shards {
   }
 
   packet(p: RawPacket): void {
-    const h = packetHash(p, true, this.decoded);
-    this.packetTo(h < 0 ? 0 : h % this.n, p);
+    this.packetTo(flowShard(p, this.n, this.decoded), p);
   }
 
   /** A packet for shard `shard` (the caller chose it). */
@@ -439,9 +444,7 @@ export class MixedShards implements Shards {
   }
 
   packet(p: RawPacket): void {
-    // Same shard as WorkerShards picks (flowHash % n; not TCP: shard 0).
-    const h = packetHash(p, true, this.decoded);
-    const shard = h < 0 ? 0 : h % this.n;
+    const shard = flowShard(p, this.n, this.decoded);
     if (shard === 0) this.local.packet(p);
     else this.workers.packetTo(shard - 1, p);
   }
