@@ -9,15 +9,13 @@
  * expansions of a traffic secret, every P_hash step). Digests travel as latin1 strings (one
  * char per byte, exact) because `crypto.hash` is markedly slower with Buffer output.
  *
- * Without `crypto.hash` (Node 20 before 20.12) this falls back to `createHmac`. Checked against
- * `createHmac` in test/tls-crypto/hmac.test.ts.
+ * Without `crypto.hash` (Node 20 before 20.12; src/util/oneShotHash.ts) this falls back to
+ * `createHmac`. Checked against `createHmac` in test/tls-crypto/hmac.test.ts.
  */
 import * as nodeCrypto from 'node:crypto';
+import { oneShotHash } from '../../util/oneShotHash.js';
 
 export type HmacHash = 'md5' | 'sha1' | 'sha256' | 'sha384';
-
-type OneShot = (algorithm: string, data: Buffer, outputEncoding: 'latin1') => string;
-const oneShotHash = (nodeCrypto as unknown as { hash?: OneShot }).hash;
 
 const BLOCK: Record<HmacHash, number> = { md5: 64, sha1: 64, sha256: 64, sha384: 128 };
 const OUT: Record<HmacHash, number> = { md5: 16, sha1: 20, sha256: 32, sha384: 48 };
