@@ -67,6 +67,11 @@ export interface StreamSink {
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void;
 }
 
+/** A StreamSink that is also told when its connection is gone: what TLS hands decrypted streams to. */
+export interface AppStream extends StreamSink {
+  onClose(ts: Timestamp): void;
+}
+
 /** The endpoints of a TCP connection, with the client/server roles resolved. */
 export interface FlowInfo {
   /** Stable id within one engine run (monotonic counter). */

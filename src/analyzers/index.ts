@@ -3,18 +3,13 @@
  * first client bytes (as Zeek's dynamic protocol detection does), else an opaque stream that
  * only counts bytes.
  */
-import type { AnomalySink, Dir, EndReason, EventSink, Timestamp } from '../types.js';
+import type { AnomalySink, AppStream, Dir, EndReason, EventSink, Timestamp } from '../types.js';
 import { createHttpAnalyzer, detectHttp, type HttpOptions } from './http/index.js';
 import { detectLineProtocolClient } from './smtp/detect.js';
 import { SmtpSession } from './smtp/session.js';
 import { FtpSession } from './ftp/session.js';
 
-export interface AppStream {
-  onData(dir: Dir, data: Buffer, ts: Timestamp): void;
-  onGap(dir: Dir, length: number, ts: Timestamp): void;
-  onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void;
-  onClose(ts: Timestamp): void;
-}
+export type { AppStream } from '../types.js';
 
 export interface AnalyzerOptions {
   http: Partial<HttpOptions>;

@@ -29,6 +29,9 @@ import { readFileSync, statSync } from 'node:fs';
 import type { DecryptionGate } from './governor.js';
 import type { OpsMetrics } from './metrics.js';
 import { opsLog, type Logger } from './log.js';
+import type { SessionObservation } from '../pipeline/hooks.js';
+
+export type { SessionObservation } from '../pipeline/hooks.js';
 
 export interface AssetRule {
   name?: string;
@@ -181,22 +184,6 @@ export class AssetPolicy {
   get assets(): { name: string; enabled: boolean; index: number; rule: AssetRule }[] {
     return this.compiled.map((c) => ({ name: c.name, enabled: c.enabled, index: c.index, rule: c.raw }));
   }
-}
-
-/** What the engine reports per TLS session (at its end; see SessionObservationBuffer). */
-export interface SessionObservation {
-  serverIp: string;
-  serverPort: number;
-  sni?: string;
-  sensor?: string;
-  /** decryption.status of the tls.session event ('decrypted', 'no_key', ..., or 'paused'). */
-  status: string;
-  /** Plaintext bytes decrypted. */
-  decryptedBytes?: number;
-  /** IANA cipher name (shown for unsupported suites). */
-  cipher?: string;
-  /** Capture time of the session start, seconds since the epoch. */
-  ts?: number;
 }
 
 /** Several sessions of one (server, port, sni, sensor), as shipped from a worker. */

@@ -31,32 +31,8 @@ export * from './server.js';
 export * from './shard.js';
 export * from './statusPage.js';
 export * from './options.js';
+import type { OpsOptions } from './options.js';
 export { Logger, opsLog, isRedactedName, type LogLevel } from './log.js';
-
-export interface OpsOptions {
-  /** Port of the ops HTTP server; undefined = no server; 0 = any free port. */
-  metricsPort?: number;
-  metricsHost?: string;
-  /** Governor budgets; `governor: false` disables it entirely. */
-  governor?: boolean;
-  maxCpuPercent?: number;
-  maxMemoryMb?: number;
-  resumeIntervalSec?: number;
-  cpuWindowSec?: number;
-  assets?: AssetRule[];
-  assetsDefaultEnabled?: boolean;
-  /** JSON config file to watch for `assets` changes (and to re-read on SIGHUP). */
-  configFile?: string;
-  agentAbnormalAfterSec?: number;
-  activeWindowSec?: number;
-  /** Seconds between ops ticks (trend sample, asset metrics; default 5). */
-  tickIntervalSec?: number;
-  title?: string;
-  now?: () => number;
-  readings?: ResourceReadings;
-  log?: Logger;
-  defaultMetrics?: boolean;
-}
 
 export class Ops {
   readonly metrics: OpsMetrics;

@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { compileRules, AssetConfigError, type AssetRule } from './assets.js';
-import type { OpsOptions } from './index.js';
+import type { ResourceReadings } from './governor.js';
+import type { Logger } from './log.js';
 
 export interface OpsOptionSpec {
   key: string;
@@ -67,4 +68,29 @@ export function opsOptionsFromValues(vals: Record<string, unknown>, configFile?:
     assetsDefaultEnabled: sections.assetsDefaultEnabled,
     configFile,
   };
+}
+
+export interface OpsOptions {
+  /** Port of the ops HTTP server; undefined = no server; 0 = any free port. */
+  metricsPort?: number;
+  metricsHost?: string;
+  /** Governor budgets; `governor: false` disables it entirely. */
+  governor?: boolean;
+  maxCpuPercent?: number;
+  maxMemoryMb?: number;
+  resumeIntervalSec?: number;
+  cpuWindowSec?: number;
+  assets?: AssetRule[];
+  assetsDefaultEnabled?: boolean;
+  /** JSON config file to watch for `assets` changes (and to re-read on SIGHUP). */
+  configFile?: string;
+  agentAbnormalAfterSec?: number;
+  activeWindowSec?: number;
+  /** Seconds between ops ticks (trend sample, asset metrics; default 5). */
+  tickIntervalSec?: number;
+  title?: string;
+  now?: () => number;
+  readings?: ResourceReadings;
+  log?: Logger;
+  defaultMetrics?: boolean;
 }

@@ -14,6 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { EngineStats } from '../pipeline/engine.js';
+import type { DecryptionDecision, EngineOpsHooks } from '../pipeline/hooks.js';
 import { AssetPolicy, SessionObservationBuffer, type AssetRule, type ObservationSummary, type SessionObservation } from './assets.js';
 import { OPEN_GATE, SharedDecryptionGate, type DecryptionGate } from './governor.js';
 import { newHistogramCounts, observeSecretWait, type HistogramCounts, type ShardSnapshot } from './metrics.js';
@@ -26,20 +27,7 @@ export interface ShardOpsConfig {
   assetsDefaultEnabled?: boolean;
 }
 
-/**
- * What the Engine / TLS layer calls. Decision values:
- *   'decrypt'  go ahead
- *   'paused'   the resource governor paused decryption: parse clear-text handshake and metadata,
- *              do not derive keys or decrypt; the tls.session event gets decryption.status 'paused'
- *   'disabled' the asset policy disables decryption for this server: same, status 'disabled'
- */
-export type DecryptionDecision = 'decrypt' | 'paused' | 'disabled';
-
-export interface EngineOpsHooks {
-  decide(serverIp: string, serverPort: number, sni: string | undefined, sensor: string | undefined): DecryptionDecision;
-  onSession(o: SessionObservation & { skippedBytes?: number }): void;
-  onSecretWait(seconds: number): void;
-}
+export type { DecryptionDecision, EngineOpsHooks } from '../pipeline/hooks.js';
 
 /** Everything a shard reports with a task result. */
 export interface ShardOpsReport {

@@ -15,7 +15,7 @@ import type { RsaServerKey } from '../tls/crypto/rsa.js';
 import { createAppAnalyzer, type AnalyzerOptions } from '../analyzers/index.js';
 import { DataChannelRegistry } from '../analyzers/ftp/dataChannels.js';
 import { ProtocolDispatcher, type DispatchDeps, type DispatchOptions, type TlsAppOverride } from './dispatch.js';
-import type { EngineOpsHooks } from '../ops/shard.js';
+import type { EngineOpsHooks } from './hooks.js';
 import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
 import { Detector, fingerprintFields, type DetectorOptions } from '../detect/index.js';
 import {

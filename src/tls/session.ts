@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { digest } from '../events/digest.js';
-import type { AnomalySink, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
+import type { AnomalySink, AppStream, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
 import { ContentType, RecordDeframer, type RecordSink } from './records.js';
 import {
@@ -59,12 +59,7 @@ export interface TlsInfo {
 /** 'paused' / 'disabled': decryption not attempted (ops: resource governor / asset policy); an extension of the contract's list. */
 export type DecryptionStatus = 'decrypted' | 'partial' | 'no_key' | 'missing_handshake' | 'unsupported_cipher' | 'integrity_failure' | 'paused' | 'disabled';
 
-export interface AppStream {
-  onData(dir: Dir, data: Buffer, ts: Timestamp): void;
-  onGap(dir: Dir, length: number, ts: Timestamp): void;
-  onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void;
-  onClose(ts: Timestamp): void;
-}
+export type { AppStream } from '../types.js';
 
 export type AppFactory = (info: TlsInfo) => AppStream;
 
