@@ -3,11 +3,13 @@
  * Command line (CONTRACT.md): exit 0 on success, 2 on unusable input or arguments (one line on
  * stderr saying what and where, no stack trace), 1 on internal failure.
  */
-import { parseArgs } from 'node:util';
+import { statSync } from 'node:fs';
 import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
 import { NdjsonWriter } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
 import { loadLimitsFile, type Limits } from './pipeline/limits.js';
+import { ProgressDisplay } from './pipeline/progress.js';
+import { parseCommand, UsageError, versionLine, type CommandSpec } from './cliArgs.js';
 
 const USAGE = `usage:
   tlsdecrypt replay CAPTURE [--keylog FILE]... [--rsa-key FILE[:PASSWORD]]... [--out FILE]
@@ -16,9 +18,36 @@ const USAGE = `usage:
   tlsdecrypt run [--config FILE] [--brokers B] [--workers N] [--stdout] ...   (tlsdecrypt run --help)
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2]
-  tlsdecrypt publish keylog FILE --brokers B --topic T [--follow]`;
+  tlsdecrypt publish keylog FILE --brokers B --topic T [--follow]
+  tlsdecrypt --version
+Every command takes --help (e.g. tlsdecrypt replay --help).`;
 
-class UsageError extends InputError {}
+const REPLAY_HELP = `usage: tlsdecrypt replay CAPTURE [options]
+
+Replays a pcap or pcapng file (or - for stdin) through the pipeline and writes one ECS JSON
+event per line to stdout.
+
+options:
+  --keylog FILE              NSS key log (SSLKEYLOGFILE); repeatable
+  --rsa-key FILE[:PASSWORD]  server RSA private key (PEM, DER, PKCS#12); repeatable
+  --out FILE                 write events to FILE instead of stdout
+  --only-decrypted           keep only events tagged "Decryption Detection"
+  --workers N                shard host pairs over N engines [1]
+  --body-capture-bytes N     text body bytes captured into http.*.body.content (0 = off) [4096]
+  --show-credentials         do not redact credentials in events
+  --limits FILE              JSON file overriding stage limits (README: Limits)
+  -q, --quiet                no progress line and no summary on stderr
+  -h, --help                 this help
+
+On a terminal, stderr shows progress while reading (bytes, percent of the file, packets/s, Gbps,
+sessions decrypted, ETA); at the end a one-line summary. Exit codes: 0 success, 2 unusable input
+or arguments, 1 internal failure.`;
+
+const REPLAY: CommandSpec = {
+  name: 'replay',
+  usage: 'usage: tlsdecrypt replay CAPTURE [--keylog FILE]... [--rsa-key FILE[:PASSWORD]]... [options]   (tlsdecrypt replay --help)',
+  help: () => REPLAY_HELP,
+};
 
 function fail(code: number, msg: string): never {
   process.stderr.write(`tlsdecrypt: ${msg}\n`);
@@ -49,23 +78,20 @@ export function summary(stats: EngineStats, events: number): string {
 }
 
 async function cmdReplay(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      keylog: { type: 'string', multiple: true },
-      'rsa-key': { type: 'string', multiple: true },
-      out: { type: 'string' },
-      'only-decrypted': { type: 'boolean' },
-      workers: { type: 'string' },
-      'body-capture-bytes': { type: 'string' },
-      'show-credentials': { type: 'boolean' },
-      limits: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-    },
+  const parsed = parseCommand(REPLAY, argv, {
+    keylog: { type: 'string', multiple: true },
+    'rsa-key': { type: 'string', multiple: true },
+    out: { type: 'string' },
+    'only-decrypted': { type: 'boolean' },
+    workers: { type: 'string' },
+    'body-capture-bytes': { type: 'string' },
+    'show-credentials': { type: 'boolean' },
+    limits: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
   });
-  if (positionals.length !== 1) throw new UsageError(`replay takes exactly one CAPTURE (a file or -), got ${positionals.length}\n${USAGE}`);
+  if (!parsed) return;
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) throw new UsageError(`replay takes exactly one CAPTURE (a file or -), got ${positionals.length}`, REPLAY.usage);
   const workers = intOption('workers', values.workers, 1, 256) ?? 1;
   const bodyCaptureBytes = intOption('body-capture-bytes', values['body-capture-bytes'], 0, 1 << 24);
   let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
@@ -97,6 +123,29 @@ async function cmdReplay(argv: string[]): Promise<void> {
       },
     },
   };
+  const progress = !values.quiet && process.stderr.isTTY ? new ProgressDisplay(process.stderr, captureSize(positionals[0])) : undefined;
+  let stats: EngineStats;
+  try {
+    stats = await replayWith({ ...opts, progress }, out, workers);
+  } finally {
+    progress?.stop();
+  }
+  await out.close();
+  if (!values.quiet) process.stderr.write(summary(stats, out.count));
+}
+
+/** Size of a regular capture file (progress percent); undefined for stdin, pipes and devices. */
+function captureSize(capture: string): number | undefined {
+  if (capture === '-') return undefined;
+  try {
+    const st = statSync(capture);
+    return st.isFile() ? st.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function replayWith(opts: Parameters<typeof replay>[0], out: NdjsonWriter, workers: number): Promise<EngineStats> {
   let stats: EngineStats;
   if (workers > 1) {
     const { replaySharded } = await import('./pipeline/sharded.js');
@@ -104,8 +153,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
   } else {
     stats = await replay(opts, out);
   }
-  await out.close();
-  if (!values.quiet) process.stderr.write(summary(stats, out.count));
+  return stats;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -125,19 +173,31 @@ export async function main(argv: string[]): Promise<void> {
         await cmdPublish(rest);
         return;
       }
-      case undefined:
+      case '-V':
+      case '--version':
+      case 'version':
+        process.stdout.write(versionLine() + '\n');
+        return;
+      case 'help':
+        // `tlsdecrypt help replay` is `tlsdecrypt replay --help`
+        if (rest.length) return await main([...rest, '--help']);
+        process.stdout.write(USAGE + '\n');
+        return;
       case '-h':
       case '--help':
-      case 'help':
         process.stdout.write(USAGE + '\n');
-        if (cmd === undefined) process.exitCode = 2;
+        return;
+      case undefined:
+        process.stderr.write(USAGE + '\n');
+        process.exitCode = 2;
         return;
       default:
-        throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
+        throw new UsageError(`unknown command '${cmd.slice(0, 60)}' (commands: replay, run, publish; tlsdecrypt --help)`);
     }
   } catch (e) {
     // The reader of our output went away (e.g. `| head`): not a failure of ours, stop quietly.
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') process.exit(0);
+    if (e instanceof UsageError && e.usage) fail(2, `${e.message.split('\n')[0]}\n${e.usage}`);
     if (e instanceof InputError) fail(2, e.message.split('\n')[0]);
     const code = (e as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) fail(2, (e as Error).message.split('\n')[0]);

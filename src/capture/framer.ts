@@ -20,6 +20,10 @@ export interface RecordFramer {
   record(buf: Buffer, off: number, len: number): void;
   /** Packets handed to the sink so far. */
   readonly packets: number;
+  /** The file header (pcap's global header, pcapng's first Section Header Block) was read whole. */
+  readonly headerDone: boolean;
+  /** Bytes of the smallest valid file header of this format. */
+  readonly minHeaderBytes: number;
 }
 
 /** Limits shared by the readers; every one counted when hit, never a crash. */

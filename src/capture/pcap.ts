@@ -42,6 +42,12 @@ export class PcapFramer implements RecordFramer {
     this.maxRecordBytes = RECORD_HEADER_BYTES + limits.maxPacketBytes;
   }
 
+  readonly minHeaderBytes = GLOBAL_HEADER_BYTES;
+
+  get headerDone(): boolean {
+    return this.gotHeader;
+  }
+
   headerSize(): number {
     return this.gotHeader ? RECORD_HEADER_BYTES : GLOBAL_HEADER_BYTES;
   }

@@ -40,6 +40,9 @@ const DEFAULT_RESOLUTION = new TsResolution();
 export class PcapngFramer implements RecordFramer {
   readonly maxRecordBytes: number;
   packets = 0;
+  headerDone = false;
+  /** Section Header Block without options (section 4.1). */
+  readonly minHeaderBytes = 28;
   private le = false;
   private ifaces: Iface[] = [];
   /** Interfaces of the previous sections (for the global interface number). */
@@ -110,6 +113,7 @@ export class PcapngFramer implements RecordFramer {
         this.decryptionSecrets(buf, off, len);
         return;
       case PCAPNG_SHB:
+        this.headerDone = true;
         if (len < 28) this.sink.anomaly('pcapng_bad_block', 'short section header');
         else if ((le ? buf.readUInt16LE(off + 12) : buf.readUInt16BE(off + 12)) !== 1) {
           this.sink.anomaly('pcapng_bad_version', 'section major version');

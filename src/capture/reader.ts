@@ -57,7 +57,22 @@ export class CaptureReader {
     return this.framer?.packets ?? 0;
   }
 
+  /** Bytes pushed so far (progress display). */
+  bytes = 0;
+
+  /**
+   * Undefined while the input is usable so far or the format is unknown yet; after end(), a
+   * one-line reason when the input stopped inside its format's file header: such a file is no
+   * capture (exit 2), unlike one whose last packet record is cut short (`capture_truncated`).
+   */
+  get headerShortfall(): string | undefined {
+    const f = this.framer;
+    if (f === undefined || f.headerDone || !this.stopped) return undefined;
+    return `${this.bytes} bytes, shorter than a ${this.fmt} file header (${f.minHeaderBytes} bytes)`;
+  }
+
   push(chunk: Buffer): void {
+    this.bytes += chunk.length;
     if (this.stopped || chunk.length === 0) return;
     const n = chunk.length;
     let off = 0;
@@ -222,5 +237,7 @@ export async function readCaptureFile(
   const format = reader.format;
   reader.end();
   if (format === undefined) throw new CaptureFormatError('too short for a magic number', path);
+  const short = reader.headerShortfall;
+  if (short !== undefined) throw new CaptureFormatError(short, path);
   return { format, packets: reader.packets };
 }

@@ -2,7 +2,6 @@
  * The `run` and `publish` commands (loaded on demand by src/cli.ts). Errors for unusable input are
  * InputErrors (one line, exit 2); "cannot reach Kafka at B" after the client's bounded retry.
  */
-import { parseArgs } from 'node:util';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
@@ -11,12 +10,60 @@ import { createKafkaClient, KafkaUnreachableError, type KafkaConnection } from '
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
 import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap } from './publish.js';
 import { runSummaryLine, startRun } from './run.js';
+import { parseCommand, UsageError, type CommandSpec } from '../cliArgs.js';
 
 export const PUBLISH_USAGE = `usage:
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2] [--compression none|gzip]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--partitions N] [--follow] [--poll-ms N]
   (also: --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M --sasl-username U with TLSDECRYPT_SASL_PASSWORD)`;
+
+const PUBLISH_PCAP_HELP = `usage: tlsdecrypt publish pcap CAPTURE --brokers B --topic T [options]
+
+Publishes a pcap or pcapng file (or - for stdin) to the packets topic, partitioned by the
+direction-independent 5-tuple hash (the flow affinity tlsdecrypt run relies on).
+
+options:
+  --brokers B            HOST:PORT[,...] (or TLSDECRYPT_BROKERS)
+  --topic T              packets topic (created with --partitions when missing)
+  --partitions N         partitions of a topic created here [8]
+  --format pcap|frame    record values: pcap streams or one frame per record [pcap]
+  --batch-bytes N        bytes per pcap-stream record [524288]
+  --sensor NAME          the record header 'sensor'
+  --secrets-topic T2     also publish pcapng Decryption Secrets Blocks there
+  --compression none|gzip  [none]
+  --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
+                         connection (password from TLSDECRYPT_SASL_PASSWORD)
+  -q, --quiet            no summary line
+  -h, --help             this help`;
+
+const PUBLISH_KEYLOG_HELP = `usage: tlsdecrypt publish keylog FILE --brokers B --topic T [options]
+
+Publishes an NSS key log to the secrets topic, one record per client random holding every line
+known for it (so a compacted topic keeps whole sessions).
+
+options:
+  --brokers B            HOST:PORT[,...] (or TLSDECRYPT_BROKERS)
+  --topic T              secrets topic (created with --partitions when missing)
+  --partitions N         partitions of a topic created here [1]
+  -f, --follow           keep reading lines appended to FILE (as tail -f)
+  --poll-ms N            how often --follow looks for new lines [500]
+  --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
+                         connection (password from TLSDECRYPT_SASL_PASSWORD)
+  -q, --quiet            no summary line
+  -h, --help             this help`;
+
+export const PUBLISH: CommandSpec = {
+  name: 'publish',
+  usage: 'usage: tlsdecrypt publish pcap CAPTURE | keylog FILE --brokers B --topic T [options]   (tlsdecrypt publish --help)',
+  help: ([what]) => (what === 'pcap' ? PUBLISH_PCAP_HELP : what === 'keylog' ? PUBLISH_KEYLOG_HELP : `${PUBLISH_USAGE}\n\ntlsdecrypt publish pcap --help, tlsdecrypt publish keylog --help: the options of each`),
+};
+
+export const RUN: CommandSpec = {
+  name: 'run',
+  usage: 'usage: tlsdecrypt run [--config FILE] [--brokers B] [options]   (tlsdecrypt run --help)',
+  help: () => `usage: tlsdecrypt run [--config FILE] [options]\noptions (flag, environment variable, config-file key = camelCase of the flag):\n${runHelp()}`,
+};
 
 function int(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
@@ -49,31 +96,28 @@ function connectionFromFlags(values: Record<string, unknown>): KafkaConnection {
 const TOPIC_RE = /^[a-zA-Z0-9._-]{1,249}$/;
 
 export async function cmdPublish(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      brokers: { type: 'string' },
-      topic: { type: 'string' },
-      partitions: { type: 'string' },
-      format: { type: 'string' },
-      'batch-bytes': { type: 'string' },
-      sensor: { type: 'string' },
-      'secrets-topic': { type: 'string' },
-      compression: { type: 'string' },
-      follow: { type: 'boolean', short: 'f' },
-      'poll-ms': { type: 'string' },
-      'client-id': { type: 'string' },
-      tls: { type: 'boolean' },
-      'tls-ca': { type: 'string' },
-      'sasl-mechanism': { type: 'string' },
-      'sasl-username': { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-    },
+  const parsed = parseCommand(PUBLISH, argv, {
+    brokers: { type: 'string' },
+    topic: { type: 'string' },
+    partitions: { type: 'string' },
+    format: { type: 'string' },
+    'batch-bytes': { type: 'string' },
+    sensor: { type: 'string' },
+    'secrets-topic': { type: 'string' },
+    compression: { type: 'string' },
+    follow: { type: 'boolean', short: 'f' },
+    'poll-ms': { type: 'string' },
+    'client-id': { type: 'string' },
+    tls: { type: 'boolean' },
+    'tls-ca': { type: 'string' },
+    'sasl-mechanism': { type: 'string' },
+    'sasl-username': { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
   });
+  if (!parsed) return;
+  const { values, positionals } = parsed;
   const [what, file, ...extra] = positionals;
-  if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new InputError(`publish takes 'pcap CAPTURE' or 'keylog FILE'\n${PUBLISH_USAGE}`);
+  if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new UsageError(`publish takes 'pcap CAPTURE' or 'keylog FILE'`, PUBLISH.usage);
   const topic = values.topic;
   if (!topic) throw new InputError(`publish ${what} needs --topic T`);
   if (!TOPIC_RE.test(topic)) throw new InputError(`--topic: '${topic.slice(0, 80)}' is not a valid topic name`);
@@ -117,12 +161,10 @@ export async function cmdPublish(argv: string[]): Promise<void> {
 }
 
 export async function cmdRun(argv: string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`usage: tlsdecrypt run [--config FILE] [options]\noptions (flag, environment variable, config-file key = camelCase of the flag):\n${runHelp()}\n`);
-    return;
-  }
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: true, options: runParseArgsOptions() });
-  if (positionals.length) throw new InputError(`run takes no positional arguments, got '${positionals[0].slice(0, 60)}'`);
+  const parsed = parseCommand(RUN, argv, runParseArgsOptions());
+  if (!parsed) return;
+  const { values, positionals } = parsed;
+  if (positionals.length) throw new UsageError(`run takes no positional arguments, got '${positionals[0].slice(0, 60)}'`, RUN.usage);
   const cfg = resolveRunConfig(values, process.env, (values.config as string | undefined) ?? process.env.TLSDECRYPT_CONFIG);
   const client = createKafkaClient(cfg.connection);
   let sink: Writable = process.stdout;

@@ -7,6 +7,7 @@ import { SecretsStore } from '../tls/crypto/keylog.js';
 import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import { Engine, type EngineOptions, type EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
+import type { ProgressDisplay } from './progress.js';
 
 /** Unusable input or arguments: the CLI prints the message as one line and exits 2. */
 export class InputError extends Error {}
@@ -22,6 +23,8 @@ export interface ReplayOptions {
   rsaKeys: RsaKeySpec[];
   engine: Partial<EngineOptions>;
   captureLimits?: Partial<CaptureLimits>;
+  /** The progress line on a terminal (cli.ts decides whether there is one). */
+  progress?: ProgressDisplay;
 }
 
 /** Loads key material; every failure names the file and never echoes its content. */
@@ -95,6 +98,8 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
     await chunks.return?.();
   }
   if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
+  const short = reader.headerShortfall;
+  if (short !== undefined) throw new InputError(`${name}: ${short}`);
 }
 
 /** `pumpCapture` with the writer's back-pressure between chunks: its events out, then wait for room. */
@@ -117,7 +122,9 @@ export function writerEngine(out: NdjsonWriter, keys: ReturnType<typeof loadKeys
 
 export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<EngineStats> {
   const engine = writerEngine(out, loadKeys(opts.keylogs, opts.rsaKeys), opts.engine);
-  await pumpToWriter(opts.capture, new CaptureReader(engine, opts.captureLimits), out);
+  const reader = new CaptureReader(engine, opts.captureLimits);
+  opts.progress?.watch(reader, () => engine.stats.sessionsByStatus.decrypted ?? 0);
+  await pumpToWriter(opts.capture, reader, out);
   engine.finish();
   return engine.stats;
 }

@@ -195,6 +195,7 @@ async function replaySplit(opts: ReplayOptions, out: NdjsonWriter, shards: numbe
   for (const c of children) c.catch(() => {});
   const local = writerEngine(out, keys, opts.engine);
   const reader = new CaptureReader(shardFilter(local, 0, shards), opts.captureLimits);
+  opts.progress?.watch(reader);
   await pumpToWriter(opts.capture, reader, out);
   local.finish();
   out.flush();
@@ -256,6 +257,7 @@ async function replayThreads(opts: ReplayOptions, out: NdjsonWriter, shards: num
   };
   const capAnomalies: Record<string, number> = {};
   const reader = new CaptureReader(sink, opts.captureLimits);
+  opts.progress?.watch(reader);
   try {
     await pumpCapture(opts.capture, reader, async () => {
       for (let w = 0; w < workers; w++) {

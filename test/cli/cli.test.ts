@@ -66,8 +66,13 @@ describe('tlsdecrypt CLI', () => {
     expectOneLineError(run(['replay', `${DEMO}/capture.pcap`, '--workers', 'many']), '--workers');
   });
 
-  it('exits 2 on an unknown option', () => {
-    expectOneLineError(run(['replay', `${DEMO}/capture.pcap`, '--frobnicate']), 'frobnicate');
+  it('exits 2 on an unknown option, naming it in one line followed by the usage line', () => {
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      "tlsdecrypt: unknown option '--frobnicate' for replay",
+      expect.stringMatching(/^usage: tlsdecrypt replay CAPTURE /),
+    ]);
   });
 
   it('replays the demo capture into tagged events and a summary', () => {
