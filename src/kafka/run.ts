@@ -219,6 +219,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const deliver = async (t: Ticket): Promise<void> => {
     const out = await t.out;
     if (failed) return;
+    ops.recentEvents(out.values);
     if (cfg.stdout) await writeStdout(out.values);
     if (cfg.eventsTopic && out.values.length) {
       for (let i = 0; i < out.values.length; i += EVENTS_PER_SEND) {

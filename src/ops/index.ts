@@ -22,6 +22,7 @@ import { OpsServer, type Readiness } from './server.js';
 import type { ShardOpsConfig, ShardOpsReport } from './shard.js';
 import type { StatusSummary } from './statusPage.js';
 import { opsLog, type Logger } from './log.js';
+import { RecentEvents, DEFAULT_LOG_VIEW_EVENTS } from './eventLog.js';
 
 export * from './assets.js';
 export * from './governor.js';
@@ -31,6 +32,8 @@ export * from './server.js';
 export * from './shard.js';
 export * from './statusPage.js';
 export * from './options.js';
+export * from './eventLog.js';
+export { isLoopbackHost, TokenCheck } from './auth.js';
 import type { OpsOptions } from './options.js';
 export { Logger, opsLog, isRedactedName, type LogLevel } from './log.js';
 
@@ -42,6 +45,8 @@ export class Ops {
   readonly gate = new SharedDecryptionGate();
   readonly assets: AssetTracker;
   readonly history = new VolumeHistory();
+  /** The log view's ring of recent events (see eventLog.ts). */
+  readonly events: RecentEvents;
   private server: OpsServer | undefined;
   private readonly now: () => number;
   private readonly log: Logger;
@@ -55,6 +60,7 @@ export class Ops {
   private readonly governorListeners: ((ev: Record<string, unknown>, change: GovernorChange) => void)[] = [];
 
   constructor(private readonly o: OpsOptions = {}) {
+    this.events = new RecentEvents(o.logViewEvents ?? DEFAULT_LOG_VIEW_EVENTS);
     this.now = o.now ?? Date.now;
     this.log = o.log ?? opsLog;
     this.startedAt = this.now();
@@ -120,6 +126,11 @@ export class Ops {
 
   observeSummaries(list: ObservationSummary[]): void {
     for (const s of list) this.assets.observeSummary(s);
+  }
+
+  /** Events delivered to the events topic (serialized as sent), for the log view. */
+  recentEvents(lines: readonly string[]): void {
+    this.events.add(lines);
   }
 
   secretsReceived(entries: number): void {
@@ -225,6 +236,9 @@ export class Ops {
         ready: () => this.readiness(),
         title: this.o.title,
         log: this.log.child('tlsdecrypt.http'),
+        events: (q) => this.events.query(q),
+        token: this.o.metricsToken,
+        protectAll: this.o.metricsAuthAll,
       });
       return this.server.listen();
     }

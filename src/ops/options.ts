@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { compileRules, AssetConfigError, type AssetRule } from './assets.js';
 import type { ResourceReadings } from './governor.js';
 import type { Logger } from './log.js';
+import { DEFAULT_LOG_VIEW_EVENTS } from './eventLog.js';
+import { isLoopbackHost, MIN_TOKEN_LENGTH } from './auth.js';
 
 export interface OpsOptionSpec {
   key: string;
@@ -17,6 +19,8 @@ export interface OpsOptionSpec {
   min?: number;
   max?: number;
   def?: string | number | boolean;
+  /** Never echoed in error messages or logs. */
+  secret?: boolean;
 }
 
 export const OPS_RUN_OPTIONS: OpsOptionSpec[] = [
@@ -26,6 +30,10 @@ export const OPS_RUN_OPTIONS: OpsOptionSpec[] = [
   { key: 'maxMemory', flag: 'max-memory', kind: 'int', min: 0, max: 10_000_000, def: 500, help: 'memory budget, MB of RSS (0 = none); over it decryption pauses' },
   { key: 'resumeInterval', flag: 'resume-interval', kind: 'int', min: 1, max: 86_400, def: 600, help: 'seconds before a paused decryption tries to resume' },
   { key: 'cpuWindow', flag: 'cpu-window', kind: 'int', min: 1, max: 3600, def: 30, help: 'seconds over which CPU use is averaged against --max-cpu' },
+  { key: 'logViewEvents', flag: 'log-view-events', kind: 'int', min: 0, max: 100_000, def: DEFAULT_LOG_VIEW_EVENTS, help: 'recent events kept for the status page\'s log view and /api/events (0 = none)' },
+  { key: 'metricsToken', flag: 'metrics-token', kind: 'string', secret: true, help: `bearer token for the status page, /assets and /api/* (required when --metrics-host is not loopback; at least ${MIN_TOKEN_LENGTH} characters; prefer the environment variable or --metrics-token-file)` },
+  { key: 'metricsTokenFile', flag: 'metrics-token-file', kind: 'string', help: 'file holding the bearer token (first line)' },
+  { key: 'metricsAuthAll', flag: 'metrics-auth-all', kind: 'bool', def: false, help: 'require the token for /metrics, /healthz and /readyz too' },
   { key: 'agentAbnormalAfter', flag: 'agent-abnormal-after', kind: 'int', min: 1, max: 30 * 86_400, def: 600, help: 'seconds of TLS without secrets before an asset is reported "Agent abnormal"' },
 ];
 
@@ -56,9 +64,14 @@ export function loadOpsConfigSections(configFile: string): { assets: AssetRule[]
 export function opsOptionsFromValues(vals: Record<string, unknown>, configFile?: string): OpsOptions {
   const sections = configFile ? loadOpsConfigSections(configFile) : { assets: [], assetsDefaultEnabled: true };
   const n = (k: string): number | undefined => (typeof vals[k] === 'number' ? (vals[k] as number) : undefined);
+  const metricsHost = (vals.metricsHost as string | undefined) ?? '127.0.0.1';
+  const metricsToken = resolveToken(vals, metricsHost, n('metricsPort') !== undefined);
   return {
     metricsPort: n('metricsPort'),
-    metricsHost: (vals.metricsHost as string | undefined) ?? '127.0.0.1',
+    metricsHost,
+    ...(metricsToken !== undefined ? { metricsToken } : {}),
+    metricsAuthAll: vals.metricsAuthAll === true,
+    logViewEvents: n('logViewEvents') ?? DEFAULT_LOG_VIEW_EVENTS,
     maxCpuPercent: n('maxCpu') ?? 60,
     maxMemoryMb: n('maxMemory') ?? 500,
     resumeIntervalSec: n('resumeInterval') ?? 600,
@@ -74,6 +87,12 @@ export interface OpsOptions {
   /** Port of the ops HTTP server; undefined = no server; 0 = any free port. */
   metricsPort?: number;
   metricsHost?: string;
+  /** Bearer token for the page, /assets and /api/* (see auth.ts). */
+  metricsToken?: string;
+  /** The token guards /metrics, /healthz and /readyz too. */
+  metricsAuthAll?: boolean;
+  /** Events kept for the log view (default 1000; 0 = none). */
+  logViewEvents?: number;
   /** Governor budgets; `governor: false` disables it entirely. */
   governor?: boolean;
   maxCpuPercent?: number;
@@ -93,4 +112,34 @@ export interface OpsOptions {
   readings?: ResourceReadings;
   log?: Logger;
   defaultMetrics?: boolean;
+}
+
+/**
+ * The bearer token from --metrics-token / TLSDECRYPT_METRICS_TOKEN or --metrics-token-file. A
+ * server that binds beyond loopback serves decrypted events, so `run` refuses to start it without
+ * one. Messages never contain the token or the file's content.
+ */
+function resolveToken(vals: Record<string, unknown>, host: string, serving: boolean): string | undefined {
+  let token = typeof vals.metricsToken === 'string' && vals.metricsToken !== '' ? vals.metricsToken : undefined;
+  const file = typeof vals.metricsTokenFile === 'string' && vals.metricsTokenFile !== '' ? vals.metricsTokenFile : undefined;
+  if (token !== undefined && file !== undefined) throw new AssetConfigError('give the metrics token once: --metrics-token (TLSDECRYPT_METRICS_TOKEN) or --metrics-token-file, not both');
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new AssetConfigError(`cannot read --metrics-token-file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    token = text.split(/\r?\n/)[0].trim();
+    if (token === '') throw new AssetConfigError(`--metrics-token-file ${file}: the first line is empty`);
+  }
+  if (token !== undefined && (token.length < MIN_TOKEN_LENGTH || /\s/.test(token))) {
+    throw new AssetConfigError(`the metrics token must be at least ${MIN_TOKEN_LENGTH} characters without spaces`);
+  }
+  if (serving && token === undefined && !isLoopbackHost(host)) {
+    throw new AssetConfigError(
+      `--metrics-host ${host.slice(0, 60)} serves decrypted events beyond loopback: give a token (--metrics-token-file FILE, TLSDECRYPT_METRICS_TOKEN or --metrics-token)`,
+    );
+  }
+  return token;
 }

@@ -4,6 +4,10 @@
  * proxy) every 10 s and renders the headline figures and an inline-SVG trend chart.
  * All data is put into the DOM with textContent / setAttribute (never innerHTML): asset names, SNI
  * and reasons cannot inject markup. Served with a strict CSP (nonce for the inline script/style).
+ *
+ * The log view (bottom card) polls `api/events` with its filters (Show only Decryption Detection,
+ * dataset, server, free text): newest first, one row per event, a click expands the whole event
+ * as it went to the events topic (credentials redacted as there). Wire text is shown as text.
  */
 import type { TrendSeries } from './history.js';
 import type { GovernorState } from './governor.js';
@@ -66,6 +70,13 @@ td.num { text-align:right; white-space:nowrap; }
 #trend .axis { fill:var(--muted); font-size:11px; }
 #trend rect.b { fill:var(--accent); }
 #error { color:var(--bad); }
+.logbar { display:flex; flex-wrap:wrap; gap:10px; align-items:center; margin-bottom:8px; }
+.logbar input[type=text], .logbar select { background:#0f172a; color:var(--fg); border:1px solid #334155; border-radius:6px; padding:4px 8px; }
+.logbar label.switch { font-weight:600; cursor:pointer; }
+#log tr.logrow { cursor:pointer; } #log tr.logrow:hover { background:#273449; }
+#log td { font-size:12px; } #log td.when { white-space:nowrap; color:var(--muted); }
+#log tr.detail pre { margin:0; padding:8px; background:#0f172a; border-radius:6px; white-space:pre-wrap; word-break:break-all; font-size:12px; max-height:420px; overflow:auto; }
+.tag { background:#075985; color:#e0f2fe; border-radius:4px; padding:1px 6px; font-size:11px; white-space:nowrap; }
 </style>
 </head>
 <body>
@@ -86,6 +97,16 @@ td.num { text-align:right; white-space:nowrap; }
   <section class="card span2"><h2>Decryption outcomes (TLS sessions)</h2><table><thead><tr><th>status</th><th class="num">sessions</th><th></th></tr></thead><tbody id="outcomes"></tbody></table></section>
   <section class="card"><h2>Traffic</h2><table><tbody id="traffic"></tbody></table></section>
   <section class="card wide"><h2>Assets</h2><table><thead><tr><th>asset</th><th>status</th><th class="num">decrypted</th><th>reason</th></tr></thead><tbody id="assets"></tbody></table></section>
+  <section class="card wide" id="logview"><h2>Log — recent events (troubleshooting view; the events topic is the record)</h2>
+    <div class="logbar">
+      <label class="switch"><input type="checkbox" id="log-decrypted"> Show only Decryption Detection</label>
+      <select id="log-dataset" aria-label="dataset"><option value="">all datasets</option><option value="http">http</option><option value="smtp">smtp</option><option value="ftp">ftp</option><option value="tls.session">tls.session</option><option value="alert">alert</option></select>
+      <input type="text" id="log-server" placeholder="server / asset (IP, IP:port, SNI)" aria-label="server">
+      <input type="text" id="log-text" placeholder="search text" aria-label="search">
+      <span class="sub" id="log-count"></span>
+    </div>
+    <table><thead><tr><th>time (UTC)</th><th>dataset</th><th>client → server</th><th>summary</th><th></th></tr></thead><tbody id="log"></tbody></table>
+  </section>
   <div id="error" class="wide"></div>
 </main>
 <script nonce="${nonce}">
@@ -187,7 +208,64 @@ td.num { text-align:right; white-space:nowrap; }
       if (!r.ok) throw new Error('HTTP ' + r.status);
       return r.json();
     }).then(render).catch(function (e) { text('error', 'cannot load api/summary: ' + e.message); });
+    loadLog();
   }
+  // ---- log view ----
+  var expanded = {}, logSeq = 0;
+  function g(o, path) { var v = o; for (var i = 0; i < path.length; i++) { if (v === null || typeof v !== 'object') return undefined; v = v[path[i]]; } return v; }
+  function s(v) { return v === undefined || v === null ? '' : String(v); }
+  function endpoint(ip, port) { ip = s(ip); if (!ip) return ''; return port === undefined ? ip : (ip.indexOf(':') >= 0 ? '[' + ip + ']' : ip) + ':' + port; }
+  function summaryOf(e) {
+    var ds = s(g(e, ['event', 'dataset']));
+    if (ds === 'http') return [s(g(e, ['http', 'request', 'method'])), s(g(e, ['url', 'original']) || g(e, ['url', 'path'])), g(e, ['http', 'response', 'status_code']) !== undefined ? '→ ' + g(e, ['http', 'response', 'status_code']) : ''].join(' ').trim();
+    if (ds === 'smtp') { var to = g(e, ['email', 'to', 'address']); return (s(g(e, ['email', 'from', 'address'])) + ' → ' + (Array.isArray(to) ? to.join(', ') : s(to)) + (g(e, ['email', 'subject']) !== undefined ? ': ' + s(g(e, ['email', 'subject'])) : '')).trim(); }
+    if (ds === 'ftp') return [s(g(e, ['ftp', 'request', 'command'])), s(g(e, ['ftp', 'request', 'arg'])), g(e, ['ftp', 'response', 'code']) !== undefined ? '→ ' + g(e, ['ftp', 'response', 'code']) : '', s(g(e, ['file', 'name']))].join(' ').trim();
+    if (ds === 'tls.session') return [s(g(e, ['decryption', 'status'])), s(g(e, ['tls', 'client', 'server_name'])), s(g(e, ['tls', 'version'])), s(g(e, ['tls', 'cipher']))].join(' ').trim();
+    if (ds === 'alert') return s(g(e, ['rule', 'name'])) + (g(e, ['event', 'reason']) ? ': ' + s(g(e, ['event', 'reason'])) : '');
+    return s(g(e, ['event', 'action']) || g(e, ['message']));
+  }
+  function logQuery() {
+    var q = [];
+    if ($('log-decrypted').checked) q.push('decrypted=1');
+    var ds = $('log-dataset').value; if (ds) q.push('dataset=' + encodeURIComponent(ds));
+    var sv = $('log-server').value.trim(); if (sv) q.push('server=' + encodeURIComponent(sv));
+    var tx = $('log-text').value.trim(); if (tx) q.push('q=' + encodeURIComponent(tx));
+    q.push('limit=200');
+    return 'api/events?' + q.join('&');
+  }
+  function renderLog(a) {
+    var tb = $('log'); clear(tb);
+    text('log-count', int(a.matched) + ' of ' + int(a.held) + ' recent events match' + (a.matched > a.events.length ? ' (newest ' + int(a.events.length) + ' shown)' : '') + '; the view keeps the last ' + int(a.capacity));
+    a.events.forEach(function (e) {
+      var id = s(g(e, ['event', 'id'])), ds = s(g(e, ['event', 'dataset']));
+      var tr = el('tr', 'logrow'); tr.setAttribute('data-dataset', ds); tr.setAttribute('data-id', id);
+      tr.appendChild(el('td', 'when', s(e['@timestamp']).replace('T', ' ').replace('Z', '')));
+      tr.appendChild(el('td', '', ds));
+      tr.appendChild(el('td', '', endpoint(g(e, ['source', 'ip']), g(e, ['source', 'port'])) + ' → ' + endpoint(g(e, ['destination', 'ip']), g(e, ['destination', 'port']))));
+      tr.appendChild(el('td', 'summary', summaryOf(e)));
+      var tags = el('td'); (Array.isArray(e.tags) ? e.tags : []).forEach(function (t) { tags.appendChild(el('span', 'tag', s(t))); }); tr.appendChild(tags);
+      var det = el('tr', 'detail'); var td = el('td'); td.colSpan = 5; td.appendChild(el('pre', '', JSON.stringify(e, null, 2))); det.appendChild(td);
+      det.hidden = !expanded[id];
+      tr.addEventListener('click', function () { det.hidden = !det.hidden; if (det.hidden) delete expanded[id]; else expanded[id] = true; tr.setAttribute('aria-expanded', String(!det.hidden)); });
+      tr.setAttribute('aria-expanded', String(!det.hidden));
+      tb.appendChild(tr); tb.appendChild(det);
+    });
+    if (!a.events.length) { var tr0 = el('tr'); var td0 = el('td', '', a.held ? 'no recent event matches the filters' : 'no event yet'); td0.colSpan = 5; tr0.appendChild(td0); tb.appendChild(tr0); }
+  }
+  function loadLog() {
+    var seq = ++logSeq;
+    fetch(logQuery(), { cache: 'no-store' }).then(function (r) {
+      if (r.status === 404) return null;
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      return r.json();
+    }).then(function (a) { if (seq === logSeq && a) renderLog(a); }).catch(function (e) { text('error', 'cannot load api/events: ' + e.message); });
+  }
+  var typing;
+  function later() { clearTimeout(typing); typing = setTimeout(loadLog, 250); }
+  $('log-decrypted').addEventListener('change', loadLog);
+  $('log-dataset').addEventListener('change', loadLog);
+  $('log-server').addEventListener('input', later);
+  $('log-text').addEventListener('input', later);
   function tab(m) {
     mode = m;
     $('tab-fine').className = m === 'fine' ? 'active' : '';

@@ -394,7 +394,7 @@ describe('ops options of run', () => {
     const base = { brokers: '127.0.0.1:1', 'packets-topic': t.packets };
     const none = resolveRunConfig(base, {});
     expect(none.ops).toMatchObject({ metricsPort: undefined, metricsHost: '127.0.0.1', maxCpuPercent: 60, maxMemoryMb: 500, resumeIntervalSec: 600, cpuWindowSec: 30, agentAbnormalAfterSec: 600 });
-    const f = resolveRunConfig({ ...base, 'metrics-port': '9464', 'max-memory': '256' }, { TLSDECRYPT_RESUME_INTERVAL: '5', TLSDECRYPT_METRICS_HOST: '0.0.0.0' });
+    const f = resolveRunConfig({ ...base, 'metrics-port': '9464', 'max-memory': '256' }, { TLSDECRYPT_RESUME_INTERVAL: '5', TLSDECRYPT_METRICS_HOST: '0.0.0.0', TLSDECRYPT_METRICS_TOKEN: 'a-token-of-16-chars+' });
     expect(f.ops).toMatchObject({ metricsPort: 9464, metricsHost: '0.0.0.0', maxMemoryMb: 256, resumeIntervalSec: 5 });
     const conf = join(dir, 'ops-config.json');
     writeFileSync(conf, JSON.stringify({ maxCpu: 80, agentAbnormalAfter: 30, assets: [{ name: 'a', server: '10.0.0.1', enabled: false }], assetsDefaultEnabled: false }));
