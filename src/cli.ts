@@ -7,12 +7,12 @@ import { parseArgs } from 'node:util';
 import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
 import { NdjsonWriter } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
-import { loadLimitsFile, type Limits } from './pipeline/limits.js';
+import { detectOption, loadLimitsFile, type Limits } from './pipeline/limits.js';
 
 const USAGE = `usage:
   tlsdecrypt replay CAPTURE [--keylog FILE]... [--rsa-key FILE[:PASSWORD]]... [--out FILE]
                     [--only-decrypted] [--workers N] [--body-capture-bytes N] [--show-credentials]
-                    [--limits FILE] [--quiet]
+                    [--limits FILE] [--alerts threshold|all] [--no-detect] [--quiet]
   tlsdecrypt run [--config FILE] [--brokers B] [--workers N] [--stdout] ...   (tlsdecrypt run --help)
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2]
@@ -62,12 +62,15 @@ async function cmdReplay(argv: string[]): Promise<void> {
       'body-capture-bytes': { type: 'string' },
       'show-credentials': { type: 'boolean' },
       limits: { type: 'string' },
+      alerts: { type: 'string' },
+      'no-detect': { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
     },
   });
   if (positionals.length !== 1) throw new UsageError(`replay takes exactly one CAPTURE (a file or -), got ${positionals.length}\n${USAGE}`);
   const workers = intOption('workers', values.workers, 1, 256) ?? 1;
   const bodyCaptureBytes = intOption('body-capture-bytes', values['body-capture-bytes'], 0, 1 << 24);
+  if (values.alerts !== undefined && values.alerts !== 'threshold' && values.alerts !== 'all') throw new UsageError(`--alerts takes 'threshold' or 'all', got '${values.alerts}'`);
   let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
   if (values.limits) {
     try {
@@ -86,6 +89,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
     captureLimits: limits.capture,
     engine: {
       onlyDecrypted: values['only-decrypted'] ?? false,
+      detect: detectOption(limits.detect, { noDetect: values['no-detect'], alerts: values.alerts as 'threshold' | 'all' | undefined }),
       tcp: limits.tcp,
       tls: limits.tls,
       analyzers: {
