@@ -7,14 +7,14 @@ import { statSync } from 'node:fs';
 import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
 import { NdjsonWriter } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
-import { loadLimitsFile, type Limits } from './pipeline/limits.js';
+import { detectOption, loadLimitsFile, type Limits } from './pipeline/limits.js';
 import { ProgressDisplay } from './pipeline/progress.js';
 import { parseCommand, UsageError, versionLine, type CommandSpec } from './cliArgs.js';
 
 const USAGE = `usage:
   tlsdecrypt replay CAPTURE [--keylog FILE]... [--rsa-key FILE[:PASSWORD]]... [--out FILE]
                     [--only-decrypted] [--workers N] [--body-capture-bytes N] [--show-credentials]
-                    [--limits FILE] [--quiet]
+                    [--limits FILE] [--alerts threshold|all] [--no-detect] [--quiet]
   tlsdecrypt run [--config FILE] [--brokers B] [--workers N] [--stdout] ...   (tlsdecrypt run --help)
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2]
@@ -36,6 +36,8 @@ options:
   --body-capture-bytes N     text body bytes captured into http.*.body.content (0 = off) [4096]
   --show-credentials         do not redact credentials in events
   --limits FILE              JSON file overriding stage limits (README: Limits)
+  --alerts threshold|all     repeated alerts thresholded (default) or all raised (README: Alert thresholding)
+  --no-detect                no detection: no alerts, only decrypted content and sessions
   -q, --quiet                no progress line and no summary on stderr
   -h, --help                 this help
 
@@ -87,6 +89,8 @@ async function cmdReplay(argv: string[]): Promise<void> {
     'body-capture-bytes': { type: 'string' },
     'show-credentials': { type: 'boolean' },
     limits: { type: 'string' },
+    alerts: { type: 'string' },
+    'no-detect': { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
   });
   if (!parsed) return;
@@ -94,6 +98,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
   if (positionals.length !== 1) throw new UsageError(`replay takes exactly one CAPTURE (a file or -), got ${positionals.length}`, REPLAY.usage);
   const workers = intOption('workers', values.workers, 1, 256) ?? 1;
   const bodyCaptureBytes = intOption('body-capture-bytes', values['body-capture-bytes'], 0, 1 << 24);
+  if (values.alerts !== undefined && values.alerts !== 'threshold' && values.alerts !== 'all') throw new UsageError(`--alerts takes 'threshold' or 'all', got '${values.alerts}'`);
   let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
   if (values.limits) {
     try {
@@ -112,6 +117,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
     captureLimits: limits.capture,
     engine: {
       onlyDecrypted: values['only-decrypted'] ?? false,
+      detect: detectOption(limits.detect, { noDetect: values['no-detect'], alerts: values.alerts as 'threshold' | 'all' | undefined }),
       tcp: limits.tcp,
       tls: limits.tls,
       analyzers: {

@@ -27,20 +27,32 @@
 #                                    GET of a 2 KB page each. SESS_NAME=sessions-16k
 #                                    SESS_CONNS=16000 ... sessions makes the sustained-rate input
 #                                    (5x longer, ~31 s of capture time).
+#   nosni.pcap + nosni.keys.log      (`... nosni`) the shape of an internal service polled by a
+#                                    script: $NOSNI_CONNS (3,000) full handshakes, half TLS 1.2
+#                                    ECDHE-RSA-AES128-GCM-SHA256, half TLS 1.3 AES-128-GCM, curl -k
+#                                    to https://SERVER-IP:8443/ (no SNI: an IP literal) served with a
+#                                    self-signed certificate made on the spot; one GET each. Every
+#                                    session raises three alerts (self-signed, missing SNI, numeric
+#                                    host) when thresholding is off.
 #   *.info.txt                       what was made, tshark loss check, packet/byte counts.
+# Namespaces, veth names and addresses can be moved out of another user's way:
+#   BENCH_NS=h15bench BENCH_VETH=h15b BENCH_NET=10.95.0 ... (defaults tdbench, tdb, 10.78.0)
 # Needs root and the Debian packages tshark tcpdump nginx ethtool openssl curl iproute2.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${BENCH_CACHE:-$ROOT/.cache/bench}
 PKI=$ROOT/fixtures/https/_pki
-WORK=/dev/shm/tdbench
-CNS=tdbench-cli
-SNS=tdbench-srv
-C4=10.78.0.1
-S4=10.78.0.2
+NSP=${BENCH_NS:-tdbench}
+VETH=${BENCH_VETH:-tdb}
+NET=${BENCH_NET:-10.78.0}
+WORK=/dev/shm/$NSP
+CNS=$NSP-cli
+SNS=$NSP-srv
+C4=$NET.1
+S4=$NET.2
 HOST=www.tlsdecrypt.test
-CLIENT_ADDRS=${CLIENT_ADDRS:-40}   # client addresses 10.78.0.10.. (many hosts: replay --workers shards by host pair)
+CLIENT_ADDRS=${CLIENT_ADDRS:-40}   # client addresses $NET.10.. (many hosts: replay --workers shards by host pair)
 BULK_NAME=${BULK_NAME:-bulk}   # output name: $BULK_NAME.pcap, $BULK_NAME.keys.log
 BULK_CONNS=${BULK_CONNS:-40}
 BULK_MB=${BULK_MB:-6}
@@ -49,6 +61,7 @@ BULK_RATE=${BULK_RATE:-25M}   # per connection: tcpdump on a 2-core box drops pa
 SESS_NAME=${SESS_NAME:-sessions}   # output name: $SESS_NAME.pcap, $SESS_NAME.keys.log
 SESS_CONNS=${SESS_CONNS:-3200}
 SESS_PAR=${SESS_PAR:-4}
+NOSNI_CONNS=${NOSNI_CONNS:-3000}
 ATTEMPTS=${ATTEMPTS:-4}
 NGINX_PID=
 
@@ -74,11 +87,11 @@ trap cleanup EXIT
 net_up() {
   net_down
   ip netns add "$CNS"; ip netns add "$SNS"
-  ip link add tdbc type veth peer name tdbs
-  ip link set tdbc netns "$CNS"; ip link set tdbs netns "$SNS"
+  ip link add ${VETH}c type veth peer name ${VETH}s
+  ip link set ${VETH}c netns "$CNS"; ip link set ${VETH}s netns "$SNS"
   local ns dev a mac
   for ns in "$CNS" "$SNS"; do
-    if [ "$ns" = "$CNS" ]; then dev=tdbc a=$C4 mac=02:78:00:00:00:01; else dev=tdbs a=$S4 mac=02:78:00:00:00:02; fi
+    if [ "$ns" = "$CNS" ]; then dev=${VETH}c a=$C4 mac=02:78:00:00:00:01; else dev=${VETH}s a=$S4 mac=02:78:00:00:00:02; fi
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" ip link set "$dev" address "$mac"
     ip netns exec "$ns" ip link set "$dev" mtu 1500
@@ -86,12 +99,12 @@ net_up() {
     ip netns exec "$ns" ethtool -K "$dev" tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
     ip netns exec "$ns" ip link set "$dev" up
   done
-  ip netns exec "$CNS" ip neigh replace "$S4" lladdr 02:78:00:00:00:02 dev tdbc nud permanent
-  ip netns exec "$SNS" ip neigh replace "$C4" lladdr 02:78:00:00:00:01 dev tdbs nud permanent
+  ip netns exec "$CNS" ip neigh replace "$S4" lladdr 02:78:00:00:00:02 dev ${VETH}c nud permanent
+  ip netns exec "$SNS" ip neigh replace "$C4" lladdr 02:78:00:00:00:01 dev ${VETH}s nud permanent
   local i
   for i in $(seq 0 $((CLIENT_ADDRS - 1))); do
-    ip netns exec "$CNS" ip addr add "10.78.0.$((10 + i))/24" dev tdbc
-    ip netns exec "$SNS" ip neigh replace "10.78.0.$((10 + i))" lladdr 02:78:00:00:00:01 dev tdbs nud permanent
+    ip netns exec "$CNS" ip addr add "$NET.$((10 + i))/24" dev ${VETH}c
+    ip netns exec "$SNS" ip neigh replace "$NET.$((10 + i))" lladdr 02:78:00:00:00:01 dev ${VETH}s nud permanent
   done
   # many short connections from one client address: allow quick port reuse
   ip netns exec "$CNS" sysctl -qw net.ipv4.ip_local_port_range="10000 65000" || true
@@ -106,6 +119,8 @@ import random; r=random.Random(7); w='tls record decrypt stream capture packet s
 s='<!DOCTYPE html><html><body>'
 while len(s)<2000: s+='<p>'+' '.join(r.choice(w) for _ in range(20))+'</p>\n'
 open('$WORK/www/index.html','w').write(s+'</body></html>\n')"
+  # self-signed certificate for the nosni server (port 8443), named by the server's address only
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$S4" -keyout "$WORK/self.key" -out "$WORK/self.crt" 2>/dev/null
   chmod -R a+rX "$WORK"
 }
 
@@ -132,12 +147,19 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache off; ssl_session_tickets off;
   }
+  server {
+    listen $S4:8443 ssl;
+    root $WORK/www;
+    ssl_certificate $WORK/self.crt; ssl_certificate_key $WORK/self.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off; ssl_session_tickets off;
+  }
 }
 EOF
   ip netns exec "$SNS" nginx -p "$p" -c "$p/nginx.conf" 2>"$p/logs/stderr.log" &
   NGINX_PID=$!
   for _ in $(seq 1 50); do
-    ip netns exec "$SNS" ss -ltn 2>/dev/null | grep -q ":443 " && return 0
+    ip netns exec "$SNS" ss -ltn 2>/dev/null | grep -q ":8443 " && return 0
     sleep 0.1
   done
   die "nginx did not listen"
@@ -150,7 +172,7 @@ capture() {
     rm -rf "$WORK/run" "$WORK/cap.pcap"; mkdir -p "$WORK/run"
     cp "$PKI/ca.crt" "$WORK/run/"
     : > "$WORK/nginx/logs/access.log"
-    ip netns exec "$SNS" tcpdump --immediate-mode -B ${TCPDUMP_B:-262144} -i tdbs -s 0 -w "$WORK/cap.pcap" tcp 2>"$WORK/tcpdump.log" &
+    ip netns exec "$SNS" tcpdump --immediate-mode -B ${TCPDUMP_B:-262144} -i ${VETH}s -s 0 -w "$WORK/cap.pcap" tcp 2>"$WORK/tcpdump.log" &
     tp=$!
     sleep 1
     local t0=$SECONDS
@@ -189,7 +211,7 @@ CURL="curl -sS --cacert ca.crt --resolve $HOST:443:$S4 -o /dev/null"
 make_bulk() {
   # one curl process per connection (no reuse), $BULK_PAR in flight
   # connection i comes from client address 10.78.0.(10 + i % CLIENT_ADDRS)
-  local s="seq 1 $BULK_CONNS | xargs -P $BULK_PAR -I{} sh -c 'SSLKEYLOGFILE=\$PWD/keys{}.log exec $CURL --interface 10.78.0.\$((10 + {} % $CLIENT_ADDRS)) --http1.1 --tlsv1.3 --tls13-ciphers TLS_AES_128_GCM_SHA256 --limit-rate $BULK_RATE \"https://$HOST/bulk.bin?c={}\"'"
+  local s="seq 1 $BULK_CONNS | xargs -P $BULK_PAR -I{} sh -c 'SSLKEYLOGFILE=\$PWD/keys{}.log exec $CURL --interface $NET.\$((10 + {} % $CLIENT_ADDRS)) --http1.1 --tlsv1.3 --tls13-ciphers TLS_AES_128_GCM_SHA256 --limit-rate $BULK_RATE \"https://$HOST/bulk.bin?c={}\"'"
   capture "$BULK_NAME" "$s"
 }
 
@@ -205,6 +227,17 @@ make_sessions() {
   capture "$SESS_NAME" "$s"
 }
 
+make_nosni() {
+  # like make_sessions, but curl -k to the server's IP address (no SNI) on 8443 (self-signed)
+  local per=$((NOSNI_CONNS / SESS_PAR)) i s="" v
+  for i in $(seq 1 "$SESS_PAR"); do
+    if [ $((i % 2)) = 0 ]; then v="--tlsv1.2 --tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256"; else v="--tlsv1.3 --tls13-ciphers TLS_AES_128_GCM_SHA256"; fi
+    s+="SSLKEYLOGFILE=\$PWD/keys$i.log curl -sS -k -o /dev/null --no-sessionid -H 'Connection: close' --http1.1 $v 'https://$S4:8443/index.html?p=$i&n=[1-$per]' >/dev/null & "
+  done
+  s+="wait"
+  capture nosni "$s"
+}
+
 mkdir -p "$OUT"
 what=${1:-all}
 net_up
@@ -215,6 +248,9 @@ if [ "$what" = all ] || [ "$what" = bulk ]; then
 fi
 if [ "$what" = all ] || [ "$what" = sessions ]; then
   if [ -z "${FORCE:-}" ] && [ -s "$OUT/$SESS_NAME.pcap" ]; then log "$SESS_NAME.pcap exists (FORCE=1 to re-make)"; else make_sessions; fi
+fi
+if [ "$what" = nosni ]; then
+  if [ -z "${FORCE:-}" ] && [ -s "$OUT/nosni.pcap" ]; then log "nosni.pcap exists (FORCE=1 to re-make)"; else make_nosni; fi
 fi
 rm -rf "$WORK"
 log "done: $(ls -l "$OUT" | tail -n +2 | awk '{print $NF" "$5}' | tr '\n' ' ')"

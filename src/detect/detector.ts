@@ -14,6 +14,7 @@ import { digest } from '../events/digest.js';
 import { DECRYPTION_TAG, ECS_VERSION, type EcsEvent } from '../events/builder.js';
 import { redactParams } from '../analyzers/http/body.js';
 import { RULES, get, type BeaconVerdict, type Rule, type RuleContext, type Severity } from './rules.js';
+import { DEFAULT_THRESHOLD_OPTIONS, Thresholder, type SummarySink, type ThresholdOptions, type ThresholdSummary, type ThresholdVerdict } from './threshold.js';
 
 export interface BeaconOptions {
   /** Connections in a series before it can alert. */
@@ -38,6 +39,8 @@ export interface DetectorOptions {
   /** Beacon series tracked. */
   maxSeries: number;
   beacon: BeaconOptions;
+  /** Alert thresholding (src/detect/threshold.ts); enabled: false = every hit alerts. */
+  threshold: ThresholdOptions;
 }
 
 export const DEFAULT_BEACON_OPTIONS: BeaconOptions = {
@@ -54,6 +57,7 @@ export const DEFAULT_DETECTOR_OPTIONS: DetectorOptions = {
   maxFlows: 65536,
   maxSeries: 10000,
   beacon: DEFAULT_BEACON_OPTIONS,
+  threshold: DEFAULT_THRESHOLD_OPTIONS,
 };
 
 export interface DetectorStats {
@@ -66,6 +70,12 @@ export interface DetectorStats {
   seriesEvictions: number;
   /** A rule predicate threw (a bug): counted, the event is still inspected by the other rules. */
   ruleErrors: number;
+  /** Rule hits held back by thresholding (reported in summary alerts, not in `alerts`). */
+  thresholdSuppressed: number;
+  /** Summary alerts written (counted in `alerts` too). */
+  thresholdSummaries: number;
+  /** Threshold keys evicted because maxKeys was reached (their summary was written early). */
+  thresholdEvictions: number;
 }
 
 /** An alert: an ECS event with rule.* and event.kind "alert". */
@@ -99,18 +109,31 @@ export const ALERT_DATASET = 'alert';
 const NOT_COPIED = new Set(['@timestamp', 'ecs', 'event', 'tags', 'message', 'rule']);
 
 export class Detector {
-  readonly stats: DetectorStats = { events: 0, alerts: 0, alertsByRule: {}, flowEvictions: 0, seriesEvictions: 0, ruleErrors: 0 };
+  readonly stats: DetectorStats = {
+    events: 0,
+    alerts: 0,
+    alertsByRule: {},
+    flowEvictions: 0,
+    seriesEvictions: 0,
+    ruleErrors: 0,
+    thresholdSuppressed: 0,
+    thresholdSummaries: 0,
+    thresholdEvictions: 0,
+  };
   private readonly opts: DetectorOptions;
   private readonly rulesByDataset = new Map<string, Rule[]>();
   private readonly flows = new Map<string, number>();
   private readonly series = new Map<string, Series>();
+  private readonly thresholder: Thresholder | undefined;
 
   constructor(opts: Partial<DetectorOptions> = {}) {
     this.opts = {
       ...DEFAULT_DETECTOR_OPTIONS,
       ...opts,
       beacon: { ...DEFAULT_BEACON_OPTIONS, ...(opts.beacon ?? {}) },
+      threshold: { ...DEFAULT_THRESHOLD_OPTIONS, ...(opts.threshold ?? {}) },
     };
+    if (this.opts.threshold.enabled) this.thresholder = new Thresholder(this.opts.threshold);
     const disabled = new Set(this.opts.disabled);
     for (const r of this.opts.rules) {
       if (disabled.has(r.id)) continue;
@@ -123,8 +146,41 @@ export class Detector {
   }
 
   /** Flows and series currently tracked. */
-  get tracked(): { flows: number; series: number } {
-    return { flows: this.flows.size, series: this.series.size };
+  get tracked(): { flows: number; series: number; thresholdKeys: number } {
+    return { flows: this.flows.size, series: this.series.size, thresholdKeys: this.thresholder?.tracked ?? 0 };
+  }
+
+  /**
+   * End of input (or shutdown): the summary alerts of every threshold window that held hits back.
+   * The Engine writes them after the last event.
+   */
+  flush(): EcsAlert[] {
+    this.thresholder?.flush(this.summarySink);
+    this.syncThresholdStats();
+    return this.take();
+  }
+
+  /** Alerts of the event being inspected (and summaries) collect here. */
+  private pending: EcsAlert[] | undefined;
+
+  private take(): EcsAlert[] {
+    const out = this.pending ?? [];
+    this.pending = undefined;
+    return out;
+  }
+
+  private readonly summarySink: SummarySink = (rule, s) => {
+    (this.pending ??= []).push(this.makeSummary(rule, s));
+    this.stats.alerts++;
+    this.stats.alertsByRule[rule.id] = (this.stats.alertsByRule[rule.id] ?? 0) + 1;
+  };
+
+  private syncThresholdStats(): void {
+    const t = this.thresholder;
+    if (!t) return;
+    this.stats.thresholdSuppressed = t.stats.suppressed;
+    this.stats.thresholdSummaries = t.stats.summaries;
+    this.stats.thresholdEvictions = t.stats.evictions;
   }
 
   /** Inspects one finished event; returns the alerts it triggers (usually none). Never throws. */
@@ -139,23 +195,35 @@ export class Detector {
     } catch {
       this.stats.ruleErrors++;
     }
-    const rules = this.rulesByDataset.get(dataset);
-    if (!rules) return [];
-    const out: EcsAlert[] = [];
-    for (const rule of rules) {
-      let evidence;
-      try {
-        evidence = rule.predicate(ev, ctx);
-      } catch {
-        this.stats.ruleErrors++;
-        continue;
-      }
-      if (!evidence) continue;
-      out.push(this.makeAlert(ev, rule, evidence.reason, evidence.details));
-      this.stats.alerts++;
-      this.stats.alertsByRule[rule.id] = (this.stats.alertsByRule[rule.id] ?? 0) + 1;
+    const th = this.thresholder;
+    let tsMs = NaN;
+    if (th) {
+      tsMs = Date.parse(String(ev['@timestamp']));
+      if (Number.isFinite(tsMs)) th.advance(tsMs, this.summarySink);
     }
-    return out;
+    const rules = this.rulesByDataset.get(dataset);
+    if (rules) {
+      for (const rule of rules) {
+        let evidence;
+        try {
+          evidence = rule.predicate(ev, ctx);
+        } catch {
+          this.stats.ruleErrors++;
+          continue;
+        }
+        if (!evidence) continue;
+        let verdict: ThresholdVerdict | undefined;
+        if (th) {
+          verdict = th.hit(ev, rule, tsMs, alertDecrypted(ev, rule), this.summarySink);
+          if (!verdict.alert) continue;
+        }
+        (this.pending ??= []).push(this.makeAlert(ev, rule, evidence.reason, evidence.details, verdict));
+        this.stats.alerts++;
+        this.stats.alertsByRule[rule.id] = (this.stats.alertsByRule[rule.id] ?? 0) + 1;
+      }
+    }
+    if (th) this.syncThresholdStats();
+    return this.take();
   }
 
   /** Updates per-flow / per-series state and fills the context for this event's rules. */
@@ -231,20 +299,8 @@ export class Detector {
     return { key, connections: s.times.length, meanIntervalSec: mean, jitter, maxBytes };
   }
 
-  private makeAlert(ev: EcsEvent, rule: Rule, reason: string, details: Record<string, unknown> | undefined): EcsAlert {
-    const triggerDecrypted = Array.isArray(ev.tags) && (ev.tags as unknown[]).includes(DECRYPTION_TAG);
-    let decrypted: boolean;
-    switch (rule.evidence) {
-      case 'content':
-      case 'decrypted_flow':
-        decrypted = triggerDecrypted;
-        break;
-      case 'certificate':
-        decrypted = triggerDecrypted && get(ev, 'tls.version') === '1.3';
-        break;
-      default:
-        decrypted = false;
-    }
+  private makeAlert(ev: EcsEvent, rule: Rule, reason: string, details: Record<string, unknown> | undefined, verdict?: ThresholdVerdict): EcsAlert {
+    const decrypted = alertDecrypted(ev, rule);
     const copy = redactForAlert(ev);
     const trig = ev.event as Record<string, unknown>;
     const category = Array.isArray(trig.category) ? (trig.category as unknown[]).filter((c) => typeof c === 'string') : [];
@@ -269,8 +325,86 @@ export class Detector {
       ...copy,
       detection: { trigger_event_id: trig.id, trigger_dataset: trig.dataset, severity: rule.severity, evidence: details ? redactDeep(details) : {} },
     };
+    // threshold/both: the alert stands for `hits` hits of its window (limit alerts stay as they were)
+    if (verdict?.hits !== undefined) {
+      const { type, track, count, seconds } = verdict.spec;
+      (alert.detection as Record<string, unknown>).threshold = { type, track, count, seconds, hits: verdict.hits };
+    }
     if (decrypted) alert.tags = [DECRYPTION_TAG];
     return alert as EcsAlert;
+  }
+
+  /**
+   * The alert that reports the hits thresholding held back in one window of one key: the rule,
+   * the key's fields (source.ip, destination.ip/port, tls.client.server_name as tracked), the
+   * window as event.start / event.end, and the count in detection.threshold.suppressed.
+   */
+  private makeSummary(rule: Rule, s: ThresholdSummary): EcsAlert {
+    const sev = SEVERITY[rule.severity];
+    const { type, track, count, seconds } = s.spec;
+    const start = new Date(s.windowStartMs).toISOString();
+    const end = new Date(s.windowEndMs).toISOString();
+    const keyText = [
+      s.fields.sourceIp !== undefined ? `source ${s.fields.sourceIp}` : '',
+      s.fields.destinationIp !== undefined ? `destination ${s.fields.destinationIp}${s.fields.destinationPort !== undefined ? `:${s.fields.destinationPort}` : ''}` : '',
+      s.fields.serverName !== undefined ? `server name ${s.fields.serverName}` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    const reason = `${s.suppressed} more hit${s.suppressed === 1 ? '' : 's'} held back by thresholding (${type} ${count} per ${seconds} s, track ${track}${keyText ? `: ${keyText}` : ''}) between ${start} and ${end}`;
+    const alert: Record<string, unknown> = {
+      '@timestamp': s.lastTs ?? end,
+      ecs: { version: ECS_VERSION },
+      event: {
+        kind: 'alert',
+        category: ['intrusion_detection'],
+        type: ['info'],
+        dataset: ALERT_DATASET,
+        module: 'tlsdecrypt',
+        id: s.id,
+        severity: sev.severity,
+        risk_score: sev.risk,
+        reason,
+        start,
+        end,
+      },
+      rule: { id: rule.id, name: rule.name, description: rule.description, category: rule.category, ruleset: 'tlsdecrypt' },
+      message: `${rule.name}: ${reason}`,
+    };
+    if (s.fields.sourceIp !== undefined) alert.source = { ip: s.fields.sourceIp };
+    if (s.fields.destinationIp !== undefined) alert.destination = s.fields.destinationPort !== undefined ? { ip: s.fields.destinationIp, port: s.fields.destinationPort } : { ip: s.fields.destinationIp };
+    if (s.fields.serverName !== undefined) alert.tls = { client: { server_name: s.fields.serverName } };
+    alert.detection = {
+      severity: rule.severity,
+      threshold: {
+        summary: true,
+        type,
+        track,
+        count,
+        seconds,
+        hits: s.hits,
+        alerts: s.alerts,
+        suppressed: s.suppressed,
+        first_suppressed_event_id: s.firstSuppressed,
+        last_suppressed_event_id: s.lastSuppressed,
+      },
+    };
+    if (s.decrypted) alert.tags = [DECRYPTION_TAG];
+    return alert as EcsAlert;
+  }
+}
+
+/** Whether an alert of `rule` on `ev` rests on decrypted content (it then carries the tag). */
+function alertDecrypted(ev: EcsEvent, rule: Rule): boolean {
+  const triggerDecrypted = Array.isArray(ev.tags) && (ev.tags as unknown[]).includes(DECRYPTION_TAG);
+  switch (rule.evidence) {
+    case 'content':
+    case 'decrypted_flow':
+      return triggerDecrypted;
+    case 'certificate':
+      return triggerDecrypted && get(ev, 'tls.version') === '1.3';
+    default:
+      return false;
   }
 }
 

@@ -29,6 +29,21 @@ export {
   type DetectorStats,
   type EcsAlert,
 } from './detector.js';
+export {
+  Thresholder,
+  parseDetectSection,
+  thresholdOptions,
+  ThresholdConfigError,
+  DEFAULT_THRESHOLD_OPTIONS,
+  DEFAULT_THRESHOLD_SPEC,
+  THRESHOLD_TYPES,
+  THRESHOLD_TRACKS,
+  type ThresholdOptions,
+  type ThresholdSpec,
+  type ThresholdType,
+  type ThresholdTrack,
+  type DetectSettings,
+} from './threshold.js';
 export { RULES, cipherWeaknesses, get, type Rule, type RuleContext, type Evidence, type EvidenceSource, type Severity, type BeaconVerdict } from './rules.js';
 export { dgaScore, dnsNameMatches, certificateDnsNames, commonName, isIpLiteral, registrableLabel, type DgaScore } from './names.js';
 export { findPayload, normalizedForms, percentDecode, stripSqlComments, scannerOf, classifyMagic, fileKindOf, dispositionFilename, type PayloadMatch, type PayloadClass, type MagicMatch } from './payloads.js';

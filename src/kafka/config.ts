@@ -8,7 +8,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { InputError, parseRsaKeySpec, type RsaKeySpec } from '../pipeline/replay.js';
 import type { EngineOptions } from '../pipeline/engine.js';
 import type { KafkaConnection, SaslConfig } from './adapter.js';
-import { loadLimitsFile, parseLimits, type Limits } from '../pipeline/limits.js';
+import { detectOption, loadLimitsFile, parseLimits, type Limits } from '../pipeline/limits.js';
 import type { CaptureLimits } from '../capture/index.js';
 import { OPS_CONFIG_SECTIONS, OPS_RUN_OPTIONS, opsOptionsFromValues } from '../ops/options.js';
 import { AssetConfigError } from '../ops/assets.js';
@@ -70,7 +70,9 @@ export const RUN_OPTIONS: Spec[] = [
   S('maxFlows', 'int', undefined, 'flows tracked per shard', { min: 1, max: 100_000_000 }),
   S('maxKeylogEntries', 'int', undefined, 'secrets kept per shard', { min: 1, max: 100_000_000 }),
   S('secretsTtl', 'int', 86400, 'seconds a secret is kept after it arrived (0 = forever)', { min: 0, max: 100_000_000 }),
-  S('limits', 'string', undefined, 'JSON limits file (tcp/tls/http/capture sections, as replay --limits); in the config file also an inline object'),
+  S('limits', 'string', undefined, 'JSON limits file (tcp/tls/http/capture/detect sections, as replay --limits); in the config file also an inline object'),
+  S('alerts', 'enum', undefined, "alert thresholding: 'threshold' (default; settings in the limits' detect section) or 'all' (every rule hit alerts)", { values: ['threshold', 'all'] }),
+  S('noDetect', 'bool', false, 'no detection rules, no alerts (decrypted content only)'),
   S('tls', 'bool', false, 'TLS to the brokers'),
   S('tlsCa', 'string', undefined, 'PEM CA file for broker TLS'),
   S('tlsInsecure', 'bool', false, 'do not verify the broker certificate'),
@@ -285,6 +287,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     secretsTtlSec: vals.secretsTtl as number,
     engine: {
       onlyDecrypted: vals.onlyDecrypted as boolean,
+      detect: detectOption(limits.detect, { noDetect: vals.noDetect as boolean, alerts: vals.alerts as 'threshold' | 'all' | undefined }),
       tcp: tcp as Partial<EngineOptions['tcp']>,
       tls: limits.tls,
       analyzers: (Object.keys(http).length ? { http } : {}) as Partial<EngineOptions['analyzers']>,

@@ -141,6 +141,8 @@ export class Engine implements CaptureSink, AnomalySink {
   /** End of input: flush and close every flow. */
   finish(): void {
     this.flows.closeAll(this.lastTs);
+    // the summaries of alert windows that held hits back (src/detect/threshold.ts)
+    if (this.detector) for (const a of this.detector.flush()) this.write(a, Array.isArray(a.tags) && a.tags.includes(DECRYPTION_TAG));
   }
 
   get activeFlows(): number {

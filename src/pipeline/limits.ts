@@ -7,18 +7,29 @@
  *
  * Unknown sections or keys, and values of the wrong type, are errors (exit 2), so a typo never
  * silently leaves a default in place.
+ *
+ * The `detect` section holds the alert settings (thresholding, per-rule overrides, disabled rules;
+ * validated by src/detect/threshold.ts parseDetectSection):
+ *
+ *   { "detect": { "alerts": "threshold", "threshold": { "type": "limit", "track": "pair", "count": 1, "seconds": 3600 },
+ *                 "rules": { "tls.missing_sni": { "track": "destination" } }, "maxThresholdKeys": 100000 } }
  */
 import { readFileSync } from 'node:fs';
 import { DEFAULT_TCP_OPTIONS, type TcpOptions } from '../tcp/index.js';
 import { DEFAULT_TLS_OPTIONS, type TlsOptions } from '../tls/index.js';
 import { DEFAULT_HTTP_OPTIONS, type HttpOptions } from '../analyzers/http/index.js';
 import { DEFAULT_CAPTURE_LIMITS, type CaptureLimits } from '../capture/index.js';
+import { RULES } from '../detect/rules.js';
+import { parseDetectSection, thresholdOptions, ThresholdConfigError, type DetectSettings } from '../detect/threshold.js';
+import type { DetectorOptions } from '../detect/detector.js';
 
 export interface Limits {
   tcp: Partial<TcpOptions>;
   tls: Partial<TlsOptions>;
   http: Partial<HttpOptions>;
   capture: Partial<CaptureLimits>;
+  /** Alert settings (thresholding, disabled rules); absent = defaults. */
+  detect?: DetectSettings;
 }
 
 export const DEFAULT_LIMITS = {
@@ -35,8 +46,17 @@ export function parseLimits(obj: unknown, where: string): Limits {
   const out: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new LimitsError(`${where}: expected a JSON object`);
   for (const [section, values] of Object.entries(obj)) {
+    if (section === 'detect') {
+      try {
+        out.detect = parseDetectSection(values, where, RULES.map((r) => r.id));
+      } catch (e) {
+        if (e instanceof ThresholdConfigError) throw new LimitsError(e.message);
+        throw e;
+      }
+      continue;
+    }
     const defaults = (DEFAULT_LIMITS as Record<string, object>)[section];
-    if (!defaults) throw new LimitsError(`${where}: unknown section '${section}' (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`);
+    if (!defaults) throw new LimitsError(`${where}: unknown section '${section}' (known: ${[...Object.keys(DEFAULT_LIMITS), 'detect'].join(', ')})`);
     if (typeof values !== 'object' || values === null || Array.isArray(values)) throw new LimitsError(`${where}: '${section}' must be an object`);
     for (const [key, v] of Object.entries(values)) {
       const d = (defaults as Record<string, unknown>)[key];
@@ -70,4 +90,14 @@ export function loadLimitsFile(path: string): Limits {
     throw new LimitsError(`${path}: not valid JSON`);
   }
   return parseLimits(obj, path);
+}
+
+/**
+ * The Engine's `detect` option from the limits file's detect section and the command line:
+ * `--no-detect` (false: no rules, no alerts), `--alerts all|threshold` (wins over the file).
+ */
+export function detectOption(settings: DetectSettings | undefined, flags: { noDetect?: boolean; alerts?: 'threshold' | 'all' }): Partial<Omit<DetectorOptions, 'rules'>> | false {
+  if (flags.noDetect) return false;
+  const s = settings ?? {};
+  return { threshold: thresholdOptions(s, flags.alerts), ...(s.disabled ? { disabled: s.disabled } : {}) };
 }

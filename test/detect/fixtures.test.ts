@@ -12,8 +12,32 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { get, type EcsAlert } from '../../src/detect/index.js';
-import { replayDetect } from './harness.js';
+import { DEFAULT_THRESHOLD_OPTIONS, get, type EcsAlert } from '../../src/detect/index.js';
+import { replayDetect, type DetectRun } from './harness.js';
+
+/** `--alerts all`: every rule hit alerts (the expectations below count hits). */
+const ALL = { threshold: { ...DEFAULT_THRESHOLD_OPTIONS, enabled: false } };
+
+const isSummary = (a: EcsAlert): boolean => get(a, 'detection.threshold.summary') === true;
+
+/**
+ * With default thresholding (limit 1 per rule, source, destination, server name and hour) the same
+ * capture raises a subset of the hit alerts plus summaries, and accounts for every hit: per rule,
+ * alerts + held-back hits reported in summaries = the hits of `--alerts all`; every rule that fired
+ * still fires; each alert is one of the all-mode alerts (same id).
+ */
+function expectThresholdAccounting(all: DetectRun, thr: DetectRun): void {
+  const count = (xs: EcsAlert[]): Record<string, number> => {
+    const m: Record<string, number> = {};
+    for (const a of xs) m[a.rule.id] = (m[a.rule.id] ?? 0) + (isSummary(a) ? Number(get(a, 'detection.threshold.suppressed')) : 1);
+    return m;
+  };
+  expect(count(thr.alerts)).toEqual(count(all.alerts));
+  const allIds = new Set(all.alerts.map((a) => a.event.id));
+  for (const a of thr.alerts.filter((x) => !isSummary(x))) expect(allIds.has(a.event.id), a.event.id).toBe(true);
+  // the events themselves are unchanged
+  expect(thr.events).toEqual(all.events);
+}
 
 interface Expected {
   rule: string;
@@ -72,8 +96,9 @@ describe('detection fixtures (fixtures/detect)', () => {
     it(name, () => {
       const dir = join(DETECT, name);
       const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as Meta;
-      const run = replayDetect(captureOf(dir)!, keysOf(dir));
+      const run = replayDetect(captureOf(dir)!, keysOf(dir), ALL);
       expect(run.events.length).toBeGreaterThan(0);
+      expectThresholdAccounting(run, replayDetect(captureOf(dir)!, keysOf(dir)));
       const need = meta.expect.requires_dataset;
       if (need) expect(run.events.some((e) => e.event.dataset === need), `${need} events`).toBe(true);
       const left = [...run.alerts];
@@ -105,7 +130,7 @@ describe('detection fixtures (fixtures/detect)', () => {
   }
 
   it('beacon: the 5th of 6 connections 2 s apart completes the series, by capture time', () => {
-    const run = replayDetect('fixtures/detect/beacon/capture.pcap', ['fixtures/detect/beacon/keys.log']);
+    const run = replayDetect('fixtures/detect/beacon/capture.pcap', ['fixtures/detect/beacon/keys.log'], ALL);
     const sessions = run.events.filter((e) => e.event.dataset === 'tls.session');
     expect(sessions.length).toBe(6);
     const [a] = run.alerts.filter((x) => x.rule.id === 'host.beaconing');
@@ -121,15 +146,23 @@ describe('detection fixtures (fixtures/detect)', () => {
   });
 
   it('the same capture gives the same alert ids', () => {
-    const a = replayDetect('fixtures/detect/web-attacks/capture.pcap', ['fixtures/detect/web-attacks/keys.log']).alerts.map((x) => x.event.id);
-    const b = replayDetect('fixtures/detect/web-attacks/capture.pcap', ['fixtures/detect/web-attacks/keys.log']).alerts.map((x) => x.event.id);
+    const a = replayDetect('fixtures/detect/web-attacks/capture.pcap', ['fixtures/detect/web-attacks/keys.log'], ALL).alerts.map((x) => x.event.id);
+    const b = replayDetect('fixtures/detect/web-attacks/capture.pcap', ['fixtures/detect/web-attacks/keys.log'], ALL).alerts.map((x) => x.event.id);
     expect(a.length).toBe(7);
     expect(a).toEqual(b);
+    // thresholded: one alert per rule for the one client/server pair, plus a summary for each
+    // rule that hit more than once (sql_injection 3, xss 2, command_injection 2, scanner 1)
+    const c = replayDetect('fixtures/detect/web-attacks/capture.pcap', ['fixtures/detect/web-attacks/keys.log']).alerts;
+    const d = replayDetect('fixtures/detect/web-attacks/capture.pcap', ['fixtures/detect/web-attacks/keys.log']).alerts;
+    expect(c.map((x) => x.event.id)).toEqual(d.map((x) => x.event.id));
+    expect(c.filter((x) => !isSummary(x)).length).toBe(new Set(c.map((x) => x.rule.id)).size);
   });
 });
 
 /**
- * Alerts the clean fixtures legitimately raise (rule ids, sorted). Fixtures not listed here are
+ * Alerts the clean fixtures legitimately raise with `--alerts all` (rule ids, sorted; with default
+ * thresholding the two numeric_host hits of one connection become one alert and a summary that
+ * counts the second — checked by expectThresholdAccounting). Fixtures not listed here are
  * expected to raise none: the fixture certificates are issued by the test CA for the SNI used
  * (not self-signed, not expired), all HTTP is ordinary, every client sends SNI.
  */
@@ -157,10 +190,11 @@ describe('clean fixtures raise only the alerts listed for them', () => {
   });
   for (const dir of clean) {
     it(dir, () => {
-      const run = replayDetect(captureOf(dir)!, keysOf(dir));
+      const run = replayDetect(captureOf(dir)!, keysOf(dir), ALL);
       const got = run.alerts.map((a) => a.rule.id).sort();
       expect(got, run.alerts.map((a) => `${a.rule.id}: ${a.event.reason}`).join(' | ')).toEqual(CLEAN_EXPECTED[dir] ?? []);
       expect(run.detector.stats.ruleErrors).toBe(0);
+      expectThresholdAccounting(run, replayDetect(captureOf(dir)!, keysOf(dir)));
     });
   }
 });
