@@ -61,12 +61,15 @@ export function parseRsaKeySpec(arg: string): RsaKeySpec {
   return { path: arg };
 }
 
+const STOPPED: unique symbol = Symbol('stopped');
+
 /**
  * Reads a capture file (or stdin for '-') in 1 MiB chunks into a CaptureReader, awaiting
  * `afterChunk` between chunks (back-pressure). Read and format errors become one-line
- * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged.
+ * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged. When
+ * `stop` resolves, reading ends as at EOF (a record cut short is counted as 'capture_truncated').
  */
-export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void): Promise<void> {
+export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void, stop?: Promise<unknown>): Promise<void> {
   const name = capture === '-' ? 'stdin' : capture;
   const input = capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 });
   const chunks = input[Symbol.asyncIterator]();
@@ -78,8 +81,9 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
   try {
     for (;;) {
       try {
-        const r = await chunks.next();
-        if (r.done) break;
+        // `stop` (SIGTERM of a live pipe) ends the input like EOF does.
+        const r = stop ? await Promise.race([chunks.next(), stop.then((): typeof STOPPED => STOPPED)]) : await chunks.next();
+        if (r === STOPPED || r.done) break;
         reader.push(r.value as Buffer);
       } catch (e) {
         throw inputError(e);
