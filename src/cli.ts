@@ -16,7 +16,8 @@ const USAGE = `usage:
   tlsdecrypt run [--config FILE] [--brokers B] [--workers N] [--stdout] ...   (tlsdecrypt run --help)
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2]
-  tlsdecrypt publish keylog FILE --brokers B --topic T [--follow]`;
+  tlsdecrypt publish keylog FILE --brokers B --topic T [--follow]
+  tlsdecrypt publish mirror --listen HOST:PORT --brokers B --topic T [--encap auto|vxlan|geneve] ...`;
 
 class UsageError extends InputError {}
 

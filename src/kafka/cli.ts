@@ -9,12 +9,22 @@ import type { Writable } from 'node:stream';
 import { InputError } from '../pipeline/replay.js';
 import { createKafkaClient, KafkaUnreachableError, type KafkaConnection } from './adapter.js';
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
-import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap } from './publish.js';
+import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap, type PublishPcapOptions } from './publish.js';
+import type { PartitionBatcher } from './batcher.js';
+import { describeMirrorResult, parseListen, publishMirror, type MirrorOptions } from './mirror.js';
+import { PublishMetrics } from './publishMetrics.js';
+import type { OpsServer } from '../ops/server.js';
 import { runSummaryLine, startRun } from './run.js';
 
 export const PUBLISH_USAGE = `usage:
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2] [--compression none|gzip]
+                     CAPTURE '-' = stdin, live (tcpdump -U -w -): [--linger-ms N] [--max-buffer-bytes N]
+                     [--metrics-port N [--metrics-host H]]
+  tlsdecrypt publish mirror --listen HOST:PORT [--listen ...] --brokers B --topic T [--partitions N]
+                     [--encap auto|vxlan|geneve] [--vni N] [--sensor NAME] [--rcvbuf BYTES]
+                     [--linger-ms N] [--batch-bytes N] [--max-buffer-bytes N] [--compression none|gzip]
+                     [--metrics-port N [--metrics-host H]]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--partitions N] [--follow] [--poll-ms N]
   (also: --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M --sasl-username U with TLSDECRYPT_SASL_PASSWORD)`;
 
@@ -49,6 +59,10 @@ function connectionFromFlags(values: Record<string, unknown>): KafkaConnection {
 const TOPIC_RE = /^[a-zA-Z0-9._-]{1,249}$/;
 
 export async function cmdPublish(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(PUBLISH_USAGE + '\n');
+    return;
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -70,10 +84,24 @@ export async function cmdPublish(argv: string[]): Promise<void> {
       'sasl-mechanism': { type: 'string' },
       'sasl-username': { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
+      listen: { type: 'string', multiple: true },
+      encap: { type: 'string' },
+      vni: { type: 'string' },
+      rcvbuf: { type: 'string' },
+      'linger-ms': { type: 'string' },
+      'max-buffer-bytes': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
     },
   });
   const [what, file, ...extra] = positionals;
-  if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new InputError(`publish takes 'pcap CAPTURE' or 'keylog FILE'\n${PUBLISH_USAGE}`);
+  if (what === 'mirror' && !file) return cmdPublishMirror(values);
+  if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new InputError(`publish takes 'pcap CAPTURE', 'keylog FILE' or 'mirror --listen HOST:PORT'\n${PUBLISH_USAGE}`);
+  if (what === 'keylog' || file !== '-') {
+    for (const f of ['listen', 'encap', 'vni', 'rcvbuf', 'linger-ms', 'max-buffer-bytes', 'metrics-port', 'metrics-host'] as const) {
+      if (values[f] !== undefined) throw new InputError(`--${f} applies to ${f === 'listen' || f === 'encap' || f === 'vni' || f === 'rcvbuf' ? 'publish mirror' : "publish mirror and publish pcap -"} only`);
+    }
+  }
   const topic = values.topic;
   if (!topic) throw new InputError(`publish ${what} needs --topic T`);
   if (!TOPIC_RE.test(topic)) throw new InputError(`--topic: '${topic.slice(0, 80)}' is not a valid topic name`);
@@ -87,7 +115,9 @@ export async function cmdPublish(argv: string[]): Promise<void> {
       if (compression !== 'none' && compression !== 'gzip') throw new InputError(`--compression takes none or gzip`);
       if (values['secrets-topic'] !== undefined && !TOPIC_RE.test(values['secrets-topic'])) throw new InputError(`--secrets-topic: not a valid topic name`);
       if (values.follow) throw new InputError('--follow applies to publish keylog only');
-      const opts = {
+      const live = liveFlags(values);
+      const metrics = await startMetrics(live, values);
+      const opts: PublishPcapOptions = {
         capture: file,
         topic,
         partitions: int('partitions', values.partitions, 8, 1, 10000),
@@ -96,8 +126,16 @@ export async function cmdPublish(argv: string[]): Promise<void> {
         sensor: values.sensor,
         secretsTopic: values['secrets-topic'],
         compression: compression as 'none' | 'gzip',
+        lingerMs: live.lingerMs,
+        maxBufferBytes: live.maxBufferBytes,
+        ...(metrics ? { observeLatency: (s: number) => metrics.m.latency.observe(s), onStarted: (b: PartitionBatcher) => (metrics.m.publish = b.stats) } : {}),
       };
-      const r = await publishPcap(client, opts);
+      let r;
+      try {
+        r = await publishPcap(client, opts);
+      } finally {
+        await metrics?.server.close();
+      }
       if (!values.quiet) process.stderr.write(describePcapResult(r, opts));
     } else {
       const opts = {
@@ -114,6 +152,86 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     if (e instanceof KafkaUnreachableError) throw new InputError(e.message);
     throw e;
   }
+}
+
+interface LiveFlags {
+  lingerMs: number;
+  maxBufferBytes: number;
+  metricsPort?: number;
+  metricsHost?: string;
+}
+
+function liveFlags(values: Record<string, unknown>): LiveFlags {
+  const v = values as Record<string, string | undefined>;
+  return {
+    lingerMs: int('linger-ms', v['linger-ms'], 100, 1, 60_000),
+    maxBufferBytes: int('max-buffer-bytes', v['max-buffer-bytes'], 64 << 20, 1 << 20, 2 ** 40),
+    ...(v['metrics-port'] !== undefined ? { metricsPort: int('metrics-port', v['metrics-port'], 0, 0, 65535) } : {}),
+    metricsHost: v['metrics-host'],
+  };
+}
+
+/** --metrics-port: the publishers' registry on the ops HTTP server; ready while Kafka takes sends. */
+async function startMetrics(f: LiveFlags, values: Record<string, unknown>): Promise<{ m: PublishMetrics; server: OpsServer } | undefined> {
+  if (f.metricsPort === undefined) return undefined;
+  const m = new PublishMetrics(f.maxBufferBytes);
+  try {
+    const server = await m.serve(f.metricsPort, f.metricsHost, () => {
+      const kafka = m.publish !== undefined && m.publish.connected;
+      return { ready: kafka, checks: { kafka }, ...(kafka ? {} : { reason: 'not ready: kafka' }) };
+    });
+    if (!values.quiet) process.stderr.write(`tlsdecrypt: metrics on http://${server.address?.address}:${server.address?.port}/metrics\n`);
+    return { m, server };
+  } catch (e) {
+    throw new InputError(`--metrics-port ${f.metricsPort}: cannot listen (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+async function cmdPublishMirror(values: Record<string, unknown>): Promise<void> {
+  const v = values as Record<string, string | undefined>;
+  const listens = (values.listen as string[] | undefined) ?? [];
+  if (!listens.length) throw new InputError(`publish mirror needs --listen HOST:PORT\n${PUBLISH_USAGE}`);
+  const topic = v.topic;
+  if (!topic) throw new InputError('publish mirror needs --topic T');
+  if (!TOPIC_RE.test(topic)) throw new InputError(`--topic: '${topic.slice(0, 80)}' is not a valid topic name`);
+  const encap = v.encap ?? 'auto';
+  if (encap !== 'auto' && encap !== 'vxlan' && encap !== 'geneve') throw new InputError(`--encap takes auto, vxlan or geneve, got '${encap.slice(0, 40)}'`);
+  const compression = v.compression ?? 'none';
+  if (compression !== 'none' && compression !== 'gzip') throw new InputError(`--compression takes none or gzip`);
+  for (const f of ['format', 'secrets-topic', 'follow', 'poll-ms'] as const) if (values[f] !== undefined) throw new InputError(`--${f} does not apply to publish mirror`);
+  const listen = listens.map((l) => parseListen(l, encap));
+  const live = liveFlags(values);
+  const opts: MirrorOptions = {
+    listen,
+    topic,
+    partitions: int('partitions', v.partitions, 8, 1, 10000),
+    ...(v.vni !== undefined ? { vni: int('vni', v.vni, 0, 0, 0xffffff) } : {}),
+    sensor: v.sensor,
+    ...(v.rcvbuf !== undefined ? { rcvbufBytes: int('rcvbuf', v.rcvbuf, 0, 4096, 2 ** 31 - 1) } : {}),
+    lingerMs: live.lingerMs,
+    batchBytes: int('batch-bytes', v['batch-bytes'], 512 * 1024, 1024, 256 << 20),
+    maxBufferBytes: live.maxBufferBytes,
+    compression: compression as 'none' | 'gzip',
+  };
+  const client = createKafkaClient(connectionFromFlags(values));
+  const metrics = await startMetrics(live, values);
+  if (metrics) {
+    opts.observeLatency = (s) => metrics.m.latency.observe(s);
+    opts.onStarted = (rx) => {
+      metrics.m.mirror = rx.stats;
+      metrics.m.publish = rx.batcher.stats;
+    };
+  }
+  let r;
+  try {
+    r = await publishMirror(client, opts);
+  } catch (e) {
+    if (e instanceof KafkaUnreachableError) throw new InputError(e.message);
+    throw e;
+  } finally {
+    await metrics?.server.close();
+  }
+  if (!values.quiet) process.stderr.write(describeMirrorResult(r, opts));
 }
 
 export async function cmdRun(argv: string[]): Promise<void> {

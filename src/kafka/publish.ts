@@ -38,6 +38,7 @@ export interface PublishPcapOptions {
   stopSignal?: Promise<void>;
   /** Called once the topic exists and the producer is connected (tests, metrics). */
   onStarted?: (batcher: PartitionBatcher) => void;
+  observeLatency?: (seconds: number) => void;
 }
 
 export interface PublishPcapResult {
@@ -128,6 +129,7 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
     onKafkaError: live ? 'reconnect' : 'fail',
     overflow: 'allow',
     producer: producerOpts,
+    observeLatency: opts.observeLatency,
   }, producer);
   opts.onStarted?.(batcher);
   const res: PublishPcapResult = {
