@@ -73,6 +73,7 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
   const name = capture === '-' ? 'stdin' : capture;
   const input = capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 });
   const chunks = input[Symbol.asyncIterator]();
+  let stopped = false;
   const inputError = (e: unknown): unknown => {
     if (e instanceof CaptureFormatError) return new InputError(`${name}: ${e.message}`);
     const code = (e as NodeJS.ErrnoException).code;
@@ -83,7 +84,13 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
       try {
         // `stop` (SIGTERM of a live pipe) ends the input like EOF does.
         const r = stop ? await Promise.race([chunks.next(), stop.then((): typeof STOPPED => STOPPED)]) : await chunks.next();
-        if (r === STOPPED || r.done) break;
+        if (r === STOPPED) {
+          // a pending next() would hold return() back until the next chunk: close the input instead
+          stopped = true;
+          input.destroy();
+          break;
+        }
+        if (r.done) break;
         reader.push(r.value as Buffer);
       } catch (e) {
         throw inputError(e);
@@ -96,7 +103,7 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
       throw inputError(e);
     }
   } finally {
-    await chunks.return?.();
+    if (!stopped) await chunks.return?.();
   }
   if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
 }
