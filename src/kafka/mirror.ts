@@ -147,6 +147,7 @@ export class MirrorReceiver {
   private readonly rl = new RateLimitedLog();
   private readonly ignore = { anomaly() {} };
   private kernelBase: number | undefined;
+  private readonly ports: number[] = [];
   private kernelTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -158,15 +159,18 @@ export class MirrorReceiver {
   /** Binds every --listen; rejects with an InputError naming the address that failed. */
   async bind(): Promise<void> {
     for (const l of this.o.listen) {
-      const name = `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+      const hostPart = l.host.includes(':') ? `[${l.host}]` : l.host;
       const s = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4', ...(this.o.rcvbufBytes ? { recvBufferSize: this.o.rcvbufBytes } : {}) });
-      this.stats.datagrams[name] = 0;
-      this.stats.bytes[name] = 0;
       await new Promise<void>((resolve, reject) => {
-        s.once('error', (e: NodeJS.ErrnoException) => reject(new InputError(`--listen ${name}: cannot bind (${e.code ?? e.message})`)));
+        s.once('error', (e: NodeJS.ErrnoException) => reject(new InputError(`--listen ${hostPart}:${l.port}: cannot bind (${e.code ?? e.message})`)));
         s.bind(l.port, l.host, () => resolve());
       });
       s.removeAllListeners('error');
+      const port = s.address().port; // port 0: the one the kernel chose
+      const name = `${hostPart}:${port}`;
+      this.ports.push(port);
+      this.stats.datagrams[name] = 0;
+      this.stats.bytes[name] = 0;
       s.on('error', (e) => this.rl.log('error', `socket:${name}`, 'mirror socket error', { listen: name, error: e }));
       const encap = l.encap;
       s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo, name, encap));
@@ -179,7 +183,7 @@ export class MirrorReceiver {
   }
 
   private pollKernel(): void {
-    const d = kernelUdpDrops(this.o.listen.map((l) => l.port));
+    const d = kernelUdpDrops(this.ports);
     if (d === undefined) return;
     if (this.kernelBase === undefined) this.kernelBase = d;
     const now = d - this.kernelBase;
