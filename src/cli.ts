@@ -19,6 +19,7 @@ const USAGE = `usage:
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--follow]
+  tlsdecrypt publish mirror --listen HOST:PORT --brokers B --topic T [--encap auto|vxlan|geneve] ...
   tlsdecrypt --version
 Every command takes --help (e.g. tlsdecrypt replay --help).`;
 

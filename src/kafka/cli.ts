@@ -8,13 +8,23 @@ import type { Writable } from 'node:stream';
 import { InputError } from '../pipeline/replay.js';
 import { createKafkaClient, KafkaUnreachableError, type KafkaConnection } from './adapter.js';
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
-import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap } from './publish.js';
+import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap, type PublishPcapOptions } from './publish.js';
+import type { PartitionBatcher } from './batcher.js';
+import { describeMirrorResult, parseListen, publishMirror, type MirrorOptions } from './mirror.js';
+import { PublishMetrics } from './publishMetrics.js';
+import type { OpsServer } from '../ops/server.js';
 import { runSummaryLine, startRun } from './run.js';
 import { parseCommand, UsageError, type CommandSpec } from '../cliArgs.js';
 
 export const PUBLISH_USAGE = `usage:
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2] [--compression none|gzip]
+                     CAPTURE '-' = stdin, live (tcpdump -U -w -): [--linger-ms N] [--max-buffer-bytes N]
+                     [--metrics-port N [--metrics-host H]]
+  tlsdecrypt publish mirror --listen HOST:PORT [--listen ...] --brokers B --topic T [--partitions N]
+                     [--encap auto|vxlan|geneve] [--vni N] [--sensor NAME] [--rcvbuf BYTES]
+                     [--linger-ms N] [--batch-bytes N] [--max-buffer-bytes N] [--compression none|gzip]
+                     [--metrics-port N [--metrics-host H]]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--partitions N] [--follow] [--poll-ms N]
   (also: --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M --sasl-username U with TLSDECRYPT_SASL_PASSWORD)`;
 
@@ -34,8 +44,40 @@ options:
   --compression none|gzip  [none]
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
                          connection (password from TLSDECRYPT_SASL_PASSWORD)
+  --linger-ms N          with CAPTURE '-': a record leaves at most N ms after its first packet [100]
+  --max-buffer-bytes N   with CAPTURE '-': bytes held while Kafka is slow or down; beyond, dropped and counted [64 MiB]
+  --metrics-port N, --metrics-host H
+                         with CAPTURE '-': Prometheus metrics and health on the ops HTTP server
   -q, --quiet            no summary line
   -h, --help             this help`;
+
+const PUBLISH_MIRROR_HELP = `usage: tlsdecrypt publish mirror --listen HOST:PORT [--listen ...] --brokers B --topic T [options]
+
+Receives UDP-encapsulated mirror traffic (VXLAN, Geneve: AWS VPC Traffic Mirroring, Gateway Load
+Balancer, tc mirred into a VXLAN device) and publishes the inner packets to the packets topic in
+the format and with the flow partitioning of publish pcap (README: Feeding it).
+
+options:
+  --listen HOST:PORT     UDP address to receive on; repeatable
+  --brokers B            HOST:PORT[,...] (or TLSDECRYPT_BROKERS)
+  --topic T              packets topic (created with --partitions when missing)
+  --partitions N         partitions of a topic created here [8]
+  --encap auto|vxlan|geneve  auto: port 4789 VXLAN, 6081 Geneve, else by header [auto]
+  --vni N                keep only this VNI
+  --sensor NAME          the record header 'sensor' [from the VNI and the sender address]
+  --rcvbuf BYTES         socket receive buffer
+  --linger-ms N          a record leaves at most N ms after its first packet [100]
+  --batch-bytes N        bytes per record [524288]
+  --max-buffer-bytes N   bytes held while Kafka is slow or down; beyond, dropped and counted [64 MiB]
+  --compression none|gzip  [none]
+  --metrics-port N, --metrics-host H
+                         Prometheus metrics and health on the ops HTTP server
+  --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
+                         connection (password from TLSDECRYPT_SASL_PASSWORD)
+  -q, --quiet            no summary line
+  -h, --help             this help
+
+SIGTERM or SIGINT flushes what is held and exits 0.`;
 
 const PUBLISH_KEYLOG_HELP = `usage: tlsdecrypt publish keylog FILE --brokers B --topic T [options]
 
@@ -55,8 +97,12 @@ options:
 
 export const PUBLISH: CommandSpec = {
   name: 'publish',
-  usage: 'usage: tlsdecrypt publish pcap CAPTURE | keylog FILE --brokers B --topic T [options]   (tlsdecrypt publish --help)',
-  help: ([what]) => (what === 'pcap' ? PUBLISH_PCAP_HELP : what === 'keylog' ? PUBLISH_KEYLOG_HELP : `${PUBLISH_USAGE}\n\ntlsdecrypt publish pcap --help, tlsdecrypt publish keylog --help: the options of each`),
+  usage: 'usage: tlsdecrypt publish pcap CAPTURE | keylog FILE | mirror --listen HOST:PORT --brokers B --topic T [options]   (tlsdecrypt publish --help)',
+  help: ([what]) =>
+    what === 'pcap' ? PUBLISH_PCAP_HELP
+    : what === 'keylog' ? PUBLISH_KEYLOG_HELP
+    : what === 'mirror' ? PUBLISH_MIRROR_HELP
+    : `${PUBLISH_USAGE}\n\ntlsdecrypt publish pcap --help, publish keylog --help, publish mirror --help: the options of each`,
 };
 
 export const RUN: CommandSpec = {
@@ -113,11 +159,25 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     'sasl-mechanism': { type: 'string' },
     'sasl-username': { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
+    listen: { type: 'string', multiple: true },
+    encap: { type: 'string' },
+    vni: { type: 'string' },
+    rcvbuf: { type: 'string' },
+    'linger-ms': { type: 'string' },
+    'max-buffer-bytes': { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'metrics-host': { type: 'string' },
   });
   if (!parsed) return;
   const { values, positionals } = parsed;
   const [what, file, ...extra] = positionals;
-  if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new UsageError(`publish takes 'pcap CAPTURE' or 'keylog FILE'`, PUBLISH.usage);
+  if (what === 'mirror' && !file) return cmdPublishMirror(values);
+  if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new UsageError(`publish takes 'pcap CAPTURE', 'keylog FILE' or 'mirror --listen HOST:PORT'`, PUBLISH.usage);
+  if (what === 'keylog' || file !== '-') {
+    for (const f of ['listen', 'encap', 'vni', 'rcvbuf', 'linger-ms', 'max-buffer-bytes', 'metrics-port', 'metrics-host'] as const) {
+      if (values[f] !== undefined) throw new InputError(`--${f} applies to ${f === 'listen' || f === 'encap' || f === 'vni' || f === 'rcvbuf' ? 'publish mirror' : "publish mirror and publish pcap -"} only`);
+    }
+  }
   const topic = values.topic;
   if (!topic) throw new InputError(`publish ${what} needs --topic T`);
   if (!TOPIC_RE.test(topic)) throw new InputError(`--topic: '${topic.slice(0, 80)}' is not a valid topic name`);
@@ -131,7 +191,9 @@ export async function cmdPublish(argv: string[]): Promise<void> {
       if (compression !== 'none' && compression !== 'gzip') throw new InputError(`--compression takes none or gzip`);
       if (values['secrets-topic'] !== undefined && !TOPIC_RE.test(values['secrets-topic'])) throw new InputError(`--secrets-topic: not a valid topic name`);
       if (values.follow) throw new InputError('--follow applies to publish keylog only');
-      const opts = {
+      const live = liveFlags(values);
+      const metrics = await startMetrics(live, values);
+      const opts: PublishPcapOptions = {
         capture: file,
         topic,
         partitions: int('partitions', values.partitions, 8, 1, 10000),
@@ -140,8 +202,16 @@ export async function cmdPublish(argv: string[]): Promise<void> {
         sensor: values.sensor,
         secretsTopic: values['secrets-topic'],
         compression: compression as 'none' | 'gzip',
+        lingerMs: live.lingerMs,
+        maxBufferBytes: live.maxBufferBytes,
+        ...(metrics ? { observeLatency: (s: number) => metrics.m.latency.observe(s), onStarted: (b: PartitionBatcher) => (metrics.m.publish = b.stats) } : {}),
       };
-      const r = await publishPcap(client, opts);
+      let r;
+      try {
+        r = await publishPcap(client, opts);
+      } finally {
+        await metrics?.server.close();
+      }
       if (!values.quiet) process.stderr.write(describePcapResult(r, opts));
     } else {
       const opts = {
@@ -158,6 +228,86 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     if (e instanceof KafkaUnreachableError) throw new InputError(e.message);
     throw e;
   }
+}
+
+interface LiveFlags {
+  lingerMs: number;
+  maxBufferBytes: number;
+  metricsPort?: number;
+  metricsHost?: string;
+}
+
+function liveFlags(values: Record<string, unknown>): LiveFlags {
+  const v = values as Record<string, string | undefined>;
+  return {
+    lingerMs: int('linger-ms', v['linger-ms'], 100, 1, 60_000),
+    maxBufferBytes: int('max-buffer-bytes', v['max-buffer-bytes'], 64 << 20, 1 << 20, 2 ** 40),
+    ...(v['metrics-port'] !== undefined ? { metricsPort: int('metrics-port', v['metrics-port'], 0, 0, 65535) } : {}),
+    metricsHost: v['metrics-host'],
+  };
+}
+
+/** --metrics-port: the publishers' registry on the ops HTTP server; ready while Kafka takes sends. */
+async function startMetrics(f: LiveFlags, values: Record<string, unknown>): Promise<{ m: PublishMetrics; server: OpsServer } | undefined> {
+  if (f.metricsPort === undefined) return undefined;
+  const m = new PublishMetrics(f.maxBufferBytes);
+  try {
+    const server = await m.serve(f.metricsPort, f.metricsHost, () => {
+      const kafka = m.publish !== undefined && m.publish.connected;
+      return { ready: kafka, checks: { kafka }, ...(kafka ? {} : { reason: 'not ready: kafka' }) };
+    });
+    if (!values.quiet) process.stderr.write(`tlsdecrypt: metrics on http://${server.address?.address}:${server.address?.port}/metrics\n`);
+    return { m, server };
+  } catch (e) {
+    throw new InputError(`--metrics-port ${f.metricsPort}: cannot listen (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+async function cmdPublishMirror(values: Record<string, unknown>): Promise<void> {
+  const v = values as Record<string, string | undefined>;
+  const listens = (values.listen as string[] | undefined) ?? [];
+  if (!listens.length) throw new UsageError('publish mirror needs --listen HOST:PORT', PUBLISH.usage);
+  const topic = v.topic;
+  if (!topic) throw new InputError('publish mirror needs --topic T');
+  if (!TOPIC_RE.test(topic)) throw new InputError(`--topic: '${topic.slice(0, 80)}' is not a valid topic name`);
+  const encap = v.encap ?? 'auto';
+  if (encap !== 'auto' && encap !== 'vxlan' && encap !== 'geneve') throw new InputError(`--encap takes auto, vxlan or geneve, got '${encap.slice(0, 40)}'`);
+  const compression = v.compression ?? 'none';
+  if (compression !== 'none' && compression !== 'gzip') throw new InputError(`--compression takes none or gzip`);
+  for (const f of ['format', 'secrets-topic', 'follow', 'poll-ms'] as const) if (values[f] !== undefined) throw new InputError(`--${f} does not apply to publish mirror`);
+  const listen = listens.map((l) => parseListen(l, encap));
+  const live = liveFlags(values);
+  const opts: MirrorOptions = {
+    listen,
+    topic,
+    partitions: int('partitions', v.partitions, 8, 1, 10000),
+    ...(v.vni !== undefined ? { vni: int('vni', v.vni, 0, 0, 0xffffff) } : {}),
+    sensor: v.sensor,
+    ...(v.rcvbuf !== undefined ? { rcvbufBytes: int('rcvbuf', v.rcvbuf, 0, 4096, 2 ** 31 - 1) } : {}),
+    lingerMs: live.lingerMs,
+    batchBytes: int('batch-bytes', v['batch-bytes'], 512 * 1024, 1024, 256 << 20),
+    maxBufferBytes: live.maxBufferBytes,
+    compression: compression as 'none' | 'gzip',
+  };
+  const client = createKafkaClient(connectionFromFlags(values));
+  const metrics = await startMetrics(live, values);
+  if (metrics) {
+    opts.observeLatency = (s) => metrics.m.latency.observe(s);
+    opts.onStarted = (rx) => {
+      metrics.m.mirror = rx.stats;
+      metrics.m.publish = rx.batcher.stats;
+    };
+  }
+  let r;
+  try {
+    r = await publishMirror(client, opts);
+  } catch (e) {
+    if (e instanceof KafkaUnreachableError) throw new InputError(e.message);
+    throw e;
+  } finally {
+    await metrics?.server.close();
+  }
+  if (!values.quiet) process.stderr.write(describeMirrorResult(r, opts));
 }
 
 export async function cmdRun(argv: string[]): Promise<void> {

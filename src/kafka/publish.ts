@@ -10,13 +10,14 @@
 import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { CaptureReader } from '../capture/index.js';
-import { decodePacket, newDecodedPacket } from '../decode/index.js';
+import { decodePacket, newDecodedPacket, type DecodeOutcome } from '../decode/index.js';
 import { flowHash } from '../pipeline/flowHash.js';
 import { InputError, pumpCapture } from '../pipeline/replay.js';
 import { DSB_TLS_KEY_LOG } from '../pipeline/engine.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
-import { KafkaUnreachableError, type KafkaClient, type OutRecord, type Producer } from './adapter.js';
-import { frameRecord, PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
+import { KafkaUnreachableError, type KafkaClient, type Producer, type ProducerOptions } from './adapter.js';
+import { PartitionBatcher } from './batcher.js';
+import { frameRecord } from './formats.js';
 import { classifyKeylogLine, CumulativeKeylog, newestPerKey } from './keylogLines.js';
 
 export interface PublishPcapOptions {
@@ -29,6 +30,15 @@ export interface PublishPcapOptions {
   sensor?: string;
   secretsTopic?: string;
   compression?: 'none' | 'gzip';
+  /** Longest a packet waits before it is sent (live input: `-`); default 100 ms. */
+  lingerMs?: number;
+  /** Bytes held waiting for Kafka before input is read on; default 64 MiB. */
+  maxBufferBytes?: number;
+  /** Ends a live input like EOF (default for `-`: SIGINT/SIGTERM). */
+  stopSignal?: Promise<void>;
+  /** Called once the topic exists and the producer is connected (tests, metrics). */
+  onStarted?: (batcher: PartitionBatcher) => void;
+  observeLatency?: (seconds: number) => void;
 }
 
 export interface PublishPcapResult {
@@ -40,15 +50,22 @@ export interface PublishPcapResult {
   dsbSecretsPublished: number;
   dsbMalformed: number;
   anomalies: Record<string, number>;
+  /** Live input: packets not delivered by cause (a file's publishing fails instead). */
+  drops: Record<string, number>;
 }
 
-/** Records pending in one send; a send is awaited before more input is read. */
+/** Key-log lines pending in one send. */
 const MAX_PENDING_RECORDS = 2000;
+const IGNORE_ANOMALIES = { anomaly() {} };
+
+/** Partition of a decoded packet: flowHash % n for TCP, 0 otherwise. */
+export function partitionOfDecoded(outcome: DecodeOutcome, decoded: DecodedPacket, n: number): number {
+  return outcome === 'tcp' ? flowHash(decoded) % n : 0;
+}
 
 /** Partition of a packet: flowHash % n for TCP, 0 otherwise. */
 export function packetPartition(p: RawPacket, decoded: DecodedPacket, n: number): number {
-  const ignore = { anomaly() {} };
-  return decodePacket(p, decoded, ignore) === 'tcp' ? flowHash(decoded) % n : 0;
+  return partitionOfDecoded(decodePacket(p, decoded, IGNORE_ANOMALIES), decoded, n);
 }
 
 async function withKafka<T>(f: () => Promise<T>): Promise<T> {
@@ -60,9 +77,40 @@ async function withKafka<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Creates the packets topic when missing (and `alsoTopics`, one partition), returns its partition
+ * count and a connected producer. "cannot reach Kafka" is an InputError (exit 2).
+ */
+export function openPacketsTopic(
+  client: KafkaClient,
+  topic: string,
+  partitions: number,
+  producerOpts: ProducerOptions = {},
+  alsoTopics: string[] = [],
+): Promise<{ producer: Producer; partitions: number }> {
+  return withKafka(async () => {
+    const admin = await client.admin();
+    try {
+      await admin.ensureTopic(topic, partitions);
+      for (const t of alsoTopics) await admin.ensureTopic(t, 1);
+      const n = await admin.partitionCount(topic);
+      return { producer: await client.producer(producerOpts), partitions: n };
+    } finally {
+      await admin.close();
+    }
+  });
+}
+
+/**
+ * `publish pcap`: a file is read as fast as Kafka takes it (back-pressure) and a Kafka failure
+ * ends it (exit 2). `-` is live input (tcpdump -U -w -, dumpcap -w -): packets are sent within
+ * the linger as they arrive, Kafka outages are waited out (the pipe waits meanwhile), and
+ * SIGINT/SIGTERM end the input like EOF: everything read is flushed, exit 0.
+ */
 export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions): Promise<PublishPcapResult> {
-  const name = opts.capture === '-' ? 'stdin' : opts.capture;
-  if (opts.capture !== '-') {
+  const live = opts.capture === '-';
+  const name = live ? 'stdin' : opts.capture;
+  if (!live) {
     try {
       if (!statSync(opts.capture).isFile()) throw new InputError(`cannot read capture ${name}: not a file`);
     } catch (e) {
@@ -70,47 +118,34 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
       throw new InputError(`cannot read capture ${name}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     }
   }
-  const { producer, partitions } = await withKafka(async () => {
-    const admin = await client.admin();
-    try {
-      await admin.ensureTopic(opts.topic, opts.partitions);
-      if (opts.secretsTopic) await admin.ensureTopic(opts.secretsTopic, 1);
-      const partitions = await admin.partitionCount(opts.topic);
-      return { producer: await client.producer({ compression: opts.compression }), partitions };
-    } finally {
-      await admin.close();
-    }
-  });
+  const producerOpts: ProducerOptions = { compression: opts.compression };
+  const { producer, partitions } = await openPacketsTopic(client, opts.topic, opts.partitions, producerOpts, opts.secretsTopic ? [opts.secretsTopic] : []);
+  const batcher = new PartitionBatcher(client, {
+    topic: opts.topic,
+    partitions,
+    batchBytes: opts.batchBytes,
+    lingerMs: opts.lingerMs ?? 100,
+    maxBufferBytes: opts.maxBufferBytes ?? 64 << 20,
+    onKafkaError: live ? 'reconnect' : 'fail',
+    overflow: 'allow',
+    producer: producerOpts,
+    observeLatency: opts.observeLatency,
+  }, producer);
+  opts.onStarted?.(batcher);
   const res: PublishPcapResult = {
-    packets: 0, records: 0, partitions, perPartition: new Array(partitions).fill(0),
-    dsbSecretLines: 0, dsbSecretsPublished: 0, dsbMalformed: 0, anomalies: {},
+    packets: 0, records: 0, partitions, perPartition: [],
+    dsbSecretLines: 0, dsbSecretsPublished: 0, dsbMalformed: 0, anomalies: {}, drops: {},
   };
   const decoded = newDecodedPacket();
-  const builders = Array.from({ length: partitions }, () => new PcapStreamBuilder());
-  let pending: OutRecord[] = [];
   let pendingSecrets: { key: string; value: string }[] = [];
   const cumulativeSecrets = new CumulativeKeylog();
-  const streamHeaders = (): Record<string, string> => ({ 'content-type': PCAP_CONTENT_TYPE, ...(opts.sensor ? { sensor: opts.sensor } : {}) });
-  const flushBuilder = (i: number): void => {
-    const b = builders[i];
-    if (!b.count) return;
-    const n = b.count;
-    pending.push({ partition: i, value: b.take(), headers: streamHeaders() });
-    res.perPartition[i] += n;
-  };
+  const sensor = opts.sensor ?? '';
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       res.packets++;
       const part = packetPartition(p, decoded, partitions);
-      if (opts.format === 'frame') {
-        pending.push({ ...frameRecord(p, opts.sensor), partition: part });
-        res.perPartition[part]++;
-        return;
-      }
-      const b = builders[part];
-      if (b.count && b.linktype !== p.linktype) flushBuilder(part);
-      b.add(p);
-      if (b.bytes >= opts.batchBytes) flushBuilder(part);
+      if (opts.format === 'frame') batcher.addRecord(part, frameRecord(p, opts.sensor));
+      else batcher.add(part, p, sensor);
     },
     secrets(type: number, data: Buffer) {
       if (type !== DSB_TLS_KEY_LOG) {
@@ -132,29 +167,37 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
       res.anomalies[code] = (res.anomalies[code] ?? 0) + 1;
     },
   };
-  const send = async (): Promise<void> => {
-    if (pending.length) {
-      const batch = pending;
-      pending = [];
-      res.records += batch.length;
-      await producer.send(opts.topic, batch);
-    }
-    if (pendingSecrets.length && opts.secretsTopic) {
-      const batch = pendingSecrets;
-      pendingSecrets = [];
-      res.dsbSecretsPublished += batch.length; // key-log lines
-      await producer.send(opts.secretsTopic, newestPerKey(batch));
-    }
+  const sendSecrets = async (): Promise<void> => {
+    if (!pendingSecrets.length || !opts.secretsTopic) return;
+    const batch = pendingSecrets;
+    pendingSecrets = [];
+    res.dsbSecretsPublished += batch.length; // key-log lines
+    await batcher.sendOther(opts.secretsTopic, newestPerKey(batch));
   };
+  let stop = opts.stopSignal;
+  let onSig: (() => void) | undefined;
+  if (live && !stop) {
+    stop = new Promise<void>((r) => (onSig = r));
+    process.once('SIGINT', onSig!);
+    process.once('SIGTERM', onSig!);
+  }
   const reader = new CaptureReader(sink);
   try {
     await pumpCapture(opts.capture, reader, async () => {
-      if (pending.length >= 1 || pendingSecrets.length >= MAX_PENDING_RECORDS) await send();
-    });
-    for (let i = 0; i < partitions; i++) flushBuilder(i);
-    await send();
+      if (pendingSecrets.length >= (live ? 1 : MAX_PENDING_RECORDS)) await sendSecrets();
+      await batcher.room();
+    }, stop);
+    await sendSecrets();
+    await batcher.flush();
   } finally {
-    await producer.close().catch(() => {});
+    if (onSig) {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    }
+    await batcher.close(live ? 10_000 : Infinity);
+    res.records = batcher.stats.publishedRecords;
+    res.perPartition = batcher.stats.perPartition;
+    for (const [k, v] of Object.entries(batcher.stats.drops)) if (v) res.drops[k] = v;
   }
   return res;
 }
@@ -167,6 +210,8 @@ export function describePcapResult(r: PublishPcapResult, o: PublishPcapOptions):
       : `; ${r.dsbSecretLines} key-log lines in the capture's Decryption Secrets Blocks NOT published (give --secrets-topic to publish them)`;
   }
   if (r.dsbMalformed) s += `; ${r.dsbMalformed} malformed secrets lines skipped`;
+  const drops = Object.entries(r.drops).map(([k, v]) => `${k} ${v}`).join(', ');
+  if (drops) s += `; NOT delivered: ${drops}`;
   const an = Object.entries(r.anomalies).map(([k, v]) => `${k} ${v}`).join(', ');
   if (an) s += `; anomalies: ${an}`;
   return s + '\n';

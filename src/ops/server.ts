@@ -36,13 +36,18 @@ export interface Readiness {
   reason?: string;
 }
 
+/** What /metrics serves: OpsMetrics for `run`, any prom-client registry for the publishers. */
+export type MetricsSource = Pick<OpsMetrics, 'text' | 'contentType'>;
+
 export interface OpsServerOptions {
   port: number;
   /** Default 127.0.0.1 (use 0.0.0.0 / :: to expose to a Prometheus elsewhere). */
   host?: string;
-  metrics: OpsMetrics;
-  summary: () => StatusSummary | Promise<StatusSummary>;
-  assets: () => unknown;
+  metrics: MetricsSource;
+  /** The status page and /api/summary (decryption figures); absent: both answer 404. */
+  summary?: () => StatusSummary | Promise<StatusSummary>;
+  /** /assets; absent: 404. */
+  assets?: () => unknown;
   ready: () => Readiness | Promise<Readiness>;
   title?: string;
   log?: Logger;
@@ -140,7 +145,10 @@ export class OpsServer {
       return this.send(res, 400, 'text/plain; charset=utf-8', 'bad request\n', head);
     }
     if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
-    const known = ['/', '/metrics', '/healthz', '/readyz', '/assets', '/api/summary', '/api/events'];
+    const known = ['/metrics', '/healthz', '/readyz'];
+    if (this.o.assets) known.push('/assets');
+    if (this.o.summary) known.push('/', '/api/summary');
+    if (this.o.events) known.push('/api/events');
     if (!known.includes(path)) return this.send(res, 404, 'text/plain; charset=utf-8', 'not found\n', head);
     if (req.method !== 'GET' && !head) return this.send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', false, { allow: 'GET, HEAD' });
     if (this.auth && (this.o.protectAll || !OPEN_PATHS.has(path))) {
@@ -170,9 +178,9 @@ export class OpsServer {
         return this.json(res, r.ready ? 200 : 503, r, head);
       }
       case '/assets':
-        return this.json(res, 200, await this.o.assets(), head);
+        return this.json(res, 200, await this.o.assets!(), head);
       case '/api/summary':
-        return this.json(res, 200, await this.o.summary(), head);
+        return this.json(res, 200, await this.o.summary!(), head);
       case '/api/events':
         if (!this.o.events) return this.send(res, 404, 'text/plain; charset=utf-8', 'not found\n', head);
         return this.json(res, 200, this.o.events(eventQueryFromParams(params)), head);

@@ -64,15 +64,19 @@ export function parseRsaKeySpec(arg: string): RsaKeySpec {
   return { path: arg };
 }
 
+const STOPPED: unique symbol = Symbol('stopped');
+
 /**
  * Reads a capture file (or stdin for '-') in 1 MiB chunks into a CaptureReader, awaiting
  * `afterChunk` between chunks (back-pressure). Read and format errors become one-line
- * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged.
+ * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged. When
+ * `stop` resolves, reading ends as at EOF (a record cut short is counted as 'capture_truncated').
  */
-export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void): Promise<void> {
+export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void, stop?: Promise<unknown>): Promise<void> {
   const name = capture === '-' ? 'stdin' : capture;
   const input = capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 });
   const chunks = input[Symbol.asyncIterator]();
+  let stopped = false;
   const inputError = (e: unknown): unknown => {
     if (e instanceof CaptureFormatError) return new InputError(`${name}: ${e.message}`);
     const code = (e as NodeJS.ErrnoException).code;
@@ -81,7 +85,14 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
   try {
     for (;;) {
       try {
-        const r = await chunks.next();
+        // `stop` (SIGTERM of a live pipe) ends the input like EOF does.
+        const r = stop ? await Promise.race([chunks.next(), stop.then((): typeof STOPPED => STOPPED)]) : await chunks.next();
+        if (r === STOPPED) {
+          // a pending next() would hold return() back until the next chunk: close the input instead
+          stopped = true;
+          input.destroy();
+          break;
+        }
         if (r.done) break;
         reader.push(r.value as Buffer);
       } catch (e) {
@@ -95,7 +106,7 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
       throw inputError(e);
     }
   } finally {
-    await chunks.return?.();
+    if (!stopped) await chunks.return?.();
   }
   if (reader.format === undefined) throw new InputError(`${name}: empty input, not a pcap or pcapng file`);
   const short = reader.headerShortfall;

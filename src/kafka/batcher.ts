@@ -1,0 +1,357 @@
+/**
+ * The packets-topic producer side shared by `publish pcap` (files and live pipes) and `publish
+ * mirror`: packets in, pcap-stream records (formats.ts, CONTRACT.md) out, per partition and sensor.
+ *
+ *   add(partition, packet, sensor) -> the partition's PcapStreamBuilder
+ *     a builder becomes a record when it reaches --batch-bytes, or --linger-ms after its first
+ *     packet (so a trickle of live packets is out within the linger, not when a batch fills)
+ *   records wait in one FIFO queue; one send is in flight at a time (the idempotent producer keeps
+ *     one request in flight anyway), taking at most one record per partition so every partition's
+ *     record batch stays under the broker's message size and per-partition order is kept.
+ *
+ * Memory: every byte held (builders, queue, the send in flight) counts against maxBufferBytes.
+ * `add` refuses a packet that would exceed it (the caller drops and counts it, or waits with
+ * `room()` when its input can wait, like a pipe).
+ *
+ * Kafka failures: with `onKafkaError: 'fail'` (publishing a file) the first failure rejects
+ * `flush()`; with 'reconnect' (live input) transient failures are retried without limit with a
+ * fresh producer (0.5 s doubling to 30 s) while the buffer fills and then drops; records Kafka
+ * refuses for good (too large, not authorised) are dropped and counted.
+ */
+import { isTransientKafkaError, type KafkaClient, type OutRecord, type Producer, type ProducerOptions } from './adapter.js';
+import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
+import { log } from './log.js';
+import type { RawPacket } from '../types.js';
+
+/** Why packets were not published (metric label `cause`). */
+export type DropCause = 'buffer_full' | 'kafka_unavailable' | 'kafka_rejected' | 'shutdown';
+
+export interface BatcherOptions {
+  topic: string;
+  partitions: number;
+  /** A partition's record is closed at this size. */
+  batchBytes: number;
+  /** Longest a packet waits in a builder before its record is queued. */
+  lingerMs: number;
+  /** Bytes held at most (builders + queue + in flight). */
+  maxBufferBytes: number;
+  onKafkaError: 'fail' | 'reconnect';
+  /**
+   * 'refuse' (live receivers): add() refuses what does not fit. 'allow' (inputs that can wait):
+   * add() always takes the packet and the caller awaits room() between input chunks, so the
+   * buffer overshoots by one chunk at most.
+   */
+  overflow?: 'refuse' | 'allow';
+  producer?: ProducerOptions;
+  /** Bytes of one produce request at most (several partitions' records). */
+  maxSendBytes?: number;
+  /** Each acknowledged record: seconds from its first packet's arrival to the acknowledgement. */
+  observeLatency?: (seconds: number) => void;
+}
+
+export interface BatcherStats {
+  /** Packets accepted by add(). */
+  packets: number;
+  /** Packets and records acknowledged by Kafka. */
+  publishedPackets: number;
+  publishedRecords: number;
+  publishedBytes: number;
+  perPartition: number[];
+  drops: Record<DropCause, number>;
+  /** Bytes held now. */
+  bufferedBytes: number;
+  /** Failed sends that were retried. */
+  sendRetries: number;
+  /** False from a transient send failure until the next successful send. */
+  connected: boolean;
+}
+
+interface Queued {
+  rec: OutRecord;
+  partition: number;
+  bytes: number;
+  packets: number;
+  /** performance.now() of the first packet. */
+  firstAt: number;
+}
+
+/** One line per key per minute at most; the next one says how many were left out. */
+export class RateLimitedLog {
+  private readonly seen = new Map<string, { at: number; suppressed: number }>();
+  constructor(private readonly everyMs = 60_000) {}
+
+  log(level: 'info' | 'warn' | 'error', key: string, msg: string, fields: Record<string, unknown> = {}): void {
+    const now = Date.now();
+    const prev = this.seen.get(key);
+    if (prev && now - prev.at < this.everyMs) {
+      prev.suppressed++;
+      return;
+    }
+    this.seen.set(key, { at: now, suppressed: 0 });
+    log(level, msg, prev?.suppressed ? { ...fields, suppressed: prev.suppressed } : fields);
+  }
+}
+
+export class PartitionBatcher {
+  readonly stats: BatcherStats;
+  private readonly builders = new Map<string, PcapStreamBuilder[]>();
+  private readonly firstAt = new Map<PcapStreamBuilder, number>();
+  private queue: Queued[] = [];
+  private inflight: Queued[] = [];
+  private producer: Producer | undefined;
+  private sending: Promise<void> | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private failure: unknown;
+  private closed = false;
+  private roomWaiters: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private readonly rl = new RateLimitedLog();
+  private readonly maxSendBytes: number;
+
+  constructor(
+    private readonly client: KafkaClient,
+    private readonly o: BatcherOptions,
+    producer?: Producer,
+  ) {
+    this.producer = producer;
+    this.maxSendBytes = o.maxSendBytes ?? 16 << 20;
+    this.stats = {
+      packets: 0, publishedPackets: 0, publishedRecords: 0, publishedBytes: 0,
+      perPartition: new Array(o.partitions).fill(0),
+      drops: { buffer_full: 0, kafka_unavailable: 0, kafka_rejected: 0, shutdown: 0 },
+      bufferedBytes: 0, sendRetries: 0, connected: true,
+    };
+  }
+
+  /**
+   * Takes one packet for `partition`; false (nothing held) when the buffer has no room for it.
+   * The packet's bytes are copied.
+   */
+  add(partition: number, p: RawPacket, sensor = ''): boolean {
+    const size = 16 + p.data.length + 24;
+    if (this.o.overflow !== 'allow' && this.stats.bufferedBytes + size > this.o.maxBufferBytes) return false;
+    let bs = this.builders.get(sensor);
+    if (!bs) {
+      bs = Array.from({ length: this.o.partitions }, () => new PcapStreamBuilder());
+      this.builders.set(sensor, bs);
+    }
+    const b = bs[partition];
+    if (b.count && b.linktype !== p.linktype) this.seal(b, partition, sensor);
+    const before = b.bytes;
+    if (b.count === 0) {
+      this.firstAt.set(b, performance.now());
+      this.armLinger();
+    }
+    b.add(p);
+    this.stats.bufferedBytes += b.bytes - before;
+    this.stats.packets++;
+    if (b.bytes >= this.o.batchBytes) this.seal(b, partition, sensor);
+    return true;
+  }
+
+  /** Counts packets the caller could not hand over (buffer full), by the cause that applies now. */
+  drop(n = 1): DropCause {
+    const cause: DropCause = this.stats.connected ? 'buffer_full' : 'kafka_unavailable';
+    this.stats.drops[cause] += n;
+    this.rl.log('warn', `drop:${cause}`, 'packets dropped: buffer full', { cause, maxBufferBytes: this.o.maxBufferBytes, dropped: this.stats.drops[cause] });
+    return cause;
+  }
+
+  /** A record of another form (e.g. a Metron frame) for `partition`; counted as one packet. */
+  addRecord(partition: number, rec: OutRecord): boolean {
+    const bytes = (rec.value as Buffer).length + 64;
+    if (this.o.overflow !== 'allow' && this.stats.bufferedBytes + bytes > this.o.maxBufferBytes) return false;
+    this.stats.bufferedBytes += bytes;
+    this.stats.packets++;
+    this.enqueue({ rec: { ...rec, partition }, partition, bytes, packets: 1, firstAt: performance.now() });
+    return true;
+  }
+
+  /** Sends records to another topic through the same producer (e.g. key-log lines of a pcapng). */
+  async sendOther(topic: string, records: OutRecord[]): Promise<void> {
+    this.producer ??= await this.client.producer(this.o.producer);
+    await this.producer.send(topic, records);
+  }
+
+  /** Resolves once the buffer is at most half full (for inputs that can wait). */
+  room(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.stats.bufferedBytes <= this.o.maxBufferBytes / 2) return Promise.resolve();
+    return new Promise((r) => this.roomWaiters.push(r));
+  }
+
+  /** Closes every builder now and resolves when everything queued is acknowledged (or dropped). */
+  async flush(): Promise<void> {
+    this.closeAll();
+    if (this.failure === undefined && (this.queue.length || this.sending)) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Flushes (bounded by timeoutMs for live input: what is still held then is dropped as
+   * 'shutdown') and closes the producer.
+   */
+  async close(timeoutMs = Infinity): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.flush(),
+        ...(Number.isFinite(timeoutMs) ? [new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))] : []),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.closed = true;
+      if (this.lingerTimer) clearTimeout(this.lingerTimer);
+      let left = 0;
+      for (const q of [...this.queue, ...this.inflight]) left += q.packets;
+      if (left) {
+        this.stats.drops.shutdown += left;
+        log('warn', 'packets not delivered at shutdown', { topic: this.o.topic, packets: left });
+      }
+      this.queue = [];
+      await this.producer?.close().catch(() => {});
+      this.producer = undefined;
+    }
+  }
+
+  /** Turns a builder's packets into a queued record. */
+  private seal(builder: PcapStreamBuilder, partition: number, sensor: string): void {
+    if (!builder.count) return;
+    const packets = builder.count;
+    const bytes = builder.bytes;
+    const firstAt = this.firstAt.get(builder) ?? performance.now();
+    this.firstAt.delete(builder);
+    const headers: Record<string, string> = { 'content-type': PCAP_CONTENT_TYPE };
+    if (sensor) headers.sensor = sensor;
+    this.enqueue({ rec: { partition, value: builder.take(), headers }, partition, bytes, packets, firstAt });
+  }
+
+  private closeAll(): void {
+    for (const [sensor, bs] of this.builders) for (let i = 0; i < bs.length; i++) this.seal(bs[i], i, sensor);
+  }
+
+  private armLinger(): void {
+    if (this.lingerTimer || this.closed) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      const now = performance.now();
+      let pending = false;
+      for (const [sensor, bs] of this.builders) {
+        for (let i = 0; i < bs.length; i++) {
+          const at = this.firstAt.get(bs[i]);
+          if (at === undefined) continue;
+          if (now - at >= this.o.lingerMs - 1) this.seal(bs[i], i, sensor);
+          else pending = true;
+        }
+      }
+      if (pending) this.armLinger();
+    }, this.o.lingerMs);
+  }
+
+  private enqueue(q: Queued): void {
+    this.queue.push(q);
+    if (this.sending || this.closed) return;
+    this.sending = this.sendLoop().finally(() => {
+      this.sending = undefined;
+      this.wakeIdle();
+    });
+  }
+
+  private wakeIdle(): void {
+    if (this.sending || (this.queue.length && this.failure === undefined && !this.closed)) return;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+
+  private released(bytes: number): void {
+    this.stats.bufferedBytes -= bytes;
+    if (this.stats.bufferedBytes <= this.o.maxBufferBytes / 2 && this.roomWaiters.length) {
+      const w = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Takes the next request: queue order, at most one record per partition, maxSendBytes. */
+  private take(): Queued[] {
+    const batch: Queued[] = [];
+    const rest: Queued[] = [];
+    const used = new Set<number>();
+    let bytes = 0;
+    for (const q of this.queue) {
+      if (!used.has(q.partition) && (batch.length === 0 || bytes + q.bytes <= this.maxSendBytes)) {
+        used.add(q.partition);
+        batch.push(q);
+        bytes += q.bytes;
+      } else {
+        rest.push(q);
+      }
+    }
+    this.queue = rest;
+    return batch;
+  }
+
+  private async sendLoop(): Promise<void> {
+    while (this.queue.length && this.failure === undefined && !this.closed) {
+      const batch = this.take();
+      this.inflight = batch;
+      await this.sendBatch(batch);
+      this.inflight = [];
+      let bytes = 0;
+      for (const q of batch) bytes += q.bytes;
+      this.released(bytes);
+    }
+  }
+
+  private async sendBatch(batch: Queued[]): Promise<void> {
+    const records = batch.map((q) => q.rec);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.producer ??= await this.client.producer(this.o.producer);
+        await this.producer.send(this.o.topic, records);
+        const now = performance.now();
+        for (const q of batch) {
+          this.stats.publishedPackets += q.packets;
+          this.stats.publishedRecords++;
+          this.stats.publishedBytes += q.bytes;
+          this.stats.perPartition[q.partition] += q.packets;
+          this.o.observeLatency?.((now - q.firstAt) / 1000);
+        }
+        if (!this.stats.connected) log('info', 'packets producer recovered', { topic: this.o.topic, attempts: attempt });
+        this.stats.connected = true;
+        return;
+      } catch (e) {
+        if (this.o.onKafkaError === 'fail') {
+          this.failure = e;
+          this.wakeAll();
+          return;
+        }
+        if (!isTransientKafkaError(e)) {
+          let packets = 0;
+          for (const q of batch) packets += q.packets;
+          this.stats.drops.kafka_rejected += packets;
+          this.rl.log('error', 'kafka_rejected', 'Kafka refused packets records, dropped', { topic: this.o.topic, packets, error: e as Error });
+          return;
+        }
+        this.stats.connected = false;
+        this.stats.sendRetries++;
+        const delayMs = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 6));
+        this.rl.log('warn', 'kafka_unavailable', 'cannot produce packets (Kafka unavailable?), retrying', { topic: this.o.topic, attempt, retryInMs: delayMs, error: e as Error });
+        const old = this.producer;
+        this.producer = undefined;
+        await old?.close().catch(() => {});
+        if (this.closed) return;
+        await new Promise((r) => setTimeout(r, delayMs));
+        if (this.closed) return;
+      }
+    }
+  }
+
+  private wakeAll(): void {
+    const w = [...this.roomWaiters, ...this.idleWaiters];
+    this.roomWaiters = [];
+    this.idleWaiters = [];
+    for (const f of w) f();
+  }
+}

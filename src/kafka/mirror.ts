@@ -1,0 +1,294 @@
+/**
+ * `tlsdecrypt publish mirror`: a VXLAN / Geneve mirror receiver. UDP datagrams from a mirror
+ * session (AWS VPC Traffic Mirroring, Gateway Load Balancer, Tencent/Alibaba Cloud mirroring,
+ * Linux `tc ... action mirred` into a vxlan device) are decapsulated (headers checked, see
+ * src/decode/mirrorDecap.ts) and their inner packets go to the packets topic exactly as
+ * `publish pcap` puts them there: pcap-stream records, partition = direction-independent flow
+ * hash (partitionOfDecoded), so `run` reads them unchanged.
+ *
+ *   socket(s) --datagram--> decapsulate --inner frame--> decode (partition, not-IP check)
+ *     --> PartitionBatcher (per partition and sensor; linger, byte bound, memory bound)
+ *     --> Kafka (reconnects by itself; what does not fit is dropped and counted by cause)
+ *
+ * The sensor header is `vni-N@SENDER` (the mirror session's VNI and the sender's address) unless
+ * --sensor names one. Kernel-side drops (socket receive buffer overflows) come from the drops
+ * column of /proc/net/udp[6] for the sockets' inodes. Metrics: src/kafka/publishMetrics.ts.
+ */
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
+import { decodePacket, newDecodedPacket } from '../decode/index.js';
+import { decapsulate, newDecapsulated, type DecapErrorKind, type MirrorEncap } from '../decode/mirrorDecap.js';
+import { InputError } from '../pipeline/replay.js';
+import type { RawPacket } from '../types.js';
+import type { KafkaClient } from './adapter.js';
+import { PartitionBatcher, RateLimitedLog, type BatcherStats } from './batcher.js';
+import { log } from './log.js';
+import { openPacketsTopic, partitionOfDecoded } from './publish.js';
+
+export interface MirrorListen {
+  host: string;
+  port: number;
+  encap: MirrorEncap;
+}
+
+export interface MirrorOptions {
+  listen: MirrorListen[];
+  topic: string;
+  /** Partitions when the topic has to be created. */
+  partitions: number;
+  /** Only this VNI is published (others counted as filtered). */
+  vni?: number;
+  sensor?: string;
+  /** SO_RCVBUF asked for (Linux caps it at net.core.rmem_max and doubles it). */
+  rcvbufBytes?: number;
+  lingerMs: number;
+  batchBytes: number;
+  maxBufferBytes: number;
+  compression?: 'none' | 'gzip';
+  /** Resolves to stop (default: SIGINT/SIGTERM). */
+  stopSignal?: Promise<void>;
+  /** How long a stop waits for Kafka to take what is buffered (default 10 s). */
+  flushTimeoutMs?: number;
+  /** Kernel drop polling interval (default 2 s). */
+  kernelPollMs?: number;
+  onStarted?: (r: MirrorReceiver) => void;
+  observeLatency?: (seconds: number) => void;
+}
+
+export interface MirrorStats {
+  datagrams: Record<string, number>;
+  /** UDP payload bytes per listen address. */
+  bytes: Record<string, number>;
+  decapErrors: Partial<Record<DecapErrorKind | 'inner_not_ip', number>>;
+  vniFiltered: number;
+  /** Inner packets handed to the batcher. */
+  packets: number;
+  /** Geneve options skipped (not critical). */
+  geneveOptionsSkipped: number;
+  /** Datagrams the kernel dropped (socket buffer full) since the receiver started. */
+  kernelDrops: number;
+}
+
+export interface MirrorResult {
+  mirror: MirrorStats;
+  publish: BatcherStats;
+  partitions: number;
+}
+
+/** "HOST:PORT" / "[v6]:PORT" → parts; InputError when it is not one. */
+export function parseListen(s: string, encap: 'auto' | MirrorEncap): MirrorListen {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^\s:[\]]+):(\d{1,5})$/.exec(s);
+  if (!m) throw new InputError(`--listen: '${s.slice(0, 80)}' is not HOST:PORT (IPv6 as [ADDR]:PORT)`);
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new InputError(`--listen: port ${port} out of range in '${s.slice(0, 80)}'`);
+  let e: MirrorEncap;
+  if (encap !== 'auto') e = encap;
+  else if (port === 4789) e = 'vxlan';
+  else if (port === 6081) e = 'geneve';
+  else throw new InputError(`--listen ${s.slice(0, 80)}: --encap auto knows 4789 (VXLAN) and 6081 (Geneve) only; give --encap vxlan or --encap geneve`);
+  return { host: m[1], port, encap: e };
+}
+
+/** Inode numbers of this process's sockets (from /proc/self/fd). */
+function ownSocketInodes(): Set<string> {
+  const out = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const l = readlinkSync(`/proc/self/fd/${fd}`);
+      if (l.startsWith('socket:[')) out.add(l.slice(8, -1));
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+/**
+ * Kernel drops of the given local UDP ports' sockets owned by this process: the last column of
+ * /proc/net/udp and /proc/net/udp6 (sk_drops: receive buffer full and the like). undefined when
+ * /proc is not there (not Linux).
+ */
+export function kernelUdpDrops(ports: number[]): number | undefined {
+  let inodes: Set<string>;
+  try {
+    inodes = ownSocketInodes();
+  } catch {
+    return undefined;
+  }
+  let total = 0;
+  let seen = false;
+  for (const f of ['/proc/net/udp', '/proc/net/udp6']) {
+    let text: string;
+    try {
+      text = readFileSync(f, 'latin1');
+    } catch {
+      continue;
+    }
+    seen = true;
+    const lines = text.split('\n');
+    for (let i = 1; i < lines.length; i++) {
+      const c = lines[i].trim().split(/\s+/);
+      if (c.length < 13) continue;
+      const port = parseInt(c[1].slice(c[1].lastIndexOf(':') + 1), 16);
+      if (!ports.includes(port) || !inodes.has(c[9])) continue;
+      total += Number(c[c.length - 1]) || 0;
+    }
+  }
+  return seen ? total : undefined;
+}
+
+export class MirrorReceiver {
+  readonly stats: MirrorStats = { datagrams: {}, bytes: {}, decapErrors: {}, vniFiltered: 0, packets: 0, geneveOptionsSkipped: 0, kernelDrops: 0 };
+  readonly sockets: Socket[] = [];
+  private readonly decap = newDecapsulated();
+  private readonly decoded = newDecodedPacket();
+  private readonly sensors = new Map<string, Map<number, string>>();
+  private readonly rl = new RateLimitedLog();
+  private readonly ignore = { anomaly() {} };
+  private kernelBase: number | undefined;
+  private readonly ports: number[] = [];
+  private kernelTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly batcher: PartitionBatcher,
+    private readonly o: MirrorOptions,
+    private readonly partitions: number,
+  ) {}
+
+  /** Binds every --listen; rejects with an InputError naming the address that failed. */
+  async bind(): Promise<void> {
+    for (const l of this.o.listen) {
+      const hostPart = l.host.includes(':') ? `[${l.host}]` : l.host;
+      const s = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4', ...(this.o.rcvbufBytes ? { recvBufferSize: this.o.rcvbufBytes } : {}) });
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', (e: NodeJS.ErrnoException) => reject(new InputError(`--listen ${hostPart}:${l.port}: cannot bind (${e.code ?? e.message})`)));
+        s.bind(l.port, l.host, () => resolve());
+      });
+      s.removeAllListeners('error');
+      const port = s.address().port; // port 0: the one the kernel chose
+      const name = `${hostPart}:${port}`;
+      this.ports.push(port);
+      this.stats.datagrams[name] = 0;
+      this.stats.bytes[name] = 0;
+      s.on('error', (e) => this.rl.log('error', `socket:${name}`, 'mirror socket error', { listen: name, error: e }));
+      const encap = l.encap;
+      s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo, name, encap));
+      this.sockets.push(s);
+      log('info', 'mirror receiver listening', { listen: name, encap, rcvbuf: s.getRecvBufferSize() });
+    }
+    this.pollKernel();
+    this.kernelTimer = setInterval(() => this.pollKernel(), this.o.kernelPollMs ?? 2000);
+    this.kernelTimer.unref();
+  }
+
+  private pollKernel(): void {
+    const d = kernelUdpDrops(this.ports);
+    if (d === undefined) return;
+    if (this.kernelBase === undefined) this.kernelBase = d;
+    const now = d - this.kernelBase;
+    if (now > this.stats.kernelDrops) {
+      this.rl.log('warn', 'kernel', 'the kernel dropped mirror datagrams (socket receive buffer full: raise --rcvbuf / net.core.rmem_max)', { dropped: now });
+      this.stats.kernelDrops = now;
+    }
+  }
+
+  private sensorOf(vni: number, address: string): string {
+    let byVni = this.sensors.get(address);
+    if (!byVni) {
+      if (this.sensors.size > 10_000) this.sensors.clear();
+      byVni = new Map();
+      this.sensors.set(address, byVni);
+    }
+    let s = byVni.get(vni);
+    if (s === undefined) {
+      s = `vni-${vni}@${address}`;
+      byVni.set(vni, s);
+    }
+    return s;
+  }
+
+  private error(kind: DecapErrorKind | 'inner_not_ip', rinfo: RemoteInfo): void {
+    const n = (this.stats.decapErrors[kind] ?? 0) + 1;
+    this.stats.decapErrors[kind] = n;
+    this.rl.log('warn', `decap:${kind}`, 'mirror datagram skipped', { kind, sender: rinfo.address, count: n });
+  }
+
+  /** One datagram (also the entry point for tests and benches without a socket). */
+  onDatagram(msg: Buffer, rinfo: RemoteInfo, listen: string, encap: MirrorEncap): void {
+    this.stats.datagrams[listen]++;
+    this.stats.bytes[listen] += msg.length;
+    const d = this.decap;
+    const err = decapsulate(encap, msg, d);
+    if (err !== null) return this.error(err, rinfo);
+    if (this.o.vni !== undefined && d.vni !== this.o.vni) {
+      this.stats.vniFiltered++;
+      return;
+    }
+    this.stats.geneveOptionsSkipped += d.optionsSkipped;
+    const ms = performance.timeOrigin + performance.now();
+    const sec = Math.floor(ms / 1000);
+    const inner = msg.subarray(d.offset);
+    const p: RawPacket = { linktype: d.linktype, ts: { sec, nsec: Math.floor((ms - sec * 1000) * 1e6) }, data: inner, origLen: inner.length, ifIndex: 0 };
+    const outcome = decodePacket(p, this.decoded, this.ignore);
+    if (outcome === 'not_ip' || outcome === 'unsupported_link') return this.error('inner_not_ip', rinfo);
+    const part = partitionOfDecoded(outcome, this.decoded, this.partitions);
+    this.stats.packets++;
+    if (!this.batcher.add(part, p, this.o.sensor ?? this.sensorOf(d.vni, rinfo.address))) this.batcher.drop();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.kernelTimer);
+    this.pollKernel();
+    await Promise.all(this.sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+}
+
+/** Runs the receiver until the stop signal; resolves with what it did (exit 0). */
+export async function publishMirror(client: KafkaClient, o: MirrorOptions): Promise<MirrorResult> {
+  const { producer, partitions } = await openPacketsTopic(client, o.topic, o.partitions, { compression: o.compression });
+  const batcher = new PartitionBatcher(client, {
+    topic: o.topic,
+    partitions,
+    batchBytes: o.batchBytes,
+    lingerMs: o.lingerMs,
+    maxBufferBytes: o.maxBufferBytes,
+    onKafkaError: 'reconnect',
+    overflow: 'refuse',
+    producer: { compression: o.compression },
+    observeLatency: o.observeLatency,
+  }, producer);
+  const rx = new MirrorReceiver(batcher, o, partitions);
+  let onSig: (() => void) | undefined;
+  let stop = o.stopSignal;
+  if (!stop) {
+    stop = new Promise<void>((r) => (onSig = r));
+    process.once('SIGINT', onSig!);
+    process.once('SIGTERM', onSig!);
+  }
+  try {
+    await rx.bind();
+    o.onStarted?.(rx);
+    await stop;
+  } finally {
+    if (onSig) {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    }
+    await rx.close();
+    await batcher.close(o.flushTimeoutMs ?? 10_000);
+  }
+  return { mirror: rx.stats, publish: batcher.stats, partitions };
+}
+
+export function describeMirrorResult(r: MirrorResult, o: MirrorOptions): string {
+  const dg = Object.values(r.mirror.datagrams).reduce((a, b) => a + b, 0);
+  let s = `tlsdecrypt: received ${dg} datagrams, published ${r.publish.publishedPackets} packets in ${r.publish.publishedRecords} records to ${o.topic} (${r.partitions} partitions)`;
+  const errs = Object.entries(r.mirror.decapErrors).map(([k, v]) => `${k} ${v}`).join(', ');
+  if (errs) s += `; skipped: ${errs}`;
+  if (r.mirror.vniFiltered) s += `; other VNIs ${r.mirror.vniFiltered}`;
+  const drops = Object.entries(r.publish.drops).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`);
+  if (r.mirror.kernelDrops) drops.push(`kernel_socket_buffer ${r.mirror.kernelDrops}`);
+  if (drops.length) s += `; dropped: ${drops.join(', ')}`;
+  return s + '\n';
+}
