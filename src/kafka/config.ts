@@ -79,7 +79,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('saslPassword', 'string', undefined, 'SASL password (prefer the environment variable)', { secret: true }),
   S('quiet', 'bool', false, 'no summary line at exit'),
   // ops: metrics/status server, resource governor, assets (src/ops/options.ts)
-  ...OPS_RUN_OPTIONS.map((o): Spec => ({ key: o.key, flag: o.flag, kind: o.kind, help: o.help, min: o.min, max: o.max, def: o.def })),
+  ...OPS_RUN_OPTIONS.map((o): Spec => ({ key: o.key, flag: o.flag, kind: o.kind, help: o.help, min: o.min, max: o.max, def: o.def, values: o.values })),
 ];
 
 export function envName(s: Spec): string {
