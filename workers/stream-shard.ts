@@ -8,7 +8,7 @@
 import { workerData } from 'node:worker_threads';
 import { readBatch } from '../src/pipeline/batch.js';
 import { InOrder } from '../src/pipeline/inOrder.js';
-import { ShardCore, type SensorRun, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from '../src/kafka/shards.js';
+import { ShardCore, type OriginRun, type SensorRun, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from '../src/kafka/shards.js';
 import type { CaptureSink, RawPacket } from '../src/types.js';
 
 let core: ShardCore | undefined;
@@ -17,7 +17,8 @@ const order = new InOrder<StreamShardTask>();
 
 function execute(c: ShardCore, task: StreamShardTask): void {
   if (task.kind === 'batch') {
-    if (task.data) readBatch(task.data, task.sensors ? withSensors(c, task.sensors) : c);
+    if (task.data) readBatch(task.data, task.sensors || task.origins ? withRuns(c, task.sensors ?? [], task.origins ?? []) : c);
+    if (task.revoke) c.watermark.revoke(task.revoke);
     if (task.tick) c.tick(task.tick);
   } else if (task.kind === 'finish') {
     c.finish();
@@ -49,14 +50,22 @@ export default function run(task: StreamShardTask): StreamShardResult {
   };
 }
 
-/** Restores each packet's sensor name from the task's runs (entry indices count secrets too). */
-function withSensors(c: ShardCore, runs: SensorRun[]): CaptureSink {
+/**
+ * Restores each packet's sensor name and its packets-topic record (the watermark's origin) from the
+ * task's runs (entry indices count secrets too).
+ */
+function withRuns(c: ShardCore, runs: SensorRun[], origins: OriginRun[]): CaptureSink {
   let idx = 0;
   let ri = 0;
+  let oi = 0;
   let sensor: string | undefined;
   return {
     packet(p: RawPacket) {
       while (ri < runs.length && runs[ri].from <= idx) sensor = runs[ri++].sensor;
+      while (oi < origins.length && origins[oi].from <= idx) {
+        const o = origins[oi++];
+        c.watermark.at(o.partition, o.offset, o.pos);
+      }
       idx++;
       if (sensor !== undefined) p.sensor = sensor;
       c.packet(p);

@@ -16,6 +16,14 @@ import type { OpsOptions } from '../ops/index.js';
 
 type Kind = 'string' | 'list' | 'int' | 'bool' | 'enum';
 
+/**
+ * Replay window defaults (README "Scaling out and in", bench/RESULTS.md): well below the TCP idle
+ * timeout (300 s), because a partition re-read after a takeover runs up to the window behind the
+ * engine's capture clock; and a byte bound whose re-read takes a few seconds per partition.
+ */
+export const DEFAULT_REPLAY_WINDOW_SEC = 120;
+export const DEFAULT_REPLAY_MAX_BYTES = 256 * 1024 * 1024;
+
 interface Spec {
   key: string; // camelCase config-file key
   flag: string; // kebab-case flag name
@@ -55,6 +63,9 @@ export const RUN_OPTIONS: Spec[] = [
   S('maxRecordBytes', 'int', 64 << 20, 'largest packets-topic record processed (larger: counted, skipped)', { min: 1024, max: 1 << 30 }),
   S('maxBytesPerPartition', 'int', 4 << 20, 'fetch size per partition (a fetch asks for max(8 MiB, this) in all)', { min: 1024, max: 1 << 30 }),
   S('sessionTimeoutMs', 'int', 30_000, 'consumer group session timeout (ms)', { min: 6000, max: 1_800_000 }),
+  S('replayWindow', 'int', DEFAULT_REPLAY_WINDOW_SEC, "capture-time seconds an open flow holds its partition's offset commit back, so that a new owner re-reads it from its first packet (0 = off: open flows are lost at a rebalance or crash)", { min: 0, max: 86400 }),
+  S('replayMaxBytes', 'int', DEFAULT_REPLAY_MAX_BYTES, "bytes of a partition's records an open flow may hold its offset commit back (the most a new owner re-reads per partition)", { min: 1 << 20, max: 2 ** 50 }),
+  S('finishOnStop', 'bool', false, 'at SIGTERM/SIGINT close every open flow (truncated sessions) and commit past them instead of leaving them to the re-read: for the last instance of a finite topic'),
   S('eventsPartitions', 'int', 8, 'partitions when the events topic has to be created', { min: 1, max: 10000 }),
   S('secretsPartitions', 'int', 1, 'partitions when the secrets topic has to be created', { min: 1, max: 10000 }),
   S('createTopics', 'bool', true, 'create missing secrets/events topics'),
@@ -81,7 +92,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('saslPassword', 'string', undefined, 'SASL password (prefer the environment variable)', { secret: true }),
   S('quiet', 'bool', false, 'no summary line at exit'),
   // ops: metrics/status server, resource governor, assets (src/ops/options.ts)
-  ...OPS_RUN_OPTIONS.map((o): Spec => ({ key: o.key, flag: o.flag, kind: o.kind, help: o.help, min: o.min, max: o.max, def: o.def, secret: o.secret })),
+  ...OPS_RUN_OPTIONS.map((o): Spec => ({ key: o.key, flag: o.flag, kind: o.kind, help: o.help, min: o.min, max: o.max, def: o.def, secret: o.secret, values: o.values })),
 ];
 
 export function envName(s: Spec): string {
@@ -106,6 +117,11 @@ export interface RunConfig {
   maxRecordBytes: number;
   maxBytesPerPartition: number;
   sessionTimeoutMs: number;
+  /** Replay low watermark: capture-time window (s, 0 = off) and byte bound per partition. */
+  replayWindowSec: number;
+  replayMaxBytes: number;
+  /** Close every open flow at a clean stop (else they are left to the next owner's re-read). */
+  finishOnStop: boolean;
   eventsPartitions: number;
   secretsPartitions: number;
   createTopics: boolean;
@@ -252,6 +268,12 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
   if (vals.tcpIdleTimeout !== undefined) tcp.idleTimeoutSec = vals.tcpIdleTimeout;
   if (vals.tcpClosedTimeout !== undefined) tcp.closedTimeoutSec = vals.tcpClosedTimeout;
   if (vals.maxFlows !== undefined) tcp.maxFlows = vals.maxFlows;
+  const idle = (tcp.idleTimeoutSec as number | undefined) ?? 300;
+  if ((vals.replayWindow as number) >= idle) {
+    // the default follows a shorter idle timeout; a window given explicitly must fit
+    if (vals.replayWindow === DEFAULT_REPLAY_WINDOW_SEC) vals.replayWindow = Math.floor(idle / 2);
+    else throw new InputError(`--replay-window ${vals.replayWindow} must be below the TCP idle timeout (${idle} s): a re-read partition runs up to the window behind the capture clock`);
+  }
   let ops: OpsOptions;
   try {
     ops = opsOptionsFromValues(vals, configFile);
@@ -276,6 +298,9 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     maxRecordBytes: vals.maxRecordBytes as number,
     maxBytesPerPartition: vals.maxBytesPerPartition as number,
     sessionTimeoutMs: vals.sessionTimeoutMs as number,
+    replayWindowSec: vals.replayWindow as number,
+    replayMaxBytes: vals.replayMaxBytes as number,
+    finishOnStop: vals.finishOnStop as boolean,
     eventsPartitions: vals.eventsPartitions as number,
     secretsPartitions: vals.secretsPartitions as number,
     createTopics: vals.createTopics as boolean,

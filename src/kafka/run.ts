@@ -6,16 +6,20 @@
  *   secrets topic --(all partitions, outside the group, look-back)--> every shard's SecretsStore
  *
  * Delivery: at-least-once. Each consumed batch becomes a "ticket" holding the engine's output for
- * it and the offset after its last record. Tickets are delivered strictly in order: events are
- * produced (and acknowledged by all in-sync replicas), then the batch's offset is committed. A
- * crash therefore re-delivers at most the batches whose events were not acknowledged; their events
- * are produced again with the same deterministic event.id (consumers de-duplicate on it).
+ * it and, per partition read so far, the offset it may commit. Tickets are delivered strictly in
+ * order: events are produced (and acknowledged by all in-sync replicas), then the offsets are
+ * committed. A crash therefore re-delivers at most what was not committed; its events are produced
+ * again with the same deterministic event.id (consumers de-duplicate on it).
  *
- * Flows still open at commit time hold state built from already-committed records: after a crash
- * (or a rebalance that moves the partition) those flows are lost — their remaining packets start
- * "mid-connection" flows on the new owner, which cannot decrypt them (no handshake) and report
- * them as such. A clean stop (SIGTERM/SIGINT) does not lose them: it finishes every flow, produces
- * the resulting events, then exits.
+ * Replay low watermark (src/kafka/watermark.ts, --replay-window, --replay-max-bytes): a partition is
+ * never committed past the first record of a flow still open on it. A new owner (after a rebalance
+ * or a crash) re-reads from there and rebuilds every open connection from its first packet; a flow
+ * older than the window is released (counted `flow_replay_released`; the new owner reports it as
+ * `missing_handshake`). When a rebalance takes partitions away, their open flows are muted here
+ * (they emit nothing more: the new owner emits their complete events). A clean stop (SIGTERM/SIGINT)
+ * delivers and commits what is complete and leaves open flows to the re-read (--finish-on-stop, or
+ * --replay-window 0, closes them instead). Events this instance already delivered are not sent
+ * again when it re-reads a partition it got back (event ids remembered, bounded).
  *
  * Capture time drives timeouts: after every batch each shard gets tick(max capture time seen).
  */
@@ -50,6 +54,12 @@ export interface RunCounters {
   redelivered: number;
   /** Offset commits not sent because the partition had moved to another member meanwhile. */
   commitsSkipped: number;
+  /** Records re-read from a partition this instance had read before (it got the partition back). */
+  reread: number;
+  /** Records not fed because their partition had moved to another member meanwhile. */
+  notOwned: number;
+  /** Events not sent again: this instance had already delivered the same event.id. */
+  duplicatesSuppressed: number;
 }
 
 export interface RunSummary {
@@ -71,12 +81,38 @@ export interface RunHandle {
   ops: Ops;
 }
 
+/** Engine output, with (for shard outputs) the offset after the last record fed per partition when it was taken. */
+type TicketOutput = ShardOutput & { fedAt?: Map<number, bigint> };
+
 interface Ticket {
-  out: Promise<ShardOutput>;
-  commit?: TopicPartitionOffset;
+  out: Promise<TicketOutput>;
 }
 
 const EVENTS_PER_SEND = 500;
+
+/** Event ids this instance delivered, kept to not send them again after a re-read. */
+const EMITTED_IDS_KEPT = 200_000;
+
+/** A set that forgets its oldest members beyond `max`. */
+class RecentIds {
+  private readonly set = new Set<string>();
+  private readonly ring: string[] = [];
+  private next = 0;
+  constructor(private readonly max: number) {}
+  has(id: string): boolean {
+    return this.set.has(id);
+  }
+  add(id: string): void {
+    if (this.set.has(id)) return;
+    if (this.ring.length < this.max) this.ring.push(id);
+    else {
+      this.set.delete(this.ring[this.next]);
+      this.ring[this.next] = id;
+      this.next = (this.next + 1) % this.max;
+    }
+    this.set.add(id);
+  }
+}
 
 function later(a: Timestamp, b: Timestamp): boolean {
   return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
@@ -118,7 +154,8 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     const code = (e as NodeJS.ErrnoException).code;
     throw new InputError(`--metrics-port ${cfg.ops?.metricsPort}: cannot listen on ${cfg.ops?.metricsHost ?? '127.0.0.1'}${code ? ` (${code})` : ''}`);
   }
-  const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, secretsTtlSec: cfg.secretsTtlSec, ops: ops.shardConfig() };
+  const watermark = { windowSec: cfg.replayWindowSec ?? 0, maxBytes: cfg.replayMaxBytes ?? 0 };
+  const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, secretsTtlSec: cfg.secretsTtlSec, ops: ops.shardConfig(), watermark };
   const onReport = (i: number, r: Parameters<Ops['shardReport']>[1]): void => ops.shardReport(i, r);
   let shards: Shards;
   try {
@@ -164,7 +201,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     throw e;
   }
 
-  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0 };
+  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0, reread: 0, notOwned: 0, duplicatesSuppressed: 0 };
   /** Packets-topic partitions of the current assignment (commits of other partitions are skipped). */
   const owned = new Set<number>();
   let maxTs: Timestamp = { sec: 0, nsec: 0 };
@@ -216,9 +253,45 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     }
   };
 
+  /** Per partition: the last offset committed by this instance (forgotten when the partition moves). */
+  const committed = new Map<number, bigint>();
+  const emitted = new RecentIds(EMITTED_IDS_KEPT);
+
+  /**
+   * Commits of a shard output: per partition fed when it was taken, the offset after the last
+   * record fed, but never past the first record still needed by an open flow (its low watermark).
+   */
+  const commitsOf = (out: TicketOutput): TopicPartitionOffset[] => {
+    const list: TopicPartitionOffset[] = [];
+    for (const [p, fedTo] of out.fedAt ?? []) {
+      const low = out.low?.[p];
+      const to = low !== undefined && BigInt(low) < fedTo ? BigInt(low) : fedTo;
+      if (to <= (committed.get(p) ?? -1n)) continue;
+      if (!owned.has(p)) {
+        // A rebalance gave the partition to another member before this ticket was delivered: its
+        // events are out (duplicates of what the new owner re-reads, same event.id), but its offset
+        // must not overwrite the new owner's commits (the broker checks the generation, not ownership).
+        counters.commitsSkipped++;
+        continue;
+      }
+      list.push({ topic: cfg.packetsTopic, partition: p, offset: to.toString() });
+    }
+    return list;
+  };
+
   const deliver = async (t: Ticket): Promise<void> => {
-    const out = await t.out;
+    const got = await t.out;
     if (failed) return;
+    let out: ShardOutput = got;
+    if (got.ids && got.ids.length === got.values.length) {
+      // Not again what this instance already delivered (a partition it got back is re-read).
+      const ids = got.ids;
+      if (ids.some((id) => emitted.has(id))) {
+        const keep = ids.map((id) => !emitted.has(id));
+        out = { keys: got.keys.filter((_, i) => keep[i]), values: got.values.filter((_, i) => keep[i]), ids: ids.filter((_, i) => keep[i]) };
+        counters.duplicatesSuppressed += ids.length - out.values.length;
+      }
+    }
     ops.recentEvents(out.values);
     if (cfg.stdout) await writeStdout(out.values);
     if (cfg.eventsTopic && out.values.length) {
@@ -228,21 +301,19 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         await sendEvents(records);
       }
     }
+    for (const id of out.ids ?? []) emitted.add(id);
     counters.events += out.values.length;
-    if (t.commit && consumer && !owned.has(t.commit.partition)) {
-      // A rebalance gave the partition to another member before this ticket was delivered: its
-      // events are out (duplicates of what the new owner re-reads, same event.id), but its offset
-      // must not overwrite the new owner's commits (the broker checks the generation, not ownership).
-      counters.commitsSkipped++;
-    } else if (t.commit && consumer) {
+    const commits = consumer ? commitsOf(got) : [];
+    if (commits.length) {
       try {
-        await consumer.commit([t.commit]);
+        await consumer!.commit(commits);
         counters.commits++;
+        for (const c of commits) committed.set(c.partition, BigInt(c.offset));
       } catch (e) {
         // Typically a rebalance took the partition away: the new owner re-reads from the last
         // commit (duplicates, same event.id). Not fatal.
         counters.commitErrors++;
-        log('warn', 'offset commit failed', { topic: t.commit.topic, partition: t.commit.partition, error: e as Error });
+        log('warn', 'offset commit failed', { topic: cfg.packetsTopic, partitions: commits.map((c) => c.partition), error: e as Error });
       }
     }
   };
@@ -275,6 +346,17 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   for (const ev of earlyGovernorEvents.splice(0)) governorOut(ev);
 
   // ---- sink between record decoding and the shards ------------------------------------------
+  /** Per partition: offset after the last record fed to the shards, and bytes of its records fed. */
+  const fedP = new Map<number, bigint>();
+  const posP = new Map<number, number>();
+  /** Per partition: offset after the last record this instance ever fed (kept across moves). */
+  const everFed = new Map<number, bigint>();
+  /** A shard output with the fed offsets of the moment it was asked for (the commits it allows). */
+  const withFed = (p: Promise<ShardOutput>): Promise<TicketOutput> => {
+    const fedAt = new Map(fedP);
+    return p.then((o) => ({ ...o, fedAt }));
+  };
+
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       counters.packets++;
@@ -289,6 +371,8 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     },
   };
   const decoder = new RecordDecoder(sink, cfg.captureLimits, cfg.maxRecordBytes);
+  // Records re-read (a partition this instance got back): their bad records were counted the first time.
+  const rereadDecoder = new RecordDecoder({ packet: (p) => sink.packet(p), secrets: (t, d) => sink.secrets(t, d), anomaly: () => {} }, cfg.captureLimits, cfg.maxRecordBytes);
 
   // ---- secrets: every partition, outside the group, from the look-back ---------------------
   // The packets consumer joins its group while the backlog is read; no packet is fed to the
@@ -310,7 +394,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     }
     counters.secretRecords += n;
     // Late keys: retry held ciphertext now; events it yields are delivered in order.
-    if (n && !failed && !stopping) enqueue({ out: shards.flush() });
+    if (n && !failed && !stopping) enqueue({ out: withFed(shards.flush()) });
   };
   const startSecrets = async (): Promise<void> => {
     if (!cfg.secretsTopic) return;
@@ -368,13 +452,27 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   let feeding: Promise<unknown> = secretsReady;
   const feed = (records: GroupBatch['records'], fedTo: bigint | undefined): void => {
     for (const r of records) {
-      if (fedTo !== undefined && BigInt(r.offset) < fedTo) {
+      const p = r.partition;
+      if (!owned.has(p)) {
+        counters.notOwned++;
+        continue;
+      }
+      const off = BigInt(r.offset);
+      if (fedTo !== undefined && off < fedTo) {
         counters.redelivered++;
         continue;
       }
       counters.records++;
-      if (!decoder.decode(r)) {
-        // counted by the decoder (kafka_record_*); skipped
+      const pos = posP.get(p) ?? 0;
+      shards.origin(p, Number(off), pos);
+      posP.set(p, pos + (r.value?.length ?? 0));
+      fedP.set(p, off + 1n);
+      if (off < (everFed.get(p) ?? -1n)) {
+        counters.reread++;
+        rereadDecoder.decode(r);
+      } else {
+        everFed.set(p, off + 1n);
+        decoder.decode(r); // a bad record is counted by the decoder (kafka_record_*) and skipped
       }
     }
     for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
@@ -394,10 +492,10 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       .then(() => new Promise<void>((r) => setImmediate(r)))
       .then(() => {
         feed(records, fedTo);
-        return shards.flush(maxTs.sec ? maxTs : undefined);
+        return withFed(shards.flush(maxTs.sec ? maxTs : undefined));
       });
     feeding = out.catch(() => {});
-    enqueue({ out, commit: { topic: b.topic, partition: b.partition, offset: b.nextOffset } });
+    enqueue({ out });
     // The batch is ours now (its commit rides on the ticket): move the fetch position past it, or a
     // pause/resume below would make kafkajs deliver it again.
     b.resolveAll();
@@ -422,8 +520,21 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   let assigned: number[] = [];
   packets.onAssign((a) => {
     assigned = [...(a[cfg.packetsTopic] ?? [])].sort((x, y) => x - y);
+    const lost = [...owned].filter((p) => !assigned.includes(p));
     owned.clear();
     for (const p of assigned) owned.add(p);
+    if (lost.length) {
+      // The new owners re-read these partitions from their last commit (the watermark): the flows
+      // this engine opened from them emit nothing more, and if one comes back it is read again.
+      shards.revoke(lost);
+      for (const p of lost) {
+        fed.delete(`${cfg.packetsTopic}\u0000${p}`);
+        fedP.delete(p);
+        posP.delete(p);
+        committed.delete(p);
+      }
+      log('info', 'partitions revoked', { topic: cfg.packetsTopic, partitions: lost, openFlowsLeftToNewOwner: true });
+    }
     log('info', 'partitions assigned', { topic: cfg.packetsTopic, partitions: assigned });
   });
   packets.onCrash((e) => {
@@ -477,11 +588,12 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     // while the open flows are finished and their events produced.
     await chain;
     const consumerStopped = consumer!.stop().catch((e: Error) => log('warn', 'consumer stop failed', { error: e }));
-    if (!failed) {
-      // Close every open flow (their events come from already committed records).
-      enqueue({ out: shards.finish() });
+    if (!failed && (cfg.finishOnStop || !(watermark.windowSec > 0))) {
+      // Close every open flow (truncated sessions) and commit past them.
+      enqueue({ out: withFed(shards.finish()) });
       await chain;
     }
+    // Otherwise open flows stay uncommitted: the next owner of their partitions re-reads them.
     await consumerStopped;
     const stats = await shards.stats().catch(() => undefined);
     governorClosed = true;

@@ -21,6 +21,7 @@ import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
 import { ShardOps, type ShardOpsConfig, type ShardOpsReport } from '../ops/shard.js';
 import type { AssetRule } from '../ops/assets.js';
+import { FlowWatermark, minLow, type LowWatermarks, type WatermarkOptions } from './watermark.js';
 
 export interface StreamShardConfig {
   keylogs: string[];
@@ -31,6 +32,8 @@ export interface StreamShardConfig {
   secretsTtlSec?: number;
   /** Ops state of each shard (workerData-safe: shares the governor gate's SharedArrayBuffer). */
   ops?: ShardOpsConfig;
+  /** Replay low watermark (src/kafka/watermark.ts); absent or windowSec 0 = off. */
+  watermark?: WatermarkOptions;
 }
 
 /** Receives each shard's ops report (cumulative stats + asset observations) with every task result. */
@@ -39,6 +42,23 @@ export type ShardReportListener = (shard: number, report: ShardOpsReport) => voi
 export interface ShardOutput {
   keys: string[];
   values: string[];
+  /** event.id of each value (same order), when the shard reports them. */
+  ids?: string[];
+  /**
+   * Per packets-topic partition: the offset of the first record still needed by a flow open in the
+   * shard(s), after every packet handed over before this output (src/kafka/watermark.ts).
+   * A partition that is absent holds no open flow. Absent when the watermark is off.
+   */
+  low?: LowWatermarks;
+}
+
+/** The record packets come from, from batch entry `from` on (like SensorRun). */
+export interface OriginRun {
+  from: number;
+  partition: number;
+  offset: number;
+  /** Bytes of the partition read before this record. */
+  pos: number;
 }
 
 /**
@@ -59,7 +79,7 @@ export interface SensorRun {
  * and take no events.
  */
 export type StreamShardTask =
-  | { kind: 'batch'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; sensors?: SensorRun[] }
+  | { kind: 'batch'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; sensors?: SensorRun[]; origins?: OriginRun[]; revoke?: number[] }
   | { kind: 'finish'; seq?: number }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
@@ -98,24 +118,30 @@ export function loadStaticKeys(cfg: StreamShardConfig): { secrets: SecretsStore;
 export class ShardCore implements CaptureSink {
   readonly engine: Engine;
   readonly ops: ShardOps;
+  /** Replay low watermark: which record each open flow started in. */
+  readonly watermark: FlowWatermark;
   private keys: string[] = [];
   private values: string[] = [];
+  private ids: string[] = [];
 
   constructor(cfg: StreamShardConfig) {
     const k = loadStaticKeys(cfg);
     this.ops = new ShardOps(cfg.ops);
+    this.watermark = new FlowWatermark(cfg.watermark ?? { windowSec: 0, maxBytes: 0 });
     this.engine = new Engine(
       (ev) => {
         this.keys.push(String(ev.network?.community_id ?? ''));
         this.values.push(JSON.stringify(ev));
+        this.ids.push(ev.event.id);
       },
       { secrets: k.secrets, rsaKeys: k.rsaKeys },
-      { ...cfg.engine, ops: this.ops },
+      { ...cfg.engine, ops: this.ops, ...(this.watermark.enabled ? { flows: this.watermark } : {}) },
     );
     if (k.malformed) this.engine.stats.anomalies.keylog_malformed_line = k.malformed;
   }
 
   packet(p: RawPacket): void {
+    this.watermark.seen(p.ts.sec);
     try {
       this.engine.packet(p);
     } catch {
@@ -152,9 +178,18 @@ export class ShardCore implements CaptureSink {
   }
 
   take(): ShardOutput {
-    const out = { keys: this.keys, values: this.values };
+    const out: ShardOutput = { keys: this.keys, values: this.values, ids: this.ids };
+    if (this.watermark.enabled) {
+      out.low = this.watermark.low();
+      const r = this.watermark.released;
+      if (r) {
+        this.watermark.released = 0;
+        this.engine.stats.anomalies.flow_replay_released = (this.engine.stats.anomalies.flow_replay_released ?? 0) + r;
+      }
+    }
     this.keys = [];
     this.values = [];
+    this.ids = [];
     return out;
   }
 
@@ -165,6 +200,10 @@ export class ShardCore implements CaptureSink {
 
 export interface Shards extends CaptureSink {
   readonly n: number;
+  /** The packets that follow come from this packets-topic record (`pos`: bytes of its partition read before it). */
+  origin(partition: number, offset: number, pos: number): void;
+  /** The partitions moved to another member: flows opened from their records emit nothing more. */
+  revoke(partitions: number[]): void;
   /** Hands on what was buffered (plus a capture-time tick); resolves with the events produced. */
   flush(tick?: Timestamp): Promise<ShardOutput>;
   /** End of input: closes every flow. */
@@ -182,11 +221,15 @@ function merge(outs: ShardOutput[]): ShardOutput {
   if (outs.length === 1) return outs[0];
   const keys: string[] = [];
   const values: string[] = [];
+  const ids: string[] = [];
+  let low: LowWatermarks | undefined;
   for (const o of outs) {
     for (const k of o.keys) keys.push(k);
     for (const v of o.values) values.push(v);
+    for (const v of o.ids ?? []) ids.push(v);
+    if (o.low) low = minLow(low, o.low);
   }
-  return { keys, values };
+  return { keys, values, ids: ids.length === values.length ? ids : undefined, low };
 }
 
 export class InProcessShards implements Shards {
@@ -204,6 +247,12 @@ export class InProcessShards implements Shards {
 
   packet(p: RawPacket): void {
     this.core.packet(p);
+  }
+  origin(partition: number, offset: number, pos: number): void {
+    this.core.watermark.at(partition, offset, pos);
+  }
+  revoke(partitions: number[]): void {
+    this.core.watermark.revoke(partitions);
   }
   secrets(type: number, data: Buffer): void {
     this.core.secrets(type, data);
@@ -269,6 +318,13 @@ export class WorkerShards implements Shards {
   private readonly decoded: DecodedPacket = newDecodedPacket();
   private readonly lastStats: (EngineStats | undefined)[];
   private readonly flowsPerShard: number[];
+  /** Origin runs of each builder's batch, and the origin version each builder last recorded. */
+  private readonly originRuns: OriginRun[][];
+  private readonly originSeen: number[];
+  private originVer = 0;
+  private cur: Omit<OriginRun, 'from'> | undefined;
+  /** Each shard's latest low watermarks (a shard without a task in a flush keeps its own). */
+  private readonly lastLow: (LowWatermarks | undefined)[];
   /** Anomalies seen on the main thread (record decoding), merged into stats. */
   private readonly mainAnomalies: Record<string, number> = {};
 
@@ -287,6 +343,9 @@ export class WorkerShards implements Shards {
     this.queued = this.pools.map(() => []);
     this.lastStats = this.pools.map(() => undefined);
     this.flowsPerShard = this.pools.map(() => 0);
+    this.originRuns = this.pools.map(() => []);
+    this.originSeen = this.pools.map(() => -1);
+    this.lastLow = this.pools.map(() => undefined);
   }
 
   /**
@@ -307,6 +366,7 @@ export class WorkerShards implements Shards {
       (r) => {
         this.running--;
         this.flowsPerShard[i] = r.activeFlows;
+        if (r.low) this.lastLow[i] = r.low;
         if (r.stats) this.lastStats[i] = r.stats;
         if (r.ops) this.onReport?.(i, r.ops);
         return r;
@@ -325,8 +385,26 @@ export class WorkerShards implements Shards {
     const sensors = this.sensorRuns[i];
     this.sensorRuns[i] = [];
     this.curSensor[i] = undefined;
+    const origins = this.originRuns[i];
+    this.originRuns[i] = [];
+    this.originSeen[i] = -1;
     // takeView: the builder's own buffer is transferred, no copy (a new one is started)
-    return { kind: 'batch', data: b.count ? b.takeView() : null, tick, sensors: sensors.length ? sensors : undefined };
+    return { kind: 'batch', data: b.count ? b.takeView() : null, tick, sensors: sensors.length ? sensors : undefined, origins: origins.length ? origins : undefined };
+  }
+
+  origin(partition: number, offset: number, pos: number): void {
+    this.cur = { partition, offset, pos };
+    this.originVer++;
+  }
+
+  revoke(partitions: number[]): void {
+    for (let i = 0; i < this.n; i++) {
+      const t = this.takeBatch(i);
+      t.revoke = partitions;
+      this.submit(i, t);
+      const low = this.lastLow[i];
+      if (low) for (const p of partitions) delete low[p];
+    }
   }
 
   packet(p: RawPacket): void {
@@ -339,6 +417,10 @@ export class WorkerShards implements Shards {
     if (p.sensor !== this.curSensor[shard]) {
       this.sensorRuns[shard].push({ from: b.count, sensor: p.sensor });
       this.curSensor[shard] = p.sensor;
+    }
+    if (this.cur && this.originSeen[shard] !== this.originVer) {
+      this.originRuns[shard].push({ from: b.count, ...this.cur });
+      this.originSeen[shard] = this.originVer;
     }
     b.addPacket(p);
     if (b.bytes >= this.batchBytes) this.submit(shard, this.takeBatch(shard));
@@ -361,7 +443,9 @@ export class WorkerShards implements Shards {
       all.push(...this.queued[i]);
       this.queued[i] = [];
     }
-    return merge(await Promise.all(all));
+    const out = merge(await Promise.all(all));
+    if (out.low) out.low = this.lastLow.reduce<LowWatermarks>((a, b) => minLow(a, b), {});
+    return out;
   }
 
   flush(tick?: Timestamp): Promise<ShardOutput> {
@@ -447,6 +531,16 @@ export class MixedShards implements Shards {
     const shard = flowShard(p, this.n, this.decoded);
     if (shard === 0) this.local.packet(p);
     else this.workers.packetTo(shard - 1, p);
+  }
+
+  origin(partition: number, offset: number, pos: number): void {
+    this.local.watermark.at(partition, offset, pos);
+    this.workers.origin(partition, offset, pos);
+  }
+
+  revoke(partitions: number[]): void {
+    this.local.watermark.revoke(partitions);
+    this.workers.revoke(partitions);
   }
 
   secrets(type: number, data: Buffer): void {

@@ -1,10 +1,14 @@
 /**
  * Resource governor: keeps the engine inside a CPU and memory budget by pausing decryption.
  *
- *   --max-cpu PERCENT      (default 60) percent of ONE core, measured as process.cpuUsage()
+ *   --max-cpu PERCENT      percent of ONE core, measured as process.cpuUsage()
  *                          (user+system, all threads of the process: worker threads included)
  *                          deltas over a sliding window (default 30 s);
- *   --max-memory MB        (default 500) resident set size (process.memoryUsage.rss());
+ *   --max-memory MB        resident set size (process.memoryUsage.rss());
+ *   --profile              where `run` takes the two budgets from (src/ops/options.ts): 'dedicated'
+ *                          (default: no CPU budget, memory 80% of what the process may use) or
+ *                          'agent' (60% of one core, 500 MB: the endpoint agent's budget; the
+ *                          defaults of this class when constructed without options);
  *   --resume-interval SEC  (default 600) how long a pause lasts before a resume attempt.
  *
  * States and hysteresis:

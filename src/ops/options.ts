@@ -5,6 +5,8 @@
  * flags: resolveRunConfig must skip them, and `loadOpsConfigSections(file)` reads them.
  */
 import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { compileRules, AssetConfigError, type AssetRule } from './assets.js';
 import type { ResourceReadings } from './governor.js';
 import type { Logger } from './log.js';
@@ -14,7 +16,8 @@ import { isLoopbackHost, MIN_TOKEN_LENGTH } from './auth.js';
 export interface OpsOptionSpec {
   key: string;
   flag: string;
-  kind: 'string' | 'int' | 'bool';
+  kind: 'string' | 'int' | 'bool' | 'enum';
+  values?: string[];
   help: string;
   min?: number;
   max?: number;
@@ -26,8 +29,9 @@ export interface OpsOptionSpec {
 export const OPS_RUN_OPTIONS: OpsOptionSpec[] = [
   { key: 'metricsPort', flag: 'metrics-port', kind: 'int', min: 0, max: 65535, help: 'serve /metrics, /healthz, /readyz, /assets and the status page on this port (0 = any free port; unset = off)' },
   { key: 'metricsHost', flag: 'metrics-host', kind: 'string', def: '127.0.0.1', help: 'address the metrics/status server binds (0.0.0.0 or :: to expose it)' },
-  { key: 'maxCpu', flag: 'max-cpu', kind: 'int', min: 0, max: 100_000, def: 60, help: 'CPU budget, percent of one core, worker threads included (0 = none); over it decryption pauses' },
-  { key: 'maxMemory', flag: 'max-memory', kind: 'int', min: 0, max: 10_000_000, def: 500, help: 'memory budget, MB of RSS (0 = none); over it decryption pauses' },
+  { key: 'profile', flag: 'profile', kind: 'enum', values: ['dedicated', 'agent'], def: 'dedicated', help: "resource budgets: 'dedicated' (a data-plane instance: no CPU budget, memory budget 80% of what the process may use) or 'agent' (60% of one core, 500 MB: a host shared with other work)" },
+  { key: 'maxCpu', flag: 'max-cpu', kind: 'int', min: 0, max: 100_000, help: 'CPU budget, percent of one core, worker threads included (0 = none; default from --profile); over it decryption pauses' },
+  { key: 'maxMemory', flag: 'max-memory', kind: 'int', min: 0, max: 10_000_000, help: 'memory budget, MB of RSS (0 = none; default from --profile); over it decryption pauses' },
   { key: 'resumeInterval', flag: 'resume-interval', kind: 'int', min: 1, max: 86_400, def: 600, help: 'seconds before a paused decryption tries to resume' },
   { key: 'cpuWindow', flag: 'cpu-window', kind: 'int', min: 1, max: 3600, def: 30, help: 'seconds over which CPU use is averaged against --max-cpu' },
   { key: 'logViewEvents', flag: 'log-view-events', kind: 'int', min: 0, max: 100_000, def: DEFAULT_LOG_VIEW_EVENTS, help: 'recent events kept for the status page\'s log view and /api/events (0 = none)' },
@@ -57,6 +61,38 @@ export function loadOpsConfigSections(configFile: string): { assets: AssetRule[]
   return { assets, assetsDefaultEnabled: def ?? true };
 }
 
+/** Bytes of memory this process may use: the cgroup limit (v2, then v1) when set, else physical memory. */
+export function memoryLimitBytes(read: (path: string) => string = (f) => readFileSync(f, 'utf8')): number {
+  const total = totalmem();
+  for (const f of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    let v: number;
+    try {
+      v = Number(read(f).trim());
+    } catch {
+      continue;
+    }
+    // 'max' (v2, no limit) is NaN; v1 says "no limit" with a huge number.
+    if (Number.isFinite(v) && v > 0 && v < total) return v;
+  }
+  return total;
+}
+
+/**
+ * The dedicated profile's memory budget (MB of RSS): 80% of the memory the process may use (so the
+ * kernel's OOM killer never gets there first), and at most 90% of V8's heap limit (RSS bounds the
+ * heap: while RSS stays under it, the heap cannot reach the limit at which Node aborts).
+ */
+export function dedicatedMemoryBudgetMb(limitBytes = memoryLimitBytes(), heapLimitBytes = getHeapStatistics().heap_size_limit): number {
+  const MB = 1024 * 1024;
+  return Math.max(64, Math.floor(Math.min(0.8 * limitBytes, 0.9 * heapLimitBytes) / MB));
+}
+
+/** CPU (percent of one core, 0 = none) and memory (MB RSS) budgets of each --profile. */
+export function profileBudgets(profile: string): { maxCpuPercent: number; maxMemoryMb: number } {
+  if (profile === 'agent') return { maxCpuPercent: 60, maxMemoryMb: 500 };
+  return { maxCpuPercent: 0, maxMemoryMb: dedicatedMemoryBudgetMb() };
+}
+
 /**
  * OpsOptions from resolved option values (keys of OPS_RUN_OPTIONS, already converted) plus the
  * config file's sections. Throws AssetConfigError (make it an InputError: exit 2) on a bad policy.
@@ -66,14 +102,15 @@ export function opsOptionsFromValues(vals: Record<string, unknown>, configFile?:
   const n = (k: string): number | undefined => (typeof vals[k] === 'number' ? (vals[k] as number) : undefined);
   const metricsHost = (vals.metricsHost as string | undefined) ?? '127.0.0.1';
   const metricsToken = resolveToken(vals, metricsHost, n('metricsPort') !== undefined);
+  const budgets = profileBudgets((vals.profile as string | undefined) ?? 'dedicated');
   return {
     metricsPort: n('metricsPort'),
     metricsHost,
     ...(metricsToken !== undefined ? { metricsToken } : {}),
     metricsAuthAll: vals.metricsAuthAll === true,
     logViewEvents: n('logViewEvents') ?? DEFAULT_LOG_VIEW_EVENTS,
-    maxCpuPercent: n('maxCpu') ?? 60,
-    maxMemoryMb: n('maxMemory') ?? 500,
+    maxCpuPercent: n('maxCpu') ?? budgets.maxCpuPercent,
+    maxMemoryMb: n('maxMemory') ?? budgets.maxMemoryMb,
     resumeIntervalSec: n('resumeInterval') ?? 600,
     cpuWindowSec: n('cpuWindow') ?? 30,
     agentAbnormalAfterSec: n('agentAbnormalAfter') ?? 600,

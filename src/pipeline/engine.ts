@@ -45,6 +45,11 @@ export interface EngineOptions {
   ops?: EngineOpsHooks;
   /** Detection rules and fingerprints (plain data only: it crosses worker threads); false = off. */
   detect: Partial<Omit<DetectorOptions, 'rules'>> | false;
+  /**
+   * Sees every new flow's handler (may wrap it) and can mute a flow's events: `run`'s replay
+   * watermark (src/kafka/watermark.ts). Set in-thread, never in workerData.
+   */
+  flows?: { open(flow: FlowInfo, handler: FlowHandler): FlowHandler; muted(flow: FlowInfo): boolean };
 }
 
 /** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
@@ -171,7 +176,13 @@ export class Engine implements CaptureSink, AnomalySink {
     this.stats.flows++;
     // One object per flow is the dispatcher's deps, the clear-text event sink and the event
     // ordinal shared by the flow's clear-text and TLS events (event ids stay unique).
-    return new ProtocolDispatcher(flow, new FlowSinks(this, flow));
+    const h = new ProtocolDispatcher(flow, new FlowSinks(this, flow));
+    return this.opts.flows ? this.opts.flows.open(flow, h) : h;
+  }
+
+  /** @internal (FlowSinks, tlsEvent) A flow whose events are muted (EngineOptions.flows). */
+  muted(flow: FlowInfo): boolean {
+    return this.opts.flows !== undefined && this.opts.flows.muted(flow);
   }
 
   /** @internal (FlowSinks) */
@@ -225,6 +236,7 @@ export class Engine implements CaptureSink, AnomalySink {
 
   /** @internal (TlsEvents) */
   tlsEvent(flow: FlowInfo, handler: TlsFlowHandler | undefined, dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean, ordinal: number): void {
+    if (this.muted(flow)) return;
     const ops = this.opts.ops;
     if (dataset === 'tls.session' && handler) deepMerge(fields, fingerprintFields(handler.info));
     const ev = buildEvent(flow, handler?.info, dataset, fields, ts, decrypted, ordinal);
@@ -277,6 +289,7 @@ class FlowSinks implements DispatchDeps, EventSink {
     return this.engine.dispatchOptions;
   }
   emit(dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean): void {
+    if (this.engine.muted(this.flow)) return;
     this.engine.emitEvent(buildEvent(this.flow, undefined, dataset, fields, ts, decrypted, this.n++), decrypted);
   }
   makeTls(flow: FlowInfo, app?: TlsAppOverride): FlowHandler {

@@ -18,6 +18,7 @@ import { startRun, type RunHandle } from '../../src/kafka/run.js';
 import { InputError } from '../../src/pipeline/replay.js';
 import { Logger } from '../../src/ops/log.js';
 import { processReadings } from '../../src/ops/governor.js';
+import { dedicatedMemoryBudgetMb } from '../../src/ops/options.js';
 import { brokers, client, ensureBuilt, readAll, REPO, uniq, until } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-ops-'));
@@ -393,7 +394,7 @@ describe('ops options of run', () => {
     const t = topics('ops.cfg');
     const base = { brokers: '127.0.0.1:1', 'packets-topic': t.packets };
     const none = resolveRunConfig(base, {});
-    expect(none.ops).toMatchObject({ metricsPort: undefined, metricsHost: '127.0.0.1', maxCpuPercent: 60, maxMemoryMb: 500, resumeIntervalSec: 600, cpuWindowSec: 30, agentAbnormalAfterSec: 600 });
+    expect(none.ops).toMatchObject({ metricsPort: undefined, metricsHost: '127.0.0.1', maxCpuPercent: 0, maxMemoryMb: dedicatedMemoryBudgetMb(), resumeIntervalSec: 600, cpuWindowSec: 30, agentAbnormalAfterSec: 600 });
     const f = resolveRunConfig({ ...base, 'metrics-port': '9464', 'max-memory': '256' }, { TLSDECRYPT_RESUME_INTERVAL: '5', TLSDECRYPT_METRICS_HOST: '0.0.0.0', TLSDECRYPT_METRICS_TOKEN: 'a-token-of-16-chars+' });
     expect(f.ops).toMatchObject({ metricsPort: 9464, metricsHost: '0.0.0.0', maxMemoryMb: 256, resumeIntervalSec: 5 });
     const conf = join(dir, 'ops-config.json');
