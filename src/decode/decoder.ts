@@ -19,9 +19,11 @@ import type { AnomalySink, DecodedPacket, RawPacket } from '../types.js';
  */
 export type DecodeOutcome =
   | 'tcp'
+  /** `out` holds a UDP datagram (not a tunnel carrier): ports, payload (as captured) and payloadLen (UDP length - 8). */
+  | 'udp'
   /** Not IP at all (ARP, LLDP, 802.3/LLC, PPTP's enhanced GRE, ...). */
   | 'not_ip'
-  /** IP but not TCP (UDP, ICMP, ESP, ...); out.protocol says which. */
+  /** IP but neither TCP nor UDP (ICMP, ESP, ...); out.protocol says which. */
   | 'not_tcp'
   /** A non-first fragment or one with more to come: no reassembly (counted as 'ip_fragment'). */
   | 'fragment'
@@ -348,8 +350,8 @@ const tcp: L4 = (buf, off, end, wireLen, c) => {
   return 'tcp';
 };
 
-/** UDP (RFC 768): only interesting as the carrier of VXLAN. */
-const udp: L4 = (buf, off, end, _wireLen, c) => {
+/** UDP (RFC 768): the carrier of VXLAN / Geneve, else a datagram for the UDP flow table (QUIC). */
+const udp: L4 = (buf, off, end, wireLen, c) => {
   if (end - off < 8) {
     c.an.anomaly('udp_truncated');
     return 'truncated';
@@ -367,7 +369,16 @@ const udp: L4 = (buf, off, end, _wireLen, c) => {
     const capEnd = ulen >= 8 ? Math.min(end, off + ulen) : end;
     return geneve(buf, off + 8, capEnd, c);
   }
-  return 'not_tcp';
+  // RFC 768: the length field covers header and data; a value below 8 or beyond the IP payload is
+  // malformed (the IP layer already limited `end`), and the wire length comes from it.
+  const ulen = (buf[off + 4] << 8) | buf[off + 5];
+  if (ulen < 8 || ulen > wireLen) {
+    c.an.anomaly('udp_bad_length');
+    return 'malformed';
+  }
+  out.payload = buf.subarray(off + 8, Math.min(end, off + ulen));
+  out.payloadLen = ulen - 8;
+  return 'udp';
 };
 
 /** VXLAN (RFC 7348 section 5): an 8-byte header (flags, VNI), then an Ethernet frame. */

@@ -226,12 +226,21 @@ describe('IP', () => {
     expect(r).toMatchObject({ outcome: 'malformed', anomalies: ['ipv6_too_many_extension_headers'] });
   });
 
-  it('returns not_tcp for UDP and ICMP without anomalies', () => {
-    const u = decode(101, ipv4('1.1.1.1', '2.2.2.2', udp(53, 53, Buffer.alloc(20)), { proto: 17 }));
-    expect(u).toMatchObject({ outcome: 'not_tcp', anomalies: [] });
-    expect([u.out.protocol, u.out.srcPort]).toEqual([17, 53]);
+  it('returns udp with the datagram payload, and not_tcp for ICMP, without anomalies', () => {
+    const u = decode(101, ipv4('1.1.1.1', '2.2.2.2', udp(53, 53, Buffer.alloc(20, 7)), { proto: 17 }));
+    expect(u).toMatchObject({ outcome: 'udp', anomalies: [] });
+    expect([u.out.protocol, u.out.srcPort, u.out.payloadLen, u.out.payload.length, u.out.payload[19]]).toEqual([17, 53, 20, 20, 7]);
     const i = decode(101, ipv4('1.1.1.1', '2.2.2.2', Buffer.alloc(8), { proto: 1 }));
     expect(i).toMatchObject({ outcome: 'not_tcp', anomalies: [] });
+  });
+
+  it('reports a UDP length below 8 or beyond the IP payload as malformed', () => {
+    for (const len of [0, 7, 29]) {
+      const d = udp(443, 5000, Buffer.alloc(20));
+      d.writeUInt16BE(len, 4);
+      const r = decode(101, ipv4('1.1.1.1', '2.2.2.2', d, { proto: 17 }));
+      expect(r).toMatchObject({ outcome: 'malformed', anomalies: ['udp_bad_length'] });
+    }
   });
 });
 

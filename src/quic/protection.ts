@@ -1,0 +1,193 @@
+/**
+ * QUIC packet protection (RFC 9001 Section 5): versions and their Initial salts and labels,
+ * Initial secrets, packet protection keys from TLS secrets, header protection (Section 5.4) with
+ * AES (ECB over the sample) or ChaCha20 (counter || nonce = sample), AEAD payload protection
+ * (Section 5.3), key update (Section 6, "quic ku"), and packet number decoding (RFC 9000 A.3).
+ *
+ * QUIC v2 (RFC 9369 Section 3.3) changes the salt, the labels ("quicv2 key" ...) and the long
+ * header packet type numbers; the draft codepoint 0x709a50c4 (draft-ietf-quic-v2-08, spoken by
+ * ngtcp2 0.12) has the same salt, labels and types as the RFC.
+ */
+import { createCipheriv, createDecipheriv, type Cipher } from 'node:crypto';
+import { hkdfExpandLabel, hkdfExtract } from '../tls/crypto/keySchedule13.js';
+
+export const enum LongType {
+  Initial = 0,
+  ZeroRtt = 1,
+  Handshake = 2,
+  Retry = 3,
+}
+
+export interface QuicVersion {
+  id: number;
+  /** '1', '2' or '2-draft'. */
+  name: string;
+  salt: Buffer;
+  keyLabel: string;
+  ivLabel: string;
+  hpLabel: string;
+  kuLabel: string;
+  /** Wire type bits (0..3) -> LongType. */
+  types: readonly LongType[];
+}
+
+const V1_TYPES: readonly LongType[] = [LongType.Initial, LongType.ZeroRtt, LongType.Handshake, LongType.Retry];
+/** RFC 9369 Section 3.2: Initial 0b01, 0-RTT 0b10, Handshake 0b11, Retry 0b00. */
+const V2_TYPES: readonly LongType[] = [LongType.Retry, LongType.Initial, LongType.ZeroRtt, LongType.Handshake];
+
+const V1: QuicVersion = {
+  id: 0x00000001,
+  name: '1',
+  // RFC 9001 Section 5.2
+  salt: Buffer.from('38762cf7f55934b34d179ae6a4c80cadccbb7f0a', 'hex'),
+  keyLabel: 'quic key',
+  ivLabel: 'quic iv',
+  hpLabel: 'quic hp',
+  kuLabel: 'quic ku',
+  types: V1_TYPES,
+};
+const V2_COMMON = {
+  // RFC 9369 Section 3.3.1
+  salt: Buffer.from('0dede3def700a6db819381be6e269dcbf9bd2ed9', 'hex'),
+  keyLabel: 'quicv2 key',
+  ivLabel: 'quicv2 iv',
+  hpLabel: 'quicv2 hp',
+  kuLabel: 'quicv2 ku',
+  types: V2_TYPES,
+};
+
+export const QUIC_VERSIONS: ReadonlyMap<number, QuicVersion> = new Map([
+  [0x00000001, V1],
+  [0x6b3343cf, { id: 0x6b3343cf, name: '2', ...V2_COMMON }],
+  [0x709a50c4, { id: 0x709a50c4, name: '2-draft', ...V2_COMMON }],
+]);
+
+/** An AEAD of the TLS 1.3 suites QUIC uses (RFC 9001 Section 5.3). */
+export interface QuicSuite {
+  id: number;
+  aead: 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305' | 'aes-128-ccm';
+  hash: 'sha256' | 'sha384';
+  keyLen: number;
+  /** Header protection: AES-ECB (key length keyLen) or ChaCha20. */
+  hp: 'aes-128-ecb' | 'aes-256-ecb' | 'chacha20';
+}
+
+export const QUIC_SUITES: ReadonlyMap<number, QuicSuite> = new Map([
+  [0x1301, { id: 0x1301, aead: 'aes-128-gcm', hash: 'sha256', keyLen: 16, hp: 'aes-128-ecb' }],
+  [0x1302, { id: 0x1302, aead: 'aes-256-gcm', hash: 'sha384', keyLen: 32, hp: 'aes-256-ecb' }],
+  [0x1303, { id: 0x1303, aead: 'chacha20-poly1305', hash: 'sha256', keyLen: 32, hp: 'chacha20' }],
+  [0x1304, { id: 0x1304, aead: 'aes-128-ccm', hash: 'sha256', keyLen: 16, hp: 'aes-128-ecb' }],
+] as [number, QuicSuite][]);
+
+const INITIAL_SUITE = QUIC_SUITES.get(0x1301) as QuicSuite;
+const EMPTY = Buffer.alloc(0);
+const ZERO5 = Buffer.alloc(5);
+const HASH_LEN = { sha256: 32, sha384: 48 } as const;
+export const AEAD_TAG_LEN = 16;
+
+/** Header protection mask generator of one hp key (Section 5.4.3 / 5.4.4). */
+export class HeaderProtection {
+  private readonly ecb: Cipher | undefined;
+  constructor(
+    private readonly alg: QuicSuite['hp'],
+    private readonly key: Buffer,
+  ) {
+    if (alg !== 'chacha20') {
+      const c = createCipheriv(alg, key, null);
+      c.setAutoPadding(false);
+      this.ecb = c;
+    }
+  }
+  /** 5 mask bytes from the 16-byte sample (only the first 5 are used). */
+  mask(sample: Buffer): Buffer {
+    if (this.ecb !== undefined) return this.ecb.update(sample);
+    // ChaCha20: the first 4 sample bytes are the block counter (little-endian), the rest the nonce,
+    // which is node's 16-byte chacha20 IV layout.
+    return createCipheriv('chacha20', this.key, sample).update(ZERO5);
+  }
+}
+
+/** One direction's keys at one encryption level (and key phase). */
+export class PacketKeys {
+  readonly hp: HeaderProtection;
+  constructor(
+    readonly suite: QuicSuite,
+    readonly secret: Buffer,
+    readonly key: Buffer,
+    readonly iv: Buffer,
+    hp: HeaderProtection | Buffer,
+  ) {
+    this.hp = hp instanceof HeaderProtection ? hp : new HeaderProtection(suite.hp, hp);
+  }
+
+  /** Section 5.3: nonce = iv XOR packet number (left-padded); returns the plaintext or undefined when authentication fails. */
+  open(aad: Buffer, payload: Buffer, pn: number): Buffer | undefined {
+    if (payload.length < AEAD_TAG_LEN) return undefined;
+    const nonce = Buffer.from(this.iv);
+    let p = pn;
+    for (let i = 11; i >= 4 && p > 0; i--) {
+      nonce[i] ^= p % 256;
+      p = Math.floor(p / 256);
+    }
+    const ctLen = payload.length - AEAD_TAG_LEN;
+    try {
+      const d = createDecipheriv(this.suite.aead as 'aes-128-gcm', this.key, nonce, { authTagLength: AEAD_TAG_LEN });
+      d.setAuthTag(payload.subarray(ctLen));
+      if (this.suite.aead === 'aes-128-ccm') (d as unknown as { setAAD(b: Buffer, o: object): void }).setAAD(aad, { plaintextLength: ctLen });
+      else d.setAAD(aad);
+      const out = d.update(payload.subarray(0, ctLen));
+      d.final();
+      return out;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Section 5.1: key, iv and hp from a TLS secret (v1 "quic key"/"quic iv"/"quic hp", v2 "quicv2 ..."). */
+export function packetKeys(v: QuicVersion, suite: QuicSuite, secret: Buffer, hp?: HeaderProtection): PacketKeys {
+  const key = hkdfExpandLabel(suite.hash, secret, v.keyLabel, EMPTY, suite.keyLen);
+  const iv = hkdfExpandLabel(suite.hash, secret, v.ivLabel, EMPTY, 12);
+  return new PacketKeys(suite, secret, key, iv, hp ?? hkdfExpandLabel(suite.hash, secret, v.hpLabel, EMPTY, suite.keyLen));
+}
+
+/** Section 6.1: the next generation of 1-RTT keys; the header protection key does not change. */
+export function nextPacketKeys(v: QuicVersion, k: PacketKeys): PacketKeys {
+  const secret = hkdfExpandLabel(k.suite.hash, k.secret, v.kuLabel, EMPTY, HASH_LEN[k.suite.hash]);
+  return packetKeys(v, k.suite, secret, k.hp);
+}
+
+/** Section 5.2: Initial secrets of both directions from the client's first Destination Connection ID. */
+export function initialKeys(v: QuicVersion, dcid: Buffer): { client: PacketKeys; server: PacketKeys } {
+  const initial = hkdfExtract('sha256', v.salt, dcid);
+  const c = hkdfExpandLabel('sha256', initial, 'client in', EMPTY, 32);
+  const s = hkdfExpandLabel('sha256', initial, 'server in', EMPTY, 32);
+  return { client: packetKeys(v, INITIAL_SUITE, c), server: packetKeys(v, INITIAL_SUITE, s) };
+}
+
+/** RFC 9000 Appendix A.3: the full packet number from its truncated form and the largest one seen (-1: none). */
+export function decodePacketNumber(largest: number, truncated: number, nbits: number): number {
+  const expected = largest + 1;
+  const win = 2 ** nbits;
+  const hwin = win / 2;
+  const candidate = expected - (expected % win) + truncated;
+  if (candidate <= expected - hwin && candidate < 2 ** 62 - win) return candidate + win;
+  if (candidate > expected + hwin && candidate >= win) return candidate - win;
+  return candidate;
+}
+
+/** RFC 9000 Section 16: a variable-length integer at buf[pos]; [value, next pos] or undefined when cut short. */
+export function readVarint(buf: Buffer, pos: number, end: number): number {
+  if (pos >= end) return -1;
+  const b = buf[pos];
+  const len = 1 << (b >> 6);
+  if (pos + len > end) return -1;
+  let v = b & 0x3f;
+  for (let i = 1; i < len; i++) v = v * 256 + buf[pos + i];
+  return v;
+}
+
+/** Encoded length of the varint starting with byte b. */
+export function varintLen(b: number): number {
+  return 1 << (b >> 6);
+}
