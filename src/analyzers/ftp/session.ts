@@ -504,6 +504,7 @@ export class FtpSession implements AppStream {
       port,
       ts,
       protectedExpected: this.prot === 'P',
+      control: this.flow ? { ip: this.flow.serverIp, port: this.flow.serverPort } : undefined,
       attach: (flow) => this.attachChannel(slot, flow),
     };
     if (!alias) {
