@@ -1,6 +1,6 @@
 /**
- * Incremental CRLF/LF line splitter for the line-oriented protocols (SMTP RFC 5321 Section 2.3.8,
- * FTP RFC 959 Section 4.2). Bounded: a line longer than `maxLine` is delivered truncated to
+ * The one line reader of the line-oriented protocols (SMTP RFC 5321 Section 2.3.8, FTP RFC 959
+ * Section 4.2): an incremental CRLF/LF splitter that both sessions use. Bounded: a line longer than `maxLine` is delivered truncated to
  * `maxLine` bytes with `truncated = true` and its full length, and nothing beyond `maxLine` is
  * ever buffered. A bare LF also ends a line (as most servers accept it); the CR is stripped.
  * The line handed to the callback is a view into the reader's buffer, valid only during the call.
