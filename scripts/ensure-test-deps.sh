@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond node_modules, so `npm test` works on a fresh machine:
-#   - Debian's chromium, for the status-page test in a real headless browser;
+#   - Debian's chromium, for the status-page and log-view tests in a real headless browser;
+#   - script (bsdutils) and python3, for the CLI progress and control-character tests;
 #   - java + maven are expected from the machine image; Kafka itself is fetched by scripts/kafka.sh.
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+# script(1) gives the progress-line test a pseudo-terminal; python3 checks events with str.splitlines()
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "ensure-test-deps: missing ${need[*]}; install them (Debian: apt-get install -y ${need[*]})" >&2

@@ -88,6 +88,11 @@ export interface FlowInfo {
   /** Community ID v1 of the flow (https://github.com/corelight/community-id-spec). */
   communityId: string;
   sensor?: string;
+  /**
+   * The server this connection counts toward as an asset, when it is not its own: an FTP data
+   * connection belongs to its control connection's server (its port is an ephemeral one).
+   */
+  assetServer?: { ip: string; port: number };
 }
 
 /** Per-flow byte accounting kept by the TCP layer. */

@@ -1,5 +1,6 @@
 import { digest } from './digest.js';
 import type { EcsFields, FlowInfo, Timestamp } from '../types.js';
+import { cleanWireStrings } from './text.js';
 
 /** ECS version the field names follow. */
 export const ECS_VERSION = '8.11.0';
@@ -125,6 +126,9 @@ export function buildEvent(
     if (dataset === 'tls.session') t.established = tls.established;
     ev.tls = t;
   }
+  // Wire text (analyzer fields, SNI, certificate names) follows one rule for control characters.
+  cleanWireStrings(fields);
+  if (ev.tls) cleanWireStrings(ev.tls as Record<string, unknown>);
   deepMerge(ev, fields);
   if (decrypted) ev.tags = [DECRYPTION_TAG];
   return ev as EcsEvent;

@@ -231,6 +231,8 @@ export class ProtocolDispatcher implements FlowHandler {
     if (claim) {
       this.channel = claim.channel;
       this.channelProtected = claim.protectedExpected;
+      // its server port is an ephemeral one: the asset is the control connection's server
+      if (claim.control) flow.assetServer = claim.control;
     } else if (this.opts.ftpDataPorts.includes(flow.clientPort) || this.opts.ftpsDataPorts.includes(flow.serverPort)) {
       this.channel = new DataChannel(flow);
       this.orphan = true;

@@ -214,7 +214,7 @@ export class Engine implements CaptureSink, AnomalySink {
           pendingBudget: this.pendingBudget,
           anomalies: this,
           options: this.opts.tls,
-          decide: (sni) => ops.decide(flow.serverIp, flow.serverPort, sni, flow.sensor),
+          decide: (sni) => ops.decide(flow.assetServer?.ip ?? flow.serverIp, flow.assetServer?.port ?? flow.serverPort, sni, flow.sensor),
           onSecretWait: (s) => ops.onSecretWait(s),
           closing: (h) => handlers.delete(h),
         }
@@ -247,8 +247,8 @@ export class Engine implements CaptureSink, AnomalySink {
       if (ops && d.status) {
         const info = handler?.info;
         ops.onSession({
-          serverIp: flow.serverIp,
-          serverPort: flow.serverPort,
+          serverIp: flow.assetServer?.ip ?? flow.serverIp,
+          serverPort: flow.assetServer?.port ?? flow.serverPort,
           sni: info?.sni,
           sensor: flow.sensor,
           status: d.status,

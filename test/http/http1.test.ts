@@ -386,6 +386,27 @@ describe('HTTP/1 robustness', () => {
     expect(h.anomalies).toEqual([]);
   });
 
+  it('after a gap inside a body, never makes an exchange from body bytes that look like HTTP', () => {
+    // The body is a transcript holding status lines; the gap is reported longer than the bytes
+    // lost (TLS counts lost ciphertext), so the estimated end of the body falls inside it.
+    const transcript = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\r\n'.repeat(20);
+    for (const [lost, reported] of [[40, 60], [40, 40], [40, 5000]]) {
+      const h = harness('http/1.1');
+      h.send(Dir.ToServer, REQ('/transcript.txt'));
+      const head = `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${transcript.length}\r\n\r\n`;
+      h.send(Dir.ToClient, head + transcript.slice(0, 100));
+      h.a.onGap(Dir.ToClient, reported, { sec: 1, nsec: 0 });
+      h.send(Dir.ToClient, transcript.slice(100 + lost));
+      h.send(Dir.ToServer, REQ('/next'));
+      h.send(Dir.ToClient, RESP('next'));
+      const f = h.fields();
+      expect(f.map((x) => x.url?.path), `lost ${lost}, reported ${reported}`).toEqual(['/transcript.txt', '/next']);
+      expect(f[0].http.response.status_code).toBe(200);
+      expect(f[1].http.response.body.content).toBe('next');
+      expect(h.anomalies).not.toContain('http_response_without_request');
+    }
+  });
+
   it('resyncs after a gap in the headers and marks the message incomplete', () => {
     const h = harness('http/1.1');
     h.send(Dir.ToServer, 'GET /cut HTTP/1.1\r\nHost: h\r\nX-A: ');

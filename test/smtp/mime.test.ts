@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decodeEncodedWords, MessageParser, parseAddressList, parseHeaderParams } from '../../src/analyzers/smtp/mime.js';
-import { LineReader } from '../../src/analyzers/smtp/lines.js';
+import { LineReader } from '../../src/analyzers/lines.js';
 import { cramUser, decodeBase64Strict, oauthUser, plainUser } from '../../src/analyzers/smtp/sasl.js';
 
 function parse(msg: string) {

@@ -45,6 +45,8 @@ export interface DataChannelClaim {
   channel: DataChannel;
   /** PROT P was in effect when the transfer was announced (the connection should be TLS). */
   protectedExpected: boolean;
+  /** The control connection's server endpoint (the asset the data connection counts toward). */
+  control?: { ip: string; port: number };
 }
 
 export interface Expectation {
@@ -54,6 +56,8 @@ export interface Expectation {
   /** When registered (capture time); expires after expectationTtlSeconds. */
   ts: Timestamp;
   protectedExpected: boolean;
+  /** The control connection's server endpoint. */
+  control?: { ip: string; port: number };
   /** Called once when a flow matches: returns the channel that receives the flow's bytes. */
   attach(flow: FlowInfo, ts: Timestamp): DataChannel;
   /** Set when claimed or cancelled. */
@@ -131,7 +135,7 @@ export class DataChannelRegistry {
     if (!list.length) this.byKey.delete(key);
     if (!found) return undefined;
     found.done = true;
-    return { channel: found.attach(flow, ts), protectedExpected: found.protectedExpected };
+    return { channel: found.attach(flow, ts), protectedExpected: found.protectedExpected, control: found.control };
   }
 
   private evictOldest(): void {

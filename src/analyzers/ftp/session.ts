@@ -18,7 +18,7 @@
 import type { AnomalySink, EcsFields, EndReason, EventSink, FlowInfo, Timestamp } from '../../types.js';
 import { Dir, tsSeconds } from '../../types.js';
 import type { AppStream } from '../../types.js';
-import { LineReader, lineText, textOf } from '../smtp/lines.js';
+import { LineReader, lineText, textOf } from '../lines.js';
 import type { TlsUpgradeHooks } from '../smtp/session.js';
 import { DataChannel, canonicalIp, type DataChannelRegistry, type DataChannelResult, type Expectation } from './dataChannels.js';
 
@@ -504,6 +504,7 @@ export class FtpSession implements AppStream {
       port,
       ts,
       protectedExpected: this.prot === 'P',
+      control: this.flow ? { ip: this.flow.serverIp, port: this.flow.serverPort } : undefined,
       attach: (flow) => this.attachChannel(slot, flow),
     };
     if (!alias) {

@@ -77,6 +77,12 @@ class Side {
   status = 0;
   version: '1.0' | '1.1' = '1.1';
   ended = false;
+  /**
+   * A gap fell inside this message's body. Gap lengths from the TLS layer count lost ciphertext
+   * (record headers and tags included), so where the body ends is only estimated: after it the
+   * parser looks for a message start (resync) instead of taking the next bytes as one.
+   */
+  bodyGap = false;
   msgTs: Timestamp = { sec: 0, nsec: 0 };
   constructor(readonly isRequest: boolean) {
     this.line = Buffer.allocUnsafe(256);
@@ -116,6 +122,7 @@ export class Http1Analyzer {
         if (length <= side.remaining) {
           side.body?.gap(length);
           side.remaining -= length;
+          side.bodyGap = true;
           if (side.remaining === 0) {
             if (side.state === S.BodyLen) this.messageDone(side);
             else side.state = S.ChunkCrlf;
@@ -189,6 +196,7 @@ export class Http1Analyzer {
     side.headers = undefined;
     side.pendName = undefined;
     side.headerBytes = 0;
+    side.bodyGap = false;
   }
 
   private malformed(side: Side, ts: Timestamp, detail: string): void {
@@ -306,7 +314,10 @@ export class Http1Analyzer {
   }
 
   private plausible(side: Side, head: string): boolean {
-    if (!side.isRequest) return head.startsWith('HTTP/1.');
+    // After a gap a response may start only if a request waits for one: a status line found in
+    // body bytes (a downloaded transcript, a log) must not become an exchange of its own. When the
+    // request was lost too, the response is lost with it (the gap is what gets reported).
+    if (!side.isRequest) return head.startsWith('HTTP/1.') && this.queue.length > 0;
     const sp = head.indexOf(' ');
     return sp > 0 && KNOWN_METHODS.has(head.slice(0, sp));
   }
@@ -523,7 +534,9 @@ export class Http1Analyzer {
     side.body = undefined;
     side.headers = undefined;
     side.headerBytes = 0;
-    side.state = S.Start;
+    // After a gap in the body its end is an estimate: the next message is searched for, not assumed.
+    side.state = side.bodyGap ? S.ResyncScan : S.Start;
+    side.bodyGap = false;
     side.lineLen = 0;
     // Give back a line buffer that grew for one unusually long header line.
     if (side.line.length > LINE_BUFFER_KEEP) side.line = Buffer.allocUnsafe(256);

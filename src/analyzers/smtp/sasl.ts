@@ -3,6 +3,7 @@
  * authentication identity is ever returned: passwords, tokens and digests are dropped here, at
  * the earliest point, so they cannot reach an event.
  */
+import { wireText } from '../../events/text.js';
 
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -18,7 +19,7 @@ export function decodeBase64Strict(s: string): Buffer | undefined {
 export function cleanIdentity(b: Buffer): string {
   let s = b.toString('utf8');
   if (s.includes('\uFFFD')) s = b.toString('latin1');
-  return s.replace(/[\x00-\x1f\x7f]/g, '\uFFFD').slice(0, 256);
+  return wireText(s).slice(0, 256);
 }
 
 /** RFC 4616 PLAIN: [authzid] NUL authcid NUL passwd -> authcid (authzid when authcid is empty). */

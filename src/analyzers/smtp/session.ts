@@ -20,7 +20,7 @@
 import type { AnomalySink, EndReason, EventSink, EcsFields, Timestamp } from '../../types.js';
 import { Dir } from '../../types.js';
 import type { AppStream } from '../../types.js';
-import { LineReader, lineText } from './lines.js';
+import { LineReader, lineText } from '../lines.js';
 import { DEFAULT_MIME_LIMITS, MessageParser, type MessageSummary, type MimeLimits } from './mime.js';
 import { cramUser, decodeBase64Strict, cleanIdentity, oauthUser, plainUser } from './sasl.js';
 

@@ -1,11 +1,10 @@
 /**
- * Incremental CRLF/LF line splitter for the line-oriented protocols (SMTP RFC 5321 Section 2.3.8,
- * FTP RFC 959 Section 4.2). Bounded: a line longer than `maxLine` is delivered truncated to
+ * The one line reader of the line-oriented protocols (SMTP RFC 5321 Section 2.3.8, FTP RFC 959
+ * Section 4.2): an incremental CRLF/LF splitter that both sessions use. Bounded: a line longer than `maxLine` is delivered truncated to
  * `maxLine` bytes with `truncated = true` and its full length, and nothing beyond `maxLine` is
  * ever buffered. A bare LF also ends a line (as most servers accept it); the CR is stripped.
  * The line handed to the callback is a view into the reader's buffer, valid only during the call.
  */
-
 export type LineCallback = (line: Buffer, fullLength: number, truncated: boolean) => void;
 
 export class LineReader {
@@ -78,9 +77,13 @@ export class LineReader {
   }
 }
 
-/** Printable ASCII view of a protocol line (control bytes replaced), for messages and args. */
+/**
+ * A protocol line as Latin-1 text (one character per byte, so it can be parsed and turned back
+ * into the same bytes). Control characters are left in: the event builder replaces them by the
+ * one rule of events/text.ts, after the text has been decoded (UTF-8 or Latin-1, see textOf).
+ */
 export function lineText(line: Buffer): string {
-  return line.toString('latin1').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '\uFFFD');
+  return line.toString('latin1');
 }
 
 /** UTF-8 if valid, else Latin-1 (servers send either in replies and file names). */
