@@ -196,8 +196,9 @@ export class Detector {
       this.stats.ruleErrors++;
     }
     const th = this.thresholder;
+    // capture time: parsed only when a window may be due or a rule hits (most events neither)
     let tsMs = NaN;
-    if (th) {
+    if (th?.waiting) {
       tsMs = Date.parse(String(ev['@timestamp']));
       if (Number.isFinite(tsMs)) th.advance(tsMs, this.summarySink);
     }
@@ -214,6 +215,7 @@ export class Detector {
         if (!evidence) continue;
         let verdict: ThresholdVerdict | undefined;
         if (th) {
+          if (Number.isNaN(tsMs)) tsMs = Date.parse(String(ev['@timestamp']));
           verdict = th.hit(ev, rule, tsMs, alertDecrypted(ev, rule), this.summarySink);
           if (!verdict.alert) continue;
         }

@@ -157,6 +157,11 @@ export class Thresholder {
     return this.entries.size;
   }
 
+  /** Whether a window may come due (advance needs the capture time only then). */
+  get waiting(): boolean {
+    return this.nextDue !== Infinity;
+  }
+
   specOf(rule: Rule): ThresholdSpec {
     let s = this.specs.get(rule.id);
     if (!s) {

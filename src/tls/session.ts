@@ -1284,15 +1284,11 @@ export class TlsFlowHandler implements FlowHandler {
         if (ds.dir === Dir.ToServer) this.info.established = true;
         ds.phase = Phase.Application;
         ds.appPhase = true;
+        // The application keys are derived by decryptorFor when this direction's first
+        // application record needs them (a direction that sends none never pays the key schedule).
         ds.dec = undefined;
         ds.secret = undefined;
         ds.earlyDec = undefined;
-        const label = ds.dir === Dir.ToServer ? 'CLIENT_TRAFFIC_SECRET_0' : 'SERVER_TRAFFIC_SECRET_0';
-        const secret = this.secret13(label);
-        if (secret && this.suite) {
-          ds.secret = secret;
-          ds.dec = new RecordDecryptor(this.suite, trafficKeys13(this.suite, secret), { tls13: true, encryptThenMac: false });
-        }
       }
       return;
     }
