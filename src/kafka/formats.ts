@@ -20,10 +20,16 @@ export const FRAME_CONTENT_TYPE = 'application/octet-stream';
 const PCAP_NS_MAGIC = 0xa1b23c4d;
 const SNAPLEN = 262144;
 
-/** Accumulates packets into one classic pcap stream (nanosecond resolution, little-endian). */
+/**
+ * Accumulates packets into one classic pcap stream (nanosecond resolution, little-endian). The
+ * stream is written straight into one buffer (grown by doubling, then kept at the size the last
+ * stream needed), so a packet costs one copy and no allocation; take() hands that buffer over.
+ */
 export class PcapStreamBuilder {
-  private parts: Buffer[] = [];
+  private buf: Buffer | undefined;
   private size = 0;
+  /** Capacity the next stream starts with (what the previous one grew to). */
+  private nextCap = 64 * 1024;
   count = 0;
   linktype = -1;
 
@@ -31,31 +37,46 @@ export class PcapStreamBuilder {
     return this.size;
   }
 
+  private room(n: number): Buffer {
+    let b = this.buf;
+    if (b === undefined) {
+      b = this.buf = Buffer.allocUnsafe(Math.max(this.nextCap, n));
+    } else if (b.length - this.size < n) {
+      const g = Buffer.allocUnsafe(Math.max(b.length * 2, this.size + n));
+      b.copy(g, 0, 0, this.size);
+      b = this.buf = g;
+    }
+    return b;
+  }
+
   add(p: RawPacket): void {
+    const n = p.data.length;
+    const b = this.room((this.count === 0 ? 24 : 0) + 16 + n);
+    let o = this.size;
     if (this.count === 0) {
       this.linktype = p.linktype;
-      const g = Buffer.alloc(24);
-      g.writeUInt32LE(PCAP_NS_MAGIC, 0);
-      g.writeUInt16LE(2, 4);
-      g.writeUInt16LE(4, 6);
-      g.writeUInt32LE(SNAPLEN, 16);
-      g.writeUInt32LE(p.linktype >>> 0, 20);
-      this.parts.push(g);
-      this.size += 24;
+      b.writeUInt32LE(PCAP_NS_MAGIC, 0);
+      b.writeUInt16LE(2, 4);
+      b.writeUInt16LE(4, 6);
+      b.writeUInt32LE(0, 8);
+      b.writeUInt32LE(0, 12);
+      b.writeUInt32LE(SNAPLEN, 16);
+      b.writeUInt32LE(p.linktype >>> 0, 20);
+      o = 24;
     }
-    const h = Buffer.alloc(16);
-    h.writeUInt32LE(p.ts.sec >>> 0, 0);
-    h.writeUInt32LE(p.ts.nsec >>> 0, 4);
-    h.writeUInt32LE(p.data.length, 8);
-    h.writeUInt32LE(p.origLen >>> 0, 12);
-    this.parts.push(h, Buffer.from(p.data)); // copy: the source view may be reused
-    this.size += 16 + p.data.length;
+    b.writeUInt32LE(p.ts.sec >>> 0, o);
+    b.writeUInt32LE(p.ts.nsec >>> 0, o + 4);
+    b.writeUInt32LE(n, o + 8);
+    b.writeUInt32LE(p.origLen >>> 0, o + 12);
+    p.data.copy(b, o + 16); // a copy: the source view may be reused
+    this.size = o + 16 + n;
     this.count++;
   }
 
   take(): Buffer {
-    const b = Buffer.concat(this.parts, this.size);
-    this.parts = [];
+    const b = this.buf === undefined ? Buffer.alloc(0) : this.buf.subarray(0, this.size);
+    if (this.buf !== undefined) this.nextCap = this.buf.length;
+    this.buf = undefined;
     this.size = 0;
     this.count = 0;
     this.linktype = -1;

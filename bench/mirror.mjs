@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+// 6. The mirror receiver: how many VXLAN datagrams per second (and Gbps of inner frames) one
+// `publish mirror` process takes into the local broker with nothing dropped, and the latency
+// from a packet on the wire to its event out of `run`.
+//
+//   npm run build && sudo bash bench/make-mirror-capture.sh
+//   sudo node bench/mirror.mjs [--mbps 400,700,1000,1300] [--duration 8] [--latency-runs 20]
+//                              [--brokers 127.0.0.1:19092] [--rcvbuf 33554432] [--receiver-args "..."]
+//
+// Throughput: the namespaces of test/mirror/netns.sh (prefix h13b); `tcpreplay -K --mbps R
+// --duration D --loop 0` replays mirror-1400.pcap (real TLS, every frame 1,400 bytes) onto the
+// kernel VXLAN device h13bvx, whose remote is the receiver (10.93.2.2:4789): the kernel
+// encapsulates, as a `tc mirred` mirror does. For each rate the receiver's own metrics give the
+// datagrams received and published and every drop (kernel socket buffer, buffer full, Kafka),
+// /proc/PID/stat its CPU seconds; tcpreplay says what it sent and `ip -s link` what the VXLAN
+// device dropped before the receiver.
+//
+// Latency: `run` consumes the same packets topic; the key log of mirror-session.pcap (one small
+// HTTPS request) is published first; then, N times, the session's frames are sent as VXLAN
+// datagrams with a fresh client port (a new flow each time) and the time from the last frame
+// sent to the http event on run's stdout is taken. The receiver's linger is 100 ms (default).
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { CACHE, ROOT, fmt, fmt0, need, needBuild, printMachine } from './lib/common.mjs';
+
+const { values } = parseArgs({
+  options: {
+    mbps: { type: 'string', default: '400,700,1000,1300' },
+    duration: { type: 'string', default: '8' },
+    'latency-runs': { type: 'string', default: '20' },
+    brokers: { type: 'string', default: '127.0.0.1:19092' },
+    rcvbuf: { type: 'string', default: String(32 << 20) },
+    'receiver-args': { type: 'string', default: '' },
+    capture: { type: 'string', default: `${CACHE}/mirror-1400.pcap` },
+    session: { type: 'string', default: `${CACHE}/mirror-session.pcap` },
+  },
+});
+needBuild();
+need(values.capture, 'make it with: sudo bash bench/make-mirror-capture.sh');
+need(values.session, 'make it with: sudo bash bench/make-mirror-capture.sh');
+if (process.getuid() !== 0) {
+  console.error('bench/mirror.mjs needs root (network namespaces, tcpreplay)');
+  process.exit(2);
+}
+
+const P = 'h13b';
+const NETNS = `${ROOT}test/mirror/netns.sh`;
+const CLI = `${ROOT}dist/src/cli.js`;
+const B = values.brokers;
+const stamp = Date.now().toString(36);
+const topic = `h13b.bench.packets.${stamp}`;
+const secrets = `h13b.bench.secrets.${stamp}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sh = (s) => execFileSync('bash', ['-c', s], { encoding: 'utf8' });
+
+function start(args) {
+  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = { p, out: '', err: '' };
+  p.stdout.on('data', (d) => (r.out += d));
+  p.stderr.on('data', (d) => (r.err += d));
+  return r;
+}
+
+async function until(what, f, ms = 60_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(50);
+  }
+}
+
+async function metrics(url) {
+  const text = await (await fetch(url)).text();
+  const m = {};
+  for (const l of text.split('\n')) {
+    if (!l.startsWith('tlsdecrypt_')) continue;
+    const i = l.lastIndexOf(' ');
+    m[l.slice(0, i)] = Number(l.slice(i + 1));
+  }
+  return m;
+}
+const sum = (m, prefix) => Object.entries(m).filter(([k]) => k.startsWith(prefix)).reduce((a, [, v]) => a + v, 0);
+
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks (100 Hz)
+}
+
+function vxlanTxDrops() {
+  const s = sh(`ip netns exec ${P}srv ip -s link show ${P}vx`).split('\n');
+  const i = s.findIndex((l) => l.trim().startsWith('TX:'));
+  return Number(s[i + 1].trim().split(/\s+/)[3]);
+}
+
+/** Frames of a classic pcap file (tcpdump: microseconds, little-endian). */
+function pcapFrames(path) {
+  const b = readFileSync(path);
+  const out = [];
+  for (let o = 24; o + 16 <= b.length; ) {
+    const n = b.readUInt32LE(o + 8);
+    out.push(Buffer.from(b.subarray(o + 16, o + 16 + n)));
+    o += 16 + n;
+  }
+  return out;
+}
+
+const m0 = printMachine();
+const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+console.log(`load average at start: ${load} (the machine is shared with other helpers' builds and tests)`);
+const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+const wantRcvbuf = Number(values.rcvbuf);
+let restoreRmem = false;
+spawnSync('bash', [NETNS, 'down', P]);
+sh(`bash ${NETNS} up ${P} >/dev/null`);
+let receiver;
+let run;
+try {
+  if (rmemMax < wantRcvbuf) {
+    sh(`sysctl -qw net.core.rmem_max=${wantRcvbuf}`);
+    restoreRmem = true;
+  }
+  receiver = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), ...values['receiver-args'].split(' ').filter(Boolean)]);
+  await until('receiver listening', () => receiver.err.includes('mirror receiver listening'));
+  const url = /metrics on (http:\/\/\S+)/.exec(receiver.err)[1];
+  const rcvbuf = /"rcvbuf":(\d+)/.exec(receiver.err)?.[1];
+  console.log(`receiver: pid ${receiver.p.pid}, SO_RCVBUF ${rcvbuf} (asked ${wantRcvbuf}), topic ${topic} (8 partitions), broker ${B}, linger 100 ms, batch 512 KiB`);
+  const frames = sh(`tcpdump -r ${values.capture} 2>/dev/null | wc -l`).trim();
+  console.log(`feed: ${values.capture} (${frames} frames of 1400 bytes, real TLS 1.3), tcpreplay -K onto the kernel VXLAN device (datagrams of 1450 bytes: 1400 + 8 VXLAN + 8 UDP + 20 IP + 14 outer Ethernet)`);
+  console.log('');
+  console.log('offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core)');
+  const rows = [];
+  for (const r of values.mbps.split(',').map(Number)) {
+    await sleep(1000);
+    const before = await metrics(url);
+    const cpu0 = cpuSeconds(receiver.p.pid);
+    const vx0 = vxlanTxDrops();
+    const t0 = performance.now();
+    const tr = spawnSync('ip', ['netns', 'exec', `${P}srv`, 'tcpreplay', '-K', '-q', `--mbps=${r}`, `--duration=${values.duration}`, '--loop=0', '-i', `${P}vx`, values.capture], { encoding: 'utf8' });
+    const secs = (performance.now() - t0) / 1000;
+    await sleep(1500); // linger + the last sends
+    const after = await metrics(url);
+    const cpu = cpuSeconds(receiver.p.pid) - cpu0;
+    const vxDrops = vxlanTxDrops() - vx0;
+    const d = (k) => (after[k] ?? 0) - (before[k] ?? 0);
+    const dg = sum(after, 'tlsdecrypt_mirror_datagrams_total') - sum(before, 'tlsdecrypt_mirror_datagrams_total');
+    const kern = d('tlsdecrypt_publish_drops_total{cause="kernel_socket_buffer"}');
+    const buf = d('tlsdecrypt_publish_drops_total{cause="buffer_full"}');
+    const kafka = d('tlsdecrypt_publish_drops_total{cause="kafka_unavailable"}') + d('tlsdecrypt_publish_drops_total{cause="kafka_rejected"}');
+    const pub = d('tlsdecrypt_publish_published_packets_total');
+    const sent = Number(/Actual: (\d+) packets/.exec(tr.stdout)?.[1] ?? NaN);
+    const sentSecs = Number(/sent in ([\d.]+) seconds/.exec(tr.stdout)?.[1] ?? secs);
+    const row = { mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
+    rows.push(row);
+    console.log(`${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %)`);
+  }
+  const m = await metrics(url);
+  const lat = m['tlsdecrypt_publish_latency_seconds_sum'] / m['tlsdecrypt_publish_latency_seconds_count'];
+  console.log(`receiver publish latency (first packet of a record -> Kafka ack), mean over all records: ${fmt(lat * 1000, 1)} ms`);
+  const clean = rows.filter((x) => x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
+  const best = clean.sort((a, b) => b.dgps - a.dgps)[0];
+  console.log(best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something');
+
+  // ---- latency: packet on the wire -> event
+  console.log('');
+  sh(`node ${CLI} publish keylog ${values.session.replace(/\.pcap$/, '.keys.log')} --brokers ${B} --topic ${secrets} -q`);
+  run = start([CLI, 'run', '--brokers', B, '--packets-topic', topic, '--secrets-topic', secrets, '--events-topic', '', '--stdout', '--group-id', `h13b.bench.${stamp}`, '--start-from', 'latest', '--stats-interval', '0', '--max-cpu', '0', '--max-memory', '0']);
+  await until('run consuming', () => run.err.includes('"consuming"'), 60_000);
+  await sleep(2000);
+  const sframes = pcapFrames(values.session);
+  const sock = createSocket('udp4');
+  const vx = Buffer.from([0x08, 0, 0, 0, 0, 0, 42, 0]);
+  const lats = [];
+  const runs = Number(values['latency-runs']);
+  for (let i = 0; i < runs; i++) {
+    const port = 20000 + i;
+    let last = 0;
+    for (const f of sframes) {
+      const g = Buffer.from(f);
+      const ihl = (g[14] & 0x0f) * 4;
+      const tcp = 14 + ihl;
+      if (g[26] === 10 && g[27] === 93 && g[28] === 1 && g[29] === 2) g.writeUInt16BE(port, tcp); // from the client
+      else g.writeUInt16BE(port, tcp + 2);
+      await new Promise((r) => sock.send(Buffer.concat([vx, g]), 4789, '10.93.2.2', r));
+      last = performance.now();
+    }
+    const ev = await until(`event of run ${i}`, () => run.out.split('\n').some((l) => l.includes('"dataset":"http"') && l.includes(`"port":${port}`)), 30_000);
+    if (ev) lats.push(performance.now() - last);
+    await sleep(300);
+  }
+  sock.close();
+  lats.sort((a, b) => a - b);
+  const q = (p) => lats[Math.min(lats.length - 1, Math.floor(p * lats.length))];
+  console.log(`end-to-end latency, last packet sent -> its http event on run's stdout (${lats.length} new flows, receiver linger 100 ms, run defaults): median ${fmt0(q(0.5))} ms, p90 ${fmt0(q(0.9))} ms, max ${fmt0(lats[lats.length - 1])} ms`);
+  console.log(`(machine: ${m0.nproc} cores, shared; load average now ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')})`);
+} finally {
+  run?.p.kill('SIGTERM');
+  receiver?.p.kill('SIGTERM');
+  await sleep(1000);
+  if (receiver?.err) {
+    const s = receiver.err.split('\n').filter((l) => l.startsWith('tlsdecrypt: received'));
+    if (s.length) console.log(s[0]);
+  }
+  if (restoreRmem) sh(`sysctl -qw net.core.rmem_max=${rmemMax}`);
+  spawnSync('bash', [NETNS, 'down', P]);
+}
