@@ -47,7 +47,8 @@ export interface UdpFlowHandler {
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void;
 }
 
-export type UdpFlowHandlerFactory = (flow: FlowInfo, first: Buffer) => UdpFlowHandler;
+/** The handler of a new flow, or undefined to track the flow (counts, timeouts) without one. */
+export type UdpFlowHandlerFactory = (flow: FlowInfo, first: Buffer) => UdpFlowHandler | undefined;
 
 interface Flow {
   key: string;
