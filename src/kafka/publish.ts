@@ -45,10 +45,11 @@ export interface PublishPcapResult {
 /** Records pending in one send; a send is awaited before more input is read. */
 const MAX_PENDING_RECORDS = 2000;
 
-/** Partition of a packet: flowHash % n for TCP, 0 otherwise. */
+/** Partition of a packet: flowHash % n for TCP and UDP (QUIC: the UDP 5-tuple), 0 otherwise. */
 export function packetPartition(p: RawPacket, decoded: DecodedPacket, n: number): number {
   const ignore = { anomaly() {} };
-  return decodePacket(p, decoded, ignore) === 'tcp' ? flowHash(decoded) % n : 0;
+  const kind = decodePacket(p, decoded, ignore);
+  return kind === 'tcp' || kind === 'udp' ? flowHash(decoded) % n : 0;
 }
 
 async function withKafka<T>(f: () => Promise<T>): Promise<T> {
