@@ -88,6 +88,8 @@ async function cmdReplay(argv: string[]): Promise<void> {
       onlyDecrypted: values['only-decrypted'] ?? false,
       tcp: limits.tcp,
       tls: limits.tls,
+      udp: limits.udp,
+      quic: limits.quic,
       analyzers: {
         http: {
           ...limits.http,

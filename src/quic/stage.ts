@@ -140,6 +140,10 @@ export class QuicStage implements QuicConnectionHost {
       }
       const dcid = d.toString('hex', 6, 6 + dcidLen);
       st = this.byCid.get(dcid);
+      // A client Initial to a known first DCID on a new path is another connection (a replay, or a
+      // client reusing a DCID): migration is only allowed after the handshake (RFC 9000 Section 9).
+      const v0 = QUIC_VERSIONS.get(d.readUInt32BE(1));
+      if (st && v0 !== undefined && v0.types[(d[0] >> 4) & 3] === LongType.Initial && st.conn.odcid?.toString('hex') === dcid) st = undefined;
       if (st) toServer = st.conn.serverCids.has(dcid) || (st.conn.odcid !== undefined && st.conn.odcid.toString('hex') === dcid);
       else {
         const version = d.readUInt32BE(1);
@@ -215,7 +219,8 @@ export class QuicStage implements QuicConnectionHost {
     if (ofServer !== undefined) (ofServer ? conn.serverCids : conn.clientCids).add(k);
     if (cid.length === 0 || st.cids.has(k)) return;
     st.cids.add(k);
-    this.byCid.set(k, st);
+    // the first connection to use a CID keeps it (a second one with the same CID is found by path)
+    if (!this.byCid.has(k)) this.byCid.set(k, st);
     this.cidLens.set(cid.length, (this.cidLens.get(cid.length) ?? 0) + 1);
   }
 
