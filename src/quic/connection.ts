@@ -85,6 +85,8 @@ export interface QuicConnectionHost {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Header scratch: long headers are at most 1+4+1+20+1+20+token+8+4 bytes; longer tokens allocate. */
+const AAD_SCRATCH = Buffer.alloc(512);
 
 export class QuicConnection {
   version: QuicVersion | undefined;
@@ -335,12 +337,13 @@ export class QuicConnection {
     const long = (pkt[0] & 0x80) !== 0;
     const first = pkt[0] ^ (mask[0] & (long ? 0x0f : 0x1f));
     const pnLen = (first & 3) + 1;
-    const aad = Buffer.allocUnsafe(pnOffset + pnLen);
-    pkt.copy(aad, 0, 0, pnOffset + pnLen);
+    // the unprotected header is the AEAD's associated data; a shared scratch (used within this call)
+    const aad = pnOffset + pnLen <= AAD_SCRATCH.length ? AAD_SCRATCH.subarray(0, pnOffset + pnLen) : Buffer.allocUnsafe(pnOffset + pnLen);
     aad[0] = first;
+    for (let i = 1; i < pnOffset; i++) aad[i] = pkt[i]; // (a loop: Buffer.copy costs more for a header)
     let truncated = 0;
     for (let i = 0; i < pnLen; i++) {
-      const b = aad[pnOffset + i] ^ mask[1 + i];
+      const b = pkt[pnOffset + i] ^ mask[1 + i];
       aad[pnOffset + i] = b;
       truncated = truncated * 256 + b;
     }

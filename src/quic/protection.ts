@@ -124,15 +124,18 @@ export class PacketKeys {
   /** Section 5.3: nonce = iv XOR packet number (left-padded); returns the plaintext or undefined when authentication fails. */
   open(aad: Buffer, payload: Buffer, pn: number): Buffer | undefined {
     if (payload.length < AEAD_TAG_LEN) return undefined;
-    const nonce = Buffer.from(this.iv);
+    // the nonce scratch is shared: node copies it into the cipher context during createDecipheriv
+    const nonce = NONCE;
+    const iv = this.iv;
+    for (let i = 0; i < 12; i++) nonce[i] = iv[i]; // (a loop: Buffer.copy costs more for 12 bytes)
     let p = pn;
     for (let i = 11; i >= 4 && p > 0; i--) {
-      nonce[i] ^= p % 256;
-      p = Math.floor(p / 256);
+      nonce[i] ^= p & 0xff;
+      p = (p - (p & 0xff)) / 256;
     }
     const ctLen = payload.length - AEAD_TAG_LEN;
     try {
-      const d = createDecipheriv(this.suite.aead as 'aes-128-gcm', this.key, nonce, { authTagLength: AEAD_TAG_LEN });
+      const d = createDecipheriv(this.suite.aead as 'aes-128-gcm', this.key, nonce, AEAD_OPTS);
       d.setAuthTag(payload.subarray(ctLen));
       if (this.suite.aead === 'aes-128-ccm') (d as unknown as { setAAD(b: Buffer, o: object): void }).setAAD(aad, { plaintextLength: ctLen });
       else d.setAAD(aad);
@@ -144,6 +147,9 @@ export class PacketKeys {
     }
   }
 }
+
+const NONCE = Buffer.alloc(12);
+const AEAD_OPTS = Object.freeze({ authTagLength: AEAD_TAG_LEN });
 
 /** Section 5.1: key, iv and hp from a TLS secret (v1 "quic key"/"quic iv"/"quic hp", v2 "quicv2 ..."). */
 export function packetKeys(v: QuicVersion, suite: QuicSuite, secret: Buffer, hp?: HeaderProtection): PacketKeys {
