@@ -121,6 +121,8 @@ async function cmdReplay(argv: string[]): Promise<void> {
       detect: detectOption(limits.detect, { noDetect: values['no-detect'], alerts: values.alerts as 'threshold' | 'all' | undefined }),
       tcp: limits.tcp,
       tls: limits.tls,
+      udp: limits.udp,
+      quic: limits.quic,
       analyzers: {
         http: {
           ...limits.http,

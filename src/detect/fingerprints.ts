@@ -265,7 +265,12 @@ export function tlsFingerprints(ch: ClientHelloLike | undefined, sh?: ServerHell
 export interface FingerprintFieldOptions {
   /** Also emit the unhashed strings (tls.client.ja3_full, tls.client.ja4_r, tls.server.ja3s_full, tls.server.ja4s_r). */
   full?: boolean;
+  /** The hellos came over QUIC: JA4/JA4S start with the protocol letter 'q' instead of 't'. */
+  quic?: boolean;
 }
+
+/** JA4's first character is the transport: 't' TCP, 'q' QUIC. */
+const asQuic = (s: string, quic: boolean | undefined): string => (quic && s.startsWith('t') ? 'q' + s.slice(1) : s);
 
 /**
  * ECS fields for a tls.session event: `tls.client.ja3` / `tls.server.ja3s` (ECS names) and
@@ -279,18 +284,18 @@ export function fingerprintFields(
   const fp = tlsFingerprints(info.clientHello, info.serverHello);
   const tls: Record<string, unknown> = {};
   if (fp.client) {
-    const c: Record<string, unknown> = { ja3: fp.client.ja3, ja4: fp.client.ja4 };
+    const c: Record<string, unknown> = { ja3: fp.client.ja3, ja4: asQuic(fp.client.ja4, opts.quic) };
     if (opts.full) {
       c.ja3_full = fp.client.ja3Full;
-      c.ja4_r = fp.client.ja4Raw;
+      c.ja4_r = asQuic(fp.client.ja4Raw, opts.quic);
     }
     tls.client = c;
   }
   if (fp.server) {
-    const s: Record<string, unknown> = { ja3s: fp.server.ja3s, ja4s: fp.server.ja4s };
+    const s: Record<string, unknown> = { ja3s: fp.server.ja3s, ja4s: asQuic(fp.server.ja4s, opts.quic) };
     if (opts.full) {
       s.ja3s_full = fp.server.ja3sFull;
-      s.ja4s_r = fp.server.ja4sRaw;
+      s.ja4s_r = asQuic(fp.server.ja4sRaw, opts.quic);
     }
     tls.server = s;
   }

@@ -58,12 +58,12 @@ export interface PublishPcapResult {
 const MAX_PENDING_RECORDS = 2000;
 const IGNORE_ANOMALIES = { anomaly() {} };
 
-/** Partition of a decoded packet: flowHash % n for TCP, 0 otherwise. */
+/** Partition of a decoded packet: flowHash % n for TCP and UDP (QUIC: the UDP 5-tuple), 0 otherwise. */
 export function partitionOfDecoded(outcome: DecodeOutcome, decoded: DecodedPacket, n: number): number {
-  return outcome === 'tcp' ? flowHash(decoded) % n : 0;
+  return outcome === 'tcp' || outcome === 'udp' ? flowHash(decoded) % n : 0;
 }
 
-/** Partition of a packet: flowHash % n for TCP, 0 otherwise. */
+/** Partition of a packet: flowHash % n for TCP and UDP (QUIC: the UDP 5-tuple), 0 otherwise. */
 export function packetPartition(p: RawPacket, decoded: DecodedPacket, n: number): number {
   return partitionOfDecoded(decodePacket(p, decoded, IGNORE_ANOMALIES), decoded, n);
 }

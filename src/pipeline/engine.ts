@@ -18,6 +18,8 @@ import { ProtocolDispatcher, type DispatchDeps, type DispatchOptions, type TlsAp
 import type { EngineOpsHooks } from './hooks.js';
 import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
 import { Detector, fingerprintFields, type DetectorOptions } from '../detect/index.js';
+import { UdpFlowTable, type UdpOptions } from '../udp/index.js';
+import { QuicStage, type QuicEventSink, type QuicOptions } from '../quic/index.js';
 import {
   Dir,
   type AnomalySink,
@@ -50,6 +52,9 @@ export interface EngineOptions {
    * watermark (src/kafka/watermark.ts). Set in-thread, never in workerData.
    */
   flows?: { open(flow: FlowInfo, handler: FlowHandler): FlowHandler; muted(flow: FlowInfo): boolean };
+  /** UDP flow table limits and QUIC stage limits (src/udp, src/quic). */
+  udp?: Partial<UdpOptions>;
+  quic?: Partial<QuicOptions>;
 }
 
 /** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
@@ -72,7 +77,7 @@ export interface EngineStats {
 
 export type EventOutput = (ev: EcsEvent) => void;
 
-export class Engine implements CaptureSink, AnomalySink {
+export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   readonly stats: EngineStats = {
     packets: 0,
     bytes: 0,
@@ -99,6 +104,9 @@ export class Engine implements CaptureSink, AnomalySink {
   private readonly tlsHandlers = new Set<TlsFlowHandler>();
   private lastTs: Timestamp = { sec: 0, nsec: 0 };
   private readonly opts: EngineOptions;
+  /** UDP datagrams: flows beside the TCP ones; those carrying QUIC go to the QUIC stage. */
+  private readonly udp: UdpFlowTable;
+  readonly quic: QuicStage;
 
   constructor(
     private readonly output: EventOutput,
@@ -109,6 +117,8 @@ export class Engine implements CaptureSink, AnomalySink {
     this.pendingBudget = new PendingBudget(this.opts.tls.maxPendingRecordBytesTotal ?? DEFAULT_TLS_OPTIONS.maxPendingRecordBytesTotal);
     this.detector = this.opts.detect === false ? undefined : new Detector(this.opts.detect);
     this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
+    this.quic = new QuicStage({ secrets: keys.secrets, anomalies: this, sink: this, options: this.opts.quic, http: this.opts.analyzers.http });
+    this.udp = new UdpFlowTable((flow, first) => this.quic.handler(flow, first) ?? this.otherUdp(), this, this.opts.udp);
     keys.secrets.onAdded(() => this.retryKeys());
   }
 
@@ -121,6 +131,10 @@ export class Engine implements CaptureSink, AnomalySink {
     this.stats.bytes += p.origLen;
     this.lastTs = p.ts;
     const kind = decodePacket(p, this.decoded, this);
+    if (kind === 'udp') {
+      this.udp.process(this.decoded, p.ts, p.sensor);
+      return;
+    }
     if (kind !== 'tcp') {
       this.stats.notDecoded[kind] = (this.stats.notDecoded[kind] ?? 0) + 1;
       return;
@@ -141,21 +155,43 @@ export class Engine implements CaptureSink, AnomalySink {
   /** Advance capture time without packets (idle timeouts in a live stream). */
   tick(now: Timestamp): void {
     this.flows.expire(now);
+    this.udp.expire(now);
   }
 
   /** End of input: flush and close every flow. */
   finish(): void {
     this.flows.closeAll(this.lastTs);
-    // the summaries of alert windows that held hits back (src/detect/threshold.ts)
+    this.udp.closeAll(this.lastTs);
+    // the summaries of alert windows that held hits back (src/detect/threshold.ts), after every flow's last alert
     if (this.detector) for (const a of this.detector.flush()) this.write(a, Array.isArray(a.tags) && a.tags.includes(DECRYPTION_TAG));
   }
 
   get activeFlows(): number {
-    return this.flows.activeFlows;
+    return this.flows.activeFlows + this.udp.activeFlows;
   }
 
   private retryKeys(): void {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
+    this.quic.retryKeys();
+  }
+
+  /** A UDP flow that is not QUIC: counted, its datagrams ignored. */
+  private otherUdp(): undefined {
+    this.stats.otherFlows++;
+    return undefined;
+  }
+
+  /** QuicEventSink: HTTP/3 and tls.session events of QUIC connections (src/quic). */
+  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string }): void {
+    if (session) {
+      this.stats.flows++;
+      this.stats.tlsFlows++;
+      this.stats.sessionsByStatus[session.status] = (this.stats.sessionsByStatus[session.status] ?? 0) + 1;
+      this.stats.decryptedBytes += session.bytes;
+      const f = session.flow;
+      this.opts.ops?.onSession({ serverIp: f.serverIp, serverPort: f.serverPort, sni: session.sni, sensor: f.sensor, status: session.status, decryptedBytes: session.bytes, cipher: session.cipher, ts: f.start.sec + f.start.nsec / 1e9 });
+    }
+    this.emit(ev, decrypted);
   }
 
   /** Every event passes the detector (before the --only-decrypted filter), then is written with its alerts. */

@@ -106,12 +106,14 @@ const IGNORE = { anomaly(): void {} };
 
 /**
  * Shard hash of a captured frame (`hostPairHash`, or `flowHash` with `withPorts`): from its bytes
- * for plain Ethernet/IPv4/TCP, else after decoding it into `scratch`; -1 when it is not TCP.
+ * for plain Ethernet/IPv4/TCP, else after decoding it into `scratch`; -1 when it is neither TCP
+ * nor UDP (UDP: QUIC, whose connection's paths between the same two hosts share a host pair).
  */
 export function packetHash(p: RawPacket, withPorts: boolean, scratch: DecodedPacket): number {
   if (p.linktype === 1) {
     const h = rawHash(p.data, withPorts);
     if (h >= 0) return h;
   }
-  return decodePacket(p, scratch, IGNORE) === 'tcp' ? hash(scratch, withPorts) : -1;
+  const kind = decodePacket(p, scratch, IGNORE);
+  return kind === 'tcp' || kind === 'udp' ? hash(scratch, withPorts) : -1;
 }

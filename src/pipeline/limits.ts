@@ -3,7 +3,8 @@
  * JSON file (`replay --limits FILE`) that overrides them:
  *
  *   { "tcp": { "maxFlows": 200000 }, "tls": { "maxPendingRecordBytesPerFlow": 4194304 },
- *     "http": { "bodyCaptureBytes": 0 }, "capture": { "maxPacketBytes": 262144 } }
+ *     "http": { "bodyCaptureBytes": 0 }, "capture": { "maxPacketBytes": 262144 },
+ *     "udp": { "idleTimeoutSec": 60 }, "quic": { "maxConnections": 50000 } }
  *
  * Unknown sections or keys, and values of the wrong type, are errors (exit 2), so a typo never
  * silently leaves a default in place.
@@ -22,6 +23,8 @@ import { DEFAULT_CAPTURE_LIMITS, type CaptureLimits } from '../capture/index.js'
 import { RULES } from '../detect/rules.js';
 import { parseDetectSection, thresholdOptions, ThresholdConfigError, type DetectSettings } from '../detect/threshold.js';
 import type { DetectorOptions } from '../detect/detector.js';
+import { DEFAULT_UDP_OPTIONS, type UdpOptions } from '../udp/index.js';
+import { DEFAULT_QUIC_OPTIONS, type QuicOptions } from '../quic/options.js';
 
 export interface Limits {
   tcp: Partial<TcpOptions>;
@@ -30,6 +33,9 @@ export interface Limits {
   capture: Partial<CaptureLimits>;
   /** Alert settings (thresholding, disabled rules); absent = defaults. */
   detect?: DetectSettings;
+  /** UDP flow table (src/udp) and QUIC stage (src/quic). */
+  udp?: Partial<UdpOptions>;
+  quic?: Partial<QuicOptions>;
 }
 
 export const DEFAULT_LIMITS = {
@@ -37,13 +43,15 @@ export const DEFAULT_LIMITS = {
   tls: DEFAULT_TLS_OPTIONS,
   http: DEFAULT_HTTP_OPTIONS,
   capture: DEFAULT_CAPTURE_LIMITS,
+  udp: DEFAULT_UDP_OPTIONS,
+  quic: DEFAULT_QUIC_OPTIONS,
 } as const;
 
 export class LimitsError extends Error {}
 
 /** Validates a parsed limits object against the defaults' keys and value types. */
 export function parseLimits(obj: unknown, where: string): Limits {
-  const out: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
+  const out: Limits = { tcp: {}, tls: {}, http: {}, capture: {}, udp: {}, quic: {} };
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new LimitsError(`${where}: expected a JSON object`);
   for (const [section, values] of Object.entries(obj)) {
     if (section === 'detect') {

@@ -5,8 +5,9 @@
  * (Section 5.3), key update (Section 6, "quic ku"), and packet number decoding (RFC 9000 A.3).
  *
  * QUIC v2 (RFC 9369 Section 3.3) changes the salt, the labels ("quicv2 key" ...) and the long
- * header packet type numbers; the draft codepoint 0x709a50c4 (draft-ietf-quic-v2-08, spoken by
- * ngtcp2 0.12) has the same salt, labels and types as the RFC.
+ * header packet type numbers. The draft codepoint 0x709a50c4 (spoken by ngtcp2 0.12, Debian 12)
+ * has the RFC's labels and types but the drafts' Initial salt a707c203... (the value in
+ * libngtcp2_crypto_gnutls 0.12; checked against a real capture, fixtures/quic/v2draft).
  */
 import { createCipheriv, createDecipheriv, type Cipher } from 'node:crypto';
 import { hkdfExpandLabel, hkdfExtract } from '../tls/crypto/keySchedule13.js';
@@ -59,7 +60,7 @@ const V2_COMMON = {
 export const QUIC_VERSIONS: ReadonlyMap<number, QuicVersion> = new Map([
   [0x00000001, V1],
   [0x6b3343cf, { id: 0x6b3343cf, name: '2', ...V2_COMMON }],
-  [0x709a50c4, { id: 0x709a50c4, name: '2-draft', ...V2_COMMON }],
+  [0x709a50c4, { id: 0x709a50c4, name: '2-draft', ...V2_COMMON, salt: Buffer.from('a707c203a59b47184a1d62ca570406ea7ae3e5d3', 'hex') }],
 ]);
 
 /** An AEAD of the TLS 1.3 suites QUIC uses (RFC 9001 Section 5.3). */
@@ -123,15 +124,18 @@ export class PacketKeys {
   /** Section 5.3: nonce = iv XOR packet number (left-padded); returns the plaintext or undefined when authentication fails. */
   open(aad: Buffer, payload: Buffer, pn: number): Buffer | undefined {
     if (payload.length < AEAD_TAG_LEN) return undefined;
-    const nonce = Buffer.from(this.iv);
+    // the nonce scratch is shared: node copies it into the cipher context during createDecipheriv
+    const nonce = NONCE;
+    const iv = this.iv;
+    for (let i = 0; i < 12; i++) nonce[i] = iv[i]; // (a loop: Buffer.copy costs more for 12 bytes)
     let p = pn;
     for (let i = 11; i >= 4 && p > 0; i--) {
-      nonce[i] ^= p % 256;
-      p = Math.floor(p / 256);
+      nonce[i] ^= p & 0xff;
+      p = (p - (p & 0xff)) / 256;
     }
     const ctLen = payload.length - AEAD_TAG_LEN;
     try {
-      const d = createDecipheriv(this.suite.aead as 'aes-128-gcm', this.key, nonce, { authTagLength: AEAD_TAG_LEN });
+      const d = createDecipheriv(this.suite.aead as 'aes-128-gcm', this.key, nonce, AEAD_OPTS);
       d.setAuthTag(payload.subarray(ctLen));
       if (this.suite.aead === 'aes-128-ccm') (d as unknown as { setAAD(b: Buffer, o: object): void }).setAAD(aad, { plaintextLength: ctLen });
       else d.setAAD(aad);
@@ -143,6 +147,9 @@ export class PacketKeys {
     }
   }
 }
+
+const NONCE = Buffer.alloc(12);
+const AEAD_OPTS = Object.freeze({ authTagLength: AEAD_TAG_LEN });
 
 /** Section 5.1: key, iv and hp from a TLS secret (v1 "quic key"/"quic iv"/"quic hp", v2 "quicv2 ..."). */
 export function packetKeys(v: QuicVersion, suite: QuicSuite, secret: Buffer, hp?: HeaderProtection): PacketKeys {

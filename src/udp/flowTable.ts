@@ -47,10 +47,16 @@ export interface UdpFlowHandler {
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void;
 }
 
-export type UdpFlowHandlerFactory = (flow: FlowInfo, first: Buffer) => UdpFlowHandler;
+/** The handler of a new flow, or undefined to track the flow (counts, timeouts) without one. */
+export type UdpFlowHandlerFactory = (flow: FlowInfo, first: Buffer) => UdpFlowHandler | undefined;
 
 interface Flow {
   key: string;
+  /** The canonical endpoints (copies): a/pa first. */
+  a: Buffer;
+  b: Buffer;
+  pa: number;
+  pb: number;
   info: FlowInfo;
   /** Canonical first endpoint is the client (true) or the server. */
   clientIsA: boolean;
@@ -74,6 +80,8 @@ export class UdpFlowTable {
   private readonly opts: UdpOptions;
   private nextId = 1;
   private nextExpireAt = 0;
+  /** The flow of the previous datagram (null after it closed). */
+  private last: Flow | null = null;
 
   constructor(
     private readonly factory: UdpFlowHandlerFactory,
@@ -95,14 +103,22 @@ export class UdpFlowTable {
   process(p: DecodedPacket, ts: Timestamp, sensor?: string): void {
     this.stats.datagrams++;
     if (ts.sec >= this.nextExpireAt) this.expire(ts);
-    const c = Buffer.compare(p.srcAddr, p.dstAddr);
-    const srcIsA = c < 0 || (c === 0 && p.srcPort <= p.dstPort);
-    const key = srcIsA
-      ? p.srcAddr.toString('latin1') + p.dstAddr.toString('latin1') + String.fromCharCode(p.srcPort, p.dstPort)
-      : p.dstAddr.toString('latin1') + p.srcAddr.toString('latin1') + String.fromCharCode(p.dstPort, p.srcPort);
-    let f = this.flows.get(key);
-    if (f === undefined) f = this.create(key, p, srcIsA, ts, sensor);
-    else this.touch(f);
+    let f = this.last;
+    let srcIsA: boolean;
+    // Bulk traffic comes in runs of one flow: the previous flow is checked before building a key.
+    if (f !== null && f.pa === p.srcPort && f.pb === p.dstPort && f.a.equals(p.srcAddr) && f.b.equals(p.dstAddr)) srcIsA = true;
+    else if (f !== null && f.pa === p.dstPort && f.pb === p.srcPort && f.a.equals(p.dstAddr) && f.b.equals(p.srcAddr)) srcIsA = false;
+    else {
+      const c = Buffer.compare(p.srcAddr, p.dstAddr);
+      srcIsA = c < 0 || (c === 0 && p.srcPort <= p.dstPort);
+      const key = srcIsA
+        ? p.srcAddr.toString('latin1') + p.dstAddr.toString('latin1') + String.fromCharCode(p.srcPort, p.dstPort)
+        : p.dstAddr.toString('latin1') + p.srcAddr.toString('latin1') + String.fromCharCode(p.dstPort, p.srcPort);
+      f = this.flows.get(key) ?? null;
+      if (f === null) f = this.create(key, p, srcIsA, ts, sensor);
+      this.last = f;
+    }
+    this.touch(f);
     f.lastSec = ts.sec;
     const dir = srcIsA === f.clientIsA ? Dir.ToServer : Dir.ToClient;
     const cn = f.counters;
@@ -165,6 +181,10 @@ export class UdpFlowTable {
     if (sensor !== undefined) info.sensor = sensor;
     const f: Flow = {
       key,
+      a: Buffer.from(srcIsA ? p.srcAddr : p.dstAddr),
+      b: Buffer.from(srcIsA ? p.dstAddr : p.srcAddr),
+      pa: srcIsA ? p.srcPort : p.dstPort,
+      pb: srcIsA ? p.dstPort : p.srcPort,
       info,
       clientIsA: swap ? !srcIsA : srcIsA,
       handler: undefined,
@@ -206,6 +226,7 @@ export class UdpFlowTable {
   }
 
   private close(f: Flow, reason: EndReason, ts: Timestamp): void {
+    if (this.last === f) this.last = null;
     this.unlink(f);
     this.flows.delete(f.key);
     this.stats.flowsActive--;

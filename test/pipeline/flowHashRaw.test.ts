@@ -35,19 +35,23 @@ describe('hashing straight from Ethernet/IPv4/TCP frame bytes (sharding fast pat
     expect(fast).toBeGreaterThan(100);
   });
 
-  it('packetHash: the decoded hash for every TCP frame (fast path or not), -1 for the rest', () => {
+  it('packetHash: the decoded hash for every TCP and UDP frame (fast path or not), -1 for the rest', () => {
     const dp = newDecodedPacket();
     const scratch = newDecodedPacket();
     let tcp = 0;
-    for (const f of ['tls13-parallel-http11', 'variant-vlan', 'variant-vxlan', 'ipv6-tls13-http11']) {
-      for (const p of packetsOf(`fixtures/https/${f}/capture.pcap`)) {
-        const isTcp = decodePacket(p, dp, ign) === 'tcp';
-        if (isTcp) tcp++;
-        expect(packetHash(p, true, scratch)).toBe(isTcp ? flowHash(dp) : -1);
-        expect(packetHash(p, false, scratch)).toBe(isTcp ? hostPairHash(dp) : -1);
+    let udp = 0;
+    for (const f of ['https/tls13-parallel-http11', 'https/variant-vlan', 'https/variant-vxlan', 'https/ipv6-tls13-http11', 'quic/multi-conn']) {
+      for (const p of packetsOf(`fixtures/${f}/capture.pcap`)) {
+        const kind = decodePacket(p, dp, ign);
+        const hashed = kind === 'tcp' || kind === 'udp';
+        if (kind === 'tcp') tcp++;
+        if (kind === 'udp') udp++;
+        expect(packetHash(p, true, scratch)).toBe(hashed ? flowHash(dp) : -1);
+        expect(packetHash(p, false, scratch)).toBe(hashed ? hostPairHash(dp) : -1);
       }
     }
     expect(tcp).toBeGreaterThan(100);
+    expect(udp).toBeGreaterThan(40);
   });
 
   it('never throws on arbitrary bytes', () => {

@@ -1,6 +1,6 @@
 /**
  * One request/response exchange and its rendering as ECS fields (`http.*`, `url.*`,
- * `user_agent.*`), shared by the HTTP/1 and HTTP/2 analyzers, with credential redaction.
+ * `user_agent.*`), shared by the HTTP/1, HTTP/2 and HTTP/3 analyzers, with credential redaction.
  */
 import type { EcsFields, Timestamp } from '../../types.js';
 import { BodyCollector, mimeOf, redactParams } from './body.js';
@@ -38,7 +38,7 @@ export class HeaderMap {
 export interface Exchange {
   /** Capture time of the request's first byte (of the response's when no request was seen). */
   ts: Timestamp;
-  version: '1.0' | '1.1' | '2';
+  version: '1.0' | '1.1' | '2' | '3';
   method?: string;
   /** Request target as sent (HTTP/1 request-target, HTTP/2 :path). */
   target?: string;

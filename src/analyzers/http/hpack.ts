@@ -39,13 +39,13 @@ export type HpackError =
   | 'hpack_bad_table_size_update';
 
 /** Pure read position for integer decoding; reused, never allocated per call. */
-interface Cursor { pos: number; }
+export interface Cursor { pos: number; }
 
 /**
  * Decodes an N-bit prefix integer (RFC 7541 Section 5.1). Returns -1 on truncation or on values
  * beyond 2^31 (no legitimate header needs more; guards against overlong encodings).
  */
-function readInt(buf: Buffer, end: number, cur: Cursor, prefixBits: number): number {
+export function readInt(buf: Buffer, end: number, cur: Cursor, prefixBits: number): number {
   if (cur.pos >= end) return -1;
   const max = (1 << prefixBits) - 1;
   let v = buf[cur.pos++] & max;

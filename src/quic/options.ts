@@ -1,0 +1,21 @@
+/** Limits of the QUIC stage (`--limits` section "quic"). */
+export interface QuicOptions {
+  /** QUIC connections tracked at once; beyond it new ones are not followed (counted `quic_connection_limit`). */
+  maxConnections: number;
+  /** Packets copied and held per connection while their keys are missing (late key log, 0-RTT before ServerHello). */
+  maxPendingBytesPerConnection: number;
+  /** CRYPTO stream bytes per encryption level and direction (the TLS handshake). */
+  maxCryptoBytes: number;
+  /** Streams followed per connection. */
+  maxStreamsPerConnection: number;
+  /** Out-of-order STREAM bytes held per connection; beyond it held data is released with gaps. */
+  maxStreamBufferBytesPerConnection: number;
+}
+
+export const DEFAULT_QUIC_OPTIONS: Readonly<QuicOptions> = Object.freeze({
+  maxConnections: 100_000,
+  maxPendingBytesPerConnection: 1 << 20,
+  maxCryptoBytes: 256 * 1024,
+  maxStreamsPerConnection: 10_000,
+  maxStreamBufferBytesPerConnection: 4 << 20,
+});
