@@ -64,7 +64,7 @@ function withRuns(c: ShardCore, runs: SensorRun[], origins: OriginRun[]): Captur
       while (ri < runs.length && runs[ri].from <= idx) sensor = runs[ri++].sensor;
       while (oi < origins.length && origins[oi].from <= idx) {
         const o = origins[oi++];
-        c.watermark.at(o.partition, o.offset, o.pos);
+        c.watermark.at(o.partition, o.offset, o.pos, o.until, o.mids ? new Set(o.mids) : undefined);
       }
       idx++;
       if (sensor !== undefined) p.sensor = sensor;

@@ -105,6 +105,8 @@ export interface TopicPartitionOffset {
   partition: number;
   /** The next offset to read (last processed + 1). */
   offset: string;
+  /** Committed with the offset (Kafka offset metadata), read back by groupOffsets. */
+  metadata?: string;
 }
 
 export interface GroupConsumerOptions {
@@ -166,8 +168,8 @@ export interface Admin {
   topicExists(topic: string): Promise<boolean>;
   partitionCount(topic: string): Promise<number>;
   topicOffsets(topic: string): Promise<PartitionOffsets[]>;
-  /** Committed offsets of a group (-1 when none). */
-  groupOffsets(groupId: string, topic: string): Promise<{ partition: number; offset: string }[]>;
+  /** Committed offsets of a group (-1 when none), with their metadata. */
+  groupOffsets(groupId: string, topic: string): Promise<{ partition: number; offset: string; metadata?: string | null }[]>;
   /** Sum over partitions of (high watermark - committed offset, or - low when nothing committed). */
   lag(groupId: string, topic: string): Promise<number>;
   close(): Promise<void>;
@@ -391,7 +393,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         },
         pause: (topic, partitions) => c.pause([{ topic, partitions }]),
         resume: (topic, partitions) => c.resume([{ topic, partitions }]),
-        commit: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset }))),
+        commit: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null }))),
         onAssign: (cb) => void assignCbs.push(cb),
         onCrash: (cb) => void crashCbs.push(cb),
         stop: () => c.stop(),
@@ -530,7 +532,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         },
         async groupOffsets(groupId, topic) {
           const r = await retrying(() => a.fetchOffsets({ groupId, topics: [topic] }));
-          return (r[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+          return (r[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset, metadata: p.metadata }));
         },
         async lag(groupId, topic) {
           const [ends, committed] = await Promise.all([self.topicOffsets(topic), self.groupOffsets(groupId, topic)]);

@@ -90,6 +90,10 @@ interface Ticket {
 
 const EVENTS_PER_SEND = 500;
 
+/** Offset metadata prefix: the offset after the last record the committing instance had read. */
+const READ_TO = 'tlsdecrypt-read-to:';
+const MIDS_MAX_CHARS = 3500;
+
 /** Event ids this instance delivered, kept to not send them again after a re-read. */
 const EMITTED_IDS_KEPT = 200_000;
 
@@ -274,7 +278,21 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         counters.commitsSkipped++;
         continue;
       }
-      list.push({ topic: cfg.packetsTopic, partition: p, offset: to.toString() });
+      // The metadata says how far this instance had read: a new owner re-reading from `to` knows
+      // where the re-read ends (FlowWatermark.at: tails of flows already reported are muted there).
+      // With it, the flows it had open without a handshake (not tails: FlowWatermark.at), as many as
+      // fit the broker's default metadata limit (4 KB); any beyond are handled as tails.
+      let metadata = `${READ_TO}${fedTo}`;
+      const mids = out.mids?.[p];
+      if (mids?.length) {
+        let list = '';
+        for (const m of mids) {
+          if (list.length + m.length > MIDS_MAX_CHARS) break;
+          list += (list ? ',' : '') + m;
+        }
+        metadata += ` mids:${list}`;
+      }
+      list.push({ topic: cfg.packetsTopic, partition: p, offset: to.toString(), metadata });
     }
     return list;
   };
@@ -349,6 +367,24 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   /** Per partition: offset after the last record fed to the shards, and bytes of its records fed. */
   const fedP = new Map<number, bigint>();
   const posP = new Map<number, number>();
+  /** Per partition taken over: where the previous owner's reading ended (its commit's metadata). */
+  const rereadUntil = new Map<number, bigint>();
+  const rereadMids = new Map<number, Set<string>>();
+  /** Reads the commit metadata of partitions just assigned (before any of their records is fed). */
+  const readReplayEnds = async (gained: number[]): Promise<void> => {
+    try {
+      const offs = await admin!.groupOffsets(cfg.groupId, cfg.packetsTopic);
+      for (const o of offs) {
+        if (!gained.includes(o.partition) || !o.metadata?.startsWith(READ_TO)) continue;
+        const [readTo, mids] = o.metadata.slice(READ_TO.length).split(' mids:');
+        const to = BigInt(readTo);
+        if (to > BigInt(o.offset)) rereadUntil.set(o.partition, to);
+        if (mids) rereadMids.set(o.partition, new Set(mids.split(',')));
+      }
+    } catch (e) {
+      log('warn', 'cannot read the committed offsets of new partitions: tails of flows reported by their previous owner may be reported again', { error: e as Error });
+    }
+  };
   /** Per partition: offset after the last record this instance ever fed (kept across moves). */
   const everFed = new Map<number, bigint>();
   /** A shard output with the fed offsets of the moment it was asked for (the commits it allows). */
@@ -464,7 +500,12 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       }
       counters.records++;
       const pos = posP.get(p) ?? 0;
-      shards.origin(p, Number(off), pos);
+      const until = rereadUntil.get(p);
+      if (until !== undefined && off >= until) {
+        rereadUntil.delete(p);
+        rereadMids.delete(p);
+      }
+      shards.origin(p, Number(off), pos, until !== undefined && off < until ? Number(until) : 0, rereadMids.get(p));
       posP.set(p, pos + (r.value?.length ?? 0));
       fedP.set(p, off + 1n);
       if (off < (everFed.get(p) ?? -1n)) {
@@ -521,6 +562,11 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   packets.onAssign((a) => {
     assigned = [...(a[cfg.packetsTopic] ?? [])].sort((x, y) => x - y);
     const lost = [...owned].filter((p) => !assigned.includes(p));
+    const gained = assigned.filter((p) => !owned.has(p));
+    if (gained.length) {
+      const f = feeding.then(() => readReplayEnds(gained));
+      feeding = f;
+    }
     owned.clear();
     for (const p of assigned) owned.add(p);
     if (lost.length) {

@@ -21,7 +21,7 @@ import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
 import { ShardOps, type ShardOpsConfig, type ShardOpsReport } from '../ops/shard.js';
 import type { AssetRule } from '../ops/assets.js';
-import { FlowWatermark, minLow, type LowWatermarks, type WatermarkOptions } from './watermark.js';
+import { FlowWatermark, minLow, type LowWatermarks, type OpenMids, type WatermarkOptions } from './watermark.js';
 
 export interface StreamShardConfig {
   keylogs: string[];
@@ -50,6 +50,8 @@ export interface ShardOutput {
    * A partition that is absent holds no open flow. Absent when the watermark is off.
    */
   low?: LowWatermarks;
+  /** Per partition: the open flows without a handshake (FlowWatermark.mids), when there are any. */
+  mids?: OpenMids;
 }
 
 /** The record packets come from, from batch entry `from` on (like SensorRun). */
@@ -59,6 +61,10 @@ export interface OriginRun {
   offset: number;
   /** Bytes of the partition read before this record. */
   pos: number;
+  /** End of the partition's re-read region (FlowWatermark.at), 0 when none. */
+  until: number;
+  /** The previous owner's open flows without a handshake (FlowWatermark.at). */
+  mids?: string[];
 }
 
 /**
@@ -181,6 +187,8 @@ export class ShardCore implements CaptureSink {
     const out: ShardOutput = { keys: this.keys, values: this.values, ids: this.ids };
     if (this.watermark.enabled) {
       out.low = this.watermark.low();
+      const mids = this.watermark.mids();
+      if (Object.keys(mids).length) out.mids = mids;
       const r = this.watermark.released;
       if (r) {
         this.watermark.released = 0;
@@ -200,8 +208,11 @@ export class ShardCore implements CaptureSink {
 
 export interface Shards extends CaptureSink {
   readonly n: number;
-  /** The packets that follow come from this packets-topic record (`pos`: bytes of its partition read before it). */
-  origin(partition: number, offset: number, pos: number): void;
+  /**
+   * The packets that follow come from this packets-topic record (`pos`: bytes of its partition read
+   * before it; `until`: end of the partition's re-read region, 0 when none — FlowWatermark.at).
+   */
+  origin(partition: number, offset: number, pos: number, until: number, mids?: Set<string>): void;
   /** The partitions moved to another member: flows opened from their records emit nothing more. */
   revoke(partitions: number[]): void;
   /** Hands on what was buffered (plus a capture-time tick); resolves with the events produced. */
@@ -223,13 +234,15 @@ function merge(outs: ShardOutput[]): ShardOutput {
   const values: string[] = [];
   const ids: string[] = [];
   let low: LowWatermarks | undefined;
+  let mids: OpenMids | undefined;
   for (const o of outs) {
+    for (const [p, m] of Object.entries(o.mids ?? {})) ((mids ??= {})[Number(p)] ??= []).push(...m);
     for (const k of o.keys) keys.push(k);
     for (const v of o.values) values.push(v);
     for (const v of o.ids ?? []) ids.push(v);
     if (o.low) low = minLow(low, o.low);
   }
-  return { keys, values, ids: ids.length === values.length ? ids : undefined, low };
+  return { keys, values, ids: ids.length === values.length ? ids : undefined, low, mids };
 }
 
 export class InProcessShards implements Shards {
@@ -248,8 +261,8 @@ export class InProcessShards implements Shards {
   packet(p: RawPacket): void {
     this.core.packet(p);
   }
-  origin(partition: number, offset: number, pos: number): void {
-    this.core.watermark.at(partition, offset, pos);
+  origin(partition: number, offset: number, pos: number, until: number, mids?: Set<string>): void {
+    this.core.watermark.at(partition, offset, pos, until, mids);
   }
   revoke(partitions: number[]): void {
     this.core.watermark.revoke(partitions);
@@ -325,6 +338,7 @@ export class WorkerShards implements Shards {
   private cur: Omit<OriginRun, 'from'> | undefined;
   /** Each shard's latest low watermarks (a shard without a task in a flush keeps its own). */
   private readonly lastLow: (LowWatermarks | undefined)[];
+  private readonly lastMids: (OpenMids | undefined)[];
   /** Anomalies seen on the main thread (record decoding), merged into stats. */
   private readonly mainAnomalies: Record<string, number> = {};
 
@@ -346,6 +360,7 @@ export class WorkerShards implements Shards {
     this.originRuns = this.pools.map(() => []);
     this.originSeen = this.pools.map(() => -1);
     this.lastLow = this.pools.map(() => undefined);
+    this.lastMids = this.pools.map(() => undefined);
   }
 
   /**
@@ -366,7 +381,10 @@ export class WorkerShards implements Shards {
       (r) => {
         this.running--;
         this.flowsPerShard[i] = r.activeFlows;
-        if (r.low) this.lastLow[i] = r.low;
+        if (r.low) {
+          this.lastLow[i] = r.low;
+          this.lastMids[i] = r.mids;
+        }
         if (r.stats) this.lastStats[i] = r.stats;
         if (r.ops) this.onReport?.(i, r.ops);
         return r;
@@ -392,8 +410,8 @@ export class WorkerShards implements Shards {
     return { kind: 'batch', data: b.count ? b.takeView() : null, tick, sensors: sensors.length ? sensors : undefined, origins: origins.length ? origins : undefined };
   }
 
-  origin(partition: number, offset: number, pos: number): void {
-    this.cur = { partition, offset, pos };
+  origin(partition: number, offset: number, pos: number, until: number, mids?: Set<string>): void {
+    this.cur = { partition, offset, pos, until, mids: mids ? [...mids] : undefined };
     this.originVer++;
   }
 
@@ -444,7 +462,10 @@ export class WorkerShards implements Shards {
       this.queued[i] = [];
     }
     const out = merge(await Promise.all(all));
-    if (out.low) out.low = this.lastLow.reduce<LowWatermarks>((a, b) => minLow(a, b), {});
+    if (out.low) {
+      out.low = this.lastLow.reduce<LowWatermarks>((a, b) => minLow(a, b), {});
+      out.mids = merge(this.lastMids.map((m) => ({ keys: [], values: [], mids: m }))).mids;
+    }
     return out;
   }
 
@@ -533,9 +554,9 @@ export class MixedShards implements Shards {
     else this.workers.packetTo(shard - 1, p);
   }
 
-  origin(partition: number, offset: number, pos: number): void {
-    this.local.watermark.at(partition, offset, pos);
-    this.workers.origin(partition, offset, pos);
+  origin(partition: number, offset: number, pos: number, until: number, mids?: Set<string>): void {
+    this.local.watermark.at(partition, offset, pos, until, mids);
+    this.workers.origin(partition, offset, pos, until, mids);
   }
 
   revoke(partitions: number[]): void {

@@ -48,6 +48,21 @@ interface Entry {
   sec: number;
   open: boolean;
   muted: boolean;
+  /** A tail (see FlowWatermark.at): muted until its partition's records reach this offset. */
+  until: number;
+  part: Part;
+  /** A flow without its handshake (started before the capture, or after a loss): its key (midKey). */
+  mid: string | undefined;
+}
+
+/** Per partition: `offset/hash` of each open flow without a handshake (see FlowWatermark.at). */
+export type OpenMids = Record<number, string[]>;
+
+/** A short key of a flow first seen without its handshake at `offset` (FNV-1a of its Community ID). */
+export function midKey(offset: number, communityId: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < communityId.length; i++) h = Math.imul(h ^ communityId.charCodeAt(i), 0x01000193);
+  return `${offset}/${(h >>> 0).toString(36)}`;
 }
 
 interface Part {
@@ -58,6 +73,10 @@ interface Part {
   clock: number;
   /** Bytes of this partition's records read before the current one. */
   pos: number;
+  /** Offset of this partition's latest record. */
+  offset: number;
+  /** Entries without a handshake in `q` (skip mids() when 0). */
+  midCount: number;
 }
 
 /** Forwards everything to the engine's handler until the flow is muted; unstamps it at close. */
@@ -66,14 +85,25 @@ class WatchedFlow implements FlowHandler {
     private readonly inner: FlowHandler,
     readonly entry: Entry,
   ) {}
+  /** False while muted; a tail is unmuted once its partition's records pass the re-read region. */
+  private live(): boolean {
+    const e = this.entry;
+    if (!e.muted) return true;
+    if (e.until > 0 && e.part.offset >= e.until) {
+      e.muted = false;
+      e.until = 0;
+      return true;
+    }
+    return false;
+  }
   onData(dir: Dir, data: Buffer, ts: Timestamp): void {
-    if (!this.entry.muted) this.inner.onData(dir, data, ts);
+    if (this.live()) this.inner.onData(dir, data, ts);
   }
   onGap(dir: Dir, length: number, ts: Timestamp): void {
-    if (!this.entry.muted) this.inner.onGap(dir, length, ts);
+    if (this.live()) this.inner.onGap(dir, length, ts);
   }
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
-    if (!this.entry.muted) this.inner.onEnd(dir, reason, ts);
+    if (this.live()) this.inner.onEnd(dir, reason, ts);
   }
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
     this.entry.open = false;
@@ -88,10 +118,14 @@ export class FlowWatermark implements FlowWatch {
   private readonly parts = new Map<number, Part>();
   private cur: Part | undefined;
   private curOffset = 0;
+  private curUntil = 0;
+  private curMids: Set<string> | undefined;
   private readonly entries = new WeakMap<FlowInfo, Entry>();
   private mutedFlows = 0;
   /** Flows released from the watermark (older than the window or the byte bound while open). */
   released = 0;
+  /** Re-read tails of flows a previous owner had (see `at`). */
+  tails = 0;
 
   constructor(private readonly o: WatermarkOptions) {}
 
@@ -99,14 +133,28 @@ export class FlowWatermark implements FlowWatch {
     return this.o.windowSec > 0;
   }
 
-  /** The packets that follow come from this record (`pos`: bytes of the partition read before it). */
-  at(partition: number, offset: number, pos: number): void {
+  /**
+   * The packets that follow come from this record (`pos`: bytes of the partition read before it).
+   * `until` > offset: the record is re-read — a previous owner read the partition up to `until`
+   * (exclusive) and committed below it. A flow first seen there without its handshake is the tail of
+   * a flow that started before the commit: that owner already reported it (or released it from the
+   * window), so it is muted here until `until` (from there on it is a mid-connection flow, as a
+   * released flow must be) and it never holds the commit back. Except the flows in `mids`: the
+   * previous owner had them open without a handshake from this very record (OpenMids, committed with
+   * the offset): those are processed as usual.
+   */
+  at(partition: number, offset: number, pos: number, until = 0, mids?: Set<string>): void {
+    this.curMids = mids;
     let p = this.parts.get(partition);
-    if (!p) this.parts.set(partition, (p = { q: [], head: 0, clock: 0, pos }));
+    if (!p) this.parts.set(partition, (p = { q: [], head: 0, clock: 0, pos, offset, midCount: 0 }));
     p.pos = pos;
+    p.offset = offset;
     this.cur = p;
     this.curOffset = offset;
+    this.curUntil = until;
   }
+
+
 
   /** The packets that follow come from no record (secrets, or input outside Kafka). */
   none(): void {
@@ -122,8 +170,16 @@ export class FlowWatermark implements FlowWatch {
   open(flow: FlowInfo, handler: FlowHandler): FlowHandler {
     const p = this.cur;
     if (p === undefined || !this.enabled) return handler;
-    const e: Entry = { offset: this.curOffset, pos: p.pos, sec: flow.start.sec, open: true, muted: false };
-    p.q.push(e);
+    const e: Entry = { offset: this.curOffset, pos: p.pos, sec: flow.start.sec, open: true, muted: false, until: 0, part: p, mid: flow.rolesFromHandshake ? undefined : midKey(this.curOffset, flow.communityId) };
+    if (this.curOffset < this.curUntil && e.mid !== undefined && !this.curMids?.has(e.mid)) {
+      e.muted = true;
+      e.until = this.curUntil;
+      this.mutedFlows++;
+      this.tails++;
+    } else {
+      p.q.push(e);
+      if (e.mid !== undefined) p.midCount++;
+    }
     this.entries.set(flow, e);
     return new WatchedFlow(handler, e);
   }
@@ -141,12 +197,26 @@ export class FlowWatermark implements FlowWatch {
         const e = p.q[i];
         if (e.open && !e.muted) {
           e.muted = true;
+          e.until = 0;
           this.mutedFlows++;
         }
       }
       this.parts.delete(n);
       if (this.cur === p) this.cur = undefined;
     }
+  }
+
+  /** Per partition: the open flows without a handshake that hold the commit back (midKey each). */
+  mids(): OpenMids {
+    const out: OpenMids = {};
+    for (const [n, p] of this.parts) {
+      if (p.midCount === 0) continue;
+      for (let i = p.head; i < p.q.length; i++) {
+        const e = p.q[i];
+        if (e.open && e.mid !== undefined) (out[n] ??= []).push(e.mid);
+      }
+    }
+    return out;
   }
 
   /** Per partition read so far: the first offset still needed (partitions without open flows are absent). */
@@ -160,6 +230,7 @@ export class FlowWatermark implements FlowWatch {
         const e = q[h];
         if (e.open && p.clock - e.sec <= this.o.windowSec && p.pos - e.pos <= this.o.maxBytes) break;
         if (e.open) this.released++;
+        if (e.mid !== undefined) p.midCount--;
         h++;
       }
       if (h === q.length) {

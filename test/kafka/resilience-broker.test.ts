@@ -50,7 +50,7 @@ describe('broker stopped and restarted mid-stream (private broker)', () => {
       const pubBefore = await publishPcap(pubClient, { capture: before.capture, topic: packets, partitions: 4, format: 'pcap', batchBytes: 4096 });
 
       const cfg = resolveRunConfig(
-        { brokers: broker.addr, 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0' },
+        { brokers: broker.addr, 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'finish-on-stop': true },
         {},
       );
       const g = gated(broker.client('resil-run'));

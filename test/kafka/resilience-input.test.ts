@@ -73,6 +73,7 @@ describe('bad input on the packets and secrets topics', () => {
         'events-topic': events,
         'group-id': groupId,
         'stats-interval': '0',
+        'finish-on-stop': true,
         'max-record-bytes': '65536',
         'max-bytes-per-partition': '1024',
       },

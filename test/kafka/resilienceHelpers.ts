@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { createKafkaClient, type KafkaClient, type Producer } from '../../src/kafka/adapter.js';
 import { NdjsonWriter } from '../../src/pipeline/output.js';
+import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from '../../src/kafka/formats.js';
 import { replay } from '../../src/pipeline/replay.js';
 import { readAll, REPO } from './helpers.js';
 
@@ -172,6 +173,38 @@ export function splitPcap(file: string, at: number, outA: string, outB: string):
   writeFileSync(outA, Buffer.concat([head, ...recs.slice(0, at)]));
   writeFileSync(outB, Buffer.concat([head, ...recs.slice(at)]));
   return { first: Math.min(at, recs.length), second: Math.max(0, recs.length - at) };
+}
+
+/** The latest capture second of a classic little-endian pcap. */
+export function lastPacketSec(file: string): number {
+  const b = readFileSync(file);
+  let last = 0;
+  for (let o = 24; o + 16 <= b.length; o += 16 + b.readUInt32LE(o + 8)) last = Math.max(last, b.readUInt32LE(o));
+  return last;
+}
+
+/**
+ * One UDP packet at capture second `sec` in every partition of the packets topic: capture time moves
+ * on as in a live stream, so idle flows close (and the replay watermark lets every commit reach the
+ * end). UDP: it opens no TCP flow and produces no event, in `run` as in `replay`.
+ */
+export async function publishClockTick(c: KafkaClient, topic: string, partitions: number, sec: number): Promise<void> {
+  const eth = Buffer.from('020000000002020000000001' + '0800', 'hex');
+  const ip = Buffer.from('4500001c0000000040110000' + '0a630001' + '0a630002', 'hex');
+  const udp = Buffer.from('14e914e900080000', 'hex');
+  const frame = Buffer.concat([eth, ip, udp]);
+  const p = await c.producer();
+  try {
+    const records = [];
+    for (let i = 0; i < partitions; i++) {
+      const b = new PcapStreamBuilder();
+      b.add({ linktype: 1, ts: { sec, nsec: 0 }, data: frame, origLen: frame.length, ifIndex: 0 });
+      records.push({ value: b.take(), headers: { 'content-type': PCAP_CONTENT_TYPE }, partition: i });
+    }
+    await p.send(topic, records);
+  } finally {
+    await p.close();
+  }
 }
 
 /** The partitions of the last "partitions assigned" log line of a run's stderr. */

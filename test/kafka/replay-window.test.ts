@@ -1,0 +1,87 @@
+/**
+ * The replay window's bound (issue 12), on the shared broker: a connection longer than
+ * --replay-window (capture time) stops holding its partition's commit back — counted on its owner
+ * (`flow_replay_released`) — and the next owner, which starts after its first packet, reports the
+ * rest as a mid-connection session (`missing_handshake`): never lost silently. Invalid window or
+ * byte bound values exit 2 with one line.
+ */
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveRunConfig } from '../../src/kafka/config.js';
+import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
+import { startRun } from '../../src/kafka/run.js';
+import { InputError } from '../../src/pipeline/replay.js';
+import { brokers, client, ensureBuilt, readAll, REPO, uniq, until } from './helpers.js';
+import { lastPacketSec, publishClockTick, splitPcap } from './resilienceHelpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-window-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+beforeAll(() => ensureBuilt(), 300_000);
+const quiet = new Writable({ write: (_c, _e, cb) => cb() });
+type Ev = Record<string, any>;
+
+describe('replay window (shared broker)', () => {
+  it('a connection longer than the window is released (counted on the old owner) and reported missing_handshake by the new one', async () => {
+    // tls13-keyupdate: one connection over 2 s of capture time; records 1-22 (to 1.99 s) go to the
+    // first owner, the rest (the key update and the large response) to the second.
+    const capture = join(dir, 'keyupdate.pcap'), keylog = join(dir, 'keyupdate.log');
+    copyFileSync(join(REPO, 'fixtures/https/tls13-keyupdate/capture.pcap'), capture);
+    copyFileSync(join(REPO, 'fixtures/https/tls13-keyupdate/keys.log'), keylog);
+    const p1 = join(dir, 'k1.pcap'), p2 = join(dir, 'k2.pcap');
+    splitPcap(capture, 22, p1, p2);
+    const c = client();
+    const t0 = uniq('window');
+    const t = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events`, groupId: `${t0}.group` };
+    const admin = await c.admin();
+    await admin.ensureTopic(t.packets, 1);
+    await publishKeylog(c, { file: keylog, topic: t.secrets, partitions: 1, follow: false });
+    const flags = { brokers: brokers(), 'packets-topic': t.packets, 'secrets-topic': t.secrets, 'events-topic': t.events, 'group-id': t.groupId, 'stats-interval': '0', 'replay-window': '1', 'session-timeout-ms': '6000' };
+    try {
+      const first = await publishPcap(c, { capture: p1, topic: t.packets, partitions: 1, format: 'pcap', batchBytes: 512 });
+      const a = await startRun(c, resolveRunConfig(flags, {}), quiet);
+      // the connection is open, but older than the window: its first record no longer holds the
+      // commit back, the whole partition is committed
+      await until('first part read and committed', async () => a.counters.packets >= first.packets && (await admin.lag(t.groupId, t.packets)) === 0, 90_000);
+      a.stop(); // planned leave: the open connection is left to the next owner
+      const sa = await a.done;
+      expect(sa.exitCode).toBe(0);
+      expect(sa.stats.anomalies.flow_replay_released).toBe(1);
+      expect(sa.stats.sessionsByStatus).toEqual({}); // not closed into a truncated session
+
+      await publishPcap(c, { capture: p2, topic: t.packets, partitions: 1, format: 'pcap', batchBytes: 512 });
+      await publishClockTick(c, t.packets, 1, lastPacketSec(capture) + 3600);
+      const b = await startRun(client('window-b'), resolveRunConfig({ ...flags, 'finish-on-stop': true }, {}), quiet);
+      await until('second part read and committed', async () => (await admin.lag(t.groupId, t.packets)) === 0 && b.counters.packets > 0, 90_000);
+      b.stop();
+      const sb = await b.done;
+      expect(sb.exitCode).toBe(0);
+      expect(sb.stats.sessionsByStatus).toEqual({ missing_handshake: 1 });
+    } finally {
+      await admin.close();
+    }
+    const evs = (await readAll(c, t.events)).map((r) => JSON.parse(r.value!.toString()) as Ev);
+    const sessions = evs.filter((e) => e.event.dataset === 'tls.session');
+    expect(sessions.map((e) => [e.source.port, e.decryption.status])).toEqual([[38828, 'missing_handshake']]);
+  }, 240_000);
+
+  it('invalid --replay-window / --replay-max-bytes: exit 2 with one line', () => {
+    const base = { brokers: '127.0.0.1:9092', 'events-topic': 'e' };
+    expect(resolveRunConfig(base, {})).toMatchObject({ replayWindowSec: 120, replayMaxBytes: 256 * 1024 * 1024, finishOnStop: false });
+    expect(resolveRunConfig({ ...base, 'tcp-idle-timeout': '60' }, {}).replayWindowSec).toBe(30); // the default follows the idle timeout
+    const bad: [Record<string, unknown>, NodeJS.ProcessEnv, RegExp][] = [
+      [{ ...base, 'replay-window': '-1' }, {}, /^command line: replay-window takes a whole number from 0 to 86400, got '-1'$/],
+      [{ ...base, 'replay-window': '2m' }, {}, /^command line: replay-window takes a whole number/],
+      [{ ...base, 'replay-window': '400' }, {}, /^--replay-window 400 must be below the TCP idle timeout \(300 s\)/],
+      [base, { TLSDECRYPT_REPLAY_MAX_BYTES: '1000' }, /^environment TLSDECRYPT_REPLAY_MAX_BYTES: replay-max-bytes takes a whole number from 1048576 to/],
+    ];
+    for (const [flags, env, msg] of bad) expect(() => resolveRunConfig(flags, env)).toThrow(msg);
+    for (const [flags, env] of bad) expect(() => resolveRunConfig(flags, env)).toThrow(InputError);
+    const r = spawnSync(process.execPath, [join(REPO, 'dist/src/cli.js'), 'run', '--brokers', '127.0.0.1:1', '--replay-window', 'x'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([`tlsdecrypt: command line: replay-window takes a whole number from 0 to 86400, got 'x'`]);
+  });
+});
