@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const dist = new URL('../../dist/src/', import.meta.url);
 const { replay } = await import(new URL('pipeline/replay.js', dist).href);
-const { replaySharded } = await import(new URL('pipeline/sharded.js', dist).href);
+const { replaySharded } = await import(new URL('pipeline/fanout.js', dist).href);
 const { NdjsonWriter } = await import(new URL('pipeline/output.js', dist).href);
 
 const [capture, keylog, w] = process.argv.slice(2);

@@ -66,9 +66,15 @@ export function parseRsaKeySpec(arg: string): RsaKeySpec {
  * `afterChunk` between chunks (back-pressure). Read and format errors become one-line
  * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged.
  */
-export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void): Promise<void> {
+export async function pumpCapture(
+  capture: string,
+  reader: CaptureReader,
+  afterChunk: () => Promise<void> | void,
+  /** The chunks to read instead of the file's (or stdin's) stream (the replay fan-out's own reads). */
+  source?: AsyncIterable<Buffer>,
+): Promise<void> {
   const name = capture === '-' ? 'stdin' : capture;
-  const input = capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 });
+  const input = source ?? (capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 }));
   const chunks = input[Symbol.asyncIterator]();
   const inputError = (e: unknown): unknown => {
     if (e instanceof CaptureFormatError) return new InputError(`${name}: ${e.message}`);
