@@ -1,8 +1,8 @@
 // One measured replay in a fresh process (so peak RSS belongs to this run only).
 //   node bench/lib/replay-child.mjs CAPTURE KEYLOG WORKERS
 // Prints one JSON line: wall time of the replay call (key loading + worker start-up included),
-// engine stats, peak RSS (VmHWM of this process; worker threads share it, shard child processes
-// have their own of about the same size) and CPU time (children's included).
+// engine stats, peak RSS (VmHWM of this process, engine threads included) and CPU time (all
+// threads; child processes' too, for builds that ran shards as processes).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
