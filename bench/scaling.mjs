@@ -15,8 +15,8 @@
 //    wall time and by CPU time (the steadier one on a shared host);
 //  - for each N > 1: N independent single-engine replays at once against one alone and against
 //    `replay --workers N` (what N cores give to separate processes);
-//  - with --compare-with DIR (another checkout, built): single-engine replay of this build against
-//    DIR's, alternated (the single-engine path must not get slower).
+//  - with --compare-with DIR (another checkout, built): this build against DIR's for each
+//    --workers N, alternated (the single-engine path must not get slower; sharding designs A/B).
 // Shard start-up is inside the measured time of `--workers N`; the fixed cost of starting N
 // engines is printed separately (replay of a 40 KB fixture).
 import { parseArgs } from 'node:util';
@@ -132,22 +132,25 @@ const gbpsOf = (seconds) => (captureBytes * 8) / seconds / 1e9;
   }
 }
 
-// Single-engine replay of this build against another checkout's build (e.g. main before a change).
+// This build against another checkout's build (e.g. main before a change), alternated: the single
+// engine (must not get slower) and each --workers N (the other build's sharding design against this one).
 if (values['compare-with']) {
   const other = values['compare-with'].replace(/\/?$/, '/');
   need(`${other}dist/src/pipeline/replay.js`, `build ${other} first`);
-  const theirs = [], ours = [];
-  const runOther = () => {
-    const r = spawnSync(process.execPath, [`${other}bench/lib/replay-child.mjs`, values.capture, values.keylog, '1'], { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26 });
+  const runOther = (n) => {
+    const r = spawnSync(process.execPath, [`${other}bench/lib/replay-child.mjs`, values.capture, values.keylog, String(n)], { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`replay child of ${other} failed: ${r.stderr}`);
     return JSON.parse(r.stdout.trim().split('\n').pop());
   };
-  for (let i = 0; i < Math.max(5, Number(values.runs)); i++) {
-    theirs.push(runOther());
-    ours.push(runReplay(values.capture, values.keylog, 1));
+  for (const n of counts) {
+    const theirs = [], ours = [];
+    for (let i = 0; i < Math.max(5, Number(values.runs)); i++) {
+      theirs.push(runOther(n));
+      ours.push(runReplay(values.capture, values.keylog, n));
+    }
+    const tt = median(theirs.map((r) => r.wallNs)) / 1e9, to = median(ours.map((r) => r.wallNs)) / 1e9;
+    const ct = median(theirs.map(cpuS)), co = median(ours.map(cpuS));
+    console.log(`--workers ${n}, this build vs ${other}: ${fmt(to, 3)} s vs ${fmt(tt, 3)} s (runs ${ours.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')} vs ${theirs.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), ` +
+      `CPU ${fmt(co, 2)} s vs ${fmt(ct, 2)} s -> this build ${fmt((100 * (tt - to)) / tt, 1)} % faster by wall time, ${fmt((100 * (ct - co)) / ct, 1)} % by CPU time`);
   }
-  const tt = median(theirs.map((r) => r.wallNs)) / 1e9, to = median(ours.map((r) => r.wallNs)) / 1e9;
-  const ct = median(theirs.map(cpuS)), co = median(ours.map(cpuS));
-  console.log(`single engine, this build vs ${other}: ${fmt(to, 3)} s vs ${fmt(tt, 3)} s (runs ${ours.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')} vs ${theirs.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), ` +
-    `CPU ${fmt(co, 2)} s vs ${fmt(ct, 2)} s -> this build ${fmt((100 * (tt - to)) / tt, 1)} % faster by wall time, ${fmt((100 * (ct - co)) / ct, 1)} % by CPU time`);
 }
