@@ -1,22 +1,33 @@
 #!/usr/bin/env node
-// Worker scaling: the same capture replayed with --workers 1, 2, ... (src/pipeline/sharded.ts: on
-// a file, shard 0 runs in the replay process and shards 1..N-1 are child processes; every shard
-// reads the file and keeps its own host pairs).
+// Worker scaling: the same capture replayed with --workers 1, 2, ... (src/pipeline/fanout.ts: the
+// main thread reads and frames the capture once and dispatches each host pair's packets in
+// batches to N engine threads).
 //
 //   npm run build && node bench/scaling.mjs [--workers 1,2] [--runs 3] [--capture F --keylog K]
+//                                           [--compare-with DIR]
 //
-// Each run is a fresh process, and the worker counts take turns (1, 2, 1, 2, ...): this host's
-// speed drifts over minutes, so a block of one count then a block of the other measures the drift.
-// The median wall time per worker count is reported with the speed-up over the single-threaded
-// replay (--workers 1 runs the Engine in one process, no shard). Shard start-up is inside the
-// measured time; the fixed cost of starting N shards is printed separately (replay of a 40 KB
-// fixture).
+// Each run is a fresh process, and the kinds of run take turns (1, 2, 1, 2, ...): this host's
+// speed drifts over minutes, so a block of one kind then a block of the other measures the drift.
+// Reported, all from runs alternated in this one invocation:
+//  - `replay --workers N` for each N: median wall time, Gbps, speed-up over --workers 1, CPU;
+//  - the dispatcher's own ceiling: the reader, framing, routing and batching with N engine threads
+//    that drop every batch (bench/lib/dispatch-child.mjs), against one engine (--workers 1), by
+//    wall time and by CPU time (the steadier one on a shared host);
+//  - for each N > 1: N independent single-engine replays at once against one alone and against
+//    `replay --workers N` (what N cores give to separate processes);
+//  - with --compare-with DIR (another checkout, built): this build against DIR's for each
+//    --workers N, alternated (the single-engine path must not get slower; sharding designs A/B).
+// Shard start-up is inside the measured time of `--workers N`; the fixed cost of starting N
+// engines is printed separately (replay of a 40 KB fixture).
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { CACHE, ROOT, fmt, mb, median, need, needBuild, printMachine, waitQuiet, runReplay } from './lib/common.mjs';
 
 const { values } = parseArgs({ options: {
   workers: { type: 'string', default: '1,2' }, runs: { type: 'string', default: '3' },
   capture: { type: 'string', default: `${CACHE}/bulk.pcap` }, keylog: { type: 'string', default: `${CACHE}/bulk.keys.log` },
+  'compare-with': { type: 'string' },
 } });
 needBuild();
 need(values.capture, 'make it with: sudo scripts/bench/make-bulk.sh bulk');
@@ -32,6 +43,7 @@ console.log(`input: ${values.capture}`);
   const { newDecodedPacket } = await import(new URL('../dist/src/decode/index.js', import.meta.url).href);
   const scratch = newDecodedPacket();
   const { ShardAssigner } = await import(new URL('../dist/src/pipeline/sharded.js', import.meta.url).href);
+  // (as packetRouter does: the host-pair hash, least-loaded at first sight)
   const buf = readFileSync(values.capture);
   for (const n of values.workers.split(',').map(Number).filter((x) => x > 1)) {
     const byHash = new Array(n).fill(0);
@@ -63,32 +75,82 @@ for (const n of counts) {
 }
 if (counts.some((n) => n > m.nproc)) console.log(`note: more workers than the ${m.nproc} cores of this machine`);
 
+const cpuS = (r) => (r.cpuUserUs + r.cpuSysUs) / 1e6;
+const captureBytes = statSync(values.capture).size;
+const gbpsOf = (seconds) => (captureBytes * 8) / seconds / 1e9;
+
+// The dispatcher's own ceiling: N engine threads that drop every batch, alternated with one engine.
+{
+  const dispatchRun = (n) => {
+    const r = spawnSync(process.execPath, [`${ROOT}bench/lib/dispatch-child.mjs`, values.capture, values.keylog, String(n)], { encoding: 'utf8', timeout: 600_000 });
+    if (r.status !== 0) throw new Error(`dispatch child failed (${r.status ?? r.signal}): ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  };
+  const n = Math.max(2, ...counts);
+  const disp = [];
+  const one = [];
+  for (let i = 0; i < Math.max(3, Number(values.runs)); i++) {
+    disp.push(dispatchRun(n));
+    one.push(runReplay(values.capture, values.keylog, 1));
+  }
+  const td = median(disp.map((r) => r.wallNs)) / 1e9, t1 = median(one.map((r) => r.wallNs)) / 1e9;
+  const cd = median(disp.map(cpuS)), c1 = median(one.map(cpuS));
+  console.log(`dispatcher ceiling (reader + framing + routing + batches to ${n} engines that drop them; capture file ${fmt(captureBytes / 1e6, 0)} MB on disk): ` +
+    `${fmt(td, 3)} s = ${fmt(gbpsOf(td))} Gbps (runs ${disp.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), CPU ${fmt(cd, 2)} s = ${fmt(gbpsOf(cd))} Gbps per CPU-second`);
+  console.log(`  one engine (replay --workers 1), alternated with it: ${fmt(t1, 3)} s = ${fmt(gbpsOf(t1))} Gbps (runs ${one.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), CPU ${fmt(c1, 2)} s`);
+  console.log(`  -> the dispatcher is ${fmt(t1 / td)}x one engine by wall time, ${fmt(c1 / cd)}x by CPU time (target >= 5x)`);
+}
+
 // The machine's own ceiling: N independent single-thread replays (separate processes, nothing
-// shared) started together. N x the work in T_N against 1 x the work in T_1 is the best speed-up
-// any N-thread design can show here (vCPUs that share a physical core, memory bandwidth, V8's own
-// GC/compiler threads).
+// shared) started together, alternated with one alone and with `replay --workers N`. N x the work
+// in T_N against 1 x the work in T_1 is the best speed-up any N-engine design can show here (vCPUs
+// that share a physical core, memory bandwidth, V8's own GC/compiler threads).
 {
   const { spawn } = await import('node:child_process');
-  const child = () => new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [`${ROOT}bench/lib/replay-child.mjs`, values.capture, values.keylog, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = (workers) => new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [`${ROOT}bench/lib/replay-child.mjs`, values.capture, values.keylog, String(workers)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`replay child exit ${code}`))));
   });
+  const timed = async (f) => {
+    const t0 = process.hrtime.bigint();
+    await f();
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  };
   for (const n of counts.filter((x) => x > 1)) {
-    // Alternated (one alone, then N at once, ...): this host's speed drifts over minutes, and a
-    // block of one kind followed by a block of the other measured the drift (1.92x once).
-    const walls = [];
-    const one = [];
+    const walls = [], one = [], sharded = [];
     for (let i = 0; i < Math.max(3, Number(values.runs)); i++) {
-      let t0 = process.hrtime.bigint();
-      await child();
-      one.push(Number(process.hrtime.bigint() - t0) / 1e9);
-      t0 = process.hrtime.bigint();
-      await Promise.all(Array.from({ length: n }, child));
-      walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      one.push(await timed(() => child(1)));
+      walls.push(await timed(() => Promise.all(Array.from({ length: n }, () => child(1)))));
+      sharded.push(await timed(() => child(n)));
     }
-    const tn = median(walls), t1 = median(one);
-    console.log(`machine ceiling: ${n} independent single-thread replays at once took ${fmt(tn, 3)} s (runs ${walls.map((w) => fmt(w, 3)).join(', ')}); one alone ${fmt(t1, 3)} s (runs ${one.map((w) => fmt(w, 3)).join(', ')}; process start included in both, alternated) -> ${fmt((n * t1) / tn)}x the throughput of one`);
+    const tn = median(walls), t1 = median(one), ts = median(sharded);
+    const list = (xs) => xs.map((w) => fmt(w, 3)).join(', ');
+    console.log(`machine ceiling: ${n} independent single-engine replays at once ${fmt(tn, 3)} s (runs ${list(walls)}); one alone ${fmt(t1, 3)} s (runs ${list(one)}); ` +
+      `replay --workers ${n} ${fmt(ts, 3)} s (runs ${list(sharded)}); process start included in all, alternated -> independent processes ${fmt((n * t1) / tn)}x one, --workers ${n} ${fmt(t1 / ts)}x one`);
+  }
+}
+
+// This build against another checkout's build (e.g. main before a change), alternated: the single
+// engine (must not get slower) and each --workers N (the other build's sharding design against this one).
+if (values['compare-with']) {
+  const other = values['compare-with'].replace(/\/?$/, '/');
+  need(`${other}dist/src/pipeline/replay.js`, `build ${other} first`);
+  const runOther = (n) => {
+    const r = spawnSync(process.execPath, [`${other}bench/lib/replay-child.mjs`, values.capture, values.keylog, String(n)], { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`replay child of ${other} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  };
+  for (const n of counts) {
+    const theirs = [], ours = [];
+    for (let i = 0; i < Math.max(5, Number(values.runs)); i++) {
+      theirs.push(runOther(n));
+      ours.push(runReplay(values.capture, values.keylog, n));
+    }
+    const tt = median(theirs.map((r) => r.wallNs)) / 1e9, to = median(ours.map((r) => r.wallNs)) / 1e9;
+    const ct = median(theirs.map(cpuS)), co = median(ours.map(cpuS));
+    console.log(`--workers ${n}, this build vs ${other}: ${fmt(to, 3)} s vs ${fmt(tt, 3)} s (runs ${ours.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')} vs ${theirs.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), ` +
+      `CPU ${fmt(co, 2)} s vs ${fmt(ct, 2)} s -> this build ${fmt((100 * (tt - to)) / tt, 1)} % faster by wall time, ${fmt((100 * (ct - co)) / ct, 1)} % by CPU time`);
   }
 }

@@ -65,10 +65,13 @@ function intOption(name: string, v: string | undefined, min: number, max: number
 }
 
 export function summary(stats: EngineStats, events: number): string {
+  // Keys sorted: the summary of `--workers N` (merged shard stats) reads the same for every N.
   const st = Object.entries(stats.sessionsByStatus)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   const an = Object.entries(stats.anomalies)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   return (
@@ -157,7 +160,7 @@ function captureSize(capture: string): number | undefined {
 async function replayWith(opts: Parameters<typeof replay>[0], out: NdjsonWriter, workers: number): Promise<EngineStats> {
   let stats: EngineStats;
   if (workers > 1) {
-    const { replaySharded } = await import('./pipeline/sharded.js');
+    const { replaySharded } = await import('./pipeline/fanout.js');
     stats = await replaySharded(opts, out, workers);
   } else {
     stats = await replay(opts, out);

@@ -1,14 +1,14 @@
 // One measured replay in a fresh process (so peak RSS belongs to this run only).
 //   node bench/lib/replay-child.mjs CAPTURE KEYLOG WORKERS
 // Prints one JSON line: wall time of the replay call (key loading + worker start-up included),
-// engine stats, peak RSS (VmHWM of this process; worker threads share it, shard child processes
-// have their own of about the same size) and CPU time (children's included).
+// engine stats, peak RSS (VmHWM of this process, engine threads included) and CPU time (all
+// threads; child processes' too, for builds that ran shards as processes).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const dist = new URL('../../dist/src/', import.meta.url);
 const { replay } = await import(new URL('pipeline/replay.js', dist).href);
-const { replaySharded } = await import(new URL('pipeline/sharded.js', dist).href);
+const { replaySharded } = await import(new URL('pipeline/fanout.js', dist).href);
 const { NdjsonWriter } = await import(new URL('pipeline/output.js', dist).href);
 
 const [capture, keylog, w] = process.argv.slice(2);

@@ -19,11 +19,19 @@ export class BatchBuilder {
   private off = 0;
   count = 0;
 
-  constructor(private readonly initial = 1 << 20) {
+  constructor(
+    private readonly initial = 1 << 20,
+    /** Where takeView() gets the next buffer (`initial` bytes, an ArrayBuffer of its own): a pool of returned batches. */
+    private readonly nextBuffer: () => Buffer = () => Buffer.allocUnsafeSlow(initial),
+  ) {
     // allocUnsafeSlow: an ArrayBuffer of its own (never a slice of the shared pool), so that
     // takeView() can transfer it
-    this.buf = Buffer.allocUnsafeSlow(initial);
+    this.buf = nextBuffer();
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
   }
+
+  /** The headers are written through a DataView: Buffer.writeUInt32LE checks every argument. */
+  private dv: DataView;
 
   get bytes(): number {
     return this.off;
@@ -43,7 +51,8 @@ export class BatchBuilder {
    */
   takeView(): Uint8Array {
     const view = new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.off);
-    this.buf = Buffer.allocUnsafeSlow(this.initial);
+    this.buf = this.nextBuffer();
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
     this.off = 0;
     this.count = 0;
     return view;
@@ -64,17 +73,19 @@ export class BatchBuilder {
       const next = Buffer.allocUnsafeSlow(Math.max(need, this.buf.length * 2));
       this.buf.copy(next, 0, 0, this.off);
       this.buf = next;
+      this.dv = new DataView(next.buffer, next.byteOffset, next.length);
     }
-    const b = this.buf;
+    const dv = this.dv;
     let o = this.off;
-    b.writeUInt32LE(data.length, o);
-    b.writeUInt32LE(origLen >>> 0, o + 4);
-    b.writeUInt32LE(sec >>> 0, o + 8);
-    b.writeUInt32LE(nsec >>> 0, o + 12);
-    b.writeUInt16LE(linktype, o + 16);
-    b.writeUInt16LE(ifIndex & 0xffff, o + 18);
+    dv.setUint32(o, data.length, true);
+    dv.setUint32(o + 4, origLen >>> 0, true);
+    dv.setUint32(o + 8, sec >>> 0, true);
+    dv.setUint32(o + 12, nsec >>> 0, true);
+    dv.setUint16(o + 16, linktype & 0xffff, true);
+    dv.setUint16(o + 18, ifIndex & 0xffff, true);
     o += HDR;
-    data.copy(b, o);
+    // TypedArray.set: one memcpy (Buffer.copy goes through argument checks and a new view per call)
+    this.buf.set(data, o);
     this.off = o + data.length;
     this.count++;
   }

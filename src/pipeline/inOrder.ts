@@ -2,7 +2,7 @@
  * Runs tasks in the order of their sequence numbers (0, 1, 2, ...) whatever order they arrive in.
  * Piscina may start queued tasks of a one-thread pool out of submission order, and a shard's
  * tasks must reach its engine in order: a task that arrives early waits here until its
- * predecessors have run. Used by both shard workers (workers/shard.ts, workers/stream-shard.ts).
+ * predecessors have run. Used by the `run` shard worker (workers/stream-shard.ts).
  */
 export class InOrder<T> {
   private next = 0;

@@ -72,9 +72,16 @@ const STOPPED: unique symbol = Symbol('stopped');
  * InputErrors naming the input (exit 2); errors of `afterChunk` pass through unchanged. When
  * `stop` resolves, reading ends as at EOF (a record cut short is counted as 'capture_truncated').
  */
-export async function pumpCapture(capture: string, reader: CaptureReader, afterChunk: () => Promise<void> | void, stop?: Promise<unknown>): Promise<void> {
+export async function pumpCapture(
+  capture: string,
+  reader: CaptureReader,
+  afterChunk: () => Promise<void> | void,
+  stop?: Promise<unknown>,
+  /** The chunks to read instead of the file's (or stdin's) stream (the replay fan-out's own reads). */
+  source?: AsyncIterable<Buffer>,
+): Promise<void> {
   const name = capture === '-' ? 'stdin' : capture;
-  const input = capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 });
+  const input = source ?? (capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 }));
   const chunks = input[Symbol.asyncIterator]();
   let stopped = false;
   const inputError = (e: unknown): unknown => {
@@ -90,7 +97,7 @@ export async function pumpCapture(capture: string, reader: CaptureReader, afterC
         if (r === STOPPED) {
           // a pending next() would hold return() back until the next chunk: close the input instead
           stopped = true;
-          input.destroy();
+          if ('destroy' in input && typeof input.destroy === 'function') input.destroy();
           break;
         }
         if (r.done) break;

@@ -1,0 +1,95 @@
+/**
+ * `replay --workers N`: one reader dispatching to N engine threads (src/pipeline/fanout.ts) gives
+ * the events and the stats of one engine, for every fixture and N in 1, 2, 3, 8. The engines run
+ * in one pool of 8 threads for the whole file (a thread serves one replay after another).
+ *
+ * Batches are small here (4 KiB instead of 1 MiB), so that batch buffers travel to an engine and
+ * back many times even in a small capture, and every returned buffer is overwritten (`poison`): an
+ * engine that kept a view of packet bytes past the call would then decrypt garbage and the events
+ * would differ.
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EnginePool, replayFanout } from '../../src/pipeline/fanout.js';
+import { InputError, replay, type ReplayOptions } from '../../src/pipeline/replay.js';
+import { NdjsonWriter } from '../../src/pipeline/output.js';
+import type { EngineStats } from '../../src/pipeline/engine.js';
+
+function captures(dir: string): string[] {
+  const found: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) found.push(...captures(p));
+    else if (/^capture\.pcap(ng)?$/.test(e.name)) found.push(p);
+  }
+  return found.sort();
+}
+
+function optionsFor(capture: string): ReplayOptions {
+  const dir = capture.slice(0, capture.lastIndexOf('/'));
+  const keylogs = existsSync(join(dir, 'keys.log')) ? [join(dir, 'keys.log')] : [];
+  const rsaKeys = keylogs.length === 0 && existsSync(join(dir, 'server.key')) ? [{ path: join(dir, 'server.key') }] : [];
+  return { capture, keylogs, rsaKeys, engine: {} };
+}
+
+/** Stats with every count table's keys in one order (shards add them up in another). */
+function normal(s: EngineStats): unknown {
+  const sorted = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : 1)));
+  return { ...s, sessionsByStatus: sorted(s.sessionsByStatus), eventsByDataset: sorted(s.eventsByDataset), anomalies: sorted(s.anomalies), notDecoded: sorted(s.notDecoded) };
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'tlsd-fanout-'));
+let seq = 0;
+
+/** Runs `fn` with a writer to a new file; returns the sorted NDJSON lines, the event count and the result. */
+async function collect(fn: (out: NdjsonWriter) => Promise<EngineStats>): Promise<{ lines: string[]; count: number; stats: EngineStats }> {
+  const path = join(tmp, `out-${seq++}.ndjson`);
+  const out = await NdjsonWriter.toFile(path);
+  const stats = await fn(out);
+  await out.close();
+  const text = readFileSync(path, 'utf8');
+  return { lines: text.split('\n').filter(Boolean).sort(), count: out.count, stats };
+}
+
+const all = captures('fixtures');
+let pool: EnginePool;
+
+beforeAll(() => {
+  pool = new EnginePool(8);
+});
+afterAll(async () => {
+  await pool.close();
+});
+
+describe('replay --workers N: one reader, N engine threads', () => {
+  it('has the fixtures', () => {
+    expect(all.length).toBeGreaterThanOrEqual(80);
+  });
+
+  for (const capture of all) {
+    it(`${capture}: the same sorted events and stats for 1, 2, 3 and 8 engines as one engine in-process`, async () => {
+      const opts = optionsFor(capture);
+      const one = await collect((out) => replay(opts, out));
+      for (const shards of [1, 2, 3, 8]) {
+        const got = await collect((out) => replayFanout(opts, out, pool, { shards, batchBytes: 4096, poison: true }));
+        expect(got.lines, `${shards} engines`).toEqual(one.lines);
+        expect(got.count).toBe(one.count);
+        expect(normal(got.stats), `${shards} engines`).toEqual(normal(one.stats));
+      }
+    });
+  }
+
+  it('answers an unreadable capture with an InputError naming it, and the pool serves the next replay', async () => {
+    const missing = join(tmp, 'nope.pcap');
+    await expect(collect((out) => replayFanout({ capture: missing, keylogs: [], rsaKeys: [], engine: {} }, out, pool, { shards: 3 }))).rejects.toThrow(InputError);
+    const notPcap = join(tmp, 'not.pcap');
+    writeFileSync(notPcap, 'this is not a capture file at all');
+    await expect(collect((out) => replayFanout({ capture: notPcap, keylogs: [], rsaKeys: [], engine: {} }, out, pool, { shards: 3 }))).rejects.toThrow(/not\.pcap/);
+    const opts = optionsFor('fixtures/https/tls13-aes128gcm-h2/capture.pcap');
+    const one = await collect((out) => replay(opts, out));
+    const again = await collect((out) => replayFanout(opts, out, pool, { shards: 3 }));
+    expect(again.lines).toEqual(one.lines);
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * Worker thread of `replay --workers N` (src/pipeline/fanout.ts): one Engine, fed binary packet
+ * batches (src/pipeline/batch.ts, transferred ArrayBuffers) in the order its dispatcher sent them.
+ * Each batch's buffer goes back with the answer, for a later batch: the engine keeps no view of
+ * packet bytes past the call (the CaptureSink contract; it copies what it holds).
+ * A plain message port, not a Piscina task queue: messages on a port arrive in the order they were
+ * posted, which is the order an engine needs, and each batch is answered with the NDJSON of the
+ * events it produced (which is also the dispatcher's credit for sending more).
+ *
+ * The thread outlives one replay: `open` starts a new Engine (key files and options of that
+ * replay), `finish` ends it and answers its stats, so a pool of threads can serve replay after
+ * replay (tests run every fixture through one pool).
+ */
+import { parentPort } from 'node:worker_threads';
+import { Engine, type EngineStats } from '../src/pipeline/engine.js';
+import { readBatch } from '../src/pipeline/batch.js';
+import { InputError, loadKeys } from '../src/pipeline/replay.js';
+import type { EngineThreadConfig, FromEngineThread, ToEngineThread } from '../src/pipeline/fanout.js';
+
+const port = parentPort!;
+let engine: Engine | undefined;
+/** An `open` with `discard`: batches are received and dropped (the dispatcher's own ceiling). */
+let discarding = false;
+let poison = false;
+let lines: string[] = [];
+
+function emptyStats(): EngineStats {
+  return {
+    packets: 0, bytes: 0, tcpPackets: 0, flows: 0, tlsFlows: 0, otherFlows: 0, decryptedBytes: 0,
+    sessionsByStatus: {}, eventsByDataset: {}, anomalies: {}, notDecoded: {},
+  };
+}
+
+function open(cfg: EngineThreadConfig): void {
+  lines = [];
+  discarding = cfg.discard === true;
+  poison = cfg.poison === true;
+  // Key files are checked by the dispatcher before any thread opens; malformed key-log lines are
+  // counted there too (once, not once per engine).
+  engine = discarding ? undefined : new Engine((ev) => lines.push(JSON.stringify(ev)), loadKeys(cfg.keylogs, cfg.rsaKeys), cfg.engine);
+}
+
+function take(): { ndjson: string; events: number } {
+  const n = lines.length;
+  const ndjson = n ? lines.join('\n') + '\n' : '';
+  lines = [];
+  return { ndjson, events: n };
+}
+
+function answer(m: FromEngineThread): void {
+  port.postMessage(m);
+}
+
+port.on('message', (m: ToEngineThread) => {
+  try {
+    if (m.t === 'open') {
+      open(m.cfg);
+    } else if (m.t === 'batch') {
+      if (engine) readBatch(m.data, engine);
+      else if (!discarding) throw new Error('batch before open');
+      const buffer = m.data.buffer as ArrayBuffer;
+      if (poison) new Uint8Array(buffer).fill(0xee);
+      port.postMessage({ t: 'events', ...take(), buffer } satisfies FromEngineThread, [buffer]);
+    } else {
+      engine?.finish();
+      const stats = engine?.stats ?? emptyStats();
+      engine = undefined;
+      answer({ t: 'done', ...take(), stats });
+    }
+  } catch (e) {
+    // The message only: never a stack with key material in scope.
+    engine = undefined;
+    answer({ t: 'error', message: e instanceof Error ? e.message.split('\n')[0] : String(e), input: e instanceof InputError });
+  }
+});
