@@ -87,12 +87,13 @@ function cpuPerSession(names) {
     const capture = `${CACHE}/${name}.pcap`, keylog = `${CACHE}/${name}.keys.log`;
     need(capture, `make it with: sudo scripts/bench/make-bulk.sh ${name === 'nosni' ? 'nosni' : 'sessions'}`);
     const rows = { A: [], B: [], tshark: [] };
-    let sessions = 0, events = {};
+    let sessions = 0, wireBytes = 0, events = {};
     for (let i = 0; i < Number(values.runs); i++) {
       const order = values.base ? (i % 2 ? ['B', 'A'] : ['A', 'B']) : ['B'];
       for (const who of order) {
         const r = replayAt(who === 'A' ? values.base : here, capture, keylog);
         sessions = r.stats.tlsFlows;
+        wireBytes = r.stats.bytes;
         events[who] = r.events;
         rows[who].push((r.cpuUserUs + r.cpuSysUs) / 1e6);
       }
@@ -105,7 +106,7 @@ function cpuPerSession(names) {
     }
     console.log(`${name}: ${sessions} TLS sessions; events ${JSON.stringify(events)}; CPU per session (median of ${values.runs}, process start to exit for tlsdecrypt replay, tshark -Y http):`);
     const med = Object.fromEntries(Object.entries(rows).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
-    for (const [k, v] of Object.entries(med)) console.log(`  ${k.padEnd(6)} ${fmt(v, 3)} s CPU = ${fmt0((v / sessions) * 1e6)} us/session = ${fmt0(sessions / v)} sessions per CPU-second`);
+    for (const [k, v] of Object.entries(med)) console.log(`  ${k.padEnd(6)} ${fmt(v, 3)} s CPU = ${fmt0((v / sessions) * 1e6)} us/session = ${fmt0(sessions / v)} sessions per CPU-second = ${fmt((wireBytes * 8) / v / 1e9, 2)} Gbps (wire bytes) per CPU-second`);
     if (med.tshark) for (const k of ['A', 'B']) if (med[k]) console.log(`  ${k}: ${fmt(med[k] / med.tshark, 2)} of tshark's CPU per session`);
     if (med.A && med.B) {
       const ratios = rows.A.map((a, i) => rows.B[i] / a);

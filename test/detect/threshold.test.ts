@@ -12,6 +12,8 @@ import { CaptureReader } from '../../src/capture/index.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { loadKeys } from '../../src/pipeline/replay.js';
 import { LimitsError, detectOption, parseLimits } from '../../src/pipeline/limits.js';
+import { resolveRunConfig } from '../../src/kafka/config.js';
+import { writeFileSync } from 'node:fs';
 import type { EcsEvent } from '../../src/events/builder.js';
 import { DEFAULT_THRESHOLD_OPTIONS, Detector, alertId, get, type EcsAlert, type Rule, type ThresholdOptions } from '../../src/detect/index.js';
 
@@ -201,6 +203,19 @@ describe('detect settings (limits file detect section, run config)', () => {
     expect(detectOption(l.detect, { alerts: 'all' })).toMatchObject({ threshold: { enabled: false } });
     expect(detectOption(l.detect, { noDetect: true })).toBe(false);
     expect(detectOption(undefined, {})).toMatchObject({ threshold: { enabled: true, default: { type: 'limit', track: 'pair', count: 1, seconds: 3600 } } });
+  });
+
+  it('run takes the same settings: config file limits, --alerts, --no-detect, environment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'h15-cfg-'));
+    const cfg = join(dir, 'run.json');
+    writeFileSync(cfg, JSON.stringify({ limits: { detect: { threshold: { track: 'asset', count: 2 } } } }));
+    const base = { brokers: '127.0.0.1:1', stdout: true };
+    expect(resolveRunConfig(base, {}, cfg).engine.detect).toMatchObject({ threshold: { enabled: true, default: { type: 'limit', track: 'asset', count: 2, seconds: 3600 } } });
+    expect(resolveRunConfig({ ...base, alerts: 'all' }, {}, cfg).engine.detect).toMatchObject({ threshold: { enabled: false } });
+    expect(resolveRunConfig(base, { TLSDECRYPT_NO_DETECT: 'true' }, cfg).engine.detect).toBe(false);
+    expect(() => resolveRunConfig({ ...base, alerts: 'some' }, {})).toThrow(/alerts/);
+    writeFileSync(cfg, JSON.stringify({ limits: { detect: { rules: { 'no.such': {} } } } }));
+    expect(() => resolveRunConfig(base, {}, cfg)).toThrow(/unknown rule 'detect.rules.no.such'/);
   });
 
   it.each([
