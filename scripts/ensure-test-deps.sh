@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond node_modules, so `npm test` works on a fresh machine:
 #   - Debian's chromium, for the status-page test in a real headless browser;
+#   - as root: iproute2, tcpdump, curl, openssl for the mirror receiver's network-namespace test;
 #   - java + maven are expected from the machine image; Kafka itself is fetched by scripts/kafka.sh.
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+# test/mirror (network namespaces, as root): kernel mirroring into VXLAN, tcpdump pipe, curl + openssl s_server
+if [ "$(id -u)" = 0 ]; then
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "ensure-test-deps: missing ${need[*]}; install them (Debian: apt-get install -y ${need[*]})" >&2
