@@ -13,6 +13,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v dumpcap >/dev/null 2>&1 || need+=(wireshark-common)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
