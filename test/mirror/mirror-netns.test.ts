@@ -4,7 +4,8 @@
  *   curl (SSLKEYLOGFILE) in h13cli ──HTTPS──▶ openssl s_server in h13srv
  *     the server veth's ingress and egress mirrored by the kernel (tc u32 + mirred) into
  *     a VXLAN device (VNI 42) / a Geneve device (VNI 43; user-space encapsulation of the same
- *     frames where the kernel has no geneve) / `tcpdump -U -w - | publish pcap -`
+ *     frames where the kernel has no geneve) / `tcpdump -U -w - | publish pcap -` /
+ *     `dumpcap -w - | publish pcap -` (pcapng)
  *   ──▶ publish mirror (10.93.2.2:4789 + :6081) / publish pcap - ──▶ packets topic
  *   publish keylog --follow ──▶ secrets topic;  run ──▶ events (stdout)
  *
@@ -92,15 +93,19 @@ describe.skipIf(reason !== undefined)('publish mirror / publish pcap - with kern
     return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
   };
 
-  /** `tcpdump -U -w -` on the server veth into `consumer` (through a fifo: both pids are ours). */
+  /**
+   * `tcpdump -U -w -` (or `dumpcap -w -`, pcapng) on the server veth into `consumer`, through a
+   * fifo so that both pids are ours.
+   */
   let fifos = 0;
-  const tcpdumpPipe = async (consumer: string): Promise<{ tcpdump: Proc; consumer: Proc }> => {
+  const tcpdumpPipe = async (consumer: string, capturer: 'tcpdump' | 'dumpcap' = 'tcpdump'): Promise<{ tcpdump: Proc; consumer: Proc }> => {
     const fifo = join(dir, `pipe${++fifos}`);
     sh(`mkfifo ${fifo}`);
     const c = start('bash', ['-c', `exec ${consumer} < ${fifo}`]);
-    const t = start('bash', ['-c', `exec ip netns exec ${P}srv tcpdump -U -n -i ${P}s0 -w - > ${fifo}`]);
+    const cap = capturer === 'tcpdump' ? `tcpdump -U -n -i ${P}s0 -w -` : `dumpcap -q -i ${P}s0 -w -`;
+    const t = start('bash', ['-c', `exec ip netns exec ${P}srv ${cap} > ${fifo}`]);
     procs.push(c, t);
-    await until('tcpdump listening', () => t.err.includes('listening on'), 10_000, 100);
+    await until(`${capturer} capturing`, () => /listening on|Capturing on/.test(t.err), 10_000, 100);
     return { tcpdump: t, consumer: c };
   };
 
@@ -215,6 +220,17 @@ describe.skipIf(reason !== undefined)('publish mirror / publish pcap - with kern
     pipe.tcpdump.p.kill('SIGINT');
   });
 
+  it('dumpcap -w - (pcapng) | publish pcap -: the same, until EOF', async () => {
+    const pipe = await tcpdumpPipe(`node ${CLI} publish pcap - --brokers ${brokers()} --topic ${packets} --sensor pipe-ng --linger-ms 50`, 'dumpcap');
+    curl('/pipeng-1');
+    const ev = await eventFor('/pipeng-1');
+    expect(ev.observer?.name).toBe('pipe-ng');
+    expect(ev.tags).toContain('Decryption Detection');
+    pipe.tcpdump.p.kill('SIGINT'); // dumpcap ends the stream: EOF for the publisher
+    expect(await pipe.consumer.exit).toBe(0);
+    expect(pipe.consumer.err).toMatch(/published \d+ packets in \d+ records/);
+  });
+
   it('nothing dropped; SIGTERM flushes and exits 0 with a summary', async () => {
     expect(await metric('tlsdecrypt_publish_drops_total', 'cause="buffer_full"')).toBe(0);
     expect(await metric('tlsdecrypt_publish_drops_total', 'cause="kernel_socket_buffer"')).toBe(0);
@@ -224,6 +240,6 @@ describe.skipIf(reason !== undefined)('publish mirror / publish pcap - with kern
     expect(receiver.err).toMatch(/received \d+ datagrams, published \d+ packets/);
     // every request has exactly one http event
     const paths = events().filter((e) => e.event?.dataset === 'http').map((e) => e.url?.path);
-    for (const p of ['/vxlan-1', '/vxlan-2', '/geneve-1', '/pipe-1']) expect(paths.filter((x) => x === p)).toHaveLength(1);
+    for (const p of ['/vxlan-1', '/vxlan-2', '/geneve-1', '/pipe-1', '/pipeng-1']) expect(paths.filter((x) => x === p)).toHaveLength(1);
   });
 });
