@@ -58,7 +58,7 @@ export interface BatcherStats {
   publishedBytes: number;
   perPartition: number[];
   drops: Record<DropCause, number>;
-  /** Bytes held now. */
+  /** Bytes held now (allocated: open streams' buffers, queued and in-flight records). */
   bufferedBytes: number;
   /** Failed sends that were retried. */
   sendRetries: number;
@@ -69,6 +69,7 @@ export interface BatcherStats {
 interface Queued {
   rec: OutRecord;
   partition: number;
+  /** Memory held by the record (counted in bufferedBytes until acknowledged). */
   bytes: number;
   packets: number;
   /** performance.now() of the first packet. */
@@ -128,8 +129,6 @@ export class PartitionBatcher {
    * The packet's bytes are copied.
    */
   add(partition: number, p: RawPacket, sensor = ''): boolean {
-    const size = 16 + p.data.length + 24;
-    if (this.o.overflow !== 'allow' && this.stats.bufferedBytes + size > this.o.maxBufferBytes) return false;
     let bs = this.builders.get(sensor);
     if (!bs) {
       bs = Array.from({ length: this.o.partitions }, () => new PcapStreamBuilder());
@@ -137,13 +136,15 @@ export class PartitionBatcher {
     }
     const b = bs[partition];
     if (b.count && b.linktype !== p.linktype) this.seal(b, partition, sensor);
-    const before = b.bytes;
+    // memory is counted as allocated (a stream's buffer grows by doubling)
+    if (this.o.overflow !== 'allow' && this.stats.bufferedBytes + b.growthFor(p) > this.o.maxBufferBytes) return false;
+    const before = b.capacity;
     if (b.count === 0) {
       this.firstAt.set(b, performance.now());
       this.armLinger();
     }
     b.add(p);
-    this.stats.bufferedBytes += b.bytes - before;
+    this.stats.bufferedBytes += b.capacity - before;
     this.stats.packets++;
     if (b.bytes >= this.o.batchBytes) this.seal(b, partition, sensor);
     return true;
@@ -218,7 +219,7 @@ export class PartitionBatcher {
   private seal(builder: PcapStreamBuilder, partition: number, sensor: string): void {
     if (!builder.count) return;
     const packets = builder.count;
-    const bytes = builder.bytes;
+    const bytes = builder.capacity; // held until acknowledged, as counted in add()
     const firstAt = this.firstAt.get(builder) ?? performance.now();
     this.firstAt.delete(builder);
     const headers: Record<string, string> = { 'content-type': PCAP_CONTENT_TYPE };
@@ -314,7 +315,7 @@ export class PartitionBatcher {
         for (const q of batch) {
           this.stats.publishedPackets += q.packets;
           this.stats.publishedRecords++;
-          this.stats.publishedBytes += q.bytes;
+          this.stats.publishedBytes += (q.rec.value as Buffer).length;
           this.stats.perPartition[q.partition] += q.packets;
           this.o.observeLatency?.((now - q.firstAt) / 1000);
         }

@@ -37,6 +37,19 @@ export class PcapStreamBuilder {
     return this.size;
   }
 
+  /** Bytes allocated now (what the stream holds in memory, its unused tail included). */
+  get capacity(): number {
+    return this.buf?.length ?? 0;
+  }
+
+  /** Bytes add(p) would allocate (0 when the packet fits what is there). */
+  growthFor(p: RawPacket): number {
+    const n = (this.count === 0 ? 24 : 0) + 16 + p.data.length;
+    const b = this.buf;
+    if (b === undefined) return Math.max(this.nextCap, n);
+    return b.length - this.size < n ? Math.max(b.length * 2, this.size + n) - b.length : 0;
+  }
+
   private room(n: number): Buffer {
     let b = this.buf;
     if (b === undefined) {
