@@ -60,7 +60,8 @@ export class Ops {
   private readonly governorListeners: ((ev: Record<string, unknown>, change: GovernorChange) => void)[] = [];
 
   constructor(private readonly o: OpsOptions = {}) {
-    this.events = new RecentEvents(o.logViewEvents ?? DEFAULT_LOG_VIEW_EVENTS);
+    // Only a served log view needs the events in memory.
+    this.events = new RecentEvents(o.metricsPort === undefined ? 0 : (o.logViewEvents ?? DEFAULT_LOG_VIEW_EVENTS));
     this.now = o.now ?? Date.now;
     this.log = o.log ?? opsLog;
     this.startedAt = this.now();
