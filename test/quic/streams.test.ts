@@ -60,7 +60,7 @@ describe('HTTP/3 over a capture with a lost packet', () => {
     e.finish();
     const http = events.filter((x) => x.event.dataset === 'http');
     expect(http).toHaveLength(1);
-    const h = http[0] as { http: { response: { status_code: number; body: { bytes: number } } } };
+    const h = http[0] as unknown as { http: { response: { status_code: number; body: { bytes: number } } } };
     expect(h.http.response.status_code).toBe(200);
     // body.bytes counts the body as sent, lost bytes included (as for TCP gaps)
     expect(h.http.response.body.bytes).toBe(102400);
