@@ -184,7 +184,6 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   /** QuicEventSink: HTTP/3 and tls.session events of QUIC connections (src/quic). */
   quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string }): void {
     if (session) {
-      this.stats.flows++;
       this.stats.tlsFlows++;
       this.stats.sessionsByStatus[session.status] = (this.stats.sessionsByStatus[session.status] ?? 0) + 1;
       this.stats.decryptedBytes += session.bytes;

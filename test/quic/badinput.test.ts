@@ -121,6 +121,23 @@ describe('bad QUIC input on UDP 443', () => {
   });
 });
 
+describe('QUIC on any port', () => {
+  it('recognises QUIC by its long header on a port that is no hint (443 rewritten to 4433)', () => {
+    const real = fixturePackets();
+    const moved = real.map((p) => {
+      const d = Buffer.from(p.data);
+      for (const o of [34, 36]) if (d.readUInt16BE(o) === 443) d.writeUInt16BE(4433, o);
+      return { ...p, data: d };
+    });
+    const r = run(moved);
+    const http = r.events.filter((e) => e.event.dataset === 'http');
+    expect(http).toHaveLength(3);
+    const s = r.events.find((e) => e.event.dataset === 'tls.session') as EcsEvent & { destination: { port: number }; decryption: { status: string } };
+    expect(s.destination.port).toBe(4433);
+    expect(s.decryption.status).toBe('decrypted');
+  });
+});
+
 describe('UDP flow table and QUIC limits', () => {
   it('accepts udp and quic sections in --limits and rejects unknown keys', () => {
     expect(parseLimits({ udp: { maxFlows: 10, idleTimeoutSec: 30 }, quic: { maxConnections: 5 } }, 'x')).toMatchObject({ udp: { maxFlows: 10 }, quic: { maxConnections: 5 } });
