@@ -106,8 +106,11 @@ const wm = { windowSec: Number(values.window), maxBytes: Number(values['max-byte
 // ---- 1. steady state, on vs off ----------------------------------------------------------
 const rounds = Number(values.rounds);
 const on = [], off = [];
+const ratios = [];
 for (let i = 0; i < rounds; i++) {
-  for (const [label, list] of [['off', off], ['on', on]]) {
+  // alternated, and the order swapped every round (warm-up and drift hit both sides)
+  const order = i % 2 ? [['on', on], ['off', off]] : [['off', off], ['on', on]];
+  for (const [label, list] of order) {
     const core = new ShardCore({ keylogs, rsaKeys: [], engine: {}, watermark: label === 'on' ? wm : { windowSec: 0, maxBytes: 0 } });
     const t0 = cpu();
     let events = 0;
@@ -117,9 +120,10 @@ for (let i = 0; i < rounds; i++) {
     list.push(cpu() - t0);
     console.log(`round ${i + 1} watermark ${label}: ${fmt0(list[list.length - 1])} ms CPU, ${fmt0(events)} events`);
   }
+  ratios.push(on[on.length - 1] / off[off.length - 1]);
 }
 const mOn = median(on), mOff = median(off);
-console.log(`steady state: watermark on ${fmt0(mOn)} ms, off ${fmt0(mOff)} ms (medians of ${rounds}); on/off = ${fmt(mOn / mOff, 3)} (${fmt((mOn / mOff - 1) * 100, 1)} %); ${fmt(totalBytes / 2 ** 20 / (mOn / 1000), 0)} MiB/s with it on`);
+if (rounds) console.log(`steady state: watermark on ${fmt0(mOn)} ms, off ${fmt0(mOff)} ms (medians of ${rounds}); on/off of the medians ${fmt(mOn / mOff, 3)}, median of the per-round ratios ${fmt(median(ratios), 3)} (rounds: ${ratios.map((r) => fmt(r, 2)).join(' ')}); ${fmt(totalBytes / 2 ** 20 / (mOn / 1000), 0)} MiB/s with it on`);
 
 // ---- 2. takeovers ----------------------------------------------------------------------------
 const K = Number(values.takeovers);

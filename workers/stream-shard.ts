@@ -18,7 +18,7 @@ const order = new InOrder<StreamShardTask>();
 function execute(c: ShardCore, task: StreamShardTask): void {
   if (task.kind === 'batch') {
     if (task.data) readBatch(task.data, task.sensors || task.origins ? withRuns(c, task.sensors ?? [], task.origins ?? []) : c);
-    if (task.revoke) c.watermark.revoke(task.revoke);
+    if (task.revoke) c.revoke(task.revoke);
     if (task.tick) c.tick(task.tick);
   } else if (task.kind === 'finish') {
     c.finish();

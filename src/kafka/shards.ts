@@ -183,6 +183,15 @@ export class ShardCore implements CaptureSink {
     }
   }
 
+  /**
+   * The partitions went to another member: their open flows emit nothing more and leave the flow
+   * table now (if a partition comes back, its re-read starts them afresh).
+   */
+  revoke(partitions: number[]): void {
+    this.watermark.revoke(partitions);
+    this.engine.dropFlows((h) => this.watermark.revoked(h));
+  }
+
   take(): ShardOutput {
     const out: ShardOutput = { keys: this.keys, values: this.values, ids: this.ids };
     if (this.watermark.enabled) {
@@ -265,7 +274,7 @@ export class InProcessShards implements Shards {
     this.core.watermark.at(partition, offset, pos, until, mids);
   }
   revoke(partitions: number[]): void {
-    this.core.watermark.revoke(partitions);
+    this.core.revoke(partitions);
   }
   secrets(type: number, data: Buffer): void {
     this.core.secrets(type, data);
@@ -560,7 +569,7 @@ export class MixedShards implements Shards {
   }
 
   revoke(partitions: number[]): void {
-    this.local.watermark.revoke(partitions);
+    this.local.revoke(partitions);
     this.workers.revoke(partitions);
   }
 

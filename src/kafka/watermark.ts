@@ -107,7 +107,8 @@ class WatchedFlow implements FlowHandler {
   }
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
     this.entry.open = false;
-    if (!this.entry.muted) this.inner.onClose(reason, counters, ts);
+    // Always: the handler releases what it holds; a muted flow's events are muted in the Engine.
+    this.inner.onClose(reason, counters, ts);
   }
   settled(): boolean {
     return this.entry.muted || (this.inner.settled?.() ?? false);
@@ -188,7 +189,12 @@ export class FlowWatermark implements FlowWatch {
     return this.mutedFlows > 0 && this.entries.get(flow)?.muted === true;
   }
 
-  /** The partitions went to another member: their open flows emit nothing more. */
+  /** A flow of a partition given away (revoke): Engine.dropFlows takes it out of the flow table. */
+  revoked(h: FlowHandler): boolean {
+    return h instanceof WatchedFlow && h.entry.muted && h.entry.until === 0;
+  }
+
+  /** The partitions went to another member: their open flows emit nothing more (drop them: ShardCore.revoke). */
   revoke(partitions: number[]): void {
     for (const n of partitions) {
       const p = this.parts.get(n);

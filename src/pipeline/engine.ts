@@ -170,6 +170,11 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     return this.flows.activeFlows + this.udp.activeFlows;
   }
 
+  /** Closes at once the flows whose handler `match` picks (TcpFlowTable.closeWhere). */
+  dropFlows(match: (h: FlowHandler) => boolean): number {
+    return this.flows.closeWhere(match, this.lastTs);
+  }
+
   private retryKeys(): void {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
     this.quic.retryKeys();

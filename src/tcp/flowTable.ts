@@ -494,6 +494,26 @@ export class TcpFlowTable {
     }
   }
 
+  /**
+   * Closes at once every flow whose handler `match` picks ('evicted'; the handler decides what it
+   * reports) and forgets it: `run` drops the flows of partitions handed to another engine, so that
+   * re-reading them later starts fresh flows. Returns how many.
+   */
+  closeWhere(match: (h: FlowHandler) => boolean, ts: Timestamp): number {
+    let n = 0;
+    for (const list of [this.closing, this.active]) {
+      for (let f = list.head; f !== null; ) {
+        const next = f.next;
+        if (f.handler !== null && match(f.handler)) {
+          this.finalize(f, 'evicted', ts);
+          n++;
+        }
+        f = next;
+      }
+    }
+    return n;
+  }
+
   /** Called by a flow whose handler threw. */
   handlerError(e: unknown): void {
     this.stats.handlerErrors++;

@@ -126,16 +126,20 @@ export function ethIpv4Tcp(s: TcpSeg): Buffer {
   return Buffer.concat([eth, ip, tcp, payload]);
 }
 
-/** Classic pcap, microsecond, little-endian, Ethernet. */
-export function pcapFile(segs: TcpSeg[]): Buffer {
-  const parts: Buffer[] = [];
+/** The global header of a classic pcap: microsecond, little-endian, Ethernet. */
+export function pcapHeader(snaplen = 65535): Buffer {
   const g = Buffer.alloc(24);
   g.writeUInt32LE(0xa1b2c3d4, 0);
   g.writeUInt16LE(2, 4);
   g.writeUInt16LE(4, 6);
-  g.writeUInt32LE(65535, 16);
+  g.writeUInt32LE(snaplen, 16);
   g.writeUInt32LE(1, 20);
-  parts.push(g);
+  return g;
+}
+
+/** Classic pcap, microsecond, little-endian, Ethernet. */
+export function pcapFile(segs: TcpSeg[]): Buffer {
+  const parts: Buffer[] = [pcapHeader()];
   for (const s of segs) {
     const f = ethIpv4Tcp(s);
     const h = Buffer.alloc(16);

@@ -2,16 +2,20 @@
  * The replay window's bound (issue 12), on the shared broker: a connection longer than
  * --replay-window (capture time) stops holding its partition's commit back — counted on its owner
  * (`flow_replay_released`) — and the next owner, which starts after its first packet, reports the
- * rest as a mid-connection session (`missing_handshake`): never lost silently. Invalid window or
+ * rest as a mid-connection session (`missing_handshake`): never lost silently. A record that cannot
+ * be parsed is counted once, also when its partition is re-read. Invalid window or
  * byte bound values exit 2 with one line.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CaptureReader } from '../../src/capture/index.js';
 import { resolveRunConfig } from '../../src/kafka/config.js';
+import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from '../../src/kafka/formats.js';
+import type { RawPacket } from '../../src/types.js';
 import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import { startRun } from '../../src/kafka/run.js';
 import { InputError } from '../../src/pipeline/replay.js';
@@ -66,6 +70,50 @@ describe('replay window (shared broker)', () => {
     const evs = (await readAll(c, t.events)).map((r) => JSON.parse(r.value!.toString()) as Ev);
     const sessions = evs.filter((e) => e.event.dataset === 'tls.session');
     expect(sessions.map((e) => [e.source.port, e.decryption.status])).toEqual([[38828, 'missing_handshake']]);
+  }, 240_000);
+
+  it('a record that cannot be parsed is counted once, also when its partition comes back and is re-read', async () => {
+    // Per partition: the first half of a connection (it stays open: the commit stays at its first
+    // record), then a garbage record. Instance A reads both partitions; B joins and takes one; B
+    // leaves and A gets it back: A re-reads it from the commit, garbage included.
+    const firstHalf = (fixture: string): Buffer => {
+      const packets: RawPacket[] = [];
+      const reader = new CaptureReader({ packet: (p) => packets.push({ ...p, data: Buffer.from(p.data), ts: { ...p.ts } }), secrets() {}, anomaly() {} });
+      reader.push(readFileSync(join(REPO, 'fixtures/https', fixture, 'capture.pcap')));
+      reader.end();
+      const half = new PcapStreamBuilder();
+      for (const p of packets.slice(0, Math.floor(packets.length / 2))) half.add(p);
+      return half.take();
+    };
+    const halves = [firstHalf('tls13-aes128gcm-h2'), firstHalf('tls13-aes256gcm-http11')]; // two connections
+    const c = client();
+    const t0 = uniq('reread');
+    const t = { packets: `${t0}.packets`, events: `${t0}.events`, groupId: `${t0}.group` };
+    const admin = await c.admin();
+    await admin.ensureTopic(t.packets, 2);
+    const prod = await c.producer();
+    const ct = { 'content-type': PCAP_CONTENT_TYPE };
+    await prod.send(t.packets, [0, 1].flatMap((partition) => [{ value: halves[partition], headers: ct, partition }, { value: Buffer.from('not a pcap stream'), headers: ct, partition }]));
+    await prod.close();
+    const flags = { brokers: brokers(), 'packets-topic': t.packets, 'secrets-topic': '', 'events-topic': t.events, 'group-id': t.groupId, 'stats-interval': '0', 'session-timeout-ms': '6000' };
+    const a = await startRun(c, resolveRunConfig(flags, {}), quiet);
+    try {
+      await until('A read both partitions', () => a.counters.records >= 4, 90_000);
+      expect(a.counters.badRecords).toEqual({ kafka_record_not_pcap: 2 });
+      const b = await startRun(client('reread-b'), resolveRunConfig(flags, {}), quiet);
+      await until('B took a partition', () => b.assignment().length === 1 && a.assignment().length === 1, 90_000);
+      await until('B read it', () => b.counters.records >= 2, 90_000);
+      b.stop();
+      expect((await b.done).counters.badRecords).toEqual({ kafka_record_not_pcap: 1 });
+      await until('A got the partition back and re-read it', () => a.assignment().length === 2 && a.counters.reread >= 2, 90_000);
+      expect(a.counters.badRecords).toEqual({ kafka_record_not_pcap: 2 });
+    } finally {
+      a.stop();
+      await a.done;
+      await admin.close();
+    }
+    const sa = await a.done;
+    expect(sa.stats.anomalies.kafka_record_not_pcap).toBe(2);
   }, 240_000);
 
   it('invalid --replay-window / --replay-max-bytes: exit 2 with one line', () => {

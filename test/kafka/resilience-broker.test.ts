@@ -6,15 +6,15 @@
  *
  * Uses its own broker (OwnBroker, port 19192 by default) so the shared broker is never disturbed.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { resolveRunConfig } from '../../src/kafka/config.js';
 import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import { startRun, type RunSummary } from '../../src/kafka/run.js';
 import { REPO, sleep, uniq, until } from './helpers.js';
-import { compare, expectAllOf, fixtureCopy, gated, OwnBroker, replayEvents, topicEvents, type Ev } from './resilienceHelpers.js';
+import { compare, expectAllOf, fixtureCopy, gated, OwnBroker, ownBrokerForFile, replayEvents, topicEvents, type Ev } from './resilienceHelpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-resil-broker-'));
 const broker = new OwnBroker();
@@ -23,13 +23,7 @@ const have = (f: string) => existsSync(join(REPO, 'fixtures/https', f, 'capture.
 const BEFORE = 'tls13-aes128gcm-h2';
 const AFTER = ['tls13-aes256gcm-http11', 'tls12-ecdhe-aes128gcm-http11'];
 
-beforeAll(() => {
-  broker.start();
-}, 300_000);
-afterAll(() => {
-  broker.stop();
-  rmSync(dir, { recursive: true, force: true });
-}, 120_000);
+ownBrokerForFile(broker, dir);
 
 describe('broker stopped and restarted mid-stream (private broker)', () => {
   it.runIf(have(BEFORE) && AFTER.every(have))(

@@ -7,28 +7,21 @@
  * Every case: 0 missing exchanges, 0 conflicting duplicates, nothing extra: after de-duplication by
  * event.id the events topic equals replay's events.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { KafkaClient } from '../../src/kafka/adapter.js';
 import { resolveRunConfig } from '../../src/kafka/config.js';
 import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import { startRun, type RunSummary } from '../../src/kafka/run.js';
-import { ensureBuilt, uniq, until } from './helpers.js';
-import { compare, exitOf, expectAllOf, fixtureCopy, gated, lastAssignment, lastPacketSec, OwnBroker, publishClockTick, replayEvents, spawnRun, splitPcap, topicEvents, type Ev, type RunChild } from './resilienceHelpers.js';
+import { uniq, until } from './helpers.js';
+import { compare, exitOf, expectAllOf, fedPackets, fixtureCopy, ownBrokerForFile, gated, lastAssignment, lastPacketSec, OwnBroker, publishClockTick, replayEvents, spawnRun, splitPcap, topicEvents, type Ev, type RunChild } from './resilienceHelpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-resil-group-'));
 const broker = new OwnBroker(Number(process.env.TLSDECRYPT_TEST_OWN_KAFKA_PORT_GROUP ?? 19592));
 
-beforeAll(() => {
-  ensureBuilt();
-  broker.start();
-}, 300_000);
-afterAll(() => {
-  broker.stop();
-  rmSync(dir, { recursive: true, force: true });
-}, 120_000);
+ownBrokerForFile(broker, dir);
 
 // In capture-time order (the engine's clock): complete before the loss, cut by it, complete after.
 const BEFORE = ['tls13-aes128gcm-h2', 'tls13-aes256gcm-http11'];
@@ -47,19 +40,7 @@ function runArgs(t: Topics, finish = true): string[] {
   return ['--brokers', broker.addr, '--packets-topic', t.packets, '--secrets-topic', t.secrets, '--events-topic', t.events, '--group-id', t.groupId, '--stats-interval', '1', '--session-timeout-ms', '10000', ...(finish ? ['--finish-on-stop'] : [])];
 }
 
-/** Packets fed so far by an instance (its last stats line). */
-function fedPackets(r: RunChild): number {
-  let n = 0;
-  for (const l of r.stderr().split('\n')) {
-    if (!l.includes('"message":"stats"')) continue;
-    try {
-      n = JSON.parse(l).packets;
-    } catch {
-      /* partial line */
-    }
-  }
-  return n;
-}
+
 
 async function lagZero(c: KafkaClient, t: Topics, what: string, timeoutMs = 120_000): Promise<void> {
   const admin = await c.admin();

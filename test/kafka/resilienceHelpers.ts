@@ -4,14 +4,14 @@
  * disturbs the shared default broker other tests use; `run` as a child process; replay oracles.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { createKafkaClient, type KafkaClient, type Producer } from '../../src/kafka/adapter.js';
 import { NdjsonWriter } from '../../src/pipeline/output.js';
 import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from '../../src/kafka/formats.js';
 import { replay } from '../../src/pipeline/replay.js';
-import { readAll, REPO } from './helpers.js';
+import { ensureBuilt, readAll, REPO } from './helpers.js';
 
 export type Ev = Record<string, any>;
 
@@ -173,6 +173,32 @@ export function splitPcap(file: string, at: number, outA: string, outB: string):
   writeFileSync(outA, Buffer.concat([head, ...recs.slice(0, at)]));
   writeFileSync(outB, Buffer.concat([head, ...recs.slice(at)]));
   return { first: Math.min(at, recs.length), second: Math.max(0, recs.length - at) };
+}
+
+/** A test file's private broker: built dist/ and the broker started before its tests, stopped (and `dir` removed) after. */
+export function ownBrokerForFile(broker: OwnBroker, dir: string): void {
+  beforeAll(() => {
+    ensureBuilt();
+    broker.start();
+  }, 300_000);
+  afterAll(() => {
+    broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
+}
+
+/** Packets fed so far by a `run` child (its last stats line; needs --stats-interval). */
+export function fedPackets(r: RunChild): number {
+  let n = 0;
+  for (const l of r.stderr().split('\n')) {
+    if (!l.includes('"message":"stats"')) continue;
+    try {
+      n = JSON.parse(l).packets;
+    } catch {
+      /* partial line */
+    }
+  }
+  return n;
 }
 
 /** The latest capture second of a classic little-endian pcap. */
