@@ -80,6 +80,9 @@ export interface QuicConnectionHost {
   readonly anomalies: AnomalySink;
   readonly options: QuicOptions;
   readonly http: HttpOptions;
+  /** Bytes of held packets across all connections (+n held, -n released). */
+  pendingDelta(n: number): void;
+  readonly pendingTotal: number;
   /** A connection ID of this connection (long headers, NEW_CONNECTION_ID): the server's, the client's, or (undefined) the client's first DCID. */
   addCid(conn: QuicConnection, cid: Buffer, ofServer: boolean | undefined): void;
 }
@@ -389,14 +392,15 @@ export class QuicConnection {
   }
 
   private hold(level: Level, dir: Dir, pkt: Buffer, pnOffset: number, ts: Timestamp): void {
-    const max = this.host.options.maxPendingBytesPerConnection;
-    if (this.heldBytes + pkt.length > max) {
+    const o = this.host.options;
+    if (this.heldBytes + pkt.length > o.maxPendingBytesPerConnection || this.host.pendingTotal + pkt.length > o.maxPendingBytesTotal) {
       this.counts.noKey++;
-      this.host.anomalies.anomaly('quic_pending_limit');
+      this.host.anomalies.anomaly(this.heldBytes + pkt.length > o.maxPendingBytesPerConnection ? 'quic_pending_limit' : 'quic_pending_total_limit');
       return;
     }
     this.held.push({ level, dir, pkt: Buffer.from(pkt), pnOffset, ts });
     this.heldBytes += pkt.length;
+    this.host.pendingDelta(pkt.length);
   }
 
   /** Keys may have arrived (ServerHello parsed, key log lines added): decrypt what is held. */
@@ -406,12 +410,14 @@ export class QuicConnection {
       progress = false;
       const list = this.held;
       this.held = [];
+      this.host.pendingDelta(-this.heldBytes);
       this.heldBytes = 0;
       for (const h of list) {
         if (this.packet(h.level, h.dir, h.pkt, h.pnOffset, h.ts, true)) progress = true;
         else {
           this.held.push(h);
           this.heldBytes += h.pkt.length;
+          this.host.pendingDelta(h.pkt.length);
         }
       }
     }
@@ -664,6 +670,7 @@ export class QuicConnection {
     this.retryHeld();
     this.counts.noKey += this.held.length;
     this.held = [];
+    this.host.pendingDelta(-this.heldBytes);
     this.heldBytes = 0;
     this.curTs = ts;
     for (const s of this.streams.values()) s.flush();

@@ -224,6 +224,12 @@ export class QuicStage implements QuicConnectionHost {
     this.cidLens.set(cid.length, (this.cidLens.get(cid.length) ?? 0) + 1);
   }
 
+  /** Bytes of packets held for missing keys, all connections together. */
+  pendingTotal = 0;
+  pendingDelta(n: number): void {
+    this.pendingTotal += n;
+  }
+
   /** New key-log lines: every connection retries its held packets. */
   retryKeys(): void {
     for (const c of this.states.keys()) c.retryHeld();

@@ -164,6 +164,33 @@ describe('UDP flow table and QUIC limits', () => {
     expect(engine.activeFlows).toBe(0);
   });
 
+  it('holds packets without keys only up to the per-connection and total budgets, and frees them at the end', () => {
+    const real = fixturePackets();
+    const events: EcsEvent[] = [];
+    const e = new Engine((ev) => events.push(ev), loadKeys([], []), { quic: { maxPendingBytesTotal: 4000 } });
+    for (const p of real) e.packet(p);
+    expect(e.quic.pendingTotal).toBeLessThanOrEqual(4000);
+    expect(e.quic.pendingTotal).toBeGreaterThan(0);
+    expect(e.stats.anomalies.quic_pending_total_limit).toBeGreaterThan(0);
+    e.finish();
+    expect(e.quic.pendingTotal).toBe(0);
+    const s = events.find((x) => x.event.dataset === 'tls.session') as EcsEvent & { decryption: { status: string } };
+    expect(s.decryption.status).toBe('no_key');
+  });
+
+  it('decrypts held packets when the keys arrive later (late key log)', () => {
+    const real = fixturePackets();
+    const events: EcsEvent[] = [];
+    const keys = loadKeys([], []);
+    const e = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev))), keys, {});
+    for (const p of real) e.packet(p);
+    expect(e.quic.pendingTotal).toBeGreaterThan(0);
+    e.secrets(0x544c534b, readFileSync(join(FX, 'keys.log')));
+    expect(e.quic.pendingTotal).toBe(0);
+    e.finish();
+    expect(events).toEqual(run(real).events);
+  });
+
   it('stops following new connections beyond quic.maxConnections', () => {
     const real = fixturePackets();
     const first = real[0].data.subarray(42);
