@@ -133,6 +133,9 @@ export class QuicConnection {
   established = false;
   closeSeen = false;
   keyUpdates = 0;
+  /** Stateless reset tokens announced in NEW_CONNECTION_ID frames (hex), and whether one was seen. */
+  private readonly resetTokens = new Set<string>();
+  statelessReset = false;
 
   readonly counts = {
     packets: 0,
@@ -357,6 +360,10 @@ export class QuicConnection {
     if (level === Level.OneRtt) plain = this.openApp(dir, (first >> 2) & 1, aad, payload, pn);
     else plain = keys.open(aad, payload, pn);
     if (plain === undefined) {
+      if (level === Level.OneRtt && this.resetTokens.has(pkt.toString('hex', pkt.length - 16))) {
+        this.statelessReset = true; // not a protected packet at all
+        return true;
+      }
       this.counts.failed++;
       if (level !== Level.Initial) this.counts.failedProtected++;
       this.host.anomalies.anomaly('quic_decrypt_failed', LEVEL_NAMES[level]);
@@ -502,6 +509,8 @@ export class QuicConnection {
           const l = b[p++];
           if (l < 1 || l > 20 || p + l + 16 > end) return bad('new_connection_id');
           this.host.addCid(this, b.subarray(p, p + l), dir === Dir.ToClient);
+          // RFC 9000 Section 10.3: a datagram ending in this token is a stateless reset
+          if (this.resetTokens.size < 64) this.resetTokens.add(b.toString('hex', p + l, p + l + 16));
           p += l + 16;
           break;
         }
