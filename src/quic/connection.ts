@@ -80,6 +80,9 @@ export interface QuicConnectionHost {
   readonly anomalies: AnomalySink;
   readonly options: QuicOptions;
   readonly http: HttpOptions;
+  /** Bytes of held packets across all connections (+n held, -n released). */
+  pendingDelta(n: number): void;
+  readonly pendingTotal: number;
   /** A connection ID of this connection (long headers, NEW_CONNECTION_ID): the server's, the client's, or (undefined) the client's first DCID. */
   addCid(conn: QuicConnection, cid: Buffer, ofServer: boolean | undefined): void;
 }
@@ -130,6 +133,9 @@ export class QuicConnection {
   established = false;
   closeSeen = false;
   keyUpdates = 0;
+  /** Stateless reset tokens announced in NEW_CONNECTION_ID frames (hex), and whether one was seen. */
+  private readonly resetTokens = new Set<string>();
+  statelessReset = false;
 
   readonly counts = {
     packets: 0,
@@ -354,6 +360,10 @@ export class QuicConnection {
     if (level === Level.OneRtt) plain = this.openApp(dir, (first >> 2) & 1, aad, payload, pn);
     else plain = keys.open(aad, payload, pn);
     if (plain === undefined) {
+      if (level === Level.OneRtt && this.resetTokens.has(pkt.toString('hex', pkt.length - 16))) {
+        this.statelessReset = true; // not a protected packet at all
+        return true;
+      }
       this.counts.failed++;
       if (level !== Level.Initial) this.counts.failedProtected++;
       this.host.anomalies.anomaly('quic_decrypt_failed', LEVEL_NAMES[level]);
@@ -389,14 +399,15 @@ export class QuicConnection {
   }
 
   private hold(level: Level, dir: Dir, pkt: Buffer, pnOffset: number, ts: Timestamp): void {
-    const max = this.host.options.maxPendingBytesPerConnection;
-    if (this.heldBytes + pkt.length > max) {
+    const o = this.host.options;
+    if (this.heldBytes + pkt.length > o.maxPendingBytesPerConnection || this.host.pendingTotal + pkt.length > o.maxPendingBytesTotal) {
       this.counts.noKey++;
-      this.host.anomalies.anomaly('quic_pending_limit');
+      this.host.anomalies.anomaly(this.heldBytes + pkt.length > o.maxPendingBytesPerConnection ? 'quic_pending_limit' : 'quic_pending_total_limit');
       return;
     }
     this.held.push({ level, dir, pkt: Buffer.from(pkt), pnOffset, ts });
     this.heldBytes += pkt.length;
+    this.host.pendingDelta(pkt.length);
   }
 
   /** Keys may have arrived (ServerHello parsed, key log lines added): decrypt what is held. */
@@ -406,12 +417,14 @@ export class QuicConnection {
       progress = false;
       const list = this.held;
       this.held = [];
+      this.host.pendingDelta(-this.heldBytes);
       this.heldBytes = 0;
       for (const h of list) {
         if (this.packet(h.level, h.dir, h.pkt, h.pnOffset, h.ts, true)) progress = true;
         else {
           this.held.push(h);
           this.heldBytes += h.pkt.length;
+          this.host.pendingDelta(h.pkt.length);
         }
       }
     }
@@ -496,6 +509,8 @@ export class QuicConnection {
           const l = b[p++];
           if (l < 1 || l > 20 || p + l + 16 > end) return bad('new_connection_id');
           this.host.addCid(this, b.subarray(p, p + l), dir === Dir.ToClient);
+          // RFC 9000 Section 10.3: a datagram ending in this token is a stateless reset
+          if (this.resetTokens.size < 64) this.resetTokens.add(b.toString('hex', p + l, p + l + 16));
           p += l + 16;
           break;
         }
@@ -664,6 +679,7 @@ export class QuicConnection {
     this.retryHeld();
     this.counts.noKey += this.held.length;
     this.held = [];
+    this.host.pendingDelta(-this.heldBytes);
     this.heldBytes = 0;
     this.curTs = ts;
     for (const s of this.streams.values()) s.flush();

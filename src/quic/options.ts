@@ -4,6 +4,8 @@ export interface QuicOptions {
   maxConnections: number;
   /** Packets copied and held per connection while their keys are missing (late key log, 0-RTT before ServerHello). */
   maxPendingBytesPerConnection: number;
+  /** The same across all connections of an engine; a packet that would pass it is dropped (counted `quic_pending_total_limit`). */
+  maxPendingBytesTotal: number;
   /** CRYPTO stream bytes per encryption level and direction (the TLS handshake). */
   maxCryptoBytes: number;
   /** Streams followed per connection. */
@@ -15,6 +17,7 @@ export interface QuicOptions {
 export const DEFAULT_QUIC_OPTIONS: Readonly<QuicOptions> = Object.freeze({
   maxConnections: 100_000,
   maxPendingBytesPerConnection: 1 << 20,
+  maxPendingBytesTotal: 256 << 20,
   maxCryptoBytes: 256 * 1024,
   maxStreamsPerConnection: 10_000,
   maxStreamBufferBytesPerConnection: 4 << 20,

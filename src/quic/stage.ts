@@ -224,6 +224,12 @@ export class QuicStage implements QuicConnectionHost {
     this.cidLens.set(cid.length, (this.cidLens.get(cid.length) ?? 0) + 1);
   }
 
+  /** Bytes of packets held for missing keys, all connections together. */
+  pendingTotal = 0;
+  pendingDelta(n: number): void {
+    this.pendingTotal += n;
+  }
+
   /** New key-log lines: every connection retries its held packets. */
   retryKeys(): void {
     for (const c of this.states.keys()) c.retryHeld();
@@ -279,6 +285,7 @@ export class QuicStage implements QuicConnectionHost {
     if (conn.retrySourceCid) quic.retry_source_connection_id = conn.retrySourceCid.toString('hex');
     if (conn.versionNegotiation) quic.version_negotiation = conn.versionNegotiation.map((v) => `0x${v.toString(16).padStart(8, '0')}`);
     if (conn.keyUpdates > 0) quic.key_updates = conn.keyUpdates;
+    if (conn.statelessReset) quic.stateless_reset = true;
     const fields: EcsFields = {
       tls,
       decryption: { status, bytes: conn.counts.appBytes },

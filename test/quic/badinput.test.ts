@@ -102,6 +102,26 @@ describe('bad QUIC input on UDP 443', () => {
     expect((s.decryption as { status: string }).status).toBe('partial');
   });
 
+  it('recognises a stateless reset by a token the server announced, and does not count it as a failure', () => {
+    const events: EcsEvent[] = [];
+    const e = new Engine((ev) => events.push(ev), loadKeys([join(FX, 'keys.log')], []), {});
+    for (const p of real) e.packet(p);
+    // the tokens come from the server's NEW_CONNECTION_ID frames (inside decrypted packets)
+    const conn = [...(e.quic as unknown as { states: Map<{ resetTokens: Set<string> }, unknown> }).states.keys()][0];
+    const token = [...conn.resetTokens][0];
+    expect(token).toBeDefined();
+    // a stateless reset to the client: a short header, unpredictable bytes, the token at the end
+    const toClient = real.find((p) => p.data.readUInt16BE(34) === 443 && (p.data[42] & 0x80) === 0) as RawPacket;
+    const d = toClient.data;
+    const reset = Buffer.concat([Buffer.from([0x41]), d.subarray(43, 43 + 17), Buffer.alloc(24, 0x5a), Buffer.from(token, 'hex')]);
+    const ip = (o: number): string => [...d.subarray(o, o + 4)].join('.');
+    e.packet({ ...real[real.length - 1], data: udpFrame(ip(26), ip(30), 443, d.readUInt16BE(36), reset) });
+    e.finish();
+    const s = events.find((x) => x.event.dataset === 'tls.session') as EcsEvent & { quic: { stateless_reset?: boolean; failed_packets: number } };
+    expect(s.quic.stateless_reset).toBe(true);
+    expect(s.quic.failed_packets).toBe(0);
+  });
+
   it('never throws on random datagrams to 443, with or without a long header bit', () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ minLength: 0, maxLength: 1400 }), { maxLength: 20 }), fc.boolean(), (ds, long) => {
@@ -162,6 +182,33 @@ describe('UDP flow table and QUIC limits', () => {
     engine.tick({ sec: last.sec + 6, nsec: 0 });
     expect(events.filter((e) => e.event.dataset === 'tls.session')).toHaveLength(1);
     expect(engine.activeFlows).toBe(0);
+  });
+
+  it('holds packets without keys only up to the per-connection and total budgets, and frees them at the end', () => {
+    const real = fixturePackets();
+    const events: EcsEvent[] = [];
+    const e = new Engine((ev) => events.push(ev), loadKeys([], []), { quic: { maxPendingBytesTotal: 4000 } });
+    for (const p of real) e.packet(p);
+    expect(e.quic.pendingTotal).toBeLessThanOrEqual(4000);
+    expect(e.quic.pendingTotal).toBeGreaterThan(0);
+    expect(e.stats.anomalies.quic_pending_total_limit).toBeGreaterThan(0);
+    e.finish();
+    expect(e.quic.pendingTotal).toBe(0);
+    const s = events.find((x) => x.event.dataset === 'tls.session') as EcsEvent & { decryption: { status: string } };
+    expect(s.decryption.status).toBe('no_key');
+  });
+
+  it('decrypts held packets when the keys arrive later (late key log)', () => {
+    const real = fixturePackets();
+    const events: EcsEvent[] = [];
+    const keys = loadKeys([], []);
+    const e = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev))), keys, {});
+    for (const p of real) e.packet(p);
+    expect(e.quic.pendingTotal).toBeGreaterThan(0);
+    e.secrets(0x544c534b, readFileSync(join(FX, 'keys.log')));
+    expect(e.quic.pendingTotal).toBe(0);
+    e.finish();
+    expect(events).toEqual(run(real).events);
   });
 
   it('stops following new connections beyond quic.maxConnections', () => {
