@@ -10,6 +10,10 @@
  *
  * Property: A's and B's events together are exactly replay's (same event ids, byte-identical
  * content), and an event both emitted is byte-identical in both (duplicates are harmless).
+ *
+ * Alerts are all raised here (`--alerts all`): alert thresholding keeps per-key state that a new
+ * owner does not inherit, so after a takeover a thresholded key can alert once more and its
+ * held-back count is split between the owners (README: Alert thresholding, "across a takeover").
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +25,9 @@ import { ShardCore } from '../../src/kafka/shards.js';
 import { Engine } from '../../src/pipeline/engine.js';
 import { packetHash } from '../../src/pipeline/flowHash.js';
 import { loadKeys, type RsaKeySpec } from '../../src/pipeline/replay.js';
+import { detectOption } from '../../src/pipeline/limits.js';
+
+const ENGINE = { detect: detectOption(undefined, { alerts: 'all' }) };
 import type { RawPacket, Timestamp } from '../../src/types.js';
 import { REPO } from './helpers.js';
 
@@ -66,7 +73,7 @@ function load(name: string): Input | undefined {
 /** replay's events (one Engine over the whole capture, then finish), as JSON text by event.id. */
 function replayOracle(inp: Input): Map<string, string> {
   const out = new Map<string, string>();
-  const e = new Engine((ev) => out.set(ev.event.id, JSON.stringify(ev)), loadKeys(inp.keylogs, inp.rsaKeys), {});
+  const e = new Engine((ev) => out.set(ev.event.id, JSON.stringify(ev)), loadKeys(inp.keylogs, inp.rsaKeys), ENGINE);
   for (const s of inp.secrets) e.secrets(s.type, s.data);
   for (const r of inp.records) e.packet(r.p);
   e.finish();
@@ -89,7 +96,7 @@ interface Committed {
 }
 
 function instance(inp: Input, from: Map<number, number>, readTo: Map<number, number>, mids: Map<number, Set<string>>, cuts: number[], stopAfter: number | 'end'): Committed {
-  const core = new ShardCore({ keylogs: inp.keylogs, rsaKeys: inp.rsaKeys, engine: {}, watermark: { windowSec: 120, maxBytes: 1 << 30 } });
+  const core = new ShardCore({ keylogs: inp.keylogs, rsaKeys: inp.rsaKeys, engine: ENGINE, watermark: { windowSec: 120, maxBytes: 1 << 30 } });
   for (const s of inp.secrets) core.secrets(s.type, s.data);
   const events: string[] = [];
   const ids: string[] = [];
