@@ -82,7 +82,7 @@ describe('QUIC through Kafka (real broker)', () => {
     const pub = await publishPcap(c, { capture, topic: packets, partitions: 4, format: 'frame', batchBytes: 4096 });
     const publishedAt = Date.now();
     const cfg = resolveRunConfig(
-      { brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0' },
+      { brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0', 'finish-on-stop': true },
       {},
     );
     const h = await startRun(c, cfg);
