@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ShardOps } from '../../src/ops/shard.js';
 import { SharedDecryptionGate } from '../../src/ops/governor.js';
-import { loadOpsConfigSections, OPS_CONFIG_SECTIONS, OPS_RUN_OPTIONS, opsOptionsFromValues, dedicatedMemoryBudgetMb } from '../../src/ops/options.js';
+import { dedicatedMemoryBudgetMb, loadOpsConfigSections, OPS_CONFIG_SECTIONS, OPS_RUN_OPTIONS, opsOptionsFromValues } from '../../src/ops/options.js';
 import { Ops } from '../../src/ops/index.js';
 import { Logger } from '../../src/ops/log.js';
 
@@ -55,10 +55,11 @@ describe('ops options', () => {
   it('specs follow the run-option conventions (camelCase key, kebab flag)', () => {
     for (const s of OPS_RUN_OPTIONS) expect(s.flag).toBe(s.key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
     expect(OPS_RUN_OPTIONS.map((s) => s.flag)).toEqual(expect.arrayContaining(['metrics-port', 'metrics-host', 'max-cpu', 'max-memory', 'resume-interval']));
-    // budgets default from --profile (dedicated: no CPU budget; agent: 60 % of a core, 500 MB)
+    // budgets default from --profile (dedicated: no CPU budget; agent: 60% of a core, 500 MB)
+    expect(OPS_RUN_OPTIONS.find((s) => s.key === 'profile')).toMatchObject({ kind: 'enum', values: ['dedicated', 'agent'], def: 'dedicated' });
     expect(OPS_RUN_OPTIONS.find((s) => s.key === 'maxCpu')!.def).toBeUndefined();
-    expect(OPS_RUN_OPTIONS.find((s) => s.key === 'maxMemory')!.def).toBeUndefined();
-    expect(OPS_RUN_OPTIONS.find((s) => s.key === 'profile')!.def).toBe('dedicated');
+    expect(opsOptionsFromValues({ profile: 'agent' })).toMatchObject({ maxCpuPercent: 60, maxMemoryMb: 500 });
+    expect(opsOptionsFromValues({})).toMatchObject({ maxCpuPercent: 0 });
     expect(OPS_RUN_OPTIONS.find((s) => s.key === 'resumeInterval')!.def).toBe(600);
     expect(OPS_CONFIG_SECTIONS).toEqual(['assets', 'assetsDefaultEnabled']);
   });
@@ -69,7 +70,6 @@ describe('ops options', () => {
     expect(loadOpsConfigSections(good)).toEqual({ assets: [{ name: 'x', server: '10.0.0.0/8' }], assetsDefaultEnabled: false });
     const o = opsOptionsFromValues({ metricsPort: 9464, maxCpu: 80 }, good);
     expect(o).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1', maxCpuPercent: 80, maxMemoryMb: dedicatedMemoryBudgetMb(), resumeIntervalSec: 600, assetsDefaultEnabled: false, configFile: good });
-    expect(opsOptionsFromValues({ profile: 'agent' })).toMatchObject({ maxCpuPercent: 60, maxMemoryMb: 500 });
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ assets: [{ server: '300.1.1.1' }] }));
     expect(() => loadOpsConfigSections(bad)).toThrow(`config ${bad}: assets[0].server: '300.1.1.1' is not an IP address or CIDR`);
