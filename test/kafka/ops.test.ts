@@ -6,7 +6,6 @@
  * interval; asset statuses follow the secrets (Enabling -> Agent abnormal -> Enabled).
  */
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -20,6 +19,7 @@ import { Logger } from '../../src/ops/log.js';
 import { processReadings } from '../../src/ops/governor.js';
 import { dedicatedMemoryBudgetMb } from '../../src/ops/options.js';
 import { brokers, client, ensureBuilt, readAll, REPO, uniq, until } from './helpers.js';
+import { httpGet } from '../helpers/http.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-ops-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,21 +37,9 @@ function fixture(): { capture: string; keylog: string } {
   return { capture, keylog };
 }
 
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
 /** Prometheus text -> "name{labels}" -> value. */
 async function metrics(port: number): Promise<Map<string, number>> {
-  const r = await get(port, '/metrics');
+  const r = await httpGet(port, '/metrics');
   expect(r.status).toBe(200);
   const m = new Map<string, number>();
   for (const l of r.body.split('\n')) {
@@ -63,7 +51,7 @@ async function metrics(port: number): Promise<Map<string, number>> {
 }
 
 async function assets(port: number): Promise<Ev[]> {
-  const r = await get(port, '/assets');
+  const r = await httpGet(port, '/assets');
   expect(r.status).toBe(200);
   return JSON.parse(r.body).assets as Ev[];
 }
@@ -154,16 +142,16 @@ describe('ops wired into run (real broker)', () => {
       return m ? Number(m[1]) : undefined;
     }, 30_000, 50);
     expect(port).toBeGreaterThan(0);
-    const before = await get(port, '/readyz');
+    const before = await httpGet(port, '/readyz');
     expect(before.status).toBe(503);
     expect(JSON.parse(before.body)).toMatchObject({ ready: false, checks: { kafka: false } });
-    expect((await get(port, '/healthz')).status).toBe(200);
+    expect((await httpGet(port, '/healthz')).status).toBe(200);
 
     letConsumerStart();
     const h = await starting;
     try {
       expect(h.ops.address?.port).toBe(port);
-      const after = await get(port, '/readyz');
+      const after = await httpGet(port, '/readyz');
       expect(after.status).toBe(200);
       expect(JSON.parse(after.body)).toMatchObject({ ready: true });
 
@@ -193,7 +181,7 @@ describe('ops wired into run (real broker)', () => {
       await finish(h);
     }
     // the server is closed with the run
-    await expect(get(port, '/healthz')).rejects.toThrow();
+    await expect(httpGet(port, '/healthz')).rejects.toThrow();
   });
 
   describe('with worker threads', () => {

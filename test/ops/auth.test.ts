@@ -6,7 +6,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,21 +15,10 @@ import { isLoopbackHost } from '../../src/ops/auth.js';
 import { Logger } from '../../src/ops/log.js';
 import { InputError } from '../../src/pipeline/replay.js';
 import { brokers, uniq } from '../kafka/helpers.js';
+import { httpGet } from '../helpers/http.js';
 
 const TOKEN = 'tk-' + 'a1b2c3d4e5f6a7b8c9d0';
 const SECRET_TEXT = 'wire-secret-body-7f3a'; // stands for decrypted content inside an event
-
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
 
 function event(i: number): string {
   return JSON.stringify({ '@timestamp': '2026-11-22T00:00:00Z', event: { id: `id${i}`, dataset: 'http' }, destination: { ip: '10.0.0.5', port: 443 }, http: { response: { body: { content: SECRET_TEXT } } }, tags: ['Decryption Detection'] });
@@ -58,7 +46,7 @@ describe('ops server with a token', () => {
   it('answers 401 without the token or with a wrong one, with no data in the answer', async () => {
     for (const path of guarded) {
       for (const headers of <Record<string, string>[]>[{}, { authorization: `Bearer ${TOKEN}x` }, { authorization: `Basic ${TOKEN}` }, { cookie: `tlsdecrypt_token=${TOKEN}` }]) {
-        const r = await get(s.port, path, headers);
+        const r = await httpGet(s.port, path, headers);
         expect(r.status, `${path} ${JSON.stringify(headers)}`).toBe(401);
         expect(r.headers['www-authenticate']).toBe('Bearer realm="tlsdecrypt"');
         expect(r.body).not.toContain(SECRET_TEXT);
@@ -66,37 +54,37 @@ describe('ops server with a token', () => {
         expect(r.body).not.toContain(TOKEN);
       }
     }
-    expect((await get(s.port, `/?token=${TOKEN}x`)).status).toBe(401);
+    expect((await httpGet(s.port, `/?token=${TOKEN}x`)).status).toBe(401);
   });
 
   it('answers 200 with the bearer token', async () => {
     for (const path of guarded) {
-      const r = await get(s.port, path, { authorization: `Bearer ${TOKEN}` });
+      const r = await httpGet(s.port, path, { authorization: `Bearer ${TOKEN}` });
       expect(r.status, path).toBe(200);
     }
-    const ev = JSON.parse((await get(s.port, '/api/events?decrypted=1&dataset=http', { authorization: `bearer ${TOKEN}` })).body);
+    const ev = JSON.parse((await httpGet(s.port, '/api/events?decrypted=1&dataset=http', { authorization: `bearer ${TOKEN}` })).body);
     expect(ev.events.map((e: { event: { id: string } }) => e.event.id)).toEqual(['id2', 'id1']);
     expect(JSON.stringify(ev)).toContain(SECRET_TEXT);
   });
 
   it('lets a browser in with /?token=: a redirect that sets a cookie holding no token', async () => {
-    const r = await get(s.port, `/?token=${TOKEN}`);
+    const r = await httpGet(s.port, `/?token=${TOKEN}`);
     expect(r.status).toBe(303);
     expect(r.headers.location).toBe('./');
     const cookie = String(r.headers['set-cookie']);
     expect(cookie).toMatch(/^tlsdecrypt_token=[\w-]+; Path=\/; HttpOnly; SameSite=Strict$/);
     expect(cookie).not.toContain(TOKEN);
     const pair = cookie.split(';')[0];
-    const page = await get(s.port, '/', { cookie: `other=1; ${pair}` });
+    const page = await httpGet(s.port, '/', { cookie: `other=1; ${pair}` });
     expect(page.status).toBe(200);
     expect(page.body).toContain('Show only Decryption Detection');
-    expect((await get(s.port, '/api/events', { cookie: pair })).body).toContain(SECRET_TEXT);
+    expect((await httpGet(s.port, '/api/events', { cookie: pair })).body).toContain(SECRET_TEXT);
   });
 
   it('keeps /metrics, /healthz and /readyz open for scrapers and probes', async () => {
-    expect((await get(s.port, '/metrics')).status).toBe(200);
-    expect((await get(s.port, '/healthz')).status).toBe(200);
-    expect([200, 503]).toContain((await get(s.port, '/readyz')).status);
+    expect((await httpGet(s.port, '/metrics')).status).toBe(200);
+    expect((await httpGet(s.port, '/healthz')).status).toBe(200);
+    expect([200, 503]).toContain((await httpGet(s.port, '/readyz')).status);
   });
 
   it('never logs the token', () => {
@@ -109,7 +97,7 @@ describe('ops server without a token (loopback) and with --metrics-auth-all', ()
   it('serves everything on loopback without a token, as before', async () => {
     const s = await serve();
     try {
-      for (const path of ['/', '/assets', '/api/summary', '/api/events', '/metrics']) expect((await get(s.port, path)).status).toBe(200);
+      for (const path of ['/', '/assets', '/api/summary', '/api/events', '/metrics']) expect((await httpGet(s.port, path)).status).toBe(200);
     } finally {
       await s.ops.stop();
     }
@@ -119,8 +107,8 @@ describe('ops server without a token (loopback) and with --metrics-auth-all', ()
     const s = await serve({ metricsToken: TOKEN, metricsAuthAll: true });
     try {
       for (const path of ['/metrics', '/healthz', '/readyz']) {
-        expect((await get(s.port, path)).status).toBe(401);
-        expect((await get(s.port, path, { authorization: `Bearer ${TOKEN}` })).status).not.toBe(401);
+        expect((await httpGet(s.port, path)).status).toBe(401);
+        expect((await httpGet(s.port, path, { authorization: `Bearer ${TOKEN}` })).status).not.toBe(401);
       }
     } finally {
       await s.ops.stop();

@@ -8,7 +8,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { request } from 'node:http';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveRunConfig } from '../../src/kafka/config.js';
@@ -16,6 +15,7 @@ import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import { startRun, type RunHandle } from '../../src/kafka/run.js';
 import { brokers, client, ensureBuilt, REPO, uniq, until } from '../kafka/helpers.js';
 import { Browser, CHROMIUM } from './cdp.js';
+import { httpGet } from '../helpers/http.js';
 
 type Ev = Record<string, any>;
 const TAG = 'Decryption Detection';
@@ -35,18 +35,6 @@ function replayEvents(dir: string, key: boolean): Ev[] {
   const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
   expect(r.status).toBe(0);
   return r.stdout.trim().split('\n').map((l) => JSON.parse(l));
-}
-
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    })
-      .on('error', reject)
-      .end();
-  });
 }
 
 describe('log view in headless Chromium, events from the real broker', () => {
@@ -76,7 +64,7 @@ describe('log view in headless Chromium, events from the real broker', () => {
     );
     h = await startRun(c, cfg, new Writable({ write: (_c, _e, cb) => cb() }));
     port = h.ops.address!.port;
-    await until('every event in the log view', async () => JSON.parse((await get(port, '/api/events?limit=1')).body).held >= expected.length, 90_000);
+    await until('every event in the log view', async () => JSON.parse((await httpGet(port, '/api/events?limit=1')).body).held >= expected.length, 90_000);
     browser = await Browser.launch();
     await browser.goto(`http://127.0.0.1:${port}/`);
   }, 240_000);
@@ -100,7 +88,7 @@ describe('log view in headless Chromium, events from the real broker', () => {
   };
 
   it('lists every event run delivered, the same as replay gives, newest first', async () => {
-    const api = JSON.parse((await get(port, '/api/events')).body);
+    const api = JSON.parse((await httpGet(port, '/api/events')).body);
     expect(api.capacity).toBe(1000);
     expect(ids(api.events)).toEqual(ids(expected));
     expect(ids(api.events)).toEqual(ids(expected));
@@ -116,7 +104,7 @@ describe('log view in headless Chromium, events from the real broker', () => {
     expect(tagged.length).toBeLessThan(expected.length);
     const shown = await showing('tagged events', tagged);
     expect(shown.every((r) => r.text.includes(TAG))).toBe(true);
-    const api = JSON.parse((await get(port, '/api/events?decrypted=1')).body);
+    const api = JSON.parse((await httpGet(port, '/api/events?decrypted=1')).body);
     expect(ids(api.events)).toEqual(ids(tagged));
   });
 
