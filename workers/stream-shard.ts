@@ -21,7 +21,7 @@ function execute(c: ShardCore, task: StreamShardTask): void {
     if (task.revoke) c.revoke(task.revoke);
     if (task.tick) c.tick(task.tick);
   } else if (task.kind === 'finish') {
-    c.finish();
+    c.finish(task.udpOnly);
   } else if (task.kind === 'policy') {
     c.ops.setPolicy(task.assets, task.defaultEnabled);
   }
@@ -30,13 +30,13 @@ function execute(c: ShardCore, task: StreamShardTask): void {
 export default function run(task: StreamShardTask): StreamShardResult {
   const c = (core ??= new ShardCore(workerData as StreamShardConfig));
   const seq = task.kind === 'batch' || task.kind === 'finish' ? task.seq : undefined;
-  let finished = task.kind === 'finish' || task.kind === 'stats';
+  let finished = (task.kind === 'finish' && !task.udpOnly) || task.kind === 'stats';
   if (seq === undefined) {
     execute(c, task);
   } else {
     order.offer(seq, task, (t) => {
       execute(c, t);
-      if (t.kind === 'finish') finished = true;
+      if (t.kind === 'finish' && !t.udpOnly) finished = true;
     });
   }
   // Events go out with batch/finish results (those of every task run just now), never with stats

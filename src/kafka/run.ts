@@ -639,7 +639,13 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       enqueue({ out: withFed(shards.finish()) });
       await chain;
     }
-    // Otherwise open flows stay uncommitted: the next owner of their partitions re-reads them.
+    // Otherwise open TCP flows stay uncommitted: the next owner of their partitions re-reads them.
+    // QUIC connections are not held by the watermark: close them here so that their tls.session
+    // events are out (README: Scaling out and in, "QUIC connections").
+    else if (!failed) {
+      enqueue({ out: withFed(shards.finish(true)) });
+      await chain;
+    }
     await consumerStopped;
     const stats = await shards.stats().catch(() => undefined);
     governorClosed = true;

@@ -86,7 +86,7 @@ export interface SensorRun {
  */
 export type StreamShardTask =
   | { kind: 'batch'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; sensors?: SensorRun[]; origins?: OriginRun[]; revoke?: number[] }
-  | { kind: 'finish'; seq?: number }
+  | { kind: 'finish'; seq?: number; udpOnly?: boolean }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
 
@@ -175,9 +175,11 @@ export class ShardCore implements CaptureSink {
     }
   }
 
-  finish(): void {
+  /** End of input (`udpOnly`: only the UDP flows, as at a planned leave: Engine.finishUdp). */
+  finish(udpOnly = false): void {
     try {
-      this.engine.finish();
+      if (udpOnly) this.engine.finishUdp();
+      else this.engine.finish();
     } catch {
       this.anomaly('engine_internal_error');
     }
@@ -226,8 +228,8 @@ export interface Shards extends CaptureSink {
   revoke(partitions: number[]): void;
   /** Hands on what was buffered (plus a capture-time tick); resolves with the events produced. */
   flush(tick?: Timestamp): Promise<ShardOutput>;
-  /** End of input: closes every flow. */
-  finish(): Promise<ShardOutput>;
+  /** End of input: closes every flow (`udpOnly`: only the UDP flows, at a planned leave). */
+  finish(udpOnly?: boolean): Promise<ShardOutput>;
   /** Engine tasks submitted and not yet done. */
   inFlight(): number;
   stats(): Promise<EngineStats>;
@@ -286,8 +288,8 @@ export class InProcessShards implements Shards {
     if (tick) this.core.tick(tick);
     return this.reported(this.core.take());
   }
-  async finish(): Promise<ShardOutput> {
-    this.core.finish();
+  async finish(udpOnly = false): Promise<ShardOutput> {
+    this.core.finish(udpOnly);
     return this.reported(this.core.take());
   }
   inFlight(): number {
@@ -485,10 +487,10 @@ export class WorkerShards implements Shards {
     return this.collect();
   }
 
-  finish(): Promise<ShardOutput> {
+  finish(udpOnly = false): Promise<ShardOutput> {
     for (let i = 0; i < this.n; i++) {
       if (this.builders[i].count) this.submit(i, this.takeBatch(i));
-      this.submit(i, { kind: 'finish' });
+      this.submit(i, { kind: 'finish', udpOnly });
     }
     return this.collect();
   }
@@ -589,11 +591,11 @@ export class MixedShards implements Shards {
     return merge([mine, await this.workers.flush(tick)]);
   }
 
-  async finish(): Promise<ShardOutput> {
-    this.local.finish();
+  async finish(udpOnly = false): Promise<ShardOutput> {
+    this.local.finish(udpOnly);
     const mine = this.local.take();
     this.reported();
-    return merge([mine, await this.workers.finish()]);
+    return merge([mine, await this.workers.finish(udpOnly)]);
   }
 
   inFlight(): number {

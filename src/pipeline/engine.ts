@@ -166,6 +166,15 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     if (this.detector) for (const a of this.detector.flush()) this.write(a, Array.isArray(a.tags) && a.tags.includes(DECRYPTION_TAG));
   }
 
+  /**
+   * Closes the UDP flows only (QUIC connections report their tls.session): `run`'s planned leave,
+   * which leaves open TCP flows to the next owner's re-read but cannot do so for QUIC connections
+   * (the replay watermark does not hold them).
+   */
+  finishUdp(): void {
+    this.udp.closeAll(this.lastTs);
+  }
+
   get activeFlows(): number {
     return this.flows.activeFlows + this.udp.activeFlows;
   }

@@ -69,7 +69,9 @@ describe('QUIC through Kafka (real broker)', () => {
     for (const s of parts.values()) expect(s.size).toBe(1);
   });
 
-  it('publish pcap + run with the keys published 3 s after the packets: events equal replay', async () => {
+  // A stop (SIGTERM) without --finish-on-stop: open TCP flows are left to the re-read, but QUIC
+  // connections (not held by the replay watermark) are closed into their tls.session events.
+  it.each([1, 2])('publish pcap + run --workers %i with the keys published 3 s after the packets, then a stop: events equal replay', async (workers) => {
     const fx = mkdtempSync(join(dir, 'kafka-'));
     const capture = join(fx, 'capture.pcap');
     const keylog = join(fx, 'keys.log');
@@ -82,7 +84,7 @@ describe('QUIC through Kafka (real broker)', () => {
     const pub = await publishPcap(c, { capture, topic: packets, partitions: 4, format: 'frame', batchBytes: 4096 });
     const publishedAt = Date.now();
     const cfg = resolveRunConfig(
-      { brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0', 'finish-on-stop': true },
+      { brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0', workers: String(workers) },
       {},
     );
     const h = await startRun(c, cfg);
