@@ -131,6 +131,7 @@ const instances = [];
 function spawnRun(name, args) {
   const child = spawn(process.execPath, [`${ROOT}dist/src/cli.js`, 'run', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const r = { name, child, err: '', assigned: undefined, seenAt: new Map(), exited: new Promise((ok) => child.on('exit', (code, sig) => ok(code ?? sig))) };
+  child.on('exit', () => (r.exitAt = Date.now()));
   child.stderr.on('data', (d) => {
     r.err += d;
     // Each "partitions assigned" line: the time the bench saw it, per partition newly listed.
@@ -172,6 +173,8 @@ const readTo = (meta) => (meta?.startsWith(READ_TO) ? BigInt(meta.slice(READ_TO.
 let admin, publisher, c, a;
 const results = { join: [], leave: [], kill: [] };
 const rebalances = { join: [], leave: [], kill: [] };
+/** ms from SIGTERM to B's exit (it finishes its batches, commits, leaves the group). */
+const exits = [];
 try {
   console.log('starting the private broker ...');
   kafkaSh('start');
@@ -254,8 +257,9 @@ try {
     await measure(end, tEnd, movedOut, a);
     const code = await Promise.race([b.exited, sleep(60_000).then(() => 'timeout')]);
     if (end === 'leave' && code !== 0) console.log(`  B${i} exit after SIGTERM: ${code}`);
+    if (end === 'leave') exits.push(b.exitAt - tEnd);
     const last = results[end].slice(-movedOut.length);
-    console.log(`cycle ${i}: join moved [${movedIn}] caught up in ≤ ${fmt0(Math.max(...results.join.slice(-movedIn.length).map((r) => r.caughtMs)))} ms; ${end} moved [${movedOut}] caught up in ≤ ${fmt0(Math.max(...last.map((r) => r.caughtMs)))} ms`);
+    console.log(`cycle ${i}: join moved [${movedIn}] caught up in ≤ ${fmt0(Math.max(...results.join.slice(-movedIn.length).map((r) => r.caughtMs)))} ms; ${end} moved [${movedOut}] caught up in ≤ ${fmt0(Math.max(...last.map((r) => r.caughtMs)))} ms${end === 'leave' ? ` (B exited after ${fmt0(b.exitAt - tEnd)} ms)` : ''}`);
     await sleep(2000);
   }
 
@@ -269,6 +273,7 @@ try {
     const f = (key) => `${fmt0(pct(rs.map((r) => r[key]), 0.5))} / ${fmt0(pct(rs.map((r) => r[key]), 0.99))}`;
     console.log(`| ${k} | ${rs.length} (${rebalances[k].length} triggers) | ${f('assignMs')} | ${f('firstMs')} | ${f('caughtMs')} | ${fmt0(Math.max(...rs.map((r) => r.caughtMs)))} | ${fmt0(pct(rs.map((r) => r.reread), 0.5))} / ${fmt0(Math.max(...rs.map((r) => r.reread)))} |`);
   }
+  if (exits.length) console.log(`leave: B exited ${fmt0(pct(exits, 0.5))} ms (p50) / ${fmt0(Math.max(...exits))} ms (max) after SIGTERM; instances heartbeat every 3 s (kafkajs default), so a remaining member learns of a rebalance up to 3 s late`);
   console.log(`(p99 of fewer than 100 samples is the largest one; the machine (${m.nproc} vCPUs) was shared with other work)`);
 } finally {
   if (publisher && publisher.exitCode === null) publisher.kill('SIGTERM');
