@@ -13,8 +13,8 @@
 //  2. Takeovers: at --takeovers points spread over the capture, each partition's commit (the low
 //     watermark) and read position are noted; the bytes between them are what a new owner re-reads.
 //     For each point and partition a fresh shard reads that region (the catch-up): CPU ms, p50/p99.
-//     The group's own rebalance time (join, sync, session timeout after a crash) comes on top; the
-//     resilience tests log it.
+//     The group's own rebalance time (join, sync, session timeout after a crash) comes on top:
+//     bench/takeover.mjs measures it end to end on a real broker.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CACHE, fmt, fmt0, mb, median, needBuild, printMachine } from './lib/common.mjs';
