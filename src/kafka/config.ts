@@ -63,6 +63,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('maxRecordBytes', 'int', 64 << 20, 'largest packets-topic record processed (larger: counted, skipped)', { min: 1024, max: 1 << 30 }),
   S('maxBytesPerPartition', 'int', 4 << 20, 'fetch size per partition (a fetch asks for max(8 MiB, this) in all)', { min: 1024, max: 1 << 30 }),
   S('sessionTimeoutMs', 'int', 30_000, 'consumer group session timeout (ms)', { min: 6000, max: 1_800_000 }),
+  S('heartbeatIntervalMs', 'int', 1000, 'consumer group heartbeat interval (ms; at most a third of the session timeout): how soon a member learns that the group is rebalancing (a join or a planned leave)', { min: 100, max: 600_000 }),
   S('replayWindow', 'int', DEFAULT_REPLAY_WINDOW_SEC, "capture-time seconds an open flow holds its partition's offset commit back, so that a new owner re-reads it from its first packet (0 = off: open flows are lost at a rebalance or crash)", { min: 0, max: 86400 }),
   S('replayMaxBytes', 'int', DEFAULT_REPLAY_MAX_BYTES, "bytes of a partition's records an open flow may hold its offset commit back (the most a new owner re-reads per partition)", { min: 1 << 20, max: 2 ** 50 }),
   S('finishOnStop', 'bool', false, 'at SIGTERM/SIGINT close every open flow (truncated sessions) and commit past them instead of leaving them to the re-read: for the last instance of a finite topic'),
@@ -117,6 +118,7 @@ export interface RunConfig {
   maxRecordBytes: number;
   maxBytesPerPartition: number;
   sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
   /** Replay low watermark: capture-time window (s, 0 = off) and byte bound per partition. */
   replayWindowSec: number;
   replayMaxBytes: number;
@@ -269,6 +271,9 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
   if (vals.tcpClosedTimeout !== undefined) tcp.closedTimeoutSec = vals.tcpClosedTimeout;
   if (vals.maxFlows !== undefined) tcp.maxFlows = vals.maxFlows;
   const idle = (tcp.idleTimeoutSec as number | undefined) ?? 300;
+  if ((vals.heartbeatIntervalMs as number) * 3 > (vals.sessionTimeoutMs as number)) {
+    throw new InputError(`--heartbeat-interval-ms ${vals.heartbeatIntervalMs} must be at most a third of --session-timeout-ms (${vals.sessionTimeoutMs})`);
+  }
   if ((vals.replayWindow as number) >= idle) {
     // the default follows a shorter idle timeout; a window given explicitly must fit
     if (vals.replayWindow === DEFAULT_REPLAY_WINDOW_SEC) vals.replayWindow = Math.floor(idle / 2);
@@ -298,6 +303,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     maxRecordBytes: vals.maxRecordBytes as number,
     maxBytesPerPartition: vals.maxBytesPerPartition as number,
     sessionTimeoutMs: vals.sessionTimeoutMs as number,
+    heartbeatIntervalMs: vals.heartbeatIntervalMs as number,
     replayWindowSec: vals.replayWindow as number,
     replayMaxBytes: vals.replayMaxBytes as number,
     finishOnStop: vals.finishOnStop as boolean,

@@ -463,6 +463,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         topics: [cfg.packetsTopic],
         fromBeginning: cfg.fromBeginning,
         sessionTimeoutMs: cfg.sessionTimeoutMs,
+        heartbeatIntervalMs: cfg.heartbeatIntervalMs,
         maxBytesPerPartition: cfg.maxBytesPerPartition,
       }),
     );

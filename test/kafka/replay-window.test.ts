@@ -125,7 +125,11 @@ describe('replay window (shared broker)', () => {
       [{ ...base, 'replay-window': '2m' }, {}, /^command line: replay-window takes a whole number/],
       [{ ...base, 'replay-window': '400' }, {}, /^--replay-window 400 must be below the TCP idle timeout \(300 s\)/],
       [base, { TLSDECRYPT_REPLAY_MAX_BYTES: '1000' }, /^environment TLSDECRYPT_REPLAY_MAX_BYTES: replay-max-bytes takes a whole number from 1048576 to/],
+      [{ ...base, 'session-timeout-ms': '6000', 'heartbeat-interval-ms': '2500' }, {}, /^--heartbeat-interval-ms 2500 must be at most a third of --session-timeout-ms \(6000\)$/],
     ];
+    // the heartbeat: 1 s by default (a member learns of a join or a planned leave within a second)
+    expect(resolveRunConfig(base, {}).heartbeatIntervalMs).toBe(1000);
+    expect(resolveRunConfig({ ...base, 'session-timeout-ms': '6000', 'heartbeat-interval-ms': '2000' }, {}).heartbeatIntervalMs).toBe(2000);
     for (const [flags, env, msg] of bad) expect(() => resolveRunConfig(flags, env)).toThrow(msg);
     for (const [flags, env] of bad) expect(() => resolveRunConfig(flags, env)).toThrow(InputError);
     const r = spawnSync(process.execPath, [join(REPO, 'dist/src/cli.js'), 'run', '--brokers', '127.0.0.1:1', '--replay-window', 'x'], { encoding: 'utf8', timeout: 60_000 });
