@@ -85,6 +85,11 @@ export interface QuicConnectionHost {
   readonly pendingTotal: number;
   /** A connection ID of this connection (long headers, NEW_CONNECTION_ID): the server's, the client's, or (undefined) the client's first DCID. */
   addCid(conn: QuicConnection, cid: Buffer, ofServer: boolean | undefined): void;
+  /**
+   * Ops (asset policy, resource governor), asked once when the ClientHello is parsed:
+   * 'paused' / 'disabled' connections decrypt nothing past the Initials and hold nothing.
+   */
+  decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled';
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -149,6 +154,10 @@ export class QuicConnection {
   };
   h3: Http3Analyzer | undefined;
   private appDataSeen = false;
+  /** Ops decision, made when the ClientHello is parsed (undefined before). */
+  decision: 'decrypt' | 'paused' | 'disabled' | undefined;
+  /** Bytes of Handshake/0-RTT/1-RTT packets not decrypted because of the decision. */
+  skippedBytes = 0;
 
   constructor(
     private readonly host: QuicConnectionHost,
@@ -329,6 +338,10 @@ export class QuicConnection {
    * (it is held again, not counted twice, when keys are still missing).
    */
   private packet(level: Level, dir: Dir, pkt: Buffer, pnOffset: number, ts: Timestamp, retrying: boolean): boolean {
+    if (level !== Level.Initial && this.decision !== undefined && this.decision !== 'decrypt') {
+      this.skippedBytes += pkt.length; // (held ones too: retryHeld drops them after the decision)
+      return true;
+    }
     const keys = this.keysFor(level, dir);
     if (keys === undefined) {
       if (!retrying) this.hold(level, dir, pkt, pnOffset, ts);
@@ -593,6 +606,7 @@ export class QuicConnection {
           this.clientHello = parseClientHello(Buffer.from(body), Buffer.from(raw));
           this.keysChanged = true;
           if (this.clientHello === undefined) this.host.anomalies.anomaly('quic_tls_malformed', 'client_hello');
+          else this.decision = this.host.decide(this, this.clientHello.sni);
         }
         break;
       case HandshakeType.ServerHello:
@@ -692,6 +706,7 @@ export class QuicConnection {
   get status(): string {
     if (!this.clientHello || !this.serverHello) return 'missing_handshake';
     if (this.unsupportedSuite) return 'unsupported_cipher';
+    if (this.decision === 'paused' || this.decision === 'disabled') return this.decision;
     const c = this.counts;
     if (c.decryptedProtected === 0) return c.failedProtected > 0 ? 'integrity_failure' : 'no_key';
     return c.failedProtected > 0 || c.noKey > 0 ? 'partial' : 'decrypted';
