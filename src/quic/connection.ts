@@ -34,6 +34,7 @@ import {
   QUIC_SUITES,
   QUIC_VERSIONS,
   readVarint,
+  retryTagValid,
   type PacketKeys,
   type QuicSuite,
   type QuicVersion,
@@ -237,6 +238,12 @@ export class QuicConnection {
         return;
       }
       if (type === LongType.Retry) {
+        // RFC 9001 Section 5.8: a client discards a Retry whose integrity tag is wrong (the Retry
+        // has no length field: it is the rest of the datagram); so does the observer.
+        if (this.odcid !== undefined && retryTagValid(v, this.odcid, d.subarray(off)) === false) {
+          an.anomaly('quic_retry_integrity_failure');
+          return;
+        }
         // RFC 9000 Section 17.2.5: the client's next Initial goes to the Retry's SCID.
         this.retry = true;
         this.retrySourceCid = Buffer.from(scid);
