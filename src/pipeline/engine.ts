@@ -126,6 +126,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       http: this.opts.analyzers.http,
       // the asset policy / resource governor, asked as for TLS over TCP (makeTlsHandler)
       decide: ops ? (f, sni) => ops.decide(f.assetServer?.ip ?? f.serverIp, f.assetServer?.port ?? f.serverPort, sni, f.sensor) : undefined,
+      onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
     });
     this.udp = new UdpFlowTable((flow, first) => this.quic.handler(flow, first) ?? this.otherUdp(), this, this.opts.udp);
     keys.secrets.onAdded(() => this.retryKeys());
@@ -195,7 +196,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
 
   private retryKeys(): void {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
-    this.quic.retryKeys();
+    this.quic.retryKeys(this.lastTs);
   }
 
   /** A UDP flow that is not QUIC: counted, its datagrams ignored. */

@@ -91,6 +91,8 @@ export interface QuicConnectionHost {
    * 'paused' / 'disabled' connections decrypt nothing past the Initials and hold nothing.
    */
   decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled';
+  /** Ops: the key log's keys for this connection were found, `seconds` after its first protected packet. */
+  secretWait(seconds: number): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -159,6 +161,11 @@ export class QuicConnection {
   decision: 'decrypt' | 'paused' | 'disabled' | undefined;
   /** Bytes of Handshake/0-RTT/1-RTT packets not decrypted because of the decision. */
   skippedBytes = 0;
+  /** Capture time of the first Handshake/0-RTT/1-RTT packet, and whether key-log keys were found since. */
+  private firstProtectedTs: Timestamp | undefined;
+  private keysFound = false;
+  /** Time of the datagram, key-log update or close that retries held packets. */
+  private retryTs: Timestamp | undefined;
 
   constructor(
     private readonly host: QuicConnectionHost,
@@ -172,7 +179,7 @@ export class QuicConnection {
     this.packets(dir, d, ts);
     if (this.keysChanged) {
       this.keysChanged = false;
-      this.retryHeld();
+      this.retryHeld(ts);
     }
   }
 
@@ -349,10 +356,18 @@ export class QuicConnection {
       this.skippedBytes += pkt.length; // (held ones too: retryHeld drops them after the decision)
       return true;
     }
+    if (level !== Level.Initial) this.firstProtectedTs ??= ts;
     const keys = this.keysFor(level, dir);
     if (keys === undefined) {
       if (!retrying) this.hold(level, dir, pkt, pnOffset, ts);
       return false;
+    }
+    if (level !== Level.Initial && !this.keysFound) {
+      // once per connection, as for TLS sessions: how long the key log's lines took (ops metric)
+      this.keysFound = true;
+      const first = this.firstProtectedTs as Timestamp;
+      const now = retrying && this.retryTs ? this.retryTs : ts;
+      this.host.secretWait(Math.max(0, now.sec - first.sec + (now.nsec - first.nsec) / 1e9));
     }
     if (pkt.length < pnOffset + 4 + 16) {
       this.host.anomalies.anomaly('quic_malformed_packet', 'too_short');
@@ -431,8 +446,9 @@ export class QuicConnection {
   }
 
   /** Keys may have arrived (ServerHello parsed, key log lines added): decrypt what is held. */
-  retryHeld(): void {
+  retryHeld(ts: Timestamp): void {
     if (this.held.length === 0) return;
+    this.retryTs = ts;
     for (let progress = true; progress && this.held.length > 0; ) {
       progress = false;
       const list = this.held;
@@ -697,7 +713,7 @@ export class QuicConnection {
 
   /** End of the connection: flush held packets and streams; the HTTP/3 exchanges are emitted. */
   close(ts: Timestamp): void {
-    this.retryHeld();
+    this.retryHeld(ts);
     this.counts.noKey += this.held.length;
     this.held = [];
     this.host.pendingDelta(-this.heldBytes);

@@ -37,6 +37,8 @@ export interface QuicStageDeps {
   hintPorts?: readonly number[];
   /** Ops (asset policy, resource governor): asked once per connection when its ClientHello is known. */
   decide?: (flow: FlowInfo, sni: string | undefined) => 'decrypt' | 'paused' | 'disabled';
+  /** Ops: seconds from a connection's first protected packet to its key-log keys (once per connection). */
+  onSecretWait?: (seconds: number) => void;
 }
 
 export const QUIC_HINT_PORTS: readonly number[] = [443, 8443];
@@ -101,6 +103,12 @@ export class QuicStage implements QuicConnectionHost {
     this.http = resolveHttpOptions(deps.http);
     this.hintPorts = deps.hintPorts ?? QUIC_HINT_PORTS;
     this.decider = deps.decide;
+    this.onSecretWait = deps.onSecretWait;
+  }
+
+  private readonly onSecretWait: QuicStageDeps['onSecretWait'];
+  secretWait(seconds: number): void {
+    this.onSecretWait?.(seconds);
   }
 
   decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled' {
@@ -240,8 +248,8 @@ export class QuicStage implements QuicConnectionHost {
   }
 
   /** New key-log lines: every connection retries its held packets. */
-  retryKeys(): void {
-    for (const c of this.states.keys()) c.retryHeld();
+  retryKeys(ts: Timestamp): void {
+    for (const c of this.states.keys()) c.retryHeld(ts);
   }
 
   pathClosed(path: QuicPath, counters: FlowCounters, ts: Timestamp): void {

@@ -3,9 +3,12 @@
  * (test/ops/engine-hooks.test.ts): decide() is asked once per connection when its ClientHello is
  * known; 'paused' / 'disabled' connections keep their clear-text metadata (SNI, JA4, cipher, quic.*),
  * decrypt nothing past the Initials, hold nothing for late keys, report decryption.bytes 0 and
- * decryption.skipped_bytes, and onSession sees them. Real ngtcp2 captures (fixtures/quic).
+ * decryption.skipped_bytes, and onSession sees them. onSecretWait is reported once per decrypted connection. Real ngtcp2 captures (fixtures/quic).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { CaptureReader } from '../../src/capture/index.js';
+import { Engine } from '../../src/pipeline/engine.js';
+import { loadKeys } from '../../src/pipeline/replay.js';
 import { describe, expect, it } from 'vitest';
 import { replayFile, field } from '../helpers/replay.js';
 import type { DecryptionDecision, EngineOpsHooks } from '../../src/ops/shard.js';
@@ -28,14 +31,14 @@ const CLEAR = [
 ];
 
 function recording(decision: (ip: string, port: number, sni: string | undefined) => DecryptionDecision) {
-  const calls = { decide: [] as unknown[][], sessions: [] as Parameters<EngineOpsHooks['onSession']>[0][] };
+  const calls = { decide: [] as unknown[][], sessions: [] as Parameters<EngineOpsHooks['onSession']>[0][], waits: [] as number[] };
   const h: EngineOpsHooks = {
     decide: (ip, port, sni, sensor) => {
       calls.decide.push([ip, port, sni, sensor]);
       return decision(ip, port, sni);
     },
     onSession: (o) => void calls.sessions.push(o),
-    onSecretWait: () => undefined,
+    onSecretWait: (w) => void calls.waits.push(w),
   };
   return { h, calls };
 }
@@ -55,6 +58,7 @@ describe('ops hooks on QUIC connections', () => {
     expect(calls.sessions.map((s) => [s.serverIp, s.serverPort, s.status, s.decryptedBytes, s.skippedBytes])).toEqual(
       want.map((e) => ['10.94.0.2', 443, 'decrypted', field(e, 'decryption.bytes'), undefined]),
     );
+    expect(calls.waits).toEqual([0, 0, 0]); // the keys were there before the traffic
   });
 
   for (const decision of ['paused', 'disabled'] as const) {
@@ -85,6 +89,7 @@ describe('ops hooks on QUIC connections', () => {
       expect(r.stats.sessionsByStatus).toEqual({ [decision]: 3 });
       expect(r.stats.anomalies.quic_decrypt_failed).toBeUndefined();
       expect(calls.decide).toHaveLength(3);
+      expect(calls.waits).toEqual([]); // no keys looked up
       expect(calls.sessions.map((s) => [s.status, s.decryptedBytes, s.skippedBytes]).sort()).toEqual(
         got.map((e) => [decision, 0, field(e, 'decryption.skipped_bytes')]).sort(),
       );
@@ -115,6 +120,22 @@ describe('ops hooks on QUIC connections', () => {
     expect(rep.stats.pausedSessions).toBe(3);
     expect(rep.stats.pausedBytes).toBeGreaterThan(0);
     expect(rep.observations).toEqual([expect.objectContaining({ serverIp: '10.94.0.2', serverPort: 443, byStatus: { paused: 3 } })]);
+  });
+
+  it.runIf(have(MULTI))('keys that come after the traffic: held packets decrypt, the secret wait is reported per connection', () => {
+    const { h, calls } = recording(() => 'decrypt');
+    const events: Record<string, unknown>[] = [];
+    const keys = loadKeys([], []);
+    const engine = new Engine((ev) => void events.push(JSON.parse(JSON.stringify(ev)) as Record<string, unknown>), keys, { ops: h });
+    const reader = new CaptureReader(engine);
+    reader.push(readFileSync(FX(MULTI) + 'capture.pcap'));
+    reader.end();
+    expect(calls.waits).toEqual([]);
+    keys.secrets.addText(readFileSync(FX(MULTI) + 'keys.log', 'utf8'));
+    engine.finish();
+    expect(calls.waits).toHaveLength(3);
+    for (const w of calls.waits) expect(w).toBeGreaterThan(0); // the last packet's time minus the first protected packet's
+    expect(sessions(events).map((e) => field(e, 'decryption.status'))).toEqual(['decrypted', 'decrypted', 'decrypted']);
   });
 
   it.runIf(have(MULTI))('paused connections hold nothing for late keys', () => {
