@@ -8,7 +8,7 @@
  *   AssetTracker.onReload -> task {policy} ---->  ShardOps.setPolicy(rules)
  *   Ops.shardReport(i, report) <--------------  ShardOps.report(engine.stats, activeFlows)
  *
- * The Engine consults `decide()` once per TLS session (before deriving keys) and calls
+ * The Engine consults `decide()` once per TLS session or QUIC connection (before deriving keys) and calls
  * `onSession()` for every tls.session it emits and `onSecretWait()` when a session's keys are
  * first found (see EngineOpsHooks).
  */

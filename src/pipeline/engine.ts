@@ -117,7 +117,17 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     this.pendingBudget = new PendingBudget(this.opts.tls.maxPendingRecordBytesTotal ?? DEFAULT_TLS_OPTIONS.maxPendingRecordBytesTotal);
     this.detector = this.opts.detect === false ? undefined : new Detector(this.opts.detect);
     this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
-    this.quic = new QuicStage({ secrets: keys.secrets, anomalies: this, sink: this, options: this.opts.quic, http: this.opts.analyzers.http });
+    const ops = this.opts.ops;
+    this.quic = new QuicStage({
+      secrets: keys.secrets,
+      anomalies: this,
+      sink: this,
+      options: this.opts.quic,
+      http: this.opts.analyzers.http,
+      // the asset policy / resource governor, asked as for TLS over TCP (makeTlsHandler)
+      decide: ops ? (f, sni) => ops.decide(f.assetServer?.ip ?? f.serverIp, f.assetServer?.port ?? f.serverPort, sni, f.sensor) : undefined,
+      onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
+    });
     this.udp = new UdpFlowTable((flow, first) => this.quic.handler(flow, first) ?? this.otherUdp(), this, this.opts.udp);
     keys.secrets.onAdded(() => this.retryKeys());
   }
@@ -186,7 +196,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
 
   private retryKeys(): void {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
-    this.quic.retryKeys();
+    this.quic.retryKeys(this.lastTs);
   }
 
   /** A UDP flow that is not QUIC: counted, its datagrams ignored. */
@@ -196,13 +206,23 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   }
 
   /** QuicEventSink: HTTP/3 and tls.session events of QUIC connections (src/quic). */
-  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string }): void {
+  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string; skippedBytes?: number }): void {
     if (session) {
       this.stats.tlsFlows++;
       this.stats.sessionsByStatus[session.status] = (this.stats.sessionsByStatus[session.status] ?? 0) + 1;
       this.stats.decryptedBytes += session.bytes;
       const f = session.flow;
-      this.opts.ops?.onSession({ serverIp: f.serverIp, serverPort: f.serverPort, sni: session.sni, sensor: f.sensor, status: session.status, decryptedBytes: session.bytes, cipher: session.cipher, ts: f.start.sec + f.start.nsec / 1e9 });
+      this.opts.ops?.onSession({
+        serverIp: f.assetServer?.ip ?? f.serverIp,
+        serverPort: f.assetServer?.port ?? f.serverPort,
+        sni: session.sni,
+        sensor: f.sensor,
+        status: session.status,
+        decryptedBytes: session.bytes,
+        cipher: session.cipher,
+        ts: f.start.sec + f.start.nsec / 1e9,
+        skippedBytes: session.skippedBytes,
+      });
     }
     this.emit(ev, decrypted);
   }

@@ -34,6 +34,7 @@ import {
   QUIC_SUITES,
   QUIC_VERSIONS,
   readVarint,
+  retryTagValid,
   type PacketKeys,
   type QuicSuite,
   type QuicVersion,
@@ -85,6 +86,13 @@ export interface QuicConnectionHost {
   readonly pendingTotal: number;
   /** A connection ID of this connection (long headers, NEW_CONNECTION_ID): the server's, the client's, or (undefined) the client's first DCID. */
   addCid(conn: QuicConnection, cid: Buffer, ofServer: boolean | undefined): void;
+  /**
+   * Ops (asset policy, resource governor), asked once when the ClientHello is parsed:
+   * 'paused' / 'disabled' connections decrypt nothing past the Initials and hold nothing.
+   */
+  decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled';
+  /** Ops: the key log's keys for this connection were found, `seconds` after its first protected packet. */
+  secretWait(seconds: number): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -149,6 +157,15 @@ export class QuicConnection {
   };
   h3: Http3Analyzer | undefined;
   private appDataSeen = false;
+  /** Ops decision, made when the ClientHello is parsed (undefined before). */
+  decision: 'decrypt' | 'paused' | 'disabled' | undefined;
+  /** Bytes of Handshake/0-RTT/1-RTT packets not decrypted because of the decision. */
+  skippedBytes = 0;
+  /** Capture time of the first Handshake/0-RTT/1-RTT packet, and whether key-log keys were found since. */
+  private firstProtectedTs: Timestamp | undefined;
+  private keysFound = false;
+  /** Time of the datagram, key-log update or close that retries held packets. */
+  private retryTs: Timestamp | undefined;
 
   constructor(
     private readonly host: QuicConnectionHost,
@@ -162,7 +179,7 @@ export class QuicConnection {
     this.packets(dir, d, ts);
     if (this.keysChanged) {
       this.keysChanged = false;
-      this.retryHeld();
+      this.retryHeld(ts);
     }
   }
 
@@ -228,6 +245,12 @@ export class QuicConnection {
         return;
       }
       if (type === LongType.Retry) {
+        // RFC 9001 Section 5.8: a client discards a Retry whose integrity tag is wrong (the Retry
+        // has no length field: it is the rest of the datagram); so does the observer.
+        if (this.odcid !== undefined && retryTagValid(v, this.odcid, d.subarray(off)) === false) {
+          an.anomaly('quic_retry_integrity_failure');
+          return;
+        }
         // RFC 9000 Section 17.2.5: the client's next Initial goes to the Retry's SCID.
         this.retry = true;
         this.retrySourceCid = Buffer.from(scid);
@@ -329,10 +352,22 @@ export class QuicConnection {
    * (it is held again, not counted twice, when keys are still missing).
    */
   private packet(level: Level, dir: Dir, pkt: Buffer, pnOffset: number, ts: Timestamp, retrying: boolean): boolean {
+    if (level !== Level.Initial && this.decision !== undefined && this.decision !== 'decrypt') {
+      this.skippedBytes += pkt.length; // (held ones too: retryHeld drops them after the decision)
+      return true;
+    }
+    if (level !== Level.Initial) this.firstProtectedTs ??= ts;
     const keys = this.keysFor(level, dir);
     if (keys === undefined) {
       if (!retrying) this.hold(level, dir, pkt, pnOffset, ts);
       return false;
+    }
+    if (level !== Level.Initial && !this.keysFound) {
+      // once per connection, as for TLS sessions: how long the key log's lines took (ops metric)
+      this.keysFound = true;
+      const first = this.firstProtectedTs as Timestamp;
+      const now = retrying && this.retryTs ? this.retryTs : ts;
+      this.host.secretWait(Math.max(0, now.sec - first.sec + (now.nsec - first.nsec) / 1e9));
     }
     if (pkt.length < pnOffset + 4 + 16) {
       this.host.anomalies.anomaly('quic_malformed_packet', 'too_short');
@@ -411,8 +446,9 @@ export class QuicConnection {
   }
 
   /** Keys may have arrived (ServerHello parsed, key log lines added): decrypt what is held. */
-  retryHeld(): void {
+  retryHeld(ts: Timestamp): void {
     if (this.held.length === 0) return;
+    this.retryTs = ts;
     for (let progress = true; progress && this.held.length > 0; ) {
       progress = false;
       const list = this.held;
@@ -593,6 +629,7 @@ export class QuicConnection {
           this.clientHello = parseClientHello(Buffer.from(body), Buffer.from(raw));
           this.keysChanged = true;
           if (this.clientHello === undefined) this.host.anomalies.anomaly('quic_tls_malformed', 'client_hello');
+          else this.decision = this.host.decide(this, this.clientHello.sni);
         }
         break;
       case HandshakeType.ServerHello:
@@ -676,7 +713,7 @@ export class QuicConnection {
 
   /** End of the connection: flush held packets and streams; the HTTP/3 exchanges are emitted. */
   close(ts: Timestamp): void {
-    this.retryHeld();
+    this.retryHeld(ts);
     this.counts.noKey += this.held.length;
     this.held = [];
     this.host.pendingDelta(-this.heldBytes);
@@ -692,6 +729,7 @@ export class QuicConnection {
   get status(): string {
     if (!this.clientHello || !this.serverHello) return 'missing_handshake';
     if (this.unsupportedSuite) return 'unsupported_cipher';
+    if (this.decision === 'paused' || this.decision === 'disabled') return this.decision;
     const c = this.counts;
     if (c.decryptedProtected === 0) return c.failedProtected > 0 ? 'integrity_failure' : 'no_key';
     return c.failedProtected > 0 || c.noKey > 0 ? 'partial' : 'decrypted';

@@ -30,6 +30,9 @@ export interface QuicVersion {
   kuLabel: string;
   /** Wire type bits (0..3) -> LongType. */
   types: readonly LongType[];
+  /** Retry Integrity Tag AES-128-GCM key and nonce (RFC 9001 Section 5.8; RFC 9369 Section 3.3.3); absent: not checked. */
+  retryKey?: Buffer;
+  retryNonce?: Buffer;
 }
 
 const V1_TYPES: readonly LongType[] = [LongType.Initial, LongType.ZeroRtt, LongType.Handshake, LongType.Retry];
@@ -46,6 +49,9 @@ const V1: QuicVersion = {
   hpLabel: 'quic hp',
   kuLabel: 'quic ku',
   types: V1_TYPES,
+  // RFC 9001 Section 5.8
+  retryKey: Buffer.from('be0c690b9f66575a1d766b54e368c84e', 'hex'),
+  retryNonce: Buffer.from('461599d35d632bf2239825bb', 'hex'),
 };
 const V2_COMMON = {
   // RFC 9369 Section 3.3.1
@@ -55,12 +61,16 @@ const V2_COMMON = {
   hpLabel: 'quicv2 hp',
   kuLabel: 'quicv2 ku',
   types: V2_TYPES,
+  // RFC 9369 Section 3.3.3
+  retryKey: Buffer.from('8fb4b01b56ac48e260fbcbcead7ccc92', 'hex'),
+  retryNonce: Buffer.from('d86969bc2d7c6d9990efb04a', 'hex'),
 };
 
 export const QUIC_VERSIONS: ReadonlyMap<number, QuicVersion> = new Map([
   [0x00000001, V1],
   [0x6b3343cf, { id: 0x6b3343cf, name: '2', ...V2_COMMON }],
-  [0x709a50c4, { id: 0x709a50c4, name: '2-draft', ...V2_COMMON, salt: Buffer.from('a707c203a59b47184a1d62ca570406ea7ae3e5d3', 'hex') }],
+  // (the draft's Retry key differs from the RFC's and no capture checks one: its Retry tags are not verified)
+  [0x709a50c4, { id: 0x709a50c4, name: '2-draft', ...V2_COMMON, salt: Buffer.from('a707c203a59b47184a1d62ca570406ea7ae3e5d3', 'hex'), retryKey: undefined, retryNonce: undefined }],
 ]);
 
 /** An AEAD of the TLS 1.3 suites QUIC uses (RFC 9001 Section 5.3). */
@@ -197,4 +207,19 @@ export function readVarint(buf: Buffer, pos: number, end: number): number {
 /** Encoded length of the varint starting with byte b. */
 export function varintLen(b: number): number {
   return 1 << (b >> 6);
+}
+
+/**
+ * RFC 9001 Section 5.8 (RFC 9369 Section 3.3.3 for v2): whether a Retry packet's last 16 bytes are
+ * the AES-128-GCM tag over the Retry pseudo-packet (ODCID length, ODCID, the Retry without its
+ * tag) with an empty plaintext. undefined when the version has no known Retry key.
+ */
+export function retryTagValid(v: QuicVersion, odcid: Buffer, retry: Buffer): boolean | undefined {
+  if (v.retryKey === undefined || v.retryNonce === undefined) return undefined;
+  if (retry.length < AEAD_TAG_LEN) return false;
+  const body = retry.subarray(0, retry.length - AEAD_TAG_LEN);
+  const c = createCipheriv('aes-128-gcm', v.retryKey, v.retryNonce);
+  c.setAAD(Buffer.concat([Buffer.from([odcid.length]), odcid, body]));
+  c.final();
+  return c.getAuthTag().equals(retry.subarray(retry.length - AEAD_TAG_LEN));
 }

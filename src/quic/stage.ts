@@ -24,7 +24,7 @@ import { DEFAULT_QUIC_OPTIONS, type QuicOptions } from './options.js';
 /** Where the stage hands finished events. */
 export interface QuicEventSink {
   /** An event of a QUIC connection; `session` is set on its tls.session event. */
-  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string }): void;
+  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string; skippedBytes?: number }): void;
 }
 
 export interface QuicStageDeps {
@@ -35,6 +35,10 @@ export interface QuicStageDeps {
   http?: Partial<HttpOptions>;
   /** UDP ports where a short-header datagram alone marks a flow as QUIC. */
   hintPorts?: readonly number[];
+  /** Ops (asset policy, resource governor): asked once per connection when its ClientHello is known. */
+  decide?: (flow: FlowInfo, sni: string | undefined) => 'decrypt' | 'paused' | 'disabled';
+  /** Ops: seconds from a connection's first protected packet to its key-log keys (once per connection). */
+  onSecretWait?: (seconds: number) => void;
 }
 
 export const QUIC_HINT_PORTS: readonly number[] = [443, 8443];
@@ -84,6 +88,7 @@ export class QuicStage implements QuicConnectionHost {
   readonly anomalies: AnomalySink;
   private readonly sink: QuicEventSink;
   private readonly hintPorts: readonly number[];
+  private readonly decider: QuicStageDeps['decide'];
   /** Connection ID (hex) -> connection. */
   private readonly byCid = new Map<string, ConnState>();
   private readonly states = new Map<QuicConnection, ConnState>();
@@ -97,6 +102,18 @@ export class QuicStage implements QuicConnectionHost {
     this.options = { ...DEFAULT_QUIC_OPTIONS, ...(deps.options ?? {}) };
     this.http = resolveHttpOptions(deps.http);
     this.hintPorts = deps.hintPorts ?? QUIC_HINT_PORTS;
+    this.decider = deps.decide;
+    this.onSecretWait = deps.onSecretWait;
+  }
+
+  private readonly onSecretWait: QuicStageDeps['onSecretWait'];
+  secretWait(seconds: number): void {
+    this.onSecretWait?.(seconds);
+  }
+
+  decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled' {
+    const st = this.states.get(conn);
+    return st && this.decider ? this.decider(st.flow, sni) : 'decrypt';
   }
 
   /** A new UDP flow: a QUIC path when its first datagram looks like QUIC, else undefined. */
@@ -231,8 +248,8 @@ export class QuicStage implements QuicConnectionHost {
   }
 
   /** New key-log lines: every connection retries its held packets. */
-  retryKeys(): void {
-    for (const c of this.states.keys()) c.retryHeld();
+  retryKeys(ts: Timestamp): void {
+    for (const c of this.states.keys()) c.retryHeld(ts);
   }
 
   pathClosed(path: QuicPath, counters: FlowCounters, ts: Timestamp): void {
@@ -288,7 +305,8 @@ export class QuicStage implements QuicConnectionHost {
     if (conn.statelessReset) quic.stateless_reset = true;
     const fields: EcsFields = {
       tls,
-      decryption: { status, bytes: conn.counts.appBytes },
+      // 'paused' / 'disabled' (ops) report the protected bytes not decrypted, as TLS sessions do
+      decryption: conn.decision === undefined || conn.decision === 'decrypt' ? { status, bytes: conn.counts.appBytes } : { status, bytes: conn.counts.appBytes, skipped_bytes: conn.skippedBytes },
       source: { bytes: st.clientBytes },
       destination: { bytes: st.serverBytes },
       network: { transport: 'udp' },
@@ -297,7 +315,7 @@ export class QuicStage implements QuicConnectionHost {
     deepMerge(fields, fingerprintFields({ clientHello: conn.clientHello, serverHello: conn.serverHello }, { quic: true }));
     const decrypted = status === 'decrypted' || status === 'partial';
     const ev = buildEvent(st.flow, summary, 'tls.session', fields, st.flow.start, decrypted, st.n++);
-    this.sink.quicEvent(ev, decrypted, { flow: st.flow, status, bytes: conn.counts.appBytes, sni: summary.sni, cipher: summary.cipher });
+    this.sink.quicEvent(ev, decrypted, { flow: st.flow, status, bytes: conn.counts.appBytes, sni: summary.sni, cipher: summary.cipher, skippedBytes: conn.decision === undefined || conn.decision === 'decrypt' ? undefined : conn.skippedBytes });
   }
 
   private summary(conn: QuicConnection): TlsSummary {
