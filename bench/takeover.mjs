@@ -273,7 +273,7 @@ try {
     const f = (key) => `${fmt0(pct(rs.map((r) => r[key]), 0.5))} / ${fmt0(pct(rs.map((r) => r[key]), 0.99))}`;
     console.log(`| ${k} | ${rs.length} (${rebalances[k].length} triggers) | ${f('assignMs')} | ${f('firstMs')} | ${f('caughtMs')} | ${fmt0(Math.max(...rs.map((r) => r.caughtMs)))} | ${fmt0(pct(rs.map((r) => r.reread), 0.5))} / ${fmt0(Math.max(...rs.map((r) => r.reread)))} |`);
   }
-  if (exits.length) console.log(`leave: B exited ${fmt0(pct(exits, 0.5))} ms (p50) / ${fmt0(Math.max(...exits))} ms (max) after SIGTERM; instances heartbeat every 3 s (kafkajs default), so a remaining member learns of a rebalance up to 3 s late`);
+  if (exits.length) console.log(`leave: B exited ${fmt0(pct(exits, 0.5))} ms (p50) / ${fmt0(Math.max(...exits))} ms (max) after SIGTERM; a remaining member learns of a rebalance at its next heartbeat (run's --heartbeat-interval-ms, 1 s by default)`);
   console.log(`(p99 of fewer than 100 samples is the largest one; the machine (${m.nproc} vCPUs) was shared with other work)`);
 } finally {
   if (publisher && publisher.exitCode === null) publisher.kill('SIGTERM');
