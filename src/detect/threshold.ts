@@ -81,12 +81,8 @@ interface KeyFields {
   serverName?: string;
 }
 
-interface Entry {
-  rule: Rule;
-  spec: ThresholdSpec;
-  key: string;
-  fields: KeyFields;
-  window: number;
+/** What a key's window counted: kept per key, and handed on in its summary. */
+interface WindowTally {
   hits: number;
   alerts: number;
   suppressed: number;
@@ -98,6 +94,14 @@ interface Entry {
   decrypted: boolean;
 }
 
+interface Entry extends WindowTally {
+  rule: Rule;
+  spec: ThresholdSpec;
+  key: string;
+  fields: KeyFields;
+  window: number;
+}
+
 /** The verdict on one hit: alert it or not, and the count of hits in its window so far. */
 export interface ThresholdVerdict {
   alert: boolean;
@@ -106,19 +110,12 @@ export interface ThresholdVerdict {
   spec: ThresholdSpec;
 }
 
-export interface ThresholdSummary {
+export interface ThresholdSummary extends WindowTally {
   id: string;
   spec: ThresholdSpec;
   fields: KeyFields;
   windowStartMs: number;
   windowEndMs: number;
-  hits: number;
-  alerts: number;
-  suppressed: number;
-  firstSuppressed?: string;
-  lastSuppressed?: string;
-  lastTs?: string;
-  decrypted: boolean;
 }
 
 function str(v: unknown): string | undefined {
