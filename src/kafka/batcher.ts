@@ -20,7 +20,7 @@
  */
 import { isTransientKafkaError, type KafkaClient, type OutRecord, type Producer, type ProducerOptions } from './adapter.js';
 import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
-import { log } from './log.js';
+import { log, RateLimitedLog } from './log.js';
 import type { RawPacket } from '../types.js';
 
 /** Why packets were not published (metric label `cause`). */
@@ -74,23 +74,6 @@ interface Queued {
   packets: number;
   /** performance.now() of the first packet. */
   firstAt: number;
-}
-
-/** One line per key per minute at most; the next one says how many were left out. */
-export class RateLimitedLog {
-  private readonly seen = new Map<string, { at: number; suppressed: number }>();
-  constructor(private readonly everyMs = 60_000) {}
-
-  log(level: 'info' | 'warn' | 'error', key: string, msg: string, fields: Record<string, unknown> = {}): void {
-    const now = Date.now();
-    const prev = this.seen.get(key);
-    if (prev && now - prev.at < this.everyMs) {
-      prev.suppressed++;
-      return;
-    }
-    this.seen.set(key, { at: now, suppressed: 0 });
-    log(level, msg, prev?.suppressed ? { ...fields, suppressed: prev.suppressed } : fields);
-  }
 }
 
 export class PartitionBatcher {

@@ -55,20 +55,52 @@ export async function muteKafkaLog<T>(f: () => Promise<T>): Promise<T> {
  */
 const OUTAGE_RE = /connection error|connect ECONN|failed to connect|connection timeout|closed connection|restarting the consumer|no broker available|KafkaJSNumberOfRetriesExceeded/i;
 const OUTAGE_LOG_EVERY_MS = 60_000;
-const outageSeen = new Map<string, { at: number; suppressed: number }>();
+
+/**
+ * At most one pass per key per `everyMs`. A pass says how many were held back since the key's
+ * previous pass and how long ago that was; undefined = held back. Keys are forgotten all at once
+ * beyond `maxKeys`.
+ */
+export class Throttle {
+  private readonly seen = new Map<string, { at: number; suppressed: number }>();
+  constructor(
+    private readonly everyMs: number,
+    private readonly maxKeys = 1000,
+  ) {}
+
+  pass(key: string, now = Date.now()): { suppressed: number; sinceMs: number } | undefined {
+    const prev = this.seen.get(key);
+    if (prev && now - prev.at < this.everyMs) {
+      prev.suppressed++;
+      return undefined;
+    }
+    if (!prev && this.seen.size >= this.maxKeys) this.seen.clear();
+    this.seen.set(key, { at: now, suppressed: 0 });
+    return { suppressed: prev?.suppressed ?? 0, sinceMs: prev ? now - prev.at : 0 };
+  }
+}
+
+/** Log lines of one kind at most once a minute; the next one carries how many were suppressed. */
+export class RateLimitedLog {
+  private readonly throttle: Throttle;
+  constructor(everyMs = 60_000) {
+    this.throttle = new Throttle(everyMs);
+  }
+
+  log(level: 'info' | 'warn' | 'error', key: string, msg: string, fields: Record<string, unknown> = {}): void {
+    const p = this.throttle.pass(key);
+    if (p === undefined) return;
+    log(level, msg, p.suppressed ? { ...fields, suppressed: p.suppressed } : fields);
+  }
+}
+
+const outageThrottle = new Throttle(OUTAGE_LOG_EVERY_MS);
 
 function outageNoise(namespace: string, message: string, err: string): boolean {
   if (!OUTAGE_RE.test(message) && !OUTAGE_RE.test(err)) return false;
-  const key = `${namespace}|${message.replace(/[\d.]+/g, 'N').slice(0, 200)}`;
-  const now = Date.now();
-  const prev = outageSeen.get(key);
-  if (prev && now - prev.at < OUTAGE_LOG_EVERY_MS) {
-    prev.suppressed++;
-    return true;
-  }
-  if (outageSeen.size > 1000) outageSeen.clear();
-  outageSeen.set(key, { at: now, suppressed: 0 });
-  if (prev?.suppressed) log('warn', 'kafka: similar messages suppressed', { 'kafka.namespace': namespace, suppressed: prev.suppressed, sinceMs: now - prev.at });
+  const p = outageThrottle.pass(`${namespace}|${message.replace(/[\d.]+/g, 'N').slice(0, 200)}`);
+  if (p === undefined) return true;
+  if (p.suppressed) log('warn', 'kafka: similar messages suppressed', { 'kafka.namespace': namespace, suppressed: p.suppressed, sinceMs: p.sinceMs });
   return false;
 }
 

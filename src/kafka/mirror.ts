@@ -22,8 +22,8 @@ import { decapsulate, newDecapsulated, type DecapErrorKind, type MirrorEncap } f
 import { InputError } from '../pipeline/replay.js';
 import type { RawPacket } from '../types.js';
 import type { KafkaClient } from './adapter.js';
-import { PartitionBatcher, RateLimitedLog, type BatcherStats } from './batcher.js';
-import { log } from './log.js';
+import { PartitionBatcher, type BatcherStats } from './batcher.js';
+import { log, RateLimitedLog } from './log.js';
 import { openPacketsTopic, partitionOfDecoded } from './publish.js';
 
 export interface MirrorListen {

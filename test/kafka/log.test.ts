@@ -1,6 +1,6 @@
 import { Kafka, logLevel, type LogEntry } from 'kafkajs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { kafkaLogCreator, log, muteKafkaLog, setLogWriter } from '../../src/kafka/log.js';
+import { kafkaLogCreator, log, muteKafkaLog, setLogWriter, Throttle } from '../../src/kafka/log.js';
 
 const SECRET = '0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff';
 const SECRET_BYTES = Buffer.from(SECRET, 'hex');
@@ -94,5 +94,19 @@ describe('Kafka logging through the shared pino logger', () => {
     const text = lines.join('');
     expect(text).not.toContain(SECRET);
     for (const l of lines) expect(JSON.parse(l)).toMatchObject({ 'log.logger': 'tlsdecrypt.kafka', message: expect.stringMatching(/^kafka: /) });
+  });
+});
+
+describe('Throttle (outage noise, rate-limited log lines)', () => {
+  it('passes a key once per period, then says how many were held back and since when', () => {
+    const t = new Throttle(1000, 2);
+    expect(t.pass('a', 0)).toEqual({ suppressed: 0, sinceMs: 0 });
+    expect(t.pass('a', 10)).toBeUndefined();
+    expect(t.pass('a', 999)).toBeUndefined();
+    expect(t.pass('b', 500)).toEqual({ suppressed: 0, sinceMs: 0 });
+    expect(t.pass('a', 1000)).toEqual({ suppressed: 2, sinceMs: 1000 });
+    // a third key forgets the others (bounded state): 'a' passes again at once
+    expect(t.pass('c', 1001)).toEqual({ suppressed: 0, sinceMs: 0 });
+    expect(t.pass('a', 1002)).toEqual({ suppressed: 0, sinceMs: 0 });
   });
 });
