@@ -57,6 +57,14 @@ export interface EngineOptions {
   quic?: Partial<QuicOptions>;
 }
 
+/** The server a flow counts toward as an asset: its own, or its FTP control connection's (FlowInfo.assetServer). */
+function assetIp(f: FlowInfo): string {
+  return f.assetServer?.ip ?? f.serverIp;
+}
+function assetPort(f: FlowInfo): number {
+  return f.assetServer?.port ?? f.serverPort;
+}
+
 /** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
 export const DSB_TLS_KEY_LOG = 0x544c534b;
 
@@ -125,7 +133,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       options: this.opts.quic,
       http: this.opts.analyzers.http,
       // the asset policy / resource governor, asked as for TLS over TCP (makeTlsHandler)
-      decide: ops ? (f, sni) => ops.decide(f.assetServer?.ip ?? f.serverIp, f.assetServer?.port ?? f.serverPort, sni, f.sensor) : undefined,
+      decide: ops ? (f, sni) => ops.decide(assetIp(f), assetPort(f), sni, f.sensor) : undefined,
       onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
     });
     this.udp = new UdpFlowTable((flow, first) => this.quic.handler(flow, first) ?? this.otherUdp(), this, this.opts.udp);
@@ -213,8 +221,8 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       this.stats.decryptedBytes += session.bytes;
       const f = session.flow;
       this.opts.ops?.onSession({
-        serverIp: f.assetServer?.ip ?? f.serverIp,
-        serverPort: f.assetServer?.port ?? f.serverPort,
+        serverIp: assetIp(f),
+        serverPort: assetPort(f),
         sni: session.sni,
         sensor: f.sensor,
         status: session.status,
@@ -283,7 +291,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
           pendingBudget: this.pendingBudget,
           anomalies: this,
           options: this.opts.tls,
-          decide: (sni) => ops.decide(flow.assetServer?.ip ?? flow.serverIp, flow.assetServer?.port ?? flow.serverPort, sni, flow.sensor),
+          decide: (sni) => ops.decide(assetIp(flow), assetPort(flow), sni, flow.sensor),
           onSecretWait: (s) => ops.onSecretWait(s),
           closing: (h) => handlers.delete(h),
         }
@@ -316,8 +324,8 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       if (ops && d.status) {
         const info = handler?.info;
         ops.onSession({
-          serverIp: flow.assetServer?.ip ?? flow.serverIp,
-          serverPort: flow.assetServer?.port ?? flow.serverPort,
+          serverIp: assetIp(flow),
+          serverPort: assetPort(flow),
           sni: info?.sni,
           sensor: flow.sensor,
           status: d.status,
