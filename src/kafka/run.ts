@@ -635,16 +635,13 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     // while the open flows are finished and their events produced.
     await chain;
     const consumerStopped = consumer!.stop().catch((e: Error) => log('warn', 'consumer stop failed', { error: e }));
-    if (!failed && (cfg.finishOnStop || !(watermark.windowSec > 0))) {
-      // Close every open flow (truncated sessions) and commit past them.
-      enqueue({ out: withFed(shards.finish()) });
-      await chain;
-    }
-    // Otherwise open TCP flows stay uncommitted: the next owner of their partitions re-reads them.
-    // QUIC connections are not held by the watermark: close them here so that their tls.session
-    // events are out (README: Scaling out and in, "QUIC connections").
-    else if (!failed) {
-      enqueue({ out: withFed(shards.finish(true)) });
+    if (!failed) {
+      // --finish-on-stop (or no watermark): close every open flow (truncated sessions) and commit
+      // past them. Otherwise open TCP flows stay uncommitted for the next owner's re-read, and only
+      // the UDP flows close: the watermark does not hold QUIC connections, so their tls.session
+      // events are written now (README: Scaling out and in, "QUIC connections").
+      const all = cfg.finishOnStop || !(watermark.windowSec > 0);
+      enqueue({ out: withFed(shards.finish(!all)) });
       await chain;
     }
     await consumerStopped;
