@@ -84,6 +84,8 @@ export async function pumpCapture(
   const input = source ?? (capture === '-' ? process.stdin : createReadStream(capture, { highWaterMark: 1 << 20 }));
   const chunks = input[Symbol.asyncIterator]();
   let stopped = false;
+  // `stop` as a value the read races against (made once, not once per chunk)
+  const stopAt = stop?.then((): typeof STOPPED => STOPPED);
   const inputError = (e: unknown): unknown => {
     if (e instanceof CaptureFormatError) return new InputError(`${name}: ${e.message}`);
     const code = (e as NodeJS.ErrnoException).code;
@@ -93,7 +95,7 @@ export async function pumpCapture(
     for (;;) {
       try {
         // `stop` (SIGTERM of a live pipe) ends the input like EOF does.
-        const r = stop ? await Promise.race([chunks.next(), stop.then((): typeof STOPPED => STOPPED)]) : await chunks.next();
+        const r = stopAt ? await Promise.race([chunks.next(), stopAt]) : await chunks.next();
         if (r === STOPPED) {
           // a pending next() would hold return() back until the next chunk: close the input instead
           stopped = true;
