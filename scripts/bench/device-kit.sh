@@ -72,7 +72,7 @@ need_kb=$(( $(stat -c %s "$KIT/seed.pcap") / 1024 * (COPIES + 1) + 65536 ))
 W=/tmp/tlsd-kit
 [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')" -gt "$need_kb" ] 2>/dev/null && W=/dev/shm/tlsd-kit
 rm -rf "$W" && mkdir -p "$W/bin" || return 1
-say "nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB; load: $(cut -d' ' -f1-3 /proc/loadavg); work dir $W"
+say "nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo) GiB; load: $(cut -d' ' -f1-3 /proc/loadavg); work dir $W"
 xz -dc "$KIT/node.xz" > "$W/bin/node" && chmod +x "$W/bin/node" || { say "cannot unpack node"; return 1; }
 tar xJf "$KIT/app.tar.xz" -C "$W" && tar xJf "$KIT/bench.tar.xz" -C "$W/app" || { say "cannot unpack the app"; return 1; }
 export PATH=$W/bin:$PATH BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-5}
