@@ -82,7 +82,12 @@ export class PcapFramer implements RecordFramer {
       nsec %= 1_000_000_000;
     }
     this.packets++;
-    this.sink.packet({
+    const sink = this.sink;
+    if (sink.packetAt) {
+      sink.packetAt(buf, off + RECORD_HEADER_BYTES, len - RECORD_HEADER_BYTES, origLen, sec, nsec, this.linktype);
+      return;
+    }
+    sink.packet({
       linktype: this.linktype,
       ts: { sec, nsec },
       data: buf.subarray(off + RECORD_HEADER_BYTES, off + len),

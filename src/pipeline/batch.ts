@@ -150,6 +150,12 @@ export class PacketIndexBuilder {
     this.entry(0, offset, p.data.length, p.origLen, p.ts.sec, p.ts.nsec, p.linktype, p.ifIndex);
   }
 
+  /** The same from a packet's fields (CaptureSink.packetAt: no RawPacket made). */
+  addRefAt(offset: number, caplen: number, origLen: number, sec: number, nsec: number, linktype: number): void {
+    this.refs++;
+    this.entry(0, offset, caplen, origLen, sec, nsec, linktype, 0);
+  }
+
   /** A packet whose bytes are not in the chunk: copied into the inline buffer. */
   addInline(p: RawPacket): void {
     this.entry(INLINE, this.copyIn(p.data), p.data.length, p.origLen, p.ts.sec, p.ts.nsec, p.linktype, p.ifIndex);

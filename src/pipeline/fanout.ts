@@ -403,6 +403,19 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
     at.chunk = -1;
   };
   const route = packetRouter(shards);
+  // Whether `buf` is (a view of) the chunk being framed; remembered per buffer, since `.buffer`
+  // is a call into V8's runtime, too dear once per packet.
+  let lastBuf: Buffer | undefined;
+  let lastChunk = -1;
+  let lastIn = false;
+  const inChunk = (buf: Buffer): boolean => {
+    if (buf !== lastBuf || at.chunk !== lastChunk) {
+      lastBuf = buf;
+      lastChunk = at.chunk;
+      lastIn = at.chunk >= 0 && buf.buffer === ring.sabs[at.chunk];
+    }
+    return lastIn;
+  };
   const capAnomalies: Record<string, number> = {};
   const sink: CaptureSink = {
     packet(p: RawPacket) {
@@ -410,6 +423,14 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
       // a view into the chunk being framed, or a record the capture reader joined from two reads
       if (at.chunk >= 0 && p.data.buffer === ring.sabs[at.chunk]) ix.addRef(p, p.data.byteOffset);
       else ix.addInline(p);
+    },
+    // classic pcap: no RawPacket and no view per packet when its bytes tell its host pair
+    packetAt(buf: Buffer, off: number, caplen: number, origLen: number, sec: number, nsec: number, linktype: number) {
+      const s = route.at(buf, off, caplen, linktype);
+      const p = (): RawPacket => ({ linktype, ts: { sec, nsec }, data: buf.subarray(off, off + caplen), origLen, ifIndex: 0 });
+      if (s < 0) sink.packet(p());
+      else if (inChunk(buf)) indexes[s].addRefAt(buf.byteOffset + off, caplen, origLen, sec, nsec, linktype);
+      else indexes[s].addInline(p());
     },
     secrets(type: number, data: Buffer) {
       for (const ix of indexes) ix.addSecrets(type, data);
