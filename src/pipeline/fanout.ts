@@ -18,7 +18,7 @@
  *
  * No engine runs on the dispatcher's thread: with N engines the reader never competes with one of
  * them, and on a machine with more cores than engines the dispatcher's own speed (bench/scaling.mjs
- * `--dispatch-ceiling`) is the bound of the whole process.
+ * `--parts ceiling`) is the bound of the whole process.
  *
  * Why threads with a message port each rather than child processes or Piscina (bench/RESULTS.md,
  * round 5): a shared chunk costs no copy, where a pipe to a child costs two (write, read) and
