@@ -89,6 +89,8 @@ say "bench/scaling.mjs --workers $WORKERS --runs $RUNS --stdin --independent $in
 timeout "$(left "$reserve")" node "$W/app/bench/scaling.mjs" --capture "$CAP" --keylog "$KIT/seed.keys.log" \
   --workers "$WORKERS" --runs "$RUNS" --stdin --independent "${indep:-$last}" --parts split,workers,ceiling,independent 2>&1 | tee "$R/scaling.txt"
 say "scaling.mjs ended: exit ${PIPESTATUS[0]} (124: stopped at its time bound)"
+# a replay it had started outlives it when it was stopped: end those (the kit's own path only)
+pkill -f "$W/app/bench/lib/" 2>/dev/null
 if [ -f "$W/app/bench/run-workers.mjs" ]; then
   say "bench/run-workers.mjs --workers $WORKERS --runs 1 (at most $(left) s)"
   (cd "$W/app" && timeout "$(left)" node bench/run-workers.mjs --capture "$CAP" --keylog "$KIT/seed.keys.log" --workers "$WORKERS" --runs 1) 2>&1 | tee "$R/run-workers.txt"
