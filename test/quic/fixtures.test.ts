@@ -7,7 +7,8 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { QpackDecoder } from '../../src/analyzers/http/qpack.js';
 import { replayFile, field } from '../helpers/replay.js';
 import type { EcsEvent } from '../../src/events/builder.js';
 
@@ -184,9 +185,41 @@ describe('QUIC fixtures against the client transcript and tshark', () => {
 describe('QUIC fixture specifics', () => {
   it('has the second implementation\'s fixtures (Netty: quiche + BoringSSL), alone and crossed with ngtcp2 for every suite', () => {
     expect(NAMES).toEqual(
-      expect.arrayContaining(['netty-aes128', 'netty-retry', 'netty-client-ngtcp2-server-aes256', 'netty-client-ngtcp2-server-chacha20',
-        'netty-server-ngtcp2-client-aes256', 'netty-server-ngtcp2-client-chacha20']),
+      expect.arrayContaining(['netty-aes128', 'netty-parallel', 'netty-retry', 'netty-client-ngtcp2-server-aes256',
+        'netty-client-ngtcp2-server-chacha20', 'netty-client-ngtcp2-server-qpack-dynamic', 'netty-server-ngtcp2-client-aes256',
+        'netty-server-ngtcp2-client-chacha20']),
     );
+  });
+
+  it('reads requests on concurrent streams of two simultaneous Netty connections', () => {
+    const r = run('netty-parallel');
+    const sessions = byDataset(r.events, 'tls.session');
+    expect(sessions).toHaveLength(2);
+    const http = byDataset(r.events, 'http');
+    // (the two clients ran at once: which transcript is which connection is known by its requests)
+    const got = sessions.map((s) =>
+      http
+        .filter((e) => field(e, 'source.port') === field(s, 'source.port'))
+        .map((e) => `${String(field(e, 'http.request.method'))} ${String(field(e, 'url.path'))}`)
+        .sort()
+        .join(','),
+    );
+    const want = [0, 1].map((c) => r.oracle.exchanges.filter((x) => x.connection === c).map((x) => `${x.method} ${x.path}`).sort().join(','));
+    expect(got.sort()).toEqual(want.sort());
+    expect(Math.max(...want.map((w) => w.split(',').length))).toBe(6);
+  });
+
+  it('decodes headers that the QPACK encoders of Netty and nghttp3 put in the dynamic table', () => {
+    const spy = vi.spyOn(QpackDecoder.prototype, 'encoderStream');
+    try {
+      const r = run('netty-client-ngtcp2-server-qpack-dynamic');
+      const inserted = spy.mock.results.reduce((n, x) => n + (typeof x.value === 'number' ? x.value : 0), 0);
+      expect(spy.mock.results.every((x) => typeof x.value === 'number')).toBe(true); // (no QPACK error)
+      expect(inserted).toBeGreaterThan(0);
+      expect(byDataset(r.events, 'http')).toHaveLength(r.oracle.exchanges.length);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('follows quiche\'s Retry, after which the client sends a new ClientHello (the key log names its random)', () => {
