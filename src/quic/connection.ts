@@ -251,8 +251,11 @@ export class QuicConnection {
           an.anomaly('quic_retry_integrity_failure');
           return;
         }
+        // RFC 9000 Section 17.2.5.2: a client processes at most one Retry (a server may answer each
+        // copy of a retransmitted first Initial with one; the client follows the first).
+        if (this.retry) return;
         // RFC 9000 Section 17.2.5: the client's next Initial goes to the Retry's SCID.
-        if (!this.retry && this.serverHello === undefined) this.restartClientHello();
+        if (this.serverHello === undefined) this.restartClientHello();
         this.retry = true;
         this.retrySourceCid = Buffer.from(scid);
         this.host.addCid(this, scid, true);
