@@ -54,8 +54,8 @@ const CIPHERS: Record<string, string> = {
 /**
  * Where tshark 4.0's view is not the oracle for the packet counts, and why. quiche restarts its TLS
  * handshake on a Retry: the Initial after it carries a new ClientHello (new client random, the one
- * the key log names) from CRYPTO offset 0, which tshark takes for a retransmission of the first, so
- * it finds no keys for the rest of the connection. There every packet but the Retries must decrypt.
+ * the key log names) from CRYPTO offset 0; tshark keeps the first ClientHello, so it finds no keys
+ * for the rest of the connection. There every packet but the Retries must decrypt.
  */
 const TSHARK_LOST_AFTER_RETRY = new Set(['netty-retry']);
 
@@ -186,9 +186,16 @@ describe('QUIC fixture specifics', () => {
   it('has the second implementation\'s fixtures (Netty: quiche + BoringSSL), alone and crossed with ngtcp2 for every suite', () => {
     expect(NAMES).toEqual(
       expect.arrayContaining(['netty-aes128', 'netty-parallel', 'netty-retry', 'netty-client-ngtcp2-server-aes256',
-        'netty-client-ngtcp2-server-chacha20', 'netty-client-ngtcp2-server-qpack-dynamic', 'netty-server-ngtcp2-client-aes256',
+        'netty-client-ngtcp2-server-chacha20', 'netty-client-ngtcp2-server-qpack-dynamic', 'netty-resumption', 'netty-server-ngtcp2-client-aes256',
         'netty-server-ngtcp2-client-chacha20']),
     );
+  });
+
+  it('reads the session a Netty client resumed with its ticket (its key log also names an unused early secret)', () => {
+    const r = run('netty-resumption');
+    const sessions = byDataset(r.events, 'tls.session');
+    expect(sessions.map((s) => field(s, 'tls.resumed')).sort()).toEqual([false, true]);
+    expect(byDataset(r.events, 'http')).toHaveLength(r.oracle.exchanges.length);
   });
 
   it('reads requests on concurrent streams of two simultaneous Netty connections', () => {
