@@ -9,9 +9,12 @@ import { workerData } from 'node:worker_threads';
 import { readBatch } from '../src/pipeline/batch.js';
 import { InOrder } from '../src/pipeline/inOrder.js';
 import { ShardCore, type OriginRun, type SensorRun, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from '../src/kafka/shards.js';
-import type { CaptureSink, RawPacket } from '../src/types.js';
+import { readRecordBatch, RecordFeeder } from '../src/kafka/recordBatch.js';
+import type { CaptureSink, RawPacket, Timestamp } from '../src/types.js';
 
 let core: ShardCore | undefined;
+/** `run --workers N` with one partition per worker: the records of this worker's partitions, decoded here. */
+let feeder: RecordFeeder | undefined;
 /** Batch and finish tasks, run in their `seq` order. */
 const order = new InOrder<StreamShardTask>();
 
@@ -20,6 +23,14 @@ function execute(c: ShardCore, task: StreamShardTask): void {
     if (task.data) readBatch(task.data, task.sensors || task.origins ? withRuns(c, task.sensors ?? [], task.origins ?? []) : c);
     if (task.revoke) c.revoke(task.revoke);
     if (task.tick) c.tick(task.tick);
+  } else if (task.kind === 'records') {
+    const cfg = workerData as StreamShardConfig;
+    const f = (feeder ??= new RecordFeeder(c, cfg.records, cfg.failAfterRecords));
+    if (task.data) readRecordBatch(task.data, f);
+    if (task.revoke) c.revoke(task.revoke);
+    // capture time drives timeouts: this worker's own clock, or the newest of all workers' (main thread)
+    const t = task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
+    if (t.sec) c.tick(t);
   } else if (task.kind === 'finish') {
     c.finish(task.udpOnly);
   } else if (task.kind === 'policy') {
@@ -29,7 +40,7 @@ function execute(c: ShardCore, task: StreamShardTask): void {
 
 export default function run(task: StreamShardTask): StreamShardResult {
   const c = (core ??= new ShardCore(workerData as StreamShardConfig));
-  const seq = task.kind === 'batch' || task.kind === 'finish' ? task.seq : undefined;
+  const seq = task.kind === 'batch' || task.kind === 'records' || task.kind === 'finish' ? task.seq : undefined;
   let finished = (task.kind === 'finish' && !task.udpOnly) || task.kind === 'stats';
   if (seq === undefined) {
     execute(c, task);
@@ -47,7 +58,12 @@ export default function run(task: StreamShardTask): StreamShardResult {
     activeFlows: c.engine.activeFlows,
     stats: finished ? c.engine.stats : undefined,
     ops: c.report(),
+    decoded: feeder ? { packets: feeder.packets, badRecords: feeder.badRecords, clock: feeder.clock } : undefined,
   };
+}
+
+function later(a: Timestamp, b: Timestamp): boolean {
+  return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
 }
 
 /**

@@ -32,7 +32,8 @@ import { isTransientKafkaError, KafkaUnreachableError, type Admin, type GroupBat
 import type { RunConfig } from './config.js';
 import { RecordDecoder } from './formats.js';
 import { log } from './log.js';
-import { InProcessShards, MixedShards, type ShardOutput, type Shards } from './shards.js';
+import { InProcessShards, type ShardOutput, type Shards } from './shards.js';
+import { PartitionShards } from './partitionShards.js';
 import { Ops } from '../ops/index.js';
 import { countKeylogEntries } from '../ops/metrics.js';
 
@@ -162,8 +163,17 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, secretsTtlSec: cfg.secretsTtlSec, ops: ops.shardConfig(), watermark };
   const onReport = (i: number, r: Parameters<Ops['shardReport']>[1]): void => ops.shardReport(i, r);
   let shards: Shards;
+  /** `--workers N` > 1: one worker thread per partition (src/kafka/partitionShards.ts); records go to it undecoded. */
+  let perPartition: PartitionShards | undefined;
+  /** A worker failed: its partitions are read again from their commits (set once the consumer exists). */
+  let workerLost: (partitions: number[]) => void = () => {};
   try {
-    shards = cfg.workers > 1 ? new MixedShards(cfg.workers, shardCfg, cfg.shardBatchBytes, onReport) : new InProcessShards(shardCfg, onReport);
+    if (cfg.workers > 1) {
+      const records = { captureLimits: cfg.captureLimits, maxRecordBytes: cfg.maxRecordBytes };
+      shards = perPartition = new PartitionShards(cfg.workers, { ...shardCfg, records }, cfg.shardBatchBytes, onReport, (parts) => workerLost(parts));
+    } else {
+      shards = new InProcessShards(shardCfg, onReport);
+    }
   } catch (e) {
     await ops.stop().catch(() => {});
     throw e;
@@ -390,7 +400,15 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   /** A shard output with the fed offsets of the moment it was asked for (the commits it allows). */
   const withFed = (p: Promise<ShardOutput>): Promise<TicketOutput> => {
     const fedAt = new Map(fedP);
-    return p.then((o) => ({ ...o, fedAt }));
+    return p.then((o) => {
+      if (perPartition) {
+        // the workers decode the records: their packet and bad-record counts
+        const d = perPartition.decoded();
+        counters.packets = d.packets;
+        for (const [k, v] of Object.entries(d.badRecords)) counters.badRecords[k] = v;
+      }
+      return { ...o, fedAt };
+    });
   };
 
   const sink: CaptureSink = {
@@ -487,6 +505,13 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
    * overlap instead of alternating). Back-pressure: every accepted batch is a pending ticket.
    */
   let feeding: Promise<unknown> = secretsReady;
+  /**
+   * Partitions of a failed worker (`--workers N`): records are skipped until the one at the offset
+   * they are read again from (-1: that offset is being looked up).
+   */
+  const resumeAt = new Map<number, bigint>();
+  /** Per partition: the first record this instance fed (where a re-read starts when nothing was committed). */
+  const firstFed = new Map<number, bigint>();
   const feed = (records: GroupBatch['records'], fedTo: bigint | undefined): void => {
     for (const r of records) {
       const p = r.partition;
@@ -495,6 +520,14 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         continue;
       }
       const off = BigInt(r.offset);
+      const resume = resumeAt.get(p);
+      if (resume !== undefined) {
+        if (off !== resume) {
+          counters.redelivered++;
+          continue;
+        }
+        resumeAt.delete(p);
+      }
       if (fedTo !== undefined && off < fedTo) {
         counters.redelivered++;
         continue;
@@ -506,9 +539,19 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         rereadUntil.delete(p);
         rereadMids.delete(p);
       }
-      shards.origin(p, Number(off), pos, until !== undefined && off < until ? Number(until) : 0, rereadMids.get(p));
+      if (!firstFed.has(p)) firstFed.set(p, off);
+      const untilN = until !== undefined && off < until ? Number(until) : 0;
       posP.set(p, pos + (r.value?.length ?? 0));
       fedP.set(p, off + 1n);
+      if (perPartition) {
+        // the record, undecoded, to its partition's worker
+        const reread = off < (everFed.get(p) ?? -1n);
+        if (reread) counters.reread++;
+        else everFed.set(p, off + 1n);
+        perPartition.record(r, { offset: Number(off), pos, until: untilN, mids: rereadMids.get(p), reread });
+        continue;
+      }
+      shards.origin(p, Number(off), pos, untilN, rereadMids.get(p));
       if (off < (everFed.get(p) ?? -1n)) {
         counters.reread++;
         rereadDecoder.decode(r);
@@ -570,6 +613,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     }
     owned.clear();
     for (const p of assigned) owned.add(p);
+    for (const p of lost) resumeAt.delete(p);
     if (lost.length) {
       // The new owners re-read these partitions from their last commit (the watermark): the flows
       // this engine opened from them emit nothing more, and if one comes back it is read again.
@@ -582,8 +626,46 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       }
       log('info', 'partitions revoked', { topic: cfg.packetsTopic, partitions: lost, openFlowsLeftToNewOwner: true });
     }
+    perPartition?.assign(gained);
     log('info', 'partitions assigned', { topic: cfg.packetsTopic, partitions: assigned });
   });
+  // A worker failed (`--workers N`): its partitions are read again from their last commit, as after
+  // a takeover (the commit's metadata bounds the re-read; events already delivered are not sent again).
+  workerLost = (parts) => {
+    const mine = parts.filter((p) => owned.has(p));
+    if (!mine.length) return;
+    for (const p of mine) {
+      resumeAt.set(p, -1n);
+      fed.delete(`${cfg.packetsTopic}\u0000${p}`);
+      fedP.delete(p);
+      posP.delete(p);
+      rereadUntil.delete(p);
+      rereadMids.delete(p);
+    }
+    feeding = feeding.then(async () => {
+      await readReplayEnds(mine);
+      let offs: { partition: number; offset: string }[] = [];
+      try {
+        offs = await admin!.groupOffsets(cfg.groupId, cfg.packetsTopic);
+      } catch (e) {
+        log('warn', 'cannot read the committed offsets of a failed worker\'s partitions: reading them again from the first record this instance read', { error: e as Error });
+      }
+      for (const p of mine) {
+        if (!owned.has(p) || resumeAt.get(p) !== -1n) continue;
+        const c = offs.find((o) => o.partition === p);
+        const at = c && c.offset !== '-1' ? BigInt(c.offset) : firstFed.get(p);
+        if (at === undefined) {
+          resumeAt.delete(p);
+          continue;
+        }
+        resumeAt.set(p, at);
+        // batches fetched meanwhile moved the fed mark: the re-read must not be taken for a re-delivery
+        fed.delete(`${cfg.packetsTopic}\u0000${p}`);
+        packets.seek(cfg.packetsTopic, p, at.toString());
+      }
+      log('info', 'partitions of a failed worker read again from their last commit', { topic: cfg.packetsTopic, partitions: mine });
+    });
+  };
   packets.onCrash((e) => {
     ops.setKafka({ connected: false });
     if (!failed) failed = e;

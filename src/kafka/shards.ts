@@ -21,6 +21,7 @@ import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
 import type { CaptureSink, DecodedPacket, RawPacket, Timestamp } from '../types.js';
 import { ShardOps, type ShardOpsConfig, type ShardOpsReport } from '../ops/shard.js';
 import type { AssetRule } from '../ops/assets.js';
+import type { CaptureReaderOptions } from '../capture/index.js';
 import { FlowWatermark, minLow, type LowWatermarks, type OpenMids, type WatermarkOptions } from './watermark.js';
 
 export interface StreamShardConfig {
@@ -34,6 +35,10 @@ export interface StreamShardConfig {
   ops?: ShardOpsConfig;
   /** Replay low watermark (src/kafka/watermark.ts); absent or windowSec 0 = off. */
   watermark?: WatermarkOptions;
+  /** Record decoding in the worker (`run --workers N`, one partition per worker: src/kafka/partitionShards.ts). */
+  records?: { captureLimits?: CaptureReaderOptions; maxRecordBytes?: number };
+  /** Test hook (TLSDECRYPT_TEST_WORKER_FAIL): the worker throws once it has decoded this many records. */
+  failAfterRecords?: number;
 }
 
 /** Receives each shard's ops report (cumulative stats + asset observations) with every task result. */
@@ -86,6 +91,7 @@ export interface SensorRun {
  */
 export type StreamShardTask =
   | { kind: 'batch'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; sensors?: SensorRun[]; origins?: OriginRun[]; revoke?: number[] }
+  | { kind: 'records'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; revoke?: number[] }
   | { kind: 'finish'; seq?: number; udpOnly?: boolean }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
@@ -94,6 +100,8 @@ export interface StreamShardResult extends ShardOutput {
   stats?: EngineStats;
   activeFlows: number;
   ops?: ShardOpsReport;
+  /** Records tasks: what the worker's RecordDecoders decoded so far (cumulative), and its capture clock. */
+  decoded?: { packets: number; badRecords: Record<string, number>; clock: Timestamp };
 }
 
 /** Static key material (files); errors are InputErrors naming the file, never its content. */
@@ -311,7 +319,7 @@ export class InProcessShards implements Shards {
  * Piscina, loaded on first use (its CommonJS entry): `run --workers 1` never needs it, and its
  * import is ~30 ms of every start-up.
  */
-function loadPiscina(): typeof Piscina {
+export function loadPiscina(): typeof Piscina {
   return createRequire(import.meta.url)('piscina') as typeof Piscina;
 }
 
