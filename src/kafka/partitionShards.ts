@@ -25,7 +25,6 @@
  * `run` re-reads them from their last commit (seek), exactly as after a takeover. The outputs of
  * the lost worker's tasks hold those partitions' commits back (low watermark -1) until then.
  */
-import type { Piscina } from 'piscina';
 import type { EngineStats } from '../pipeline/engine.js';
 import { mergeStats } from '../pipeline/sharded.js';
 import type { AssetRule } from '../ops/assets.js';
@@ -33,14 +32,26 @@ import type { RawPacket, Timestamp } from '../types.js';
 import type { InRecord } from './adapter.js';
 import { log } from './log.js';
 import { RecordBatchBuilder, type RecordOrigin } from './recordBatch.js';
+import { StreamShardWorker } from './shardWorker.js';
 import { loadPiscina, loadStaticKeys, streamWorkerFile, type ShardOutput, type ShardReportListener, type Shards, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from './shards.js';
 import type { LowWatermarks, OpenMids } from './watermark.js';
 
 /** Secrets records kept to seed a worker started later, when `maxKeylogEntries` is not set. */
 const DEFAULT_SECRETS_KEPT = 1_000_000;
 
+/** One worker: a single-thread Piscina pool, or (tests) the same worker code on this thread. */
+interface ShardThread {
+  run(task: StreamShardTask, transferList?: ArrayBuffer[]): Promise<StreamShardResult>;
+  destroy(): Promise<void>;
+}
+
+export interface PartitionShardsOptions {
+  /** Runs the workers' code on this thread instead (tests: every fixture without thread start-ups). */
+  inProcess?: boolean;
+}
+
 interface Slot {
-  pool: Piscina<StreamShardTask, StreamShardResult> | undefined;
+  pool: ShardThread | undefined;
   /** Incremented when the worker is replaced: results of an older generation are ignored. */
   gen: number;
   seq: number;
@@ -87,10 +98,11 @@ export class PartitionShards implements Shards {
     private readonly batchBytes: number,
     private readonly onReport?: ShardReportListener,
     private readonly onLost?: (partitions: number[]) => void,
+    private readonly opts: PartitionShardsOptions = {},
   ) {
     // The key files are checked here, so that errors exit 2 before any thread starts.
     loadStaticKeys(cfg);
-    streamWorkerFile();
+    if (!opts.inProcess) streamWorkerFile();
     this.maxSecretsKept = cfg.maxKeylogEntries ?? DEFAULT_SECRETS_KEPT;
     this.slots = Array.from({ length: n }, () => ({ pool: undefined, gen: 0, seq: -1, builder: new RecordBatchBuilder(batchBytes + (1 << 16)), partitions: new Set(), revoke: [], queued: [], last: undefined, lastStats: undefined, activeFlows: 0, packets: 0, badRecords: {}, tickedSec: 0 }));
   }
@@ -120,11 +132,27 @@ export class PartitionShards implements Shards {
     // Test hook: `W:K` makes worker W's first engine throw once it has decoded K records.
     const fail = /^(\d+):(\d+)$/.exec(process.env.TLSDECRYPT_TEST_WORKER_FAIL ?? '');
     workerData.failAfterRecords = fail && Number(fail[1]) === i && s.gen === 0 ? Number(fail[2]) : undefined;
-    const Pool = loadPiscina();
-    // As WorkerShards: one thread, no Atomics hand-off, several tasks posted at once (`seq` keeps order).
-    s.pool = new Pool<StreamShardTask, StreamShardResult>({ filename: streamWorkerFile(), minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 8, workerData, idleTimeout: Infinity, atomics: 'disabled' });
+    s.pool = this.spawn(workerData);
     s.seq = -1;
     for (const k of this.secretsKept) s.builder.addSecrets(k.type, k.data);
+  }
+
+  private spawn(workerData: StreamShardConfig): ShardThread {
+    if (this.opts.inProcess) {
+      const w = new StreamShardWorker(workerData);
+      let gone = false;
+      return {
+        run: (task) => Promise.resolve().then(() => {
+          if (gone) throw new Error('worker destroyed');
+          return w.run(task);
+        }),
+        destroy: async () => void (gone = true),
+      };
+    }
+    const Pool = loadPiscina();
+    // As WorkerShards: one thread, no Atomics hand-off, several tasks posted at once (`seq` keeps order).
+    const pool = new Pool<StreamShardTask, StreamShardResult>({ filename: streamWorkerFile(), minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 8, workerData, idleTimeout: Infinity, atomics: 'disabled' });
+    return { run: (task, transferList) => pool.run(task, { transferList }), destroy: () => pool.destroy() };
   }
 
   private submit(i: number, task: StreamShardTask & { kind: 'records' | 'finish' }): void {
@@ -134,7 +162,7 @@ export class PartitionShards implements Shards {
     task.seq = ++s.seq;
     const gen = s.gen;
     this.running++;
-    const p = s.pool.run(task, { transferList }).then(
+    const p = s.pool.run(task, transferList).then(
       (r) => {
         this.running--;
         if (s.gen !== gen) return r;
