@@ -61,6 +61,8 @@ export interface RunCounters {
   notOwned: number;
   /** Events not sent again: this instance had already delivered the same event.id. */
   duplicatesSuppressed: number;
+  /** `--workers N`: engine workers replaced after a failure (their partitions re-read from the last commit). */
+  workerRestarts: number;
 }
 
 export interface RunSummary {
@@ -215,7 +217,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     throw e;
   }
 
-  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0, reread: 0, notOwned: 0, duplicatesSuppressed: 0 };
+  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0, reread: 0, notOwned: 0, duplicatesSuppressed: 0, workerRestarts: 0 };
   /** Packets-topic partitions of the current assignment (commits of other partitions are skipped). */
   const owned = new Set<number>();
   let maxTs: Timestamp = { sec: 0, nsec: 0 };
@@ -405,6 +407,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         // the workers decode the records: their packet and bad-record counts
         const d = perPartition.decoded();
         counters.packets = d.packets;
+        counters.workerRestarts = perPartition.restarts;
         for (const [k, v] of Object.entries(d.badRecords)) counters.badRecords[k] = v;
       }
       return { ...o, fedAt };
@@ -748,6 +751,7 @@ export function runSummaryLine(s: RunSummary): string {
     `tlsdecrypt: ${s.counters.records} records, ${s.counters.packets} packets, ${st.flows} TCP flows, ${st.tlsFlows} TLS sessions` +
     (sess ? ` (${sess})` : '') +
     `, ${st.decryptedBytes} bytes decrypted, ${s.counters.events} events, ${s.counters.secretRecords} secret records, ${s.counters.commits} commits` +
+    (s.counters.workerRestarts ? `, ${s.counters.workerRestarts} worker restarts` : '') +
     (an ? `; anomalies: ${an}` : '; no anomalies') +
     '\n'
   );
