@@ -1,6 +1,6 @@
 /**
  * Piscina worker for `tlsdecrypt run --workers N` (src/kafka/partitionShards.ts: one packets-topic
- * partition per worker; src/kafka/shards.ts WorkerShards: flow-affine packet batches). Each pool
+ * partition per worker). Each pool
  * loading this file has exactly one thread, so the Engine (flow table, SecretsStore fed by broadcast
  * secrets entries) lives across tasks: src/kafka/shardWorker.ts.
  */

@@ -1,15 +1,14 @@
 /**
- * The body of a `run` shard worker (workers/stream-shard.ts runs one per thread): one Engine
- * (ShardCore) that lives across tasks. Tasks are packet batches (flow-affine shards, WorkerShards) or
- * packets-topic record batches (one partition per worker, PartitionShards: decoded here), run in
- * their `seq` order, plus stats and policy tasks. The result carries the events produced, as
+ * The body of a `run --workers N` worker (workers/stream-shard.ts runs one per thread): one Engine
+ * (ShardCore) that lives across tasks. Tasks are packets-topic record batches of the worker's
+ * partitions (src/kafka/recordBatch.ts, decoded here) and finish tasks, run in their `seq` order,
+ * plus stats and policy tasks. The result carries the events produced, as
  * (community_id, JSON, event.id), the shard's watermarks and its ops report.
  */
-import { readBatch } from '../pipeline/batch.js';
 import { InOrder } from '../pipeline/inOrder.js';
-import { ShardCore, type OriginRun, type SensorRun, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from './shards.js';
+import { ShardCore, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from './shards.js';
 import { readRecordBatch, RecordFeeder } from './recordBatch.js';
-import type { CaptureSink, RawPacket, Timestamp } from '../types.js';
+import type { Timestamp } from '../types.js';
 
 export class StreamShardWorker {
   private core: ShardCore | undefined;
@@ -21,11 +20,7 @@ export class StreamShardWorker {
   constructor(private readonly cfg: StreamShardConfig) {}
 
   private execute(c: ShardCore, task: StreamShardTask): void {
-    if (task.kind === 'batch') {
-      if (task.data) readBatch(task.data, task.sensors || task.origins ? withRuns(c, task.sensors ?? [], task.origins ?? []) : c);
-      if (task.revoke) c.revoke(task.revoke);
-      if (task.tick) c.tick(task.tick);
-    } else if (task.kind === 'records') {
+    if (task.kind === 'records') {
       const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords));
       if (task.data) readRecordBatch(task.data, f);
       if (task.revoke) c.revoke(task.revoke);
@@ -41,7 +36,7 @@ export class StreamShardWorker {
 
   run(task: StreamShardTask): StreamShardResult {
     const c = (this.core ??= new ShardCore(this.cfg));
-    const seq = task.kind === 'batch' || task.kind === 'records' || task.kind === 'finish' ? task.seq : undefined;
+    const seq = task.kind === 'records' || task.kind === 'finish' ? task.seq : undefined;
     let finished = (task.kind === 'finish' && !task.udpOnly) || task.kind === 'stats';
     if (seq === undefined) {
       this.execute(c, task);
@@ -51,7 +46,7 @@ export class StreamShardWorker {
         if (t.kind === 'finish' && !t.udpOnly) finished = true;
       });
     }
-    // Events go out with batch/records/finish results (those of every task run just now), never
+    // Events go out with records/finish results (those of every task run just now), never
     // with stats or policy results (nobody delivers those).
     const out = task.kind === 'stats' || task.kind === 'policy' ? { keys: [], values: [] } : c.take();
     const f = this.feeder;
@@ -67,32 +62,4 @@ export class StreamShardWorker {
 
 function later(a: Timestamp, b: Timestamp): boolean {
   return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
-}
-
-/**
- * Restores each packet's sensor name and its packets-topic record (the watermark's origin) from the
- * task's runs (entry indices count secrets too).
- */
-function withRuns(c: ShardCore, runs: SensorRun[], origins: OriginRun[]): CaptureSink {
-  let idx = 0;
-  let ri = 0;
-  let oi = 0;
-  let sensor: string | undefined;
-  return {
-    packet(p: RawPacket) {
-      while (ri < runs.length && runs[ri].from <= idx) sensor = runs[ri++].sensor;
-      while (oi < origins.length && origins[oi].from <= idx) {
-        const o = origins[oi++];
-        c.watermark.at(o.partition, o.offset, o.pos, o.until, o.mids ? new Set(o.mids) : undefined);
-      }
-      idx++;
-      if (sensor !== undefined) p.sensor = sensor;
-      c.packet(p);
-    },
-    secrets(type: number, data: Buffer) {
-      idx++;
-      c.secrets(type, data);
-    },
-    anomaly: (code: string) => c.anomaly(code),
-  };
 }
