@@ -145,6 +145,9 @@ async function firstFailure(steps: Promise<void>[]): Promise<void> {
 }
 
 const LAG_INTERVAL_MS = 15_000;
+/** More worker failures than this within the window stop the run (exit 1) instead of another restart. */
+const WORKER_FAILURES_MAX = 5;
+const WORKER_FAILURE_WINDOW_MS = 60_000;
 
 export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writable = process.stdout): Promise<RunHandle> {
   // ---- ops: metrics/status server, resource governor, assets (before connecting) -------------
@@ -634,7 +637,20 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   });
   // A worker failed (`--workers N`): its partitions are read again from their last commit, as after
   // a takeover (the commit's metadata bounds the re-read; events already delivered are not sent again).
+  const lostAt: number[] = [];
   workerLost = (parts) => {
+    // A worker that keeps failing (the same records every time?) is not restarted for ever: the
+    // run stops with exit 1, committed offsets where they are, for an operator to look at.
+    lostAt.push(Date.now());
+    while (lostAt.length && lostAt[0] < Date.now() - WORKER_FAILURE_WINDOW_MS) lostAt.shift();
+    if (lostAt.length > WORKER_FAILURES_MAX) {
+      if (!failed) {
+        failed = new Error(`engine workers failed ${lostAt.length} times within ${WORKER_FAILURE_WINDOW_MS / 1000} s`);
+        log('error', 'engine workers keep failing; stopping without committing further', { failures: lostAt.length });
+        stop();
+      }
+      return;
+    }
     const mine = parts.filter((p) => owned.has(p));
     if (!mine.length) return;
     for (const p of mine) {
