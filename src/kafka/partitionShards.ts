@@ -132,12 +132,14 @@ export class PartitionShards implements Shards {
     // Test hook: `W:K` makes worker W's first engine throw once it has decoded K records.
     const fail = /^(\d+):(\d+)$/.exec(process.env.TLSDECRYPT_TEST_WORKER_FAIL ?? '');
     workerData.failAfterRecords = fail && Number(fail[1]) === i && s.gen === 0 ? Number(fail[2]) : undefined;
-    s.pool = this.spawn(workerData);
+    const gen = s.gen;
+    // a thread that dies between tasks is a failure too (Piscina reports it as the pool's 'error')
+    s.pool = this.spawn(workerData, (e) => this.lost(i, gen, e));
     s.seq = -1;
     for (const k of this.secretsKept) s.builder.addSecrets(k.type, k.data);
   }
 
-  private spawn(workerData: StreamShardConfig): ShardThread {
+  private spawn(workerData: StreamShardConfig, onError: (e: Error) => void): ShardThread {
     if (this.opts.inProcess) {
       const w = new StreamShardWorker(workerData);
       let gone = false;
@@ -150,8 +152,10 @@ export class PartitionShards implements Shards {
       };
     }
     const Pool = loadPiscina();
-    // As WorkerShards: one thread, no Atomics hand-off, several tasks posted at once (`seq` keeps order).
+    // One thread; no Atomics hand-off (tasks are large, a message is enough: Atomics.wait made a
+    // worker spend ~25% of its CPU in postMessage); several tasks posted at once, `seq` keeps order.
     const pool = new Pool<StreamShardTask, StreamShardResult>({ filename: streamWorkerFile(), minThreads: 1, maxThreads: 1, concurrentTasksPerWorker: 8, workerData, idleTimeout: Infinity, atomics: 'disabled' });
+    pool.on('error', onError);
     return { run: (task, transferList) => pool.run(task, { transferList }), destroy: () => pool.destroy() };
   }
 
