@@ -129,9 +129,11 @@ export class PartitionShards implements Shards {
     if (s.pool || this.closed) return;
     const workerData: StreamShardConfig = { ...this.cfg };
     if (this.policy) workerData.ops = { ...this.cfg.ops, assets: this.policy.rules, assetsDefaultEnabled: this.policy.defaultEnabled };
-    // Test hook: `W:K` makes worker W's first engine throw once it has decoded K records.
-    const fail = /^(\d+):(\d+)$/.exec(process.env.TLSDECRYPT_TEST_WORKER_FAIL ?? '');
+    // Test hook: `W:K` makes worker W's first engine throw once it has decoded K records; `W:K:exit`
+    // makes its thread exit instead.
+    const fail = /^(\d+):(\d+)(:exit)?$/.exec(process.env.TLSDECRYPT_TEST_WORKER_FAIL ?? '');
     workerData.failAfterRecords = fail && Number(fail[1]) === i && s.gen === 0 ? Number(fail[2]) : undefined;
+    workerData.failHow = fail?.[3] && !this.opts.inProcess ? 'exit' : 'throw';
     const gen = s.gen;
     // a thread that dies between tasks is a failure too (Piscina reports it as the pool's 'error')
     s.pool = this.spawn(workerData, (e) => this.lost(i, gen, e));

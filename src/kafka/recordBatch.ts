@@ -203,6 +203,7 @@ export class RecordFeeder implements RecordBatchSink {
     private readonly core: ShardCore,
     opts: { captureLimits?: CaptureReaderOptions; maxRecordBytes?: number } = {},
     private failAfterRecords = 0,
+    private readonly failHow: 'throw' | 'exit' = 'throw',
   ) {
     const clocked: CaptureSink = {
       packet: (p: RawPacket) => {
@@ -221,6 +222,7 @@ export class RecordFeeder implements RecordBatchSink {
     this.records++;
     if (this.failAfterRecords > 0 && this.records >= this.failAfterRecords) {
       this.failAfterRecords = 0;
+      if (this.failHow === 'exit') process.exit(70); // in a worker thread: the thread ends
       throw new Error('injected worker failure (TLSDECRYPT_TEST_WORKER_FAIL)');
     }
     this.core.watermark.at(r.partition, o.offset, o.pos, o.until, o.mids);

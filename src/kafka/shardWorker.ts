@@ -21,7 +21,7 @@ export class StreamShardWorker {
 
   private execute(c: ShardCore, task: StreamShardTask): void {
     if (task.kind === 'records') {
-      const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords));
+      const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords, this.cfg.failHow));
       if (task.data) readRecordBatch(task.data, f);
       if (task.revoke) c.revoke(task.revoke);
       // capture time drives timeouts: this worker's own clock, or the newest of all workers' (main thread)

@@ -34,8 +34,12 @@ export interface StreamShardConfig {
   watermark?: WatermarkOptions;
   /** Record decoding in the worker (`run --workers N`, one partition per worker: src/kafka/partitionShards.ts). */
   records?: { captureLimits?: CaptureReaderOptions; maxRecordBytes?: number };
-  /** Test hook (TLSDECRYPT_TEST_WORKER_FAIL): the worker throws once it has decoded this many records. */
+  /**
+   * Test hook (TLSDECRYPT_TEST_WORKER_FAIL): once the worker has decoded this many records, it
+   * throws, or (`failHow` 'exit', in a worker thread) its thread exits.
+   */
   failAfterRecords?: number;
+  failHow?: 'throw' | 'exit';
 }
 
 /** Receives each shard's ops report (cumulative stats + asset observations) with every task result. */

@@ -191,7 +191,10 @@ describe('run --workers N on the real broker', () => {
     expect(b!.counters.events).toBeGreaterThan(0);
   }, 300_000);
 
-  it('a worker that fails is replaced, its partitions are read again from their last commit, and the output is still complete', async () => {
+  it.each([
+    ['throws', '0:40'],
+    ['thread exits', '1:40:exit'],
+  ])('a worker that fails (%s) is replaced, its partitions are read again from their last commit, and the output is still complete', async (_how, hook) => {
     const files = ['tls13-parallel-http11', 'tls12-resumption-ticket'].map((n) => fixtureCopy(dir, n));
     const { want } = await replayOf(files);
     const c = client();
@@ -200,7 +203,7 @@ describe('run --workers N on the real broker', () => {
     const groupId = `${t0}.group`;
     // one record per packet: the failure comes in the middle of worker 0's partitions
     const published = await publish(c, t, files, 4, 'frame');
-    process.env.TLSDECRYPT_TEST_WORKER_FAIL = '0:40';
+    process.env.TLSDECRYPT_TEST_WORKER_FAIL = hook;
     let h: RunHandle;
     try {
       h = await start(c, t, groupId, 2, { 'finish-on-stop': true, 'max-bytes-per-partition': '2048' });
