@@ -18,11 +18,12 @@
 // from the capture is outside the measured time; worker threads are started and their engines
 // loaded (keys read) before it. Reported per N: median Gbps (capture bytes in the records), CPU
 // seconds of the whole process (all threads), Gbps per CPU-second, speed-up over the first N, and
-// how busy the main thread's event loop was (its share of the wall time: the hand-off's ceiling).
+// the main thread's own CPU seconds and their share of the wall time (Linux /proc: the hand-off's
+// cost, which bounds one process at about 1 / share engines' worth).
 import { spawnSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -56,6 +57,18 @@ if (!Number.isInteger(runs) || runs < 1) die(`--runs takes a whole number >= 1, 
 const partitions = values.partitions ? Number(values.partitions) : Math.max(16, ...workers);
 if (!Number.isInteger(partitions) || partitions < 1) die(`--partitions takes a whole number >= 1, got '${values.partitions}'`);
 
+/** CPU seconds of the main thread alone (Linux: /proc/self/task/PID/stat, PID = the main thread's id). */
+function mainThreadCpu() {
+  try {
+    const f = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // fields 14 and 15 of stat (utime, stime), counted after the command name: indexes 11 and 12
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 if (values.child) {
   // one measured run: N = values.child
   const n = Number(values.child);
@@ -68,18 +81,18 @@ if (values.child) {
   shards.assign(recs.partitions.map((_, i) => i));
   await shards.stats();
   let events = 0;
-  const elu0 = performance.eventLoopUtilization();
+  const main0 = mainThreadCpu();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await fetchFromRecords(shards, recs, { fetchBytes: Number(values['fetch-bytes']), maxInFlight: Number(values['max-in-flight']), onOutput: (o) => (events += o.values.length) });
   const wall = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
+  const main1 = mainThreadCpu();
   const stats = await shards.stats();
   await shards.close();
   const perWorker = new Map();
   for (const [, w] of shards.assignment()) perWorker.set(w, (perWorker.get(w) ?? 0) + 1);
-  console.log(JSON.stringify({ n, wall, cpu: (cpu.user + cpu.system) / 1e6, bytes: recs.bytes, packets: recs.packets, records: recs.partitions.reduce((a, p) => a + p.length, 0), events, decrypted: stats.sessionsByStatus.decrypted ?? 0, mainBusy: elu.utilization, workersUsed: perWorker.size }));
+  console.log(JSON.stringify({ n, wall, cpu: (cpu.user + cpu.system) / 1e6, bytes: recs.bytes, packets: recs.packets, records: recs.partitions.reduce((a, p) => a + p.length, 0), events, decrypted: stats.sessionsByStatus.decrypted ?? 0, mainBusy: main0 === undefined || main1 === undefined ? undefined : (main1 - main0) / wall, mainCpu: main0 === undefined || main1 === undefined ? undefined : main1 - main0, workersUsed: perWorker.size }));
   process.exit(0);
 }
 
@@ -100,19 +113,19 @@ for (let r = 0; r < runs; r++) {
     if (c.status !== 0 || !line?.startsWith('{')) die(`run with --workers ${n} failed (exit ${c.status}): ${c.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     const o = JSON.parse(line);
     results.get(n).push(o);
-    console.log(`  run ${r + 1} --workers ${n}: ${f((o.bytes * 8) / o.wall / 1e9)} Gbps, ${f(o.wall)} s, CPU ${f(o.cpu)} s, main thread busy ${f(100 * o.mainBusy, 0)}%, ${o.events} events, ${o.decrypted} sessions decrypted, load ${loadavg()[0].toFixed(1)}`);
+    console.log(`  run ${r + 1} --workers ${n}: ${f((o.bytes * 8) / o.wall / 1e9)} Gbps, ${f(o.wall)} s, CPU ${f(o.cpu)} s, main thread ${o.mainCpu === undefined ? '?' : `${f(o.mainCpu)} CPU s (${f(100 * o.mainBusy, 0)}% of the wall time)`}, ${o.events} events, ${o.decrypted} sessions decrypted, load ${loadavg()[0].toFixed(1)}`);
   }
 }
 const base = median(results.get(workers[0]).map((o) => (o.bytes * 8) / o.wall / 1e9));
 console.log('');
-console.log(`| workers | Gbps (median of ${runs}) | min-max | speed-up vs ${workers[0]} | CPU s (median) | Gbps per CPU-s | main thread busy | events | workers with partitions |`);
+console.log(`| workers | Gbps (median of ${runs}) | min-max | speed-up vs ${workers[0]} | CPU s (median) | Gbps per CPU-s | main thread CPU s (share of wall) | events | workers with partitions |`);
 console.log('|---|---|---|---|---|---|---|---|---|');
 for (const n of workers) {
   const rs = results.get(n);
   const g = rs.map((o) => (o.bytes * 8) / o.wall / 1e9);
   const cpu = median(rs.map((o) => o.cpu));
   const bits = rs[0].bytes * 8;
-  console.log(`| ${n} | ${f(median(g))} | ${f(Math.min(...g))}-${f(Math.max(...g))} | ${f(median(g) / base)}x | ${f(cpu)} | ${f(bits / cpu / 1e9)} | ${f(100 * median(rs.map((o) => o.mainBusy)), 0)}% | ${rs[0].events} | ${rs[0].workersUsed} |`);
+  console.log(`| ${n} | ${f(median(g))} | ${f(Math.min(...g))}-${f(Math.max(...g))} | ${f(median(g) / base)}x | ${f(cpu)} | ${f(bits / cpu / 1e9)} | ${rs[0].mainCpu === undefined ? '?' : `${f(median(rs.map((o) => o.mainCpu)))} (${f(100 * median(rs.map((o) => o.mainBusy)), 0)}%)`} | ${rs[0].events} | ${rs[0].workersUsed} |`);
 }
 const evs = new Set(workers.map((n) => results.get(n)[0].events));
 if (evs.size !== 1) console.log(`WARNING: the event counts differ between N (${[...evs].join(', ')}): see run-workers-file.test.ts`);
