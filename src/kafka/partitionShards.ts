@@ -87,17 +87,23 @@ export class PartitionShards implements Shards {
   /** Workers replaced after a failure. */
   restarts = 0;
   private closed = false;
+  /**
+   * Test hook, read once: `W:K` makes worker W's first engine throw once it has decoded K records;
+   * `W:K:exit` makes its thread exit instead; `W:K:always` makes every engine of worker W throw.
+   */
+  private readonly failHook = /^(\d+):(\d+)(?::(exit|always))?$/.exec(process.env.TLSDECRYPT_TEST_WORKER_FAIL ?? '');
 
   /**
-   * `onLost(partitions)`: a worker failed and was replaced; the records of these partitions must be
-   * read again from their last commit (`run` seeks the consumer there).
+   * `onLost(partitions)`: a worker failed; the records of these partitions must be read again from
+   * their last commit (`run` seeks the consumer there). It returns false when the worker is not to
+   * be replaced (the run stops: a worker that keeps failing).
    */
   constructor(
     readonly n: number,
     private readonly cfg: StreamShardConfig,
     private readonly batchBytes: number,
     private readonly onReport?: ShardReportListener,
-    private readonly onLost?: (partitions: number[]) => void,
+    private readonly onLost?: (partitions: number[]) => boolean,
     private readonly opts: PartitionShardsOptions = {},
   ) {
     // The key files are checked here, so that errors exit 2 before any thread starts.
@@ -129,11 +135,9 @@ export class PartitionShards implements Shards {
     if (s.pool || this.closed) return;
     const workerData: StreamShardConfig = { ...this.cfg };
     if (this.policy) workerData.ops = { ...this.cfg.ops, assets: this.policy.rules, assetsDefaultEnabled: this.policy.defaultEnabled };
-    // Test hook: `W:K` makes worker W's first engine throw once it has decoded K records; `W:K:exit`
-    // makes its thread exit instead.
-    const fail = /^(\d+):(\d+)(:exit)?$/.exec(process.env.TLSDECRYPT_TEST_WORKER_FAIL ?? '');
-    workerData.failAfterRecords = fail && Number(fail[1]) === i && s.gen === 0 ? Number(fail[2]) : undefined;
-    workerData.failHow = fail?.[3] && !this.opts.inProcess ? 'exit' : 'throw';
+    const fail = this.failHook;
+    workerData.failAfterRecords = fail && Number(fail[1]) === i && (s.gen === 0 || fail[3] === 'always') ? Number(fail[2]) : undefined;
+    workerData.failHow = fail?.[3] === 'exit' && !this.opts.inProcess ? 'exit' : 'throw';
     const gen = s.gen;
     // a thread that dies between tasks is a failure too (Piscina reports it as the pool's 'error')
     s.pool = this.spawn(workerData, (e) => this.lost(i, gen, e));
@@ -199,8 +203,7 @@ export class PartitionShards implements Shards {
     const s = this.slots[i];
     if (s.gen !== gen || this.closed) return;
     const partitions = [...s.partitions].sort((a, b) => a - b);
-    log('error', 'engine worker failed; replacing it and re-reading its partitions from their last commit', { worker: i, partitions, error: e });
-    this.restarts++;
+    log('error', 'engine worker failed', { worker: i, partitions, error: e });
     s.gen++;
     if (s.lastStats) this.retiredStats.push(s.lastStats);
     this.retiredPackets += s.packets;
@@ -215,8 +218,9 @@ export class PartitionShards implements Shards {
     const old = s.pool;
     s.pool = undefined;
     void old?.destroy().catch(() => {});
+    if (this.onLost && !this.onLost(partitions)) return;
+    this.restarts++;
     if (partitions.length) this.ensurePool(i);
-    this.onLost?.(partitions);
   }
 
   record(r: InRecord, o: RecordOrigin): void {

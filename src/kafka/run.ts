@@ -171,7 +171,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   /** `--workers N` > 1: one worker thread per partition (src/kafka/partitionShards.ts); records go to it undecoded. */
   let perPartition: PartitionShards | undefined;
   /** A worker failed: its partitions are read again from their commits (set once the consumer exists). */
-  let workerLost: (partitions: number[]) => void = () => {};
+  let workerLost: (partitions: number[]) => boolean = () => true;
   try {
     if (cfg.workers > 1) {
       const records = { captureLimits: cfg.captureLimits, maxRecordBytes: cfg.maxRecordBytes };
@@ -649,10 +649,11 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         log('error', 'engine workers keep failing; stopping without committing further', { failures: lostAt.length });
         stop();
       }
-      return;
+      return false;
     }
+    log('warn', 'replacing the failed engine worker; its partitions are read again from their last commit', { partitions: parts });
     const mine = parts.filter((p) => owned.has(p));
-    if (!mine.length) return;
+    if (!mine.length) return true;
     for (const p of mine) {
       resumeAt.set(p, -1n);
       fed.delete(`${cfg.packetsTopic}\u0000${p}`);
@@ -684,6 +685,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       }
       log('info', 'partitions of a failed worker read again from their last commit', { topic: cfg.packetsTopic, partitions: mine });
     });
+    return true;
   };
   packets.onCrash((e) => {
     ops.setKafka({ connected: false });

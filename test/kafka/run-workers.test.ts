@@ -229,6 +229,28 @@ describe('run --workers N on the real broker', () => {
     expect(cmp.extra).toEqual([]);
     expectAllOf(got, want);
   }, 300_000);
+
+  it('a worker that fails again and again stops the run (exit 1) instead of restarting for ever', async () => {
+    const files = ['tls13-parallel-http11'].map((n) => fixtureCopy(dir, n));
+    const c = client();
+    const t0 = uniq('runworkers.failing');
+    const t: Topics = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events` };
+    await publish(c, t, files, 2, 'frame');
+    process.env.TLSDECRYPT_TEST_WORKER_FAIL = '0:3:always';
+    let h: RunHandle;
+    try {
+      h = await start(c, t, `${t0}.group`, 2, { 'max-bytes-per-partition': '2048' });
+    } finally {
+      delete process.env.TLSDECRYPT_TEST_WORKER_FAIL;
+    }
+    const summary = await Promise.race([h.done, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
+    if (!summary) {
+      h.stop();
+      await h.done;
+    }
+    expect(summary?.exitCode).toBe(1);
+    expect(h.counters.workerRestarts).toBe(5); // the 6th failure within 60 s stops the run
+  }, 120_000);
 });
 
 /** Number of records of a classic pcap. */
