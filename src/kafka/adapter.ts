@@ -129,6 +129,8 @@ export interface GroupConsumer {
   resume(topic: string, partitions?: number[]): void;
   /** Explicit commit; the only way offsets are committed. */
   commit(offsets: TopicPartitionOffset[]): Promise<void>;
+  /** The next batches of the partition start at `offset` (a partition read again: `run --workers N` after a worker failed). */
+  seek(topic: string, partition: number, offset: string): void;
   /** Called with 'join' (assignment) events; partitions per topic. */
   onAssign(cb: (assignment: Record<string, number[]>) => void): void;
   /** Called when the consumer crashed for good (no more batches). */
@@ -394,6 +396,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         pause: (topic, partitions) => c.pause([{ topic, partitions }]),
         resume: (topic, partitions) => c.resume([{ topic, partitions }]),
         commit: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null }))),
+        seek: (topic, partition, offset) => c.seek({ topic, partition, offset }),
         onAssign: (cb) => void assignCbs.push(cb),
         onCrash: (cb) => void crashCbs.push(cb),
         stop: () => c.stop(),
