@@ -5,13 +5,14 @@
  * consumers byte-identical (keys, values, headers, partitions, timestamps; plain and gzip), and the
  * broker's refusals surfaced as not transient.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafkaClient, isTransientKafkaError, type InRecord, type KafkaClient, type OutRecord, type Producer } from '../../src/kafka/adapter.js';
 import { crc32c } from '../../src/kafka/crc32c.js';
 import { encodeRecordBatch, KafkaProduceError, murmur2 } from '../../src/kafka/produce.js';
-import { brokers, readAll, uniq } from './helpers.js';
+import { brokers, ensureBuilt, readAll, REPO, uniq } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 const kjsCrc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (b: Buffer) => number;
@@ -196,8 +197,37 @@ describe('native producer against the broker', () => {
     p = undefined;
   });
 
+  it('a topic that does not exist: retried with metadata refreshes, then a transient failure (the batcher waits and retries)', async () => {
+    p = await c.producer({ impl: 'native' });
+    const err = await p.send(uniq('h13.native.missing'), [{ partition: 0, value: 'x' }]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KafkaProduceError);
+    expect((err as KafkaProduceError).code).toBe(3); // UNKNOWN_TOPIC_OR_PARTITION
+    expect(isTransientKafkaError(err)).toBe(true);
+    await p.close();
+    p = undefined;
+  });
+
   it('an unreachable bootstrap broker is "cannot reach Kafka"', async () => {
     const dead = createKafkaClient({ brokers: ['127.0.0.1:1'], clientId: 'x', connectionTimeoutMs: 500 });
     await expect(dead.producer({ impl: 'native' })).rejects.toThrow(/cannot reach Kafka at 127.0.0.1:1/);
+  });
+});
+
+describe('publish --producer', () => {
+  beforeAll(() => ensureBuilt(), 300_000);
+  const cli = (...args: string[]) => spawnSync(process.execPath, [`${REPO}/dist/src/cli.js`, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+  it('a bad value, native with SASL, or on publish keylog: exit 2 with one line', () => {
+    const bad = cli('publish', 'mirror', '--listen', '127.0.0.1:4789', '--brokers', '127.0.0.1:1', '--topic', 't', '--producer', 'librdkafka');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual(["tlsdecrypt: --producer takes auto, native or kafkajs, got 'librdkafka'"]);
+    const sasl = spawnSync(process.execPath, [`${REPO}/dist/src/cli.js`, 'publish', 'pcap', '-', '--brokers', '127.0.0.1:1', '--topic', 't', '--producer', 'native', '--tls', '--sasl-mechanism', 'plain', '--sasl-username', 'u'], {
+      encoding: 'utf8', timeout: 60_000, input: '', env: { ...process.env, TLSDECRYPT_SASL_PASSWORD: 'pw' },
+    });
+    expect(sasl.status).toBe(2);
+    expect(sasl.stderr.trim().split('\n')).toEqual(['tlsdecrypt: --producer native does not support SASL; use --producer kafkajs (or auto)']);
+    const keylog = cli('publish', 'keylog', '/dev/null', '--brokers', '127.0.0.1:1', '--topic', 't', '--producer', 'native');
+    expect(keylog.status).toBe(2);
+    expect(keylog.stderr.trim().split('\n')).toEqual(['tlsdecrypt: --producer applies to publish pcap and publish mirror only']);
   });
 });
