@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafkaClient, isTransientKafkaError, type InRecord, type KafkaClient, type OutRecord, type Producer } from '../../src/kafka/adapter.js';
 import { crc32c } from '../../src/kafka/crc32c.js';
+import { BufferPool, PcapStreamBuilder } from '../../src/kafka/formats.js';
 import { encodeRecordBatch, KafkaProduceError, murmur2 } from '../../src/kafka/produce.js';
 import { brokers, ensureBuilt, readAll, REPO, uniq } from './helpers.js';
 
@@ -87,6 +88,29 @@ describe('encodeRecordBatch', () => {
     expect(d.records[1].headers.bin.equals(Buffer.from([0, 1, 2, 255]))).toBe(true);
     expect(d.records.map((r) => Number(r.timestamp))).toEqual([1_700_000_000_123, 1_700_000_000_100, 1_700_000_000_200]);
     expect(d.records.map((r) => r.offset)).toEqual(['0', '1', '2']);
+  });
+});
+
+describe('BufferPool (record buffers reused once acknowledged)', () => {
+  it('keeps at most maxBytes, hands out a buffer of min..2x min, and a builder writes a whole stream into it', () => {
+    const pool = new BufferPool(300_000);
+    const a = Buffer.alloc(100_000);
+    const b = Buffer.alloc(150_000);
+    pool.put(a);
+    pool.put(b);
+    pool.put(Buffer.alloc(100_000)); // over the bound: not kept
+    expect(pool.bytes).toBe(250_000);
+    expect(pool.get(200_000)).toBeUndefined();
+    expect(pool.get(40_000)).toBeUndefined(); // 100,000 and 150,000 are more than 2x of it
+    expect(pool.get(120_000)).toBe(b);
+    expect(pool.bytes).toBe(100_000);
+    const builder = new PcapStreamBuilder(pool);
+    const data = randomBytes(1400);
+    builder.add({ linktype: 1, ts: { sec: 1, nsec: 2 }, data, origLen: 1400, ifIndex: 0 });
+    expect(builder.buffer).toBe(a); // nextCap 64 KiB: the 100,000-byte buffer fits
+    const v = builder.take();
+    expect(v.length).toBe(24 + 16 + 1400);
+    expect(v.subarray(40).equals(data)).toBe(true);
   });
 });
 
