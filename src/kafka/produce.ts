@@ -44,7 +44,19 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { crc32c } from './crc32c.js';
-import type { Headers, OutRecord, Producer } from './adapter.js';
+
+/**
+ * A record to produce: the shape of adapter.ts's OutRecord, declared here so that this module
+ * does not import the adapter (which imports it: no import cycles, type-only ones included).
+ */
+export interface OutRecord {
+  key?: Buffer | string | null;
+  value: Buffer | string;
+  headers?: Record<string, string | Buffer>;
+  partition?: number;
+  /** ms since the epoch (default: now). */
+  timestamp?: number;
+}
 
 const API_PRODUCE = 0;
 const API_METADATA = 3;
@@ -194,7 +206,7 @@ export function encodeRecordBatch(
     const headers: [Buffer, Buffer][] = [];
     let hBytes = uvarintSize(zigzag(r.headers ? Object.keys(r.headers).length : 0));
     if (r.headers) {
-      for (const [k, v] of Object.entries(r.headers as Headers)) {
+      for (const [k, v] of Object.entries(r.headers)) {
         const kb = Buffer.from(k);
         const vb = toBuf(v) as Buffer;
         headers.push([kb, vb]);
@@ -565,7 +577,8 @@ interface PartitionWork {
   sequence?: number;
 }
 
-export class NativeProducer implements Producer {
+/** Implements adapter.ts's Producer (send, close). */
+export class NativeProducer {
   private readonly conns = new Map<string, BrokerConnection>();
   private readonly nodes = new Map<number, { host: string; port: number }>();
   private readonly topics = new Map<string, TopicMeta>();
