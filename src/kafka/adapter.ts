@@ -84,7 +84,7 @@ export interface ProducerOptions {
   /**
    * 'kafkajs' (default) or 'native': our own Produce encoder and connections (produce.ts; far
    * less CPU per byte, used by the packets publishers). 'native' does not do SASL; 'auto' is
-   * native unless SASL is configured.
+   * native on plaintext connections only (see resolveProducerImpl).
    */
   impl?: ProducerImpl | 'auto';
   /** native: bytes of one record batch at most (the broker's message.max.bytes) [1,000,000]. */
@@ -94,12 +94,13 @@ export interface ProducerOptions {
 export type ProducerImpl = 'kafkajs' | 'native';
 
 /**
- * The producer `--producer auto` means: native unless SASL is configured (native speaks plaintext
- * and TLS only).
+ * The producer `--producer auto` means: native on plaintext connections; kafkajs with SASL (native
+ * has none) and with TLS (native's TLS is node:tls with the same options, but no test here runs a
+ * TLS broker, so it is opt-in: --producer native).
  */
 export function resolveProducerImpl(choice: 'auto' | ProducerImpl, conn: KafkaConnection): ProducerImpl {
   if (choice !== 'auto') return choice;
-  return conn.sasl ? 'kafkajs' : 'native';
+  return conn.sasl || conn.ssl ? 'kafkajs' : 'native';
 }
 
 export interface GroupBatch {

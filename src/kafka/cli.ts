@@ -46,7 +46,7 @@ options:
   --producer auto|native|kafkajs
                          Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
                          (far less CPU per packet; no SASL), kafkajs = the kafkajs client;
-                         auto = native unless SASL is configured [auto]
+                         auto = native on plaintext, kafkajs with --tls or SASL [auto]
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
                          connection (password from TLSDECRYPT_SASL_PASSWORD)
   --linger-ms N          with CAPTURE '-': a record leaves at most N ms after its first packet [100]
@@ -78,7 +78,7 @@ options:
   --producer auto|native|kafkajs
                          Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
                          (far less CPU per packet; no SASL), kafkajs = the kafkajs client;
-                         auto = native unless SASL is configured [auto]
+                         auto = native on plaintext, kafkajs with --tls or SASL [auto]
   --metrics-port N, --metrics-host H
                          Prometheus metrics and health on the ops HTTP server
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U

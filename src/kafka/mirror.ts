@@ -46,7 +46,7 @@ export interface MirrorOptions {
   batchBytes: number;
   maxBufferBytes: number;
   compression?: 'none' | 'gzip';
-  /** Packets producer: 'auto' (default) = native unless SASL is configured (adapter.ts). */
+  /** Packets producer: 'auto' (default) = native on plaintext connections (adapter.ts). */
   producer?: ProducerImpl | 'auto';
   /** Resolves to stop (default: SIGINT/SIGTERM). */
   stopSignal?: Promise<void>;

@@ -30,7 +30,7 @@ export interface PublishPcapOptions {
   sensor?: string;
   secretsTopic?: string;
   compression?: 'none' | 'gzip';
-  /** Packets producer: 'auto' (default) = native unless SASL is configured (adapter.ts). */
+  /** Packets producer: 'auto' (default) = native on plaintext connections (adapter.ts). */
   producer?: ProducerImpl | 'auto';
   /** Longest a packet waits before it is sent (live input: `-`); default 100 ms. */
   lingerMs?: number;
