@@ -587,6 +587,12 @@ export class NativeProducer {
   private readonly sequences = new Map<string, number>();
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /**
+   * A send failed: a batch of it may have been stored under sequence numbers this producer would
+   * hand out again (the broker would then take new records for duplicates and drop them). The
+   * next send first gets a new producer id, which starts every sequence afresh.
+   */
+  private sequencesSuspect = false;
   private roundRobin = 0;
   private readonly acks: number;
   private readonly maxBatchBytes: number;
@@ -698,7 +704,18 @@ export class NativeProducer {
   }
 
   send(topic: string, records: OutRecord[]): Promise<void> {
-    const p = this.chain.then(() => this.sendNow(topic, records));
+    const p = this.chain.then(async () => {
+      if (this.sequencesSuspect && this.producerId >= 0) {
+        await this.initProducerId();
+        this.sequencesSuspect = false;
+      }
+      try {
+        await this.sendNow(topic, records);
+      } catch (e) {
+        this.sequencesSuspect = true;
+        throw e;
+      }
+    });
     this.chain = p.catch(() => {});
     return p;
   }

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKafkaClient, isTransientKafkaError, type InRecord, type KafkaClient, type OutRecord, type Producer } from '../../src/kafka/adapter.js';
+import { createKafkaClient, isTransientKafkaError, resolveProducerImpl, type InRecord, type KafkaClient, type OutRecord, type Producer } from '../../src/kafka/adapter.js';
 import { crc32c } from '../../src/kafka/crc32c.js';
 import { BufferPool, PcapStreamBuilder } from '../../src/kafka/formats.js';
 import { encodeRecordBatch, KafkaProduceError, murmur2 } from '../../src/kafka/produce.js';
@@ -88,6 +88,17 @@ describe('encodeRecordBatch', () => {
     expect(d.records[1].headers.bin.equals(Buffer.from([0, 1, 2, 255]))).toBe(true);
     expect(d.records.map((r) => Number(r.timestamp))).toEqual([1_700_000_000_123, 1_700_000_000_100, 1_700_000_000_200]);
     expect(d.records.map((r) => r.offset)).toEqual(['0', '1', '2']);
+  });
+});
+
+describe('resolveProducerImpl', () => {
+  it('auto is native on plaintext, kafkajs with TLS or SASL; an explicit choice is kept', () => {
+    const plain = { brokers: ['b:9092'] };
+    expect(resolveProducerImpl('auto', plain)).toBe('native');
+    expect(resolveProducerImpl('auto', { ...plain, ssl: true })).toBe('kafkajs');
+    expect(resolveProducerImpl('auto', { ...plain, sasl: { mechanism: 'plain', username: 'u', password: 'p' } })).toBe('kafkajs');
+    expect(resolveProducerImpl('native', { ...plain, ssl: true })).toBe('native');
+    expect(resolveProducerImpl('kafkajs', plain)).toBe('kafkajs');
   });
 });
 
