@@ -6,6 +6,14 @@
 //   npm run build && sudo bash bench/make-mirror-capture.sh
 //   sudo node bench/mirror.mjs [--mbps 400,700,1000,1300] [--duration 8] [--latency-runs 20]
 //                              [--brokers 127.0.0.1:19092] [--rcvbuf 33554432] [--receiver-args "..."]
+//                              [--producers native,kafkajs] [--sender tcpreplay|own]
+//
+// --producers: for every rate, one fresh receiver per producer (publish mirror --producer P), in
+// turn, so the producers are compared alternated under the same load. --sender own: instead of
+// tcpreplay onto the VXLAN device, bench/vxlan-send.c (compiled here) sends the frames already
+// VXLAN-encapsulated from the server namespace with sendmmsg, 64 per syscall, paced to the same
+// Mbps of inner frames; on 2 cores tcpreplay's per-frame cost plus the kernel's encapsulation
+// otherwise caps the offered rate (~34,000 frames/s seen) below 1 Gbps.
 //
 // Throughput: the namespaces of test/mirror/netns.sh (prefix h13b); `tcpreplay -K --mbps R
 // --duration D --loop 0` replays mirror-1400.pcap (real TLS, every frame 1,400 bytes) onto the
@@ -35,6 +43,8 @@ const { values } = parseArgs({
     'receiver-args': { type: 'string', default: '' },
     capture: { type: 'string', default: `${CACHE}/mirror-1400.pcap` },
     session: { type: 'string', default: `${CACHE}/mirror-session.pcap` },
+    producers: { type: 'string', default: 'native' },
+    sender: { type: 'string', default: 'tcpreplay' },
   },
 });
 needBuild();
@@ -123,23 +133,38 @@ try {
     sh(`sysctl -qw net.core.rmem_max=${wantRcvbuf}`);
     restoreRmem = true;
   }
-  receiver = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), ...values['receiver-args'].split(' ').filter(Boolean)]);
-  await until('receiver listening', () => receiver.err.includes('mirror receiver listening'));
-  const url = /metrics on (http:\/\/\S+)/.exec(receiver.err)[1];
-  const rcvbuf = /"rcvbuf":(\d+)/.exec(receiver.err)?.[1];
-  console.log(`receiver: pid ${receiver.p.pid}, SO_RCVBUF ${rcvbuf} (asked ${wantRcvbuf}), topic ${topic} (8 partitions), broker ${B}, linger 100 ms, batch 512 KiB`);
+  const own = values.sender === 'own';
+  const SENDER = `${CACHE}/vxlan-send`;
+  if (own) sh(`gcc -O2 -o ${SENDER} ${ROOT}bench/vxlan-send.c`);
+  const startReceiver = async (producer) => {
+    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, ...values['receiver-args'].split(' ').filter(Boolean)]);
+    await until('receiver listening', () => rc.err.includes('mirror receiver listening'));
+    rc.url = /metrics on (http:\/\/\S+)/.exec(rc.err)[1];
+    rc.rcvbuf = /"rcvbuf":(\d+)/.exec(rc.err)?.[1];
+    return rc;
+  };
+  const stopReceiver = async (rc) => {
+    rc.p.kill('SIGTERM');
+    await new Promise((r) => (rc.p.exitCode !== null ? r() : rc.p.once('exit', r)));
+  };
+  const producers = values.producers.split(',');
+  console.log(`receiver: one fresh process per rate and producer (${producers.join(', ')}, alternated), SO_RCVBUF asked ${wantRcvbuf}, topic ${topic} (8 partitions), broker ${B}, linger 100 ms, batch 512 KiB`);
   const frames = sh(`tcpdump -r ${values.capture} 2>/dev/null | wc -l`).trim();
-  console.log(`feed: ${values.capture} (${frames} frames of 1400 bytes, real TLS 1.3), tcpreplay -K onto the kernel VXLAN device (datagrams of 1450 bytes: 1400 + 8 VXLAN + 8 UDP + 20 IP + 14 outer Ethernet)`);
+  console.log(`feed: ${values.capture} (${frames} frames of 1400 bytes, real TLS 1.3), ${own ? 'bench/vxlan-send.c: pre-encapsulated VXLAN datagrams (1,408 bytes of UDP payload), sendmmsg 64 per call, from 10.93.2.1' : 'tcpreplay -K onto the kernel VXLAN device'} (datagrams of 1450 bytes on the wire: 1400 + 8 VXLAN + 8 UDP + 20 IP + 14 outer Ethernet)`);
   console.log('');
-  console.log('offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core)');
+  console.log('producer | offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core) | load');
   const rows = [];
-  for (const r of values.mbps.split(',').map(Number)) {
+  for (const r of values.mbps.split(',').map(Number)) for (const producer of producers) {
+    receiver = await startReceiver(producer);
+    const url = receiver.url;
     await sleep(1000);
     const before = await metrics(url);
     const cpu0 = cpuSeconds(receiver.p.pid);
     const vx0 = vxlanTxDrops();
     const t0 = performance.now();
-    const tr = spawnSync('ip', ['netns', 'exec', `${P}srv`, 'tcpreplay', '-K', '-q', `--mbps=${r}`, `--duration=${values.duration}`, '--loop=0', '-i', `${P}vx`, values.capture], { encoding: 'utf8' });
+    const tr = own
+      ? spawnSync('ip', ['netns', 'exec', `${P}srv`, SENDER, values.capture, '10.93.2.2', '4789', String(r), values.duration, '42', '10.93.2.1'], { encoding: 'utf8' })
+      : spawnSync('ip', ['netns', 'exec', `${P}srv`, 'tcpreplay', '-K', '-q', `--mbps=${r}`, `--duration=${values.duration}`, '--loop=0', '-i', `${P}vx`, values.capture], { encoding: 'utf8' });
     const secs = (performance.now() - t0) / 1000;
     await sleep(1500); // linger + the last sends
     const after = await metrics(url);
@@ -151,18 +176,25 @@ try {
     const buf = d('tlsdecrypt_publish_drops_total{cause="buffer_full"}');
     const kafka = d('tlsdecrypt_publish_drops_total{cause="kafka_unavailable"}') + d('tlsdecrypt_publish_drops_total{cause="kafka_rejected"}');
     const pub = d('tlsdecrypt_publish_published_packets_total');
-    const sent = Number(/Actual: (\d+) packets/.exec(tr.stdout)?.[1] ?? NaN);
-    const sentSecs = Number(/sent in ([\d.]+) seconds/.exec(tr.stdout)?.[1] ?? secs);
-    const row = { mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
+    const sent = Number((own ? /sent (\d+) datagrams/ : /Actual: (\d+) packets/).exec(tr.stdout)?.[1] ?? NaN);
+    const sentSecs = Number((own ? /in ([\d.]+) seconds/ : /sent in ([\d.]+) seconds/).exec(tr.stdout)?.[1] ?? secs);
+    const row = { producer, mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
     rows.push(row);
-    console.log(`${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %)`);
+    const lt = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+    const m = await metrics(url);
+    const lat = m['tlsdecrypt_publish_latency_seconds_sum'] / m['tlsdecrypt_publish_latency_seconds_count'];
+    console.log(`${producer} | ${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %) | ${lt} | publish latency ${fmt(lat * 1000, 1)} ms`);
+    if (!own && tr.status !== 0) console.log(`tcpreplay: ${tr.stderr.trim().split('\n').slice(-2).join(' ')}`);
+    await stopReceiver(receiver);
+    receiver = undefined;
   }
-  const m = await metrics(url);
-  const lat = m['tlsdecrypt_publish_latency_seconds_sum'] / m['tlsdecrypt_publish_latency_seconds_count'];
-  console.log(`receiver publish latency (first packet of a record -> Kafka ack), mean over all records: ${fmt(lat * 1000, 1)} ms`);
-  const clean = rows.filter((x) => x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
-  const best = clean.sort((a, b) => b.dgps - a.dgps)[0];
-  console.log(best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something');
+  for (const producer of producers) {
+    const clean = rows.filter((x) => x.producer === producer && x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
+    const best = clean.sort((a, b) => b.dgps - a.dgps)[0];
+    console.log(`${producer}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something'));
+  }
+  if (Number(values['latency-runs']) > 0) {
+  receiver = await startReceiver(producers[0]);
 
   // ---- latency: packet on the wire -> event
   console.log('');
@@ -194,7 +226,8 @@ try {
   sock.close();
   lats.sort((a, b) => a - b);
   const q = (p) => lats[Math.min(lats.length - 1, Math.floor(p * lats.length))];
-  console.log(`end-to-end latency, last packet sent -> its http event on run's stdout (${lats.length} new flows, receiver linger 100 ms, run defaults): median ${fmt0(q(0.5))} ms, p90 ${fmt0(q(0.9))} ms, max ${fmt0(lats[lats.length - 1])} ms`);
+  console.log(`end-to-end latency (receiver --producer ${producers[0]}), last packet sent -> its http event on run's stdout (${lats.length} new flows, receiver linger 100 ms, run defaults): median ${fmt0(q(0.5))} ms, p90 ${fmt0(q(0.9))} ms, max ${fmt0(lats[lats.length - 1])} ms`);
+  }
   console.log(`(machine: ${m0.nproc} cores, shared; load average now ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')})`);
 } finally {
   run?.p.kill('SIGTERM');

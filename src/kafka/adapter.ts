@@ -24,6 +24,7 @@ import {
   type SASLOptions,
 } from 'kafkajs';
 import { kafkaLogCreator, log, muteKafkaLog } from './log.js';
+import { KafkaProduceError, NativeProducer } from './produce.js';
 
 export interface SaslConfig {
   mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
@@ -80,6 +81,26 @@ export interface ProducerOptions {
   idempotent?: boolean;
   /** Per-request timeout waiting for acks, ms. */
   ackTimeoutMs?: number;
+  /**
+   * 'kafkajs' (default) or 'native': our own Produce encoder and connections (produce.ts; far
+   * less CPU per byte, used by the packets publishers). 'native' does not do SASL; 'auto' is
+   * native on plaintext connections only (see resolveProducerImpl).
+   */
+  impl?: ProducerImpl | 'auto';
+  /** native: bytes of one record batch at most (the broker's message.max.bytes) [1,000,000]. */
+  maxBatchBytes?: number;
+}
+
+export type ProducerImpl = 'kafkajs' | 'native';
+
+/**
+ * The producer `--producer auto` means: native on plaintext connections; kafkajs with SASL (native
+ * has none) and with TLS (native's TLS is node:tls with the same options, but no test here runs a
+ * TLS broker, so it is opt-in: --producer native).
+ */
+export function resolveProducerImpl(choice: 'auto' | ProducerImpl, conn: KafkaConnection): ProducerImpl {
+  if (choice !== 'auto') return choice;
+  return conn.sasl || conn.ssl ? 'kafkajs' : 'native';
 }
 
 export interface GroupBatch {
@@ -129,6 +150,8 @@ export interface GroupConsumer {
   resume(topic: string, partitions?: number[]): void;
   /** Explicit commit; the only way offsets are committed. */
   commit(offsets: TopicPartitionOffset[]): Promise<void>;
+  /** The next batches of the partition start at `offset` (a partition read again: `run --workers N` after a worker failed). */
+  seek(topic: string, partition: number, offset: string): void;
   /** Called with 'join' (assignment) events; partitions per topic. */
   onAssign(cb: (assignment: Record<string, number[]>) => void): void;
   /** Called when the consumer crashed for good (no more batches). */
@@ -209,6 +232,7 @@ function isConnectionError(e: unknown): boolean {
  */
 export function isTransientKafkaError(e: unknown): boolean {
   if (e instanceof KafkaUnreachableError || isConnectionError(e)) return true;
+  if (e instanceof KafkaProduceError) return e.transient;
   let cur: unknown = e;
   for (let i = 0; cur && i < 5; i++) {
     const err = cur as { name?: string; retriable?: boolean; originalError?: unknown; cause?: unknown };
@@ -285,6 +309,28 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
     brokers,
 
     async producer(opts: ProducerOptions = {}): Promise<Producer> {
+      if (resolveProducerImpl(opts.impl ?? 'kafkajs', conn) === 'native') {
+        if (conn.sasl) throw new Error('the native producer does not support SASL (use --producer kafkajs)');
+        const np = new NativeProducer({
+          brokers,
+          clientId: cfg.clientId!,
+          ssl: conn.ssl,
+          connectionTimeoutMs: cfg.connectionTimeout!,
+          requestTimeoutMs: cfg.requestTimeout!,
+          idempotent: opts.idempotent ?? true,
+          compression: opts.compression,
+          ackTimeoutMs: opts.ackTimeoutMs,
+          maxBatchBytes: opts.maxBatchBytes,
+        });
+        try {
+          await np.connect();
+        } catch (e) {
+          await np.close();
+          if (e instanceof KafkaProduceError && e.transient) throw new KafkaUnreachableError(brokers, e);
+          throw e;
+        }
+        return np;
+      }
       // Idempotent by default: kafkajs retries a whole produce request when one partition of it
       // fails (e.g. stale metadata right after topic creation), which duplicated the partitions
       // that had succeeded (seen in tests). The broker de-duplicates idempotent retries.
@@ -394,6 +440,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         pause: (topic, partitions) => c.pause([{ topic, partitions }]),
         resume: (topic, partitions) => c.resume([{ topic, partitions }]),
         commit: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null }))),
+        seek: (topic, partition, offset) => c.seek({ topic, partition, offset }),
         onAssign: (cb) => void assignCbs.push(cb),
         onCrash: (cb) => void crashCbs.push(cb),
         stop: () => c.stop(),

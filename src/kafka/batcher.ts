@@ -19,7 +19,7 @@
  * refuses for good (too large, not authorised) are dropped and counted.
  */
 import { isTransientKafkaError, type KafkaClient, type OutRecord, type Producer, type ProducerOptions } from './adapter.js';
-import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
+import { BufferPool, PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
 import { log, RateLimitedLog } from './log.js';
 import type { RawPacket } from '../types.js';
 
@@ -71,6 +71,8 @@ interface Queued {
   partition: number;
   /** Memory held by the record (counted in bufferedBytes until acknowledged). */
   bytes: number;
+  /** The whole buffer the record's value is a view of (back to the pool once acknowledged). */
+  whole?: Buffer;
   packets: number;
   /** performance.now() of the first packet. */
   firstAt: number;
@@ -91,6 +93,8 @@ export class PartitionBatcher {
   private idleWaiters: (() => void)[] = [];
   private readonly rl = new RateLimitedLog();
   private readonly maxSendBytes: number;
+  /** Acknowledged records' buffers, reused by the builders (formats.ts BufferPool). */
+  private readonly pool: BufferPool;
 
   constructor(
     private readonly client: KafkaClient,
@@ -99,6 +103,8 @@ export class PartitionBatcher {
   ) {
     this.producer = producer;
     this.maxSendBytes = o.maxSendBytes ?? 16 << 20;
+    // a quarter of the buffer bound, so builders + queue + pool stay within 1.25x of it
+    this.pool = new BufferPool(Math.min(32 << 20, Math.floor(o.maxBufferBytes / 4)));
     this.stats = {
       packets: 0, publishedPackets: 0, publishedRecords: 0, publishedBytes: 0,
       perPartition: new Array(o.partitions).fill(0),
@@ -114,7 +120,7 @@ export class PartitionBatcher {
   add(partition: number, p: RawPacket, sensor = ''): boolean {
     let bs = this.builders.get(sensor);
     if (!bs) {
-      bs = Array.from({ length: this.o.partitions }, () => new PcapStreamBuilder());
+      bs = Array.from({ length: this.o.partitions }, () => new PcapStreamBuilder(this.pool));
       this.builders.set(sensor, bs);
     }
     const b = bs[partition];
@@ -207,7 +213,8 @@ export class PartitionBatcher {
     this.firstAt.delete(builder);
     const headers: Record<string, string> = { 'content-type': PCAP_CONTENT_TYPE };
     if (sensor) headers.sensor = sensor;
-    this.enqueue({ rec: { partition, value: builder.take(), headers }, partition, bytes, packets, firstAt });
+    const whole = builder.buffer;
+    this.enqueue({ rec: { partition, value: builder.take(), headers }, partition, bytes, packets, firstAt, whole });
   }
 
   private closeAll(): void {
@@ -301,6 +308,9 @@ export class PartitionBatcher {
           this.stats.publishedBytes += (q.rec.value as Buffer).length;
           this.stats.perPartition[q.partition] += q.packets;
           this.o.observeLatency?.((now - q.firstAt) / 1000);
+          // acknowledged: neither producer references the value any more (kafkajs copied it
+          // when encoding; the native producer's request was written out before the answer came)
+          if (q.whole) this.pool.put(q.whole);
         }
         if (!this.stats.connected) log('info', 'packets producer recovered', { topic: this.o.topic, attempts: attempt });
         this.stats.connected = true;

@@ -6,7 +6,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { InputError } from '../pipeline/replay.js';
-import { createKafkaClient, KafkaUnreachableError, type KafkaConnection } from './adapter.js';
+import { createKafkaClient, KafkaUnreachableError, type KafkaConnection, type ProducerImpl } from './adapter.js';
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
 import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap, type PublishPcapOptions } from './publish.js';
 import type { PartitionBatcher } from './batcher.js';
@@ -19,12 +19,13 @@ import { parseCommand, UsageError, type CommandSpec } from '../cliArgs.js';
 export const PUBLISH_USAGE = `usage:
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2] [--compression none|gzip]
+                     [--producer auto|native|kafkajs]
                      CAPTURE '-' = stdin, live (tcpdump -U -w -): [--linger-ms N] [--max-buffer-bytes N]
                      [--metrics-port N [--metrics-host H]]
   tlsdecrypt publish mirror --listen HOST:PORT [--listen ...] --brokers B --topic T [--partitions N]
                      [--encap auto|vxlan|geneve] [--vni N] [--sensor NAME] [--rcvbuf BYTES]
                      [--linger-ms N] [--batch-bytes N] [--max-buffer-bytes N] [--compression none|gzip]
-                     [--metrics-port N [--metrics-host H]]
+                     [--producer auto|native|kafkajs] [--metrics-port N [--metrics-host H]]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--partitions N] [--follow] [--poll-ms N]
   (also: --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M --sasl-username U with TLSDECRYPT_SASL_PASSWORD)`;
 
@@ -42,6 +43,10 @@ options:
   --sensor NAME          the record header 'sensor'
   --secrets-topic T2     also publish pcapng Decryption Secrets Blocks there
   --compression none|gzip  [none]
+  --producer auto|native|kafkajs
+                         Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
+                         (far less CPU per packet; no SASL), kafkajs = the kafkajs client;
+                         auto = native on plaintext, kafkajs with --tls or SASL [auto]
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
                          connection (password from TLSDECRYPT_SASL_PASSWORD)
   --linger-ms N          with CAPTURE '-': a record leaves at most N ms after its first packet [100]
@@ -70,6 +75,10 @@ options:
   --batch-bytes N        bytes per record [524288]
   --max-buffer-bytes N   bytes held while Kafka is slow or down; beyond, dropped and counted [64 MiB]
   --compression none|gzip  [none]
+  --producer auto|native|kafkajs
+                         Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
+                         (far less CPU per packet; no SASL), kafkajs = the kafkajs client;
+                         auto = native on plaintext, kafkajs with --tls or SASL [auto]
   --metrics-port N, --metrics-host H
                          Prometheus metrics and health on the ops HTTP server
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
@@ -151,6 +160,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     sensor: { type: 'string' },
     'secrets-topic': { type: 'string' },
     compression: { type: 'string' },
+    producer: { type: 'string' },
     follow: { type: 'boolean', short: 'f' },
     'poll-ms': { type: 'string' },
     'client-id': { type: 'string' },
@@ -173,6 +183,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
   const [what, file, ...extra] = positionals;
   if (what === 'mirror' && !file) return cmdPublishMirror(values);
   if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new UsageError(`publish takes 'pcap CAPTURE', 'keylog FILE' or 'mirror --listen HOST:PORT'`, PUBLISH.usage);
+  if (what === 'keylog' && values.producer !== undefined) throw new InputError('--producer applies to publish pcap and publish mirror only');
   if (what === 'keylog' || file !== '-') {
     for (const f of ['listen', 'encap', 'vni', 'rcvbuf', 'linger-ms', 'max-buffer-bytes', 'metrics-port', 'metrics-host'] as const) {
       if (values[f] !== undefined) throw new InputError(`--${f} applies to ${f === 'listen' || f === 'encap' || f === 'vni' || f === 'rcvbuf' ? 'publish mirror' : "publish mirror and publish pcap -"} only`);
@@ -202,6 +213,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
         sensor: values.sensor,
         secretsTopic: values['secrets-topic'],
         compression: compression as 'none' | 'gzip',
+        producer: producerFlag(values),
         lingerMs: live.lingerMs,
         maxBufferBytes: live.maxBufferBytes,
         ...(metrics ? { observeLatency: (s: number) => metrics.m.latency.observe(s), onStarted: (b: PartitionBatcher) => (metrics.m.publish = b.stats) } : {}),
@@ -228,6 +240,13 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     if (e instanceof KafkaUnreachableError) throw new InputError(e.message);
     throw e;
   }
+}
+
+function producerFlag(values: Record<string, unknown>): 'auto' | ProducerImpl {
+  const p = (values.producer as string | undefined) ?? 'auto';
+  if (p !== 'auto' && p !== 'native' && p !== 'kafkajs') throw new InputError(`--producer takes auto, native or kafkajs, got '${p.slice(0, 40)}'`);
+  if (p === 'native' && values['sasl-mechanism'] !== undefined) throw new InputError('--producer native does not support SASL; use --producer kafkajs (or auto)');
+  return p;
 }
 
 interface LiveFlags {
@@ -288,6 +307,7 @@ async function cmdPublishMirror(values: Record<string, unknown>): Promise<void> 
     batchBytes: int('batch-bytes', v['batch-bytes'], 512 * 1024, 1024, 256 << 20),
     maxBufferBytes: live.maxBufferBytes,
     compression: compression as 'none' | 'gzip',
+    producer: producerFlag(values),
   };
   const client = createKafkaClient(connectionFromFlags(values));
   const metrics = await startMetrics(live, values);

@@ -24,8 +24,10 @@ const SNAPLEN = 262144;
  * Accumulates packets into one classic pcap stream (nanosecond resolution, little-endian). The
  * stream is written straight into one buffer (grown by doubling, then kept at the size the last
  * stream needed), so a packet costs one copy and no allocation; take() hands that buffer over.
+ * With a BufferPool the buffers come from there (see BufferPool for why).
  */
 export class PcapStreamBuilder {
+  constructor(private readonly pool?: BufferPool) {}
   private buf: Buffer | undefined;
   private size = 0;
   /** Capacity the next stream starts with (what the previous one grew to). */
@@ -53,10 +55,13 @@ export class PcapStreamBuilder {
   private room(n: number): Buffer {
     let b = this.buf;
     if (b === undefined) {
-      b = this.buf = Buffer.allocUnsafe(Math.max(this.nextCap, n));
+      const want = Math.max(this.nextCap, n);
+      b = this.buf = this.pool?.get(want) ?? Buffer.allocUnsafe(want);
     } else if (b.length - this.size < n) {
-      const g = Buffer.allocUnsafe(Math.max(b.length * 2, this.size + n));
+      const want = Math.max(b.length * 2, this.size + n);
+      const g = this.pool?.get(want) ?? Buffer.allocUnsafe(want);
       b.copy(g, 0, 0, this.size);
+      this.pool?.put(b);
       b = this.buf = g;
     }
     return b;
@@ -86,6 +91,11 @@ export class PcapStreamBuilder {
     this.count++;
   }
 
+  /** The whole buffer the stream is written into (what take() returns a view of). */
+  get buffer(): Buffer | undefined {
+    return this.buf;
+  }
+
   take(): Buffer {
     const b = this.buf === undefined ? Buffer.alloc(0) : this.buf.subarray(0, this.size);
     if (this.buf !== undefined) this.nextCap = this.buf.length;
@@ -94,6 +104,44 @@ export class PcapStreamBuilder {
     this.count = 0;
     this.linktype = -1;
     return b;
+  }
+}
+
+/**
+ * Buffers of pcap-stream records handed back once Kafka acknowledged them, for the next streams.
+ * Why: a stream buffer is 64 KiB-1 MiB, above glibc's mmap threshold, so a fresh one is a fresh
+ * mmap whose every page faults on first write and is unmapped again when the GC frees it; at
+ * 1 Gbps that was several times the cost of producing the bytes (bench/RESULTS.md section 6:
+ * 300 MiB through fresh 512 KiB buffers 600 ms of CPU, through a reused one 80 ms). Bounded:
+ * at most maxBytes are kept; get() hands out a buffer of at least `min` and at most 2x that.
+ */
+export class BufferPool {
+  private free: Buffer[] = [];
+  private held = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(min: number): Buffer | undefined {
+    for (let i = this.free.length - 1; i >= 0; i--) {
+      const b = this.free[i];
+      if (b.length >= min && b.length <= 2 * min) {
+        this.free[i] = this.free[this.free.length - 1];
+        this.free.pop();
+        this.held -= b.length;
+        return b;
+      }
+    }
+    return undefined;
+  }
+
+  /** Takes a buffer nothing references any more (the caller's promise). */
+  put(b: Buffer): void {
+    if (this.held + b.length > this.maxBytes) return;
+    this.free.push(b);
+    this.held += b.length;
+  }
+
+  get bytes(): number {
+    return this.held;
   }
 }
 

@@ -21,7 +21,7 @@ import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { decapsulate, newDecapsulated, type DecapErrorKind, type MirrorEncap } from '../decode/mirrorDecap.js';
 import { InputError } from '../pipeline/replay.js';
 import type { RawPacket } from '../types.js';
-import type { KafkaClient } from './adapter.js';
+import type { KafkaClient, ProducerImpl, ProducerOptions } from './adapter.js';
 import { PartitionBatcher, type BatcherStats } from './batcher.js';
 import { log, RateLimitedLog } from './log.js';
 import { openPacketsTopic, partitionOfDecoded } from './publish.js';
@@ -46,6 +46,8 @@ export interface MirrorOptions {
   batchBytes: number;
   maxBufferBytes: number;
   compression?: 'none' | 'gzip';
+  /** Packets producer: 'auto' (default) = native on plaintext connections (adapter.ts). */
+  producer?: ProducerImpl | 'auto';
   /** Resolves to stop (default: SIGINT/SIGTERM). */
   stopSignal?: Promise<void>;
   /** How long a stop waits for Kafka to take what is buffered (default 10 s). */
@@ -246,7 +248,8 @@ export class MirrorReceiver {
 
 /** Runs the receiver until the stop signal; resolves with what it did (exit 0). */
 export async function publishMirror(client: KafkaClient, o: MirrorOptions): Promise<MirrorResult> {
-  const { producer, partitions } = await openPacketsTopic(client, o.topic, o.partitions, { compression: o.compression });
+  const producerOpts: ProducerOptions = { compression: o.compression, impl: o.producer ?? 'auto' };
+  const { producer, partitions } = await openPacketsTopic(client, o.topic, o.partitions, producerOpts);
   const batcher = new PartitionBatcher(client, {
     topic: o.topic,
     partitions,
@@ -255,7 +258,7 @@ export async function publishMirror(client: KafkaClient, o: MirrorOptions): Prom
     maxBufferBytes: o.maxBufferBytes,
     onKafkaError: 'reconnect',
     overflow: 'refuse',
-    producer: { compression: o.compression },
+    producer: producerOpts,
     observeLatency: o.observeLatency,
   }, producer);
   const rx = new MirrorReceiver(batcher, o, partitions);

@@ -15,7 +15,7 @@ import { flowHash } from '../pipeline/flowHash.js';
 import { InputError, pumpCapture } from '../pipeline/replay.js';
 import { DSB_TLS_KEY_LOG } from '../pipeline/engine.js';
 import type { CaptureSink, DecodedPacket, RawPacket } from '../types.js';
-import { KafkaUnreachableError, type KafkaClient, type Producer, type ProducerOptions } from './adapter.js';
+import { KafkaUnreachableError, type KafkaClient, type Producer, type ProducerImpl, type ProducerOptions } from './adapter.js';
 import { PartitionBatcher } from './batcher.js';
 import { frameRecord } from './formats.js';
 import { classifyKeylogLine, CumulativeKeylog, newestPerKey } from './keylogLines.js';
@@ -30,6 +30,8 @@ export interface PublishPcapOptions {
   sensor?: string;
   secretsTopic?: string;
   compression?: 'none' | 'gzip';
+  /** Packets producer: 'auto' (default) = native on plaintext connections (adapter.ts). */
+  producer?: ProducerImpl | 'auto';
   /** Longest a packet waits before it is sent (live input: `-`); default 100 ms. */
   lingerMs?: number;
   /** Bytes held waiting for Kafka before input is read on; default 64 MiB. */
@@ -118,7 +120,7 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
       throw new InputError(`cannot read capture ${name}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     }
   }
-  const producerOpts: ProducerOptions = { compression: opts.compression };
+  const producerOpts: ProducerOptions = { compression: opts.compression, impl: opts.producer ?? 'auto' };
   const { producer, partitions } = await openPacketsTopic(client, opts.topic, opts.partitions, producerOpts, opts.secretsTopic ? [opts.secretsTopic] : []);
   const batcher = new PartitionBatcher(client, {
     topic: opts.topic,

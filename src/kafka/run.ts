@@ -32,7 +32,8 @@ import { isTransientKafkaError, KafkaUnreachableError, type Admin, type GroupBat
 import type { RunConfig } from './config.js';
 import { RecordDecoder } from './formats.js';
 import { log } from './log.js';
-import { InProcessShards, MixedShards, type ShardOutput, type Shards } from './shards.js';
+import { InProcessShards, type ShardOutput, type Shards } from './shards.js';
+import { PartitionShards } from './partitionShards.js';
 import { Ops } from '../ops/index.js';
 import { countKeylogEntries } from '../ops/metrics.js';
 
@@ -60,6 +61,8 @@ export interface RunCounters {
   notOwned: number;
   /** Events not sent again: this instance had already delivered the same event.id. */
   duplicatesSuppressed: number;
+  /** `--workers N`: engine workers replaced after a failure (their partitions re-read from the last commit). */
+  workerRestarts: number;
 }
 
 export interface RunSummary {
@@ -142,6 +145,9 @@ async function firstFailure(steps: Promise<void>[]): Promise<void> {
 }
 
 const LAG_INTERVAL_MS = 15_000;
+/** More worker failures than this within the window stop the run (exit 1) instead of another restart. */
+const WORKER_FAILURES_MAX = 5;
+const WORKER_FAILURE_WINDOW_MS = 60_000;
 
 export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writable = process.stdout): Promise<RunHandle> {
   // ---- ops: metrics/status server, resource governor, assets (before connecting) -------------
@@ -162,8 +168,17 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const shardCfg = { keylogs: cfg.keylogs, rsaKeys: cfg.rsaKeys, engine: cfg.engine, maxKeylogEntries: cfg.maxKeylogEntries, secretsTtlSec: cfg.secretsTtlSec, ops: ops.shardConfig(), watermark };
   const onReport = (i: number, r: Parameters<Ops['shardReport']>[1]): void => ops.shardReport(i, r);
   let shards: Shards;
+  /** `--workers N` > 1: one worker thread per partition (src/kafka/partitionShards.ts); records go to it undecoded. */
+  let perPartition: PartitionShards | undefined;
+  /** A worker failed: its partitions are read again from their commits (set once the consumer exists). */
+  let workerLost: (partitions: number[]) => boolean = () => true;
   try {
-    shards = cfg.workers > 1 ? new MixedShards(cfg.workers, shardCfg, cfg.shardBatchBytes, onReport) : new InProcessShards(shardCfg, onReport);
+    if (cfg.workers > 1) {
+      const records = { captureLimits: cfg.captureLimits, maxRecordBytes: cfg.maxRecordBytes };
+      shards = perPartition = new PartitionShards(cfg.workers, { ...shardCfg, records }, cfg.shardBatchBytes, onReport, (parts) => workerLost(parts));
+    } else {
+      shards = new InProcessShards(shardCfg, onReport);
+    }
   } catch (e) {
     await ops.stop().catch(() => {});
     throw e;
@@ -205,7 +220,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     throw e;
   }
 
-  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0, reread: 0, notOwned: 0, duplicatesSuppressed: 0 };
+  const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0, reread: 0, notOwned: 0, duplicatesSuppressed: 0, workerRestarts: 0 };
   /** Packets-topic partitions of the current assignment (commits of other partitions are skipped). */
   const owned = new Set<number>();
   let maxTs: Timestamp = { sec: 0, nsec: 0 };
@@ -390,7 +405,16 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   /** A shard output with the fed offsets of the moment it was asked for (the commits it allows). */
   const withFed = (p: Promise<ShardOutput>): Promise<TicketOutput> => {
     const fedAt = new Map(fedP);
-    return p.then((o) => ({ ...o, fedAt }));
+    return p.then((o) => {
+      if (perPartition) {
+        // the workers decode the records: their packet and bad-record counts
+        const d = perPartition.decoded();
+        counters.packets = d.packets;
+        counters.workerRestarts = perPartition.restarts;
+        for (const [k, v] of Object.entries(d.badRecords)) counters.badRecords[k] = v;
+      }
+      return { ...o, fedAt };
+    });
   };
 
   const sink: CaptureSink = {
@@ -487,6 +511,13 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
    * overlap instead of alternating). Back-pressure: every accepted batch is a pending ticket.
    */
   let feeding: Promise<unknown> = secretsReady;
+  /**
+   * Partitions of a failed worker (`--workers N`): records are skipped until the one at the offset
+   * they are read again from (-1: that offset is being looked up).
+   */
+  const resumeAt = new Map<number, bigint>();
+  /** Per partition: the first record this instance fed (where a re-read starts when nothing was committed). */
+  const firstFed = new Map<number, bigint>();
   const feed = (records: GroupBatch['records'], fedTo: bigint | undefined): void => {
     for (const r of records) {
       const p = r.partition;
@@ -495,6 +526,14 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         continue;
       }
       const off = BigInt(r.offset);
+      const resume = resumeAt.get(p);
+      if (resume !== undefined) {
+        if (off !== resume) {
+          counters.redelivered++;
+          continue;
+        }
+        resumeAt.delete(p);
+      }
       if (fedTo !== undefined && off < fedTo) {
         counters.redelivered++;
         continue;
@@ -506,9 +545,19 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         rereadUntil.delete(p);
         rereadMids.delete(p);
       }
-      shards.origin(p, Number(off), pos, until !== undefined && off < until ? Number(until) : 0, rereadMids.get(p));
+      if (!firstFed.has(p)) firstFed.set(p, off);
+      const untilN = until !== undefined && off < until ? Number(until) : 0;
       posP.set(p, pos + (r.value?.length ?? 0));
       fedP.set(p, off + 1n);
+      if (perPartition) {
+        // the record, undecoded, to its partition's worker
+        const reread = off < (everFed.get(p) ?? -1n);
+        if (reread) counters.reread++;
+        else everFed.set(p, off + 1n);
+        perPartition.record(r, { offset: Number(off), pos, until: untilN, mids: rereadMids.get(p), reread });
+        continue;
+      }
+      shards.origin(p, Number(off), pos, untilN, rereadMids.get(p));
       if (off < (everFed.get(p) ?? -1n)) {
         counters.reread++;
         rereadDecoder.decode(r);
@@ -570,6 +619,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     }
     owned.clear();
     for (const p of assigned) owned.add(p);
+    for (const p of lost) resumeAt.delete(p);
     if (lost.length) {
       // The new owners re-read these partitions from their last commit (the watermark): the flows
       // this engine opened from them emit nothing more, and if one comes back it is read again.
@@ -582,8 +632,61 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       }
       log('info', 'partitions revoked', { topic: cfg.packetsTopic, partitions: lost, openFlowsLeftToNewOwner: true });
     }
+    perPartition?.assign(gained);
     log('info', 'partitions assigned', { topic: cfg.packetsTopic, partitions: assigned });
   });
+  // A worker failed (`--workers N`): its partitions are read again from their last commit, as after
+  // a takeover (the commit's metadata bounds the re-read; events already delivered are not sent again).
+  const lostAt: number[] = [];
+  workerLost = (parts) => {
+    // A worker that keeps failing (the same records every time?) is not restarted for ever: the
+    // run stops with exit 1, committed offsets where they are, for an operator to look at.
+    lostAt.push(Date.now());
+    while (lostAt.length && lostAt[0] < Date.now() - WORKER_FAILURE_WINDOW_MS) lostAt.shift();
+    if (lostAt.length > WORKER_FAILURES_MAX) {
+      if (!failed) {
+        failed = new Error(`engine workers failed ${lostAt.length} times within ${WORKER_FAILURE_WINDOW_MS / 1000} s`);
+        log('error', 'engine workers keep failing; stopping without committing further', { failures: lostAt.length });
+        stop();
+      }
+      return false;
+    }
+    log('warn', 'replacing the failed engine worker; its partitions are read again from their last commit', { partitions: parts });
+    const mine = parts.filter((p) => owned.has(p));
+    if (!mine.length) return true;
+    for (const p of mine) {
+      resumeAt.set(p, -1n);
+      fed.delete(`${cfg.packetsTopic}\u0000${p}`);
+      fedP.delete(p);
+      posP.delete(p);
+      rereadUntil.delete(p);
+      rereadMids.delete(p);
+    }
+    feeding = feeding.then(async () => {
+      await readReplayEnds(mine);
+      let offs: { partition: number; offset: string }[] = [];
+      try {
+        offs = await admin!.groupOffsets(cfg.groupId, cfg.packetsTopic);
+      } catch (e) {
+        log('warn', 'cannot read the committed offsets of a failed worker\'s partitions: reading them again from the first record this instance read', { error: e as Error });
+      }
+      for (const p of mine) {
+        if (!owned.has(p) || resumeAt.get(p) !== -1n) continue;
+        const c = offs.find((o) => o.partition === p);
+        const at = c && c.offset !== '-1' ? BigInt(c.offset) : firstFed.get(p);
+        if (at === undefined) {
+          resumeAt.delete(p);
+          continue;
+        }
+        resumeAt.set(p, at);
+        // batches fetched meanwhile moved the fed mark: the re-read must not be taken for a re-delivery
+        fed.delete(`${cfg.packetsTopic}\u0000${p}`);
+        packets.seek(cfg.packetsTopic, p, at.toString());
+      }
+      log('info', 'partitions of a failed worker read again from their last commit', { topic: cfg.packetsTopic, partitions: mine });
+    });
+    return true;
+  };
   packets.onCrash((e) => {
     ops.setKafka({ connected: false });
     if (!failed) failed = e;
@@ -666,6 +769,7 @@ export function runSummaryLine(s: RunSummary): string {
     `tlsdecrypt: ${s.counters.records} records, ${s.counters.packets} packets, ${st.flows} TCP flows, ${st.tlsFlows} TLS sessions` +
     (sess ? ` (${sess})` : '') +
     `, ${st.decryptedBytes} bytes decrypted, ${s.counters.events} events, ${s.counters.secretRecords} secret records, ${s.counters.commits} commits` +
+    (s.counters.workerRestarts ? `, ${s.counters.workerRestarts} worker restarts` : '') +
     (an ? `; anomalies: ${an}` : '; no anomalies') +
     '\n'
   );

@@ -3,7 +3,7 @@
  *
  *   const ops = new Ops(opsOptionsFromConfig(vals, configFile));
  *   await ops.start();                                  // governor, HTTP server, config watch
- *   new MixedShards(n, { ...shardCfg, ops: ops.shardConfig() }, ...)
+ *   new PartitionShards(n, { ...shardCfg, ops: ops.shardConfig() }, ...)
  *   ops.shardReport(i, report)                          // with every shard result
  *   ops.secretsReceived(countKeylogEntries(value))      // secrets topic records
  *   ops.setKafka({ connected, lag }); ops.setWorkers(up, expected)

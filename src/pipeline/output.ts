@@ -67,7 +67,16 @@ export class NdjsonWriter {
   async drained(): Promise<void> {
     if (this.failed) throw this.failed;
     if (!this.blocked) return;
-    await once(this.stream, 'drain');
+    await this.drain();
+  }
+
+  /**
+   * Waits for 'drain' only while the stream still needs one: writes from worker threads' answers
+   * (writeRaw) come between the producer's awaits, and a 'drain' emitted while nobody listened
+   * is not emitted again (replay --workers hung on a capture with large events).
+   */
+  private async drain(): Promise<void> {
+    if (this.stream.writableNeedDrain) await once(this.stream, 'drain');
     this.blocked = false;
   }
 
@@ -77,7 +86,7 @@ export class NdjsonWriter {
     if (this.ownsStream) {
       await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
     } else if (this.blocked) {
-      await once(this.stream, 'drain');
+      await this.drain();
     }
   }
 }

@@ -251,7 +251,11 @@ export class QuicConnection {
           an.anomaly('quic_retry_integrity_failure');
           return;
         }
+        // RFC 9000 Section 17.2.5.2: a client processes at most one Retry (a server may answer each
+        // copy of a retransmitted first Initial with one; the client follows the first).
+        if (this.retry) return;
         // RFC 9000 Section 17.2.5: the client's next Initial goes to the Retry's SCID.
+        if (this.serverHello === undefined) this.restartClientHello();
         this.retry = true;
         this.retrySourceCid = Buffer.from(scid);
         this.host.addCid(this, scid, true);
@@ -594,6 +598,19 @@ export class QuicConnection {
 
   // ------------------------------------------------------------------ CRYPTO -> TLS handshake
 
+  /**
+   * After a Retry the client's next Initial carries its ClientHello again from CRYPTO offset 0,
+   * and it may be a new one: quiche (Netty's QUIC) restarts its TLS handshake on a Retry, with a new
+   * client random, which is the one the key log's lines name (fixtures/quic/netty-retry). The
+   * client's Initial CRYPTO stream starts over, and the ClientHello that follows replaces the first.
+   */
+  private restartClientHello(): void {
+    const i = Level.Initial * 2 + Dir.ToServer;
+    this.crypto[i] = undefined;
+    this.hsParsers[i] = undefined;
+    this.clientHello = undefined;
+  }
+
   private cryptoData(level: Level, dir: Dir, off: number, data: Buffer): void {
     if (level === Level.ZeroRtt) return this.host.anomalies.anomaly('quic_frame_malformed', 'crypto_in_0rtt');
     const i = level * 2 + dir;
@@ -629,7 +646,7 @@ export class QuicConnection {
           this.clientHello = parseClientHello(Buffer.from(body), Buffer.from(raw));
           this.keysChanged = true;
           if (this.clientHello === undefined) this.host.anomalies.anomaly('quic_tls_malformed', 'client_hello');
-          else this.decision = this.host.decide(this, this.clientHello.sni);
+          else this.decision ??= this.host.decide(this, this.clientHello.sni); // (asked once: a ClientHello after a Retry keeps it)
         }
         break;
       case HandshakeType.ServerHello:

@@ -1,50 +1,44 @@
 /**
- * Worker shards keep each shard's tasks in order even when many are queued (Piscina 5.3 alone does
- * not: with more than two tasks waiting for a one-thread pool it ran them out of order, which
- * split flows and broke decryption). No broker needed.
+ * `run --workers N` workers keep each worker's tasks in order even when many are queued (Piscina 5.3
+ * alone does not: with more than two tasks waiting for a one-thread pool it ran them out of order,
+ * which split flows and broke decryption). Tiny records and tiny tasks (one per record), none
+ * awaited until the end, through real worker threads. No broker needed.
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CaptureReader } from '../../src/capture/index.js';
-import { InProcessShards, WorkerShards, type ShardOutput, type Shards } from '../../src/kafka/shards.js';
-import type { RawPacket, Timestamp } from '../../src/types.js';
+import { captureRecords, fetchFromRecords } from '../../src/kafka/fileFetch.js';
+import { PartitionShards } from '../../src/kafka/partitionShards.js';
+import { Engine } from '../../src/pipeline/engine.js';
+import { loadKeys } from '../../src/pipeline/replay.js';
 import { ensureBuilt, REPO } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-shards-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
 const fixture = ['tls13-parallel-http11', 'tls12-resumption-ticket', 'tls13-aes128gcm-h2'].find((f) => existsSync(join(REPO, 'fixtures/https', f, 'capture.pcap')));
-
-async function events(shards: Shards, packets: RawPacket[], flushEvery: number): Promise<string[]> {
-  const outs: Promise<ShardOutput>[] = [];
-  let max: Timestamp = { sec: 0, nsec: 0 };
-  packets.forEach((p, i) => {
-    if (p.ts.sec > max.sec || (p.ts.sec === max.sec && p.ts.nsec > max.nsec)) max = p.ts;
-    shards.packet(p);
-    if ((i + 1) % flushEvery === 0) outs.push(shards.flush(max)); // not awaited: tasks pile up
-  });
-  outs.push(shards.finish());
-  const all = (await Promise.all(outs)).flatMap((o) => o.values);
-  await shards.close();
-  return all.map((v) => JSON.parse(v).event.id as string).sort();
-}
 
 describe('worker shards', () => {
   beforeAll(() => ensureBuilt(), 300_000);
   it.runIf(fixture !== undefined)('many queued tiny tasks give the same events as one in-process engine', async () => {
-    const cap = join(dir, 'c.pcap');
-    const keys = join(dir, 'k.log');
-    copyFileSync(join(REPO, 'fixtures/https', fixture!, 'capture.pcap'), cap);
-    copyFileSync(join(REPO, 'fixtures/https', fixture!, 'keys.log'), keys);
-    const packets: RawPacket[] = [];
-    new CaptureReader({ packet: (p) => void packets.push({ ...p, data: Buffer.from(p.data) }), secrets() {}, anomaly() {} }).push(readFileSync(cap));
-    const cfg = { keylogs: [keys], rsaKeys: [], engine: {} };
-    const want = await events(new InProcessShards(cfg), packets, 3);
+    const cap = join(REPO, 'fixtures/https', fixture!, 'capture.pcap');
+    const keys = join(REPO, 'fixtures/https', fixture!, 'keys.log');
+    const want: string[] = [];
+    const engine = new Engine((ev) => want.push(ev.event.id), loadKeys([keys], []), {});
+    const r = new CaptureReader(engine);
+    r.push(readFileSync(cap));
+    r.end();
+    engine.finish();
     expect(want.length).toBeGreaterThan(0);
-    // 256-byte batches: a task per packet or two, dozens queued per shard
-    expect(await events(new WorkerShards(2, cfg, 256), packets, 3)).toEqual(want);
-    expect(await events(new WorkerShards(3, cfg, 256), packets, 1000)).toEqual(want);
+    // records of about one packet, a task per record, and no waiting for outputs until the end
+    const recs = captureRecords(cap, 3, 256);
+    for (const n of [2, 3]) {
+      const shards = new PartitionShards(n, { keylogs: [keys], rsaKeys: [], engine: {} }, 256);
+      const got: string[] = [];
+      try {
+        await fetchFromRecords(shards, recs, { fetchBytes: 1, maxInFlight: 1000, onOutput: (o) => got.push(...o.values.map((v) => JSON.parse(v).event.id as string)) });
+      } finally {
+        await shards.close();
+      }
+      expect(got.sort(), `--workers ${n}`).toEqual(want.sort());
+    }
   });
 });

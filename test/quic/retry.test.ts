@@ -2,11 +2,13 @@
  * Retry Integrity Tag (RFC 9001 Section 5.8; RFC 9369 Section 3.3.3): the RFCs' Appendix A.4
  * Retry packets, the real ngtcp2 Retry (fixtures/quic/retry), and a copy of that capture with one
  * bit of the tag flipped: a client discards such a Retry, so the observer counts an anomaly and
- * ignores it (the connection is not marked as retried).
+ * ignores it (the connection is not marked as retried). A second Retry (another SCID, a valid tag)
+ * after the first is ignored too: a client processes at most one.
  */
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createCipheriv } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { replayFile, field } from '../helpers/replay.js';
 import { QUIC_VERSIONS, retryTagValid } from '../../src/quic/protection.js';
@@ -74,5 +76,42 @@ describe('Retry Integrity Tag', () => {
     expect(sessions).toHaveLength(1);
     expect(field(sessions[0], 'quic.retry')).toBe(false);
     expect(field(sessions[0], 'quic.retry_source_connection_id')).toBeUndefined();
+  });
+
+  it('follows only the first Retry: a second one with another SCID and a valid tag changes no keys', () => {
+    // fixtures/quic/netty-retry (quiche's client sends a new ClientHello after the Retry), with a
+    // copy of its Retry inserted after it: SCID bytes changed, tag recomputed for the same ODCID
+    const NETTY = join(import.meta.dirname, '../../fixtures/quic/netty-retry');
+    const pcap = readFileSync(join(NETTY, 'capture.pcap'));
+    const nkeys = [join(NETTY, 'keys.log')];
+    const [retry] = udpPayloads(pcap).filter(({ start }) => (pcap[start] & 0xf0) === 0xf0 && pcap.readUInt32BE(start + 1) === 1);
+    const firstInitial = udpPayloads(pcap)[0];
+    const odcid = pcap.subarray(firstInitial.start + 6, firstInitial.start + 6 + pcap[firstInitial.start + 5]);
+    // the pcap record holding the Retry: 16-byte record header before the frame
+    let rec = 24;
+    while (rec + 16 + pcap.readUInt32LE(rec + 8) <= retry.start) rec += 16 + pcap.readUInt32LE(rec + 8);
+    const record = Buffer.from(pcap.subarray(rec, rec + 16 + pcap.readUInt32LE(rec + 8)));
+    const off = retry.start - rec;
+    const dcidLen = record[off + 5];
+    const scidAt = off + 6 + dcidLen + 1;
+    for (let i = 0; i < record[scidAt - 1]; i++) record[scidAt + i] ^= 0x5a;
+    const end = retry.end - rec;
+    const v1 = QUIC_VERSIONS.get(1)!;
+    const c = createCipheriv('aes-128-gcm', v1.retryKey!, v1.retryNonce!);
+    c.setAAD(Buffer.concat([Buffer.from([odcid.length]), odcid, record.subarray(off, end - 16)]));
+    c.final();
+    c.getAuthTag().copy(record, end - 16);
+    expect(retryTagValid(v1, odcid, record.subarray(off, end))).toBe(true);
+    const file = join(dir, 'second-retry.pcap');
+    writeFileSync(file, Buffer.concat([pcap.subarray(0, rec + record.length), record, pcap.subarray(rec + record.length)]));
+
+    const one = replayFile(join(NETTY, 'capture.pcap'), { keylogs: nkeys }).events.filter((e) => field(e, 'event.dataset') === 'tls.session');
+    const two = replayFile(file, { keylogs: nkeys });
+    const [s] = two.events.filter((e) => field(e, 'event.dataset') === 'tls.session');
+    expect(field(s, 'quic.retry_source_connection_id')).toBe(field(one[0], 'quic.retry_source_connection_id'));
+    expect(field(s, 'decryption.status')).toBe('decrypted');
+    expect(field(s, 'quic.packets')).toBe(Number(field(one[0], 'quic.packets')) + 1);
+    expect(field(s, 'quic.decrypted_packets')).toBe(field(one[0], 'quic.decrypted_packets'));
+    expect(two.events.filter((e) => field(e, 'event.dataset') === 'http')).toHaveLength(2);
   });
 });

@@ -1,0 +1,890 @@
+/**
+ * A lean Kafka producer for the packets publishers (`publish pcap`, `publish mirror`), behind the
+ * adapter's Producer interface (adapter.ts picks it with ProducerOptions.impl 'native').
+ *
+ * Why: kafkajs spends ~23 µs of CPU per 1.4 KB packet producing 512 KiB records (its Encoder grows
+ * zero-filled buffers, Buffer.concat copies every level, byte-wise JavaScript CRC-32C, GC;
+ * bench/RESULTS.md §6). Here a record value is never copied: each RecordBatch is a small header
+ * buffer plus the record values themselves, written with one writev (socket.cork/uncork), and the
+ * CRC-32C is a slicing-by-8 table loop (crc32c.ts) run over those same segments.
+ *
+ * Wire formats (Kafka protocol guide; non-flexible versions, request header v1, response header v0):
+ *   Metadata v4        topics [string], allow_auto_topic_creation bool
+ *                   -> throttle, brokers [node_id, host, port, rack?], cluster_id?, controller_id,
+ *                      topics [error, name, internal, partitions [error, index, leader, replicas[], isr[]]]
+ *   InitProducerId v1  transactional_id? (null), transaction_timeout_ms
+ *                   -> throttle, error, producer_id int64, producer_epoch int16
+ *   Produce v3         transactional_id? (null), acks int16, timeout int32, [topic, [partition, records]]
+ *                   -> [topic, [partition, error, base_offset, log_append_time]], throttle
+ *   RecordBatch v2     base_offset int64, batch_length int32, leader_epoch int32, magic 2, crc uint32
+ *                      (CRC-32C of attributes..end), attributes int16, last_offset_delta int32,
+ *                      base_timestamp int64, max_timestamp int64, producer_id int64, producer_epoch
+ *                      int16, base_sequence int32, count int32, records (zigzag varints:
+ *                      length, attributes, timestamp_delta, offset_delta, key, value, headers)
+ *
+ * Delivery: acks=all by default. Idempotent by default (InitProducerId, a sequence number per
+ * partition, the same batch bytes re-sent on retry), so a retry after a lost acknowledgement is
+ * de-duplicated by the broker, like the kafkajs producer this replaces. `send` calls are serialised
+ * (the batcher has one in flight anyway), one request per partition leader at a time, each
+ * connection with a bounded number of requests in flight. Retriable answers
+ * (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, timeouts, ...) and
+ * lost connections refresh the metadata and retry the failed partitions only, with backoff, a
+ * bounded number of times; then `send` rejects with a transient KafkaProduceError, and the caller
+ * (batcher.ts) waits and retries with a fresh producer. Answers that retrying cannot cure
+ * (MESSAGE_TOO_LARGE, authorisation, corrupt) reject at once, not transient.
+ *
+ * Batch size: a partition's records go into batches of at most maxBatchBytes (the broker's
+ * message.max.bytes, 1 MiB default); a single record larger than that is sent alone and refused
+ * by the broker (MESSAGE_TOO_LARGE) unless the topic allows it. Produce v3+ allows one batch per
+ * partition per request, so several batches of one partition leave in successive requests.
+ *
+ * Not supported here: SASL (the adapter uses kafkajs when SASL is configured). TLS is.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { gzipSync } from 'node:zlib';
+import { crc32c } from './crc32c.js';
+
+/**
+ * A record to produce: the shape of adapter.ts's OutRecord, declared here so that this module
+ * does not import the adapter (which imports it: no import cycles, type-only ones included).
+ */
+export interface OutRecord {
+  key?: Buffer | string | null;
+  value: Buffer | string;
+  headers?: Record<string, string | Buffer>;
+  partition?: number;
+  /** ms since the epoch (default: now). */
+  timestamp?: number;
+}
+
+const API_PRODUCE = 0;
+const API_METADATA = 3;
+const API_INIT_PRODUCER_ID = 22;
+
+/** Kafka error codes this producer acts on (the protocol guide's table). */
+const RETRIABLE = new Set([
+  3, // UNKNOWN_TOPIC_OR_PARTITION
+  5, // LEADER_NOT_AVAILABLE
+  6, // NOT_LEADER_OR_FOLLOWER
+  7, // REQUEST_TIMED_OUT
+  13, // NETWORK_EXCEPTION
+  14, // COORDINATOR_LOAD_IN_PROGRESS
+  15, // COORDINATOR_NOT_AVAILABLE
+  19, // NOT_ENOUGH_REPLICAS
+  20, // NOT_ENOUGH_REPLICAS_AFTER_APPEND
+  56, // KAFKA_STORAGE_ERROR
+  74, // FENCED_LEADER_EPOCH
+  75, // UNKNOWN_LEADER_EPOCH
+]);
+const DUPLICATE_SEQUENCE_NUMBER = 46;
+/** The producer id/epoch/sequence state is gone or out of step: start over with a new id. */
+const PRODUCER_STATE = new Set([45 /* OUT_OF_ORDER_SEQUENCE_NUMBER */, 47 /* INVALID_PRODUCER_EPOCH */, 59 /* UNKNOWN_PRODUCER_ID */]);
+const ERROR_NAMES: Record<number, string> = {
+  2: 'CORRUPT_MESSAGE', 3: 'UNKNOWN_TOPIC_OR_PARTITION', 5: 'LEADER_NOT_AVAILABLE', 6: 'NOT_LEADER_OR_FOLLOWER',
+  7: 'REQUEST_TIMED_OUT', 10: 'MESSAGE_TOO_LARGE', 13: 'NETWORK_EXCEPTION', 18: 'RECORD_LIST_TOO_LARGE',
+  19: 'NOT_ENOUGH_REPLICAS', 20: 'NOT_ENOUGH_REPLICAS_AFTER_APPEND', 29: 'TOPIC_AUTHORIZATION_FAILED',
+  31: 'CLUSTER_AUTHORIZATION_FAILED', 45: 'OUT_OF_ORDER_SEQUENCE_NUMBER', 47: 'INVALID_PRODUCER_EPOCH',
+  56: 'KAFKA_STORAGE_ERROR', 59: 'UNKNOWN_PRODUCER_ID', 74: 'FENCED_LEADER_EPOCH', 75: 'UNKNOWN_LEADER_EPOCH',
+  87: 'INVALID_RECORD',
+};
+
+/** A failed produce. `transient`: waiting and retrying can cure it (outage, leader change). */
+export class KafkaProduceError extends Error {
+  constructor(message: string, readonly transient: boolean, readonly code?: number, override readonly cause?: unknown) {
+    super(message);
+    this.name = 'KafkaProduceError';
+  }
+}
+
+function errorName(code: number): string {
+  return ERROR_NAMES[code] ?? `error ${code}`;
+}
+
+export interface NativeProducerOptions {
+  brokers: string[];
+  clientId: string;
+  ssl?: boolean | ConnectionOptions;
+  connectionTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** -1 (all in-sync replicas, default) or 1. */
+  acks?: -1 | 1;
+  /** How long the broker waits for the replicas' acknowledgement, ms. */
+  ackTimeoutMs?: number;
+  idempotent?: boolean;
+  compression?: 'none' | 'gzip';
+  /** Bytes of one RecordBatch at most (the broker's message.max.bytes). */
+  maxBatchBytes?: number;
+  /** Requests in flight per broker connection at most. */
+  maxInFlight?: number;
+  /** Attempts per send (metadata refresh + backoff between them) before a transient failure. */
+  attempts?: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding helpers
+
+function zigzag(v: number): number {
+  return v >= 0 ? v * 2 : -v * 2 - 1;
+}
+
+/** Bytes of an unsigned varint (v a non-negative safe integer). */
+function uvarintSize(v: number): number {
+  let n = 1;
+  while (v >= 128) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+function writeUvarint(b: Buffer, off: number, v: number): number {
+  while (v >= 128) {
+    b[off++] = (v % 128) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  b[off++] = v;
+  return off;
+}
+
+function writeInt64(b: Buffer, off: number, v: number): number {
+  const hi = Math.floor(v / 4294967296);
+  b.writeInt32BE(hi, off);
+  b.writeUInt32BE(v - hi * 4294967296, off + 4);
+  return off + 8;
+}
+
+function readInt64(b: Buffer, off: number): number {
+  return b.readInt32BE(off) * 4294967296 + b.readUInt32BE(off + 4);
+}
+
+function toBuf(v: Buffer | string | null | undefined): Buffer | null {
+  if (v === null || v === undefined) return null;
+  return typeof v === 'string' ? Buffer.from(v) : v;
+}
+
+/** Values at least this long are written by reference (writev), shorter ones copied inline. */
+const INLINE_MAX = 4096;
+
+/** One RecordBatch, encoded: segments to write in order (small parts inline, big values by reference). */
+export interface EncodedBatch {
+  segments: Buffer[];
+  bytes: number;
+  records: number;
+}
+
+interface PreparedRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: [Buffer, Buffer][];
+  tsDelta: number;
+  /** Bytes of the record body (after its length varint). */
+  body: number;
+}
+
+/** Encodes records as one RecordBatch v2 (exported for tests). */
+export function encodeRecordBatch(
+  records: OutRecord[],
+  o: { producerId?: number; producerEpoch?: number; baseSequence?: number; compression?: 'none' | 'gzip'; now?: number },
+): EncodedBatch {
+  const now = o.now ?? Date.now();
+  let baseTs = Infinity;
+  let maxTs = -Infinity;
+  for (const r of records) {
+    const ts = r.timestamp ?? now;
+    if (ts < baseTs) baseTs = ts;
+    if (ts > maxTs) maxTs = ts;
+  }
+  // sizes first, so the inline parts go into one exactly-sized buffer
+  const prepared: PreparedRecord[] = [];
+  let inlineBytes = 0;
+  let recordsBytes = 0;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i];
+    const key = toBuf(r.key);
+    const value = toBuf(r.value);
+    const headers: [Buffer, Buffer][] = [];
+    let hBytes = uvarintSize(zigzag(r.headers ? Object.keys(r.headers).length : 0));
+    if (r.headers) {
+      for (const [k, v] of Object.entries(r.headers)) {
+        const kb = Buffer.from(k);
+        const vb = toBuf(v) as Buffer;
+        headers.push([kb, vb]);
+        hBytes += uvarintSize(zigzag(kb.length)) + kb.length + uvarintSize(zigzag(vb.length)) + vb.length;
+      }
+    }
+    const tsDelta = (r.timestamp ?? now) - baseTs;
+    const body =
+      1 + uvarintSize(zigzag(tsDelta)) + uvarintSize(zigzag(i)) +
+      (key ? uvarintSize(zigzag(key.length)) + key.length : 1) +
+      (value ? uvarintSize(zigzag(value.length)) + value.length : 1) +
+      hBytes;
+    prepared.push({ key, value, headers, tsDelta, body });
+    const total = uvarintSize(zigzag(body)) + body;
+    recordsBytes += total;
+    inlineBytes += value && value.length >= INLINE_MAX ? total - value.length : total;
+  }
+  const HEADER = 61;
+  const compress = o.compression === 'gzip';
+  // records part: inline into `inl`, large values referenced
+  const inl = Buffer.allocUnsafe(HEADER + (compress ? 0 : inlineBytes));
+  const segments: Buffer[] = [];
+  let recordsSegs: Buffer[];
+  let recordsLen: number;
+  {
+    const out: Buffer[] = [];
+    const buf = compress ? Buffer.allocUnsafe(recordsBytes) : inl;
+    let off = compress ? 0 : HEADER;
+    let segStart = off;
+    for (let i = 0; i < prepared.length; i++) {
+      const p = prepared[i];
+      off = writeUvarint(buf, off, zigzag(p.body));
+      buf[off++] = 0; // record attributes
+      off = writeUvarint(buf, off, zigzag(p.tsDelta));
+      off = writeUvarint(buf, off, zigzag(i));
+      if (p.key) {
+        off = writeUvarint(buf, off, zigzag(p.key.length));
+        off += p.key.copy(buf, off);
+      } else buf[off++] = 1; // zigzag(-1)
+      if (p.value) {
+        off = writeUvarint(buf, off, zigzag(p.value.length));
+        if (!compress && p.value.length >= INLINE_MAX) {
+          out.push(buf.subarray(segStart, off), p.value);
+          segStart = off;
+        } else off += p.value.copy(buf, off);
+      } else buf[off++] = 1;
+      off = writeUvarint(buf, off, zigzag(p.headers.length));
+      for (const [k, v] of p.headers) {
+        off = writeUvarint(buf, off, zigzag(k.length));
+        off += k.copy(buf, off);
+        off = writeUvarint(buf, off, zigzag(v.length));
+        off += v.copy(buf, off);
+      }
+    }
+    if (off > segStart) out.push(buf.subarray(segStart, off));
+    if (compress) {
+      const z = gzipSync(buf.subarray(0, off));
+      recordsSegs = [z];
+      recordsLen = z.length;
+    } else {
+      // the first inline segment starts right after the batch header in the same buffer
+      recordsSegs = out;
+      recordsLen = recordsBytes;
+    }
+  }
+  // batch header
+  const h = inl;
+  writeInt64(h, 0, 0); // base offset (assigned by the broker)
+  h.writeInt32BE(HEADER - 12 + recordsLen, 8); // batch length: from leader epoch to the end
+  h.writeInt32BE(-1, 12); // partition leader epoch
+  h[16] = 2; // magic
+  // crc at 17..20, below
+  h.writeInt16BE(compress ? 1 : 0, 21); // attributes: compression, CreateTime, not transactional
+  h.writeInt32BE(records.length - 1, 23); // last offset delta
+  writeInt64(h, 27, baseTs);
+  writeInt64(h, 35, maxTs);
+  writeInt64(h, 43, o.producerId ?? -1);
+  h.writeInt16BE(o.producerEpoch ?? -1, 51);
+  h.writeInt32BE(o.baseSequence ?? -1, 53);
+  h.writeInt32BE(records.length, 57);
+  if (!compress && recordsSegs.length && recordsSegs[0].buffer === h.buffer && recordsSegs[0].byteOffset === h.byteOffset + HEADER) {
+    // merge the header with the first inline segment (same memory, contiguous)
+    segments.push(h.subarray(0, HEADER + recordsSegs[0].length), ...recordsSegs.slice(1));
+  } else {
+    segments.push(h.subarray(0, HEADER), ...recordsSegs);
+  }
+  let crc = crc32c(segments[0], 0, 21);
+  for (let i = 1; i < segments.length; i++) crc = crc32c(segments[i], crc);
+  h.writeUInt32BE(crc, 17);
+  return { segments, bytes: HEADER + recordsLen, records: records.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response reading
+
+class Reader {
+  off = 0;
+  constructor(readonly b: Buffer) {}
+  i8(): number {
+    return this.b.readInt8(this.off++);
+  }
+  i16(): number {
+    const v = this.b.readInt16BE(this.off);
+    this.off += 2;
+    return v;
+  }
+  i32(): number {
+    const v = this.b.readInt32BE(this.off);
+    this.off += 4;
+    return v;
+  }
+  i64(): number {
+    const v = readInt64(this.b, this.off);
+    this.off += 8;
+    return v;
+  }
+  str(): string | null {
+    const n = this.i16();
+    if (n < 0) return null;
+    const s = this.b.toString('utf8', this.off, this.off + n);
+    this.off += n;
+    return s;
+  }
+  array<T>(f: () => T): T[] {
+    const n = this.i32();
+    const out: T[] = [];
+    for (let i = 0; i < n; i++) out.push(f());
+    return out;
+  }
+}
+
+/** A request body under construction (header v1 is put in front by BrokerConnection). */
+class Writer {
+  private b = Buffer.allocUnsafe(256);
+  off = 0;
+  private room(n: number): void {
+    if (this.off + n <= this.b.length) return;
+    const g = Buffer.allocUnsafe(Math.max(this.b.length * 2, this.off + n));
+    this.b.copy(g, 0, 0, this.off);
+    this.b = g;
+  }
+  i8(v: number): this {
+    this.room(1);
+    this.b.writeInt8(v, this.off++);
+    return this;
+  }
+  i16(v: number): this {
+    this.room(2);
+    this.b.writeInt16BE(v, this.off);
+    this.off += 2;
+    return this;
+  }
+  i32(v: number): this {
+    this.room(4);
+    this.b.writeInt32BE(v, this.off);
+    this.off += 4;
+    return this;
+  }
+  str(s: string | null): this {
+    if (s === null) return this.i16(-1);
+    const n = Buffer.byteLength(s);
+    this.i16(n);
+    this.room(n);
+    this.off += this.b.write(s, this.off);
+    return this;
+  }
+  done(): Buffer {
+    return this.b.subarray(0, this.off);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+interface Pending {
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** One TCP (or TLS) connection to a broker: framed requests, answers matched by correlation id. */
+export class BrokerConnection {
+  private socket: Socket | undefined;
+  private connecting: Promise<Socket> | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly slotWaiters: (() => void)[] = [];
+  private chunks: Buffer[] = [];
+  private have = 0;
+  private dead: Error | undefined;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    private readonly o: { clientId: string; ssl?: boolean | ConnectionOptions; connectionTimeoutMs: number; requestTimeoutMs: number; maxInFlight: number },
+  ) {}
+
+  get broken(): boolean {
+    return this.dead !== undefined;
+  }
+
+  private open(): Promise<Socket> {
+    if (this.socket) return Promise.resolve(this.socket);
+    this.connecting ??= new Promise<Socket>((resolve, reject) => {
+      const ssl = this.o.ssl;
+      const s: Socket = ssl
+        ? tlsConnect({ host: this.host, port: this.port, servername: this.host, ...(typeof ssl === 'object' ? ssl : {}) })
+        : netConnect({ host: this.host, port: this.port });
+      s.setNoDelay(true);
+      const timer = setTimeout(() => s.destroy(new Error(`connection to ${this.host}:${this.port} timed out`)), this.o.connectionTimeoutMs);
+      const onError = (e: Error): void => {
+        clearTimeout(timer);
+        this.connecting = undefined;
+        this.fail(new KafkaProduceError(`cannot connect to ${this.host}:${this.port}: ${e.message}`, true, undefined, e));
+        reject(this.dead);
+      };
+      s.once('error', onError);
+      s.once(ssl ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        s.off('error', onError);
+        s.on('error', (e) => this.fail(new KafkaProduceError(`connection to ${this.host}:${this.port} failed: ${e.message}`, true, undefined, e)));
+        s.on('close', () => this.fail(new KafkaProduceError(`connection to ${this.host}:${this.port} closed`, true)));
+        s.on('data', (d: Buffer) => this.onData(d));
+        this.socket = s;
+        this.connecting = undefined;
+        resolve(s);
+      });
+    });
+    return this.connecting;
+  }
+
+  /** Rejects everything in flight and makes the connection unusable (the owner opens a new one). */
+  private fail(e: Error): void {
+    if (!this.dead) this.dead = e;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(e);
+    }
+    this.pending.clear();
+    for (const w of this.slotWaiters.splice(0)) w();
+    this.socket?.destroy();
+  }
+
+  close(): void {
+    this.fail(new KafkaProduceError('producer closed', false));
+  }
+
+  private onData(d: Buffer): void {
+    this.chunks.push(d);
+    this.have += d.length;
+    while (this.have >= 4) {
+      let head = this.chunks[0];
+      if (head.length < 4) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      const size = head.readInt32BE(0);
+      if (this.have < 4 + size) return;
+      if (head.length < 4 + size) {
+        head = Buffer.concat(this.chunks);
+        this.chunks = [head];
+      }
+      const frame = head.subarray(4, 4 + size);
+      const rest = head.subarray(4 + size);
+      this.chunks[0] = rest;
+      if (!rest.length) this.chunks.shift();
+      this.have -= 4 + size;
+      const id = frame.readInt32BE(0);
+      const p = this.pending.get(id);
+      if (!p) continue;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.resolve(frame.subarray(4));
+      this.slotWaiters.shift()?.();
+    }
+  }
+
+  /**
+   * Sends one request (api key/version, body segments after the request header) and resolves
+   * with the response body (after the correlation id).
+   */
+  async request(apiKey: number, apiVersion: number, body: Buffer[]): Promise<Buffer> {
+    if (this.dead) throw this.dead;
+    const s = await this.open();
+    while (this.pending.size >= this.o.maxInFlight && !this.dead) await new Promise<void>((r) => this.slotWaiters.push(r));
+    if (this.dead) throw this.dead;
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) & 0x7fffffff || 1;
+    const cid = Buffer.byteLength(this.o.clientId);
+    let bodyLen = 0;
+    for (const b of body) bodyLen += b.length;
+    const head = Buffer.allocUnsafe(4 + 10 + cid);
+    head.writeInt32BE(10 + cid + bodyLen, 0);
+    head.writeInt16BE(apiKey, 4);
+    head.writeInt16BE(apiVersion, 6);
+    head.writeInt32BE(id, 8);
+    head.writeInt16BE(cid, 12);
+    head.write(this.o.clientId, 14);
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // answers come in order: one that is late makes the connection unusable
+        this.fail(new KafkaProduceError(`request to ${this.host}:${this.port} timed out after ${this.o.requestTimeoutMs} ms`, true));
+      }, this.o.requestTimeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      s.cork();
+      s.write(head);
+      for (const b of body) s.write(b);
+      s.uncork();
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producer
+
+interface TopicMeta {
+  /** Leader node id per partition (-1: none now). */
+  leaders: number[];
+}
+
+/** Java-compatible murmur2 (kafkajs's and the Java client's default partitioner for keyed records). */
+export function murmur2(data: Buffer): number {
+  const length = data.length;
+  const seed = 0x9747b28c;
+  const m = 0x5bd1e995;
+  const r = 24;
+  let h = seed ^ length;
+  const length4 = length >> 2;
+  for (let i = 0; i < length4; i++) {
+    const i4 = i * 4;
+    let k = (data[i4] & 0xff) + ((data[i4 + 1] & 0xff) << 8) + ((data[i4 + 2] & 0xff) << 16) + ((data[i4 + 3] & 0xff) << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> r;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m);
+    h ^= k;
+  }
+  const tail = length % 4;
+  const t = length & ~3;
+  if (tail === 3) h ^= (data[t + 2] & 0xff) << 16;
+  if (tail >= 2) h ^= (data[t + 1] & 0xff) << 8;
+  if (tail >= 1) {
+    h ^= data[t] & 0xff;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function parseBroker(s: string): { host: string; port: number } {
+  const m = /^\[(.+)\]:(\d+)$/.exec(s) ?? /^(.+):(\d+)$/.exec(s);
+  if (!m) return { host: s, port: 9092 };
+  return { host: m[1], port: Number(m[2]) };
+}
+
+interface PartitionWork {
+  partition: number;
+  /** Batches still to deliver, in order. */
+  batches: OutRecord[][];
+  /** The first batch, encoded (kept for retries: same bytes, same sequence number). */
+  encoded?: EncodedBatch;
+  sequence?: number;
+}
+
+/** Implements adapter.ts's Producer (send, close). */
+export class NativeProducer {
+  private readonly conns = new Map<string, BrokerConnection>();
+  private readonly nodes = new Map<number, { host: string; port: number }>();
+  private readonly topics = new Map<string, TopicMeta>();
+  private producerId = -1;
+  private producerEpoch = -1;
+  private readonly sequences = new Map<string, number>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  /**
+   * A send failed: a batch of it may have been stored under sequence numbers this producer would
+   * hand out again (the broker would then take new records for duplicates and drop them). The
+   * next send first gets a new producer id, which starts every sequence afresh.
+   */
+  private sequencesSuspect = false;
+  private roundRobin = 0;
+  private readonly acks: number;
+  private readonly maxBatchBytes: number;
+  private readonly attempts: number;
+
+  constructor(private readonly o: NativeProducerOptions) {
+    this.acks = o.acks ?? -1;
+    this.maxBatchBytes = o.maxBatchBytes ?? 1_000_000;
+    this.attempts = o.attempts ?? 6;
+  }
+
+  /** Connects to a bootstrap broker and learns the cluster (and a producer id when idempotent). */
+  async connect(): Promise<void> {
+    await this.refreshMetadata([]);
+    if (this.o.idempotent !== false) await this.initProducerId();
+  }
+
+  private conn(host: string, port: number): BrokerConnection {
+    if (this.closed) throw new KafkaProduceError('producer closed', false);
+    const k = `${host}:${port}`;
+    let c = this.conns.get(k);
+    if (!c || c.broken) {
+      c = new BrokerConnection(host, port, {
+        clientId: this.o.clientId,
+        ssl: this.o.ssl,
+        connectionTimeoutMs: this.o.connectionTimeoutMs,
+        requestTimeoutMs: this.o.requestTimeoutMs,
+        maxInFlight: this.o.maxInFlight ?? 5,
+      });
+      this.conns.set(k, c);
+    }
+    return c;
+  }
+
+  /** A request to any reachable broker (known nodes first, then the bootstrap list). */
+  private async anyBroker(apiKey: number, version: number, body: Buffer): Promise<Buffer> {
+    const candidates = [...this.nodes.values(), ...this.o.brokers.map(parseBroker)];
+    let last: unknown;
+    for (const b of candidates) {
+      try {
+        return await this.conn(b.host, b.port).request(apiKey, version, [body]);
+      } catch (e) {
+        last = e;
+      }
+    }
+    throw new KafkaProduceError(`cannot reach Kafka at ${this.o.brokers.join(',')}`, true, undefined, last);
+  }
+
+  private async refreshMetadata(topics: string[]): Promise<void> {
+    const w = new Writer().i32(topics.length);
+    for (const t of topics) w.str(t);
+    w.i8(0); // allow_auto_topic_creation: no (topics are created by the admin client)
+    const r = new Reader(await this.anyBroker(API_METADATA, 4, w.done()));
+    r.i32(); // throttle
+    const brokers = r.array(() => {
+      const id = r.i32();
+      const host = r.str() ?? '';
+      const port = r.i32();
+      r.str(); // rack
+      return { id, host, port };
+    });
+    this.nodes.clear();
+    for (const b of brokers) this.nodes.set(b.id, { host: b.host, port: b.port });
+    r.str(); // cluster id
+    r.i32(); // controller
+    const ts = r.array(() => {
+      const error = r.i16();
+      const name = r.str() ?? '';
+      r.i8(); // internal
+      const parts = r.array(() => {
+        const perr = r.i16();
+        const index = r.i32();
+        const leader = r.i32();
+        r.array(() => r.i32()); // replicas
+        r.array(() => r.i32()); // isr
+        return { perr, index, leader };
+      });
+      return { error, name, parts };
+    });
+    for (const t of ts) {
+      if (t.error !== 0) {
+        this.topics.delete(t.name);
+        if (!RETRIABLE.has(t.error)) throw new KafkaProduceError(`metadata for topic ${t.name}: ${errorName(t.error)}`, false, t.error);
+        continue;
+      }
+      const leaders: number[] = [];
+      for (const p of t.parts) leaders[p.index] = p.perr === 0 || p.leader >= 0 ? p.leader : -1;
+      this.topics.set(t.name, { leaders });
+    }
+  }
+
+  private async initProducerId(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const body = new Writer().str(null).i32(60_000).done();
+      const r = new Reader(await this.anyBroker(API_INIT_PRODUCER_ID, 1, body));
+      r.i32(); // throttle
+      const err = r.i16();
+      const id = r.i64();
+      const epoch = r.i16();
+      if (err === 0) {
+        this.producerId = id;
+        this.producerEpoch = epoch;
+        this.sequences.clear();
+        return;
+      }
+      if (!RETRIABLE.has(err) || attempt >= this.attempts) throw new KafkaProduceError(`InitProducerId: ${errorName(err)}`, RETRIABLE.has(err), err);
+      await sleep(100 * attempt);
+    }
+  }
+
+  send(topic: string, records: OutRecord[]): Promise<void> {
+    const p = this.chain.then(async () => {
+      if (this.sequencesSuspect && this.producerId >= 0) {
+        await this.initProducerId();
+        this.sequencesSuspect = false;
+      }
+      try {
+        await this.sendNow(topic, records);
+      } catch (e) {
+        this.sequencesSuspect = true;
+        throw e;
+      }
+    });
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  private async topicMeta(topic: string): Promise<TopicMeta> {
+    let m = this.topics.get(topic);
+    for (let attempt = 1; !m; attempt++) {
+      await this.refreshMetadata([topic]);
+      m = this.topics.get(topic);
+      if (!m) {
+        if (attempt >= this.attempts) throw new KafkaProduceError(`topic ${topic} has no metadata (UNKNOWN_TOPIC_OR_PARTITION)`, true, 3);
+        await sleep(100 * 2 ** (attempt - 1));
+      }
+    }
+    return m;
+  }
+
+  private async sendNow(topic: string, records: OutRecord[]): Promise<void> {
+    if (this.closed) throw new KafkaProduceError('producer closed', false);
+    if (!records.length) return;
+    const meta = await this.topicMeta(topic);
+    const n = meta.leaders.length;
+    // partition each record, then cut each partition's records into batches of maxBatchBytes
+    const byPart = new Map<number, OutRecord[]>();
+    for (const r of records) {
+      let p = r.partition;
+      if (p === undefined) {
+        const key = toBuf(r.key);
+        p = key ? (murmur2(key) & 0x7fffffff) % n : this.roundRobin++ % n;
+      }
+      if (p < 0 || p >= n) throw new KafkaProduceError(`partition ${p} of topic ${topic} does not exist (${n} partitions)`, false, 3);
+      let l = byPart.get(p);
+      if (!l) byPart.set(p, (l = []));
+      l.push(r);
+    }
+    const work: PartitionWork[] = [];
+    for (const [partition, rs] of byPart) {
+      const batches: OutRecord[][] = [];
+      let cur: OutRecord[] = [];
+      let bytes = 61;
+      for (const r of rs) {
+        const sz = 32 + (toBuf(r.value)?.length ?? 0) + (toBuf(r.key)?.length ?? 0) + (r.headers ? 64 * Object.keys(r.headers).length : 0);
+        if (cur.length && bytes + sz > this.maxBatchBytes) {
+          batches.push(cur);
+          cur = [];
+          bytes = 61;
+        }
+        cur.push(r);
+        bytes += sz;
+      }
+      batches.push(cur);
+      work.push({ partition, batches });
+    }
+    let attempt = 1;
+    while (work.length) {
+      if (this.closed) throw new KafkaProduceError('producer closed', false);
+      const retry = await this.round(topic, work);
+      if (retry === undefined) {
+        attempt = 1;
+        continue;
+      }
+      if (attempt >= this.attempts || this.closed) {
+        const e = retry as KafkaProduceError;
+        throw new KafkaProduceError(`produce to ${topic} failed after ${attempt} attempts: ${e.message}`, !this.closed, e.code, e);
+      }
+      await sleep(Math.min(2000, 100 * 2 ** (attempt - 1)));
+      attempt++;
+      // a failed refresh (broker down) keeps the old leaders; the next round fails and counts
+      await this.refreshMetadata([topic]).catch(() => {});
+    }
+  }
+
+  /**
+   * Sends the first pending batch of every partition (one request per leader). Delivered batches
+   * are removed from `work`. Resolves undefined when everything sent was delivered, or the
+   * (transient) error that calls for a retry; rejects with an error retrying cannot cure.
+   */
+  private async round(topic: string, work: PartitionWork[]): Promise<Error | undefined> {
+    const meta = this.topics.get(topic);
+    const byLeader = new Map<number, PartitionWork[]>();
+    let retry: Error | undefined;
+    for (const w of work) {
+      const leader = meta?.leaders[w.partition] ?? -1;
+      if (leader < 0 || !this.nodes.has(leader)) {
+        retry = new KafkaProduceError(`partition ${topic}/${w.partition} has no leader (LEADER_NOT_AVAILABLE)`, true, 5);
+        continue;
+      }
+      let l = byLeader.get(leader);
+      if (!l) byLeader.set(leader, (l = []));
+      l.push(w);
+      if (!w.encoded) {
+        const idem = this.producerId >= 0;
+        const seqKey = `${topic}/${w.partition}`;
+        const seq = idem ? (this.sequences.get(seqKey) ?? 0) : -1;
+        w.encoded = encodeRecordBatch(w.batches[0], {
+          producerId: this.producerId,
+          producerEpoch: this.producerEpoch,
+          baseSequence: seq,
+          compression: this.o.compression,
+        });
+        w.sequence = seq;
+      }
+    }
+    const done = new Set<PartitionWork>();
+    let fatal: Error | undefined;
+    let resetProducer = false;
+    await Promise.all(
+      [...byLeader].map(async ([leader, ws]) => {
+        const node = this.nodes.get(leader)!;
+        const body: Buffer[] = [];
+        const w = new Writer().str(null).i16(this.acks).i32(this.o.ackTimeoutMs ?? 30_000).i32(1).str(topic).i32(ws.length);
+        body.push(w.done());
+        for (const pw of ws) {
+          const ph = Buffer.allocUnsafe(8);
+          ph.writeInt32BE(pw.partition, 0);
+          ph.writeInt32BE(pw.encoded!.bytes, 4);
+          body.push(ph, ...pw.encoded!.segments);
+        }
+        let resp: Buffer;
+        try {
+          resp = await this.conn(node.host, node.port).request(API_PRODUCE, 3, body);
+        } catch (e) {
+          retry = e as Error;
+          return;
+        }
+        const r = new Reader(resp);
+        r.array(() => {
+          r.str();
+          r.array(() => {
+            const index = r.i32();
+            const err = r.i16();
+            r.i64(); // base offset
+            r.i64(); // log append time
+            const pw = ws.find((x) => x.partition === index);
+            if (!pw) return;
+            if (err === 0 || err === DUPLICATE_SEQUENCE_NUMBER) done.add(pw);
+            else if (RETRIABLE.has(err)) retry = new KafkaProduceError(`${topic}/${index}: ${errorName(err)}`, true, err);
+            else if (PRODUCER_STATE.has(err)) {
+              resetProducer = true;
+              retry = new KafkaProduceError(`${topic}/${index}: ${errorName(err)}`, true, err);
+            } else fatal ??= new KafkaProduceError(`Kafka refused the records for ${topic}/${index}: ${errorName(err)}`, false, err);
+          });
+        });
+      }),
+    );
+    for (const pw of done) {
+      if (pw.sequence !== undefined && pw.sequence >= 0) {
+        this.sequences.set(`${topic}/${pw.partition}`, (pw.sequence + pw.encoded!.records) & 0x7fffffff);
+      }
+      pw.batches.shift();
+      pw.encoded = undefined;
+      pw.sequence = undefined;
+    }
+    for (let i = work.length - 1; i >= 0; i--) if (!work[i].batches.length) work.splice(i, 1);
+    if (fatal) throw fatal;
+    if (resetProducer) {
+      // the broker lost (or never had) this producer's sequence state: a new id, batches re-encoded
+      for (const pw of work) pw.encoded = undefined;
+      await this.initProducerId();
+    }
+    return retry;
+  }
+
+  /** Stops: requests in flight fail (not transient), a send waiting to retry gives up. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.conns.values()) c.close();
+    await this.chain.catch(() => {});
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The body of a `run --workers N` worker (workers/stream-shard.ts runs one per thread): one Engine
+ * (ShardCore) that lives across tasks. Tasks are packets-topic record batches of the worker's
+ * partitions (src/kafka/recordBatch.ts, decoded here) and finish tasks, run in their `seq` order,
+ * plus stats and policy tasks. The result carries the events produced, as
+ * (community_id, JSON, event.id), the shard's watermarks and its ops report.
+ */
+import { InOrder } from '../pipeline/inOrder.js';
+import { ShardCore, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from './shards.js';
+import { readRecordBatch, RecordFeeder } from './recordBatch.js';
+import type { Timestamp } from '../types.js';
+
+export class StreamShardWorker {
+  private core: ShardCore | undefined;
+  /** One partition per worker: the records of this worker's partitions, decoded here. */
+  private feeder: RecordFeeder | undefined;
+  /** Batch, records and finish tasks, run in their `seq` order. */
+  private readonly order = new InOrder<StreamShardTask>();
+
+  constructor(private readonly cfg: StreamShardConfig) {}
+
+  private execute(c: ShardCore, task: StreamShardTask): void {
+    if (task.kind === 'records') {
+      const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords, this.cfg.failHow));
+      if (task.data) readRecordBatch(task.data, f);
+      if (task.revoke) c.revoke(task.revoke);
+      // capture time drives timeouts: this worker's own clock, or the newest of all workers' (main thread)
+      const t = task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
+      if (t.sec) c.tick(t);
+    } else if (task.kind === 'finish') {
+      c.finish(task.udpOnly);
+    } else if (task.kind === 'policy') {
+      c.ops.setPolicy(task.assets, task.defaultEnabled);
+    }
+  }
+
+  run(task: StreamShardTask): StreamShardResult {
+    const c = (this.core ??= new ShardCore(this.cfg));
+    const seq = task.kind === 'records' || task.kind === 'finish' ? task.seq : undefined;
+    let finished = (task.kind === 'finish' && !task.udpOnly) || task.kind === 'stats';
+    if (seq === undefined) {
+      this.execute(c, task);
+    } else {
+      this.order.offer(seq, task, (t) => {
+        this.execute(c, t);
+        if (t.kind === 'finish' && !t.udpOnly) finished = true;
+      });
+    }
+    // Events go out with records/finish results (those of every task run just now), never
+    // with stats or policy results (nobody delivers those).
+    const out = task.kind === 'stats' || task.kind === 'policy' ? { keys: [], values: [] } : c.take();
+    const f = this.feeder;
+    return {
+      ...out,
+      activeFlows: c.engine.activeFlows,
+      stats: finished ? c.engine.stats : undefined,
+      ops: c.report(),
+      decoded: f ? { packets: f.packets, badRecords: f.badRecords, clock: f.clock } : undefined,
+    };
+  }
+}
+
+function later(a: Timestamp, b: Timestamp): boolean {
+  return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
+}
