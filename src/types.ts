@@ -40,6 +40,12 @@ export interface AnomalySink {
 /** What a capture reader hands on. */
 export interface CaptureSink extends AnomalySink {
   packet(p: RawPacket): void;
+  /**
+   * Optional, instead of `packet` for classic pcap records: the packet's fields and where its bytes
+   * lie (buf[off, off + caplen)), with no RawPacket or view made for it. For a sink that mostly
+   * needs no packet object (the sharding reader of `replay --workers N`); same rules as `packet`.
+   */
+  packetAt?(buf: Buffer, off: number, caplen: number, origLen: number, sec: number, nsec: number, linktype: number): void;
   /** pcapng Decryption Secrets Block: secretsType 0x544c534b = TLS key log (NSS key-log text). */
   secrets(secretsType: number, data: Buffer): void;
 }

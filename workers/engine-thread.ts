@@ -1,11 +1,14 @@
 /**
- * Worker thread of `replay --workers N` (src/pipeline/fanout.ts): one Engine, fed binary packet
- * batches (src/pipeline/batch.ts, transferred ArrayBuffers) in the order its dispatcher sent them.
- * Each batch's buffer goes back with the answer, for a later batch: the engine keeps no view of
- * packet bytes past the call (the CaptureSink contract; it copies what it holds).
+ * Worker thread of `replay --workers N` (src/pipeline/fanout.ts): one Engine, fed packet indexes
+ * (src/pipeline/batch.ts, transferred ArrayBuffers) into the dispatcher's shared capture chunks
+ * (SharedArrayBuffers handed over once), in the order its dispatcher sent them. Each index's
+ * buffer goes back with the answer, for a later index, and the answer releases this engine's hold
+ * on the chunk: the engine keeps no view of packet bytes past the call (the CaptureSink contract;
+ * it copies what it holds), so the dispatcher may read into the chunk again once every engine
+ * with packets in it has answered.
  * A plain message port, not a Piscina task queue: messages on a port arrive in the order they were
- * posted, which is the order an engine needs, and each batch is answered with the NDJSON of the
- * events it produced (which is also the dispatcher's credit for sending more).
+ * posted, which is the order an engine needs, and each index is answered with the NDJSON of the
+ * events it produced.
  *
  * The thread outlives one replay: `open` starts a new Engine (key files and options of that
  * replay), `finish` ends it and answers its stats, so a pool of threads can serve replay after
@@ -13,16 +16,18 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { Engine, type EngineStats } from '../src/pipeline/engine.js';
-import { readBatch } from '../src/pipeline/batch.js';
+import { readIndex } from '../src/pipeline/batch.js';
 import { InputError, loadKeys } from '../src/pipeline/replay.js';
 import type { EngineThreadConfig, FromEngineThread, ToEngineThread } from '../src/pipeline/fanout.js';
 
 const port = parentPort!;
 let engine: Engine | undefined;
-/** An `open` with `discard`: batches are received and dropped (the dispatcher's own ceiling). */
+/** An `open` with `discard`: indexes are received and dropped (the dispatcher's own ceiling). */
 let discarding = false;
 let poison = false;
 let lines: string[] = [];
+/** The dispatcher's shared chunks, by number. */
+let chunks: Buffer[] = [];
 
 function emptyStats(): EngineStats {
   return {
@@ -52,15 +57,23 @@ function answer(m: FromEngineThread): void {
 }
 
 port.on('message', (m: ToEngineThread) => {
+  let chunk: number | undefined;
   try {
-    if (m.t === 'open') {
+    if (m.t === 'chunks') {
+      chunks = m.list.map((sab) => Buffer.from(sab));
+    } else if (m.t === 'open') {
       open(m.cfg);
-    } else if (m.t === 'batch') {
-      if (engine) readBatch(m.data, engine);
-      else if (!discarding) throw new Error('batch before open');
-      const buffer = m.data.buffer as ArrayBuffer;
-      if (poison) new Uint8Array(buffer).fill(0xee);
-      port.postMessage({ t: 'events', ...take(), buffer } satisfies FromEngineThread, [buffer]);
+    } else if (m.t === 'index') {
+      chunk = m.chunk;
+      const inline = m.inline ? Buffer.from(m.inline.buffer, m.inline.byteOffset, m.inline.byteLength) : undefined;
+      if (engine) readIndex(m.index, m.chunk >= 0 ? chunks[m.chunk] : undefined, inline, engine);
+      else if (!discarding) throw new Error('packets before open');
+      const index = m.index.buffer as ArrayBuffer;
+      if (poison) {
+        new Uint8Array(index).fill(0xee);
+        inline?.fill(0xee);
+      }
+      port.postMessage({ t: 'events', ...take(), index, chunk: m.chunk } satisfies FromEngineThread, [index]);
     } else {
       engine?.finish();
       const stats = engine?.stats ?? emptyStats();
@@ -68,8 +81,8 @@ port.on('message', (m: ToEngineThread) => {
       answer({ t: 'done', ...take(), stats });
     }
   } catch (e) {
-    // The message only: never a stack with key material in scope.
+    // The message only: never a stack with key material in scope. The chunk is released all the same.
     engine = undefined;
-    answer({ t: 'error', message: e instanceof Error ? e.message.split('\n')[0] : String(e), input: e instanceof InputError });
+    answer({ t: 'error', message: e instanceof Error ? e.message.split('\n')[0] : String(e), input: e instanceof InputError, chunk });
   }
 });

@@ -40,11 +40,16 @@ export function needBuild() {
   need(`${ROOT}dist/src/pipeline/replay.js`, "run 'npm run build' first");
 }
 
-/** Runs one replay in a fresh node process; returns its JSON report. */
-export function runReplay(capture, keylog, workers = 1, nodeArgs = []) {
-  const r = spawnSync(process.execPath, [...nodeArgs, `${ROOT}bench/lib/replay-child.mjs`, capture, keylog, String(workers)], {
-    encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26,
-  });
+/**
+ * Runs one replay in a fresh node process; returns its JSON report. `stdin`: `replay -`, the
+ * capture piped in by cat (as `cat FILE | tlsdecrypt replay -`).
+ */
+export function runReplay(capture, keylog, workers = 1, nodeArgs = [], stdin = false) {
+  const args = [...nodeArgs, `${ROOT}bench/lib/replay-child.mjs`, stdin ? '-' : capture, keylog, String(workers)];
+  const opts = { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26 };
+  const r = stdin
+    ? spawnSync('bash', ['-o', 'pipefail', '-c', 'f=$1; shift; cat "$f" | exec "$@"', 'bash', capture, process.execPath, ...args], opts)
+    : spawnSync(process.execPath, args, opts);
   if (r.status !== 0) throw new Error(`replay child failed (${r.status ?? r.signal}): ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }

@@ -4,8 +4,13 @@
 //   node bench/lib/dispatch-child.mjs CAPTURE KEYLOG ENGINES
 // The threads start and load their modules first (a discarded run of a small fixture); then the
 // capture is timed. Prints one JSON line: wall time, bytes and packets, CPU of the process (the
-// dispatching thread plus the N nearly idle engine threads).
+// dispatching thread plus the N nearly idle engine threads and the file reads of libuv's threads),
+// and of the dispatching thread alone.
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+
+/** CPU time of this (the dispatching) thread alone, in ns (Linux). */
+const threadNs = () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]);
 
 const dist = new URL('../../dist/src/', import.meta.url);
 const { EnginePool, replayFanout } = await import(new URL('pipeline/fanout.js', dist).href);
@@ -18,10 +23,12 @@ const small = fileURLToPath(new URL('../../fixtures/https/tls13-aes128gcm-h2/cap
 await replayFanout({ capture: small, keylogs: [], rsaKeys: [], engine: {} }, out, pool, { discard: true });
 const opts = { capture, keylogs: keylog ? [keylog] : [], rsaKeys: [], engine: {} };
 const c0 = process.cpuUsage();
+const m0 = threadNs();
 const t0 = process.hrtime.bigint();
 const stats = await replayFanout(opts, out, pool, { discard: true });
 const wallNs = Number(process.hrtime.bigint() - t0);
 const cpu = process.cpuUsage(c0);
+const dispatcherCpuNs = threadNs() - m0;
 await pool.close();
 await out.close();
-process.stdout.write(JSON.stringify({ wallNs, packets: stats.packets, cpuUserUs: cpu.user, cpuSysUs: cpu.system }) + '\n');
+process.stdout.write(JSON.stringify({ wallNs, packets: stats.packets, cpuUserUs: cpu.user, cpuSysUs: cpu.system, dispatcherCpuNs }) + '\n');

@@ -10,6 +10,17 @@ export const PCAP_MAGIC_NS_LE = 0x4d3cb2a1;
 const GLOBAL_HEADER_BYTES = 24;
 const RECORD_HEADER_BYTES = 16;
 
+/**
+ * Unsigned 32-bit reads by byte arithmetic: Buffer.readUInt32LE/BE validate their argument on
+ * every call, several times per record on the hot path (the record is known to be complete here).
+ */
+function u32le(b: Uint8Array, o: number): number {
+  return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 0x1000000;
+}
+function u32be(b: Uint8Array, o: number): number {
+  return b[o] * 0x1000000 + ((b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]);
+}
+
 /** True when the big-endian first word of a stream is a classic pcap magic. */
 export function isPcapMagic(magic: number): boolean {
   return (
@@ -54,7 +65,7 @@ export class PcapFramer implements RecordFramer {
 
   recordLength(buf: Buffer, off: number): number {
     if (!this.gotHeader) return GLOBAL_HEADER_BYTES;
-    const caplen = this.le ? buf.readUInt32LE(off + 8) : buf.readUInt32BE(off + 8);
+    const caplen = this.le ? u32le(buf, off + 8) : u32be(buf, off + 8);
     if (caplen > this.limits.maxPacketBytes) {
       this.sink.anomaly('capture_oversized_packet', `pcap record caplen ${caplen}`);
       return -1;
@@ -72,9 +83,10 @@ export class PcapFramer implements RecordFramer {
       this.linktype = (le ? buf.readUInt32LE(off + 20) : buf.readUInt32BE(off + 20)) & 0xffff;
       return;
     }
-    let sec = le ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
-    const frac = le ? buf.readUInt32LE(off + 4) : buf.readUInt32BE(off + 4);
-    const origLen = le ? buf.readUInt32LE(off + 12) : buf.readUInt32BE(off + 12);
+    const u32 = le ? u32le : u32be;
+    let sec = u32(buf, off);
+    const frac = u32(buf, off + 4);
+    const origLen = u32(buf, off + 12);
     let nsec = this.nano ? frac : frac * 1000;
     if (nsec >= 1_000_000_000) {
       // Out-of-range fraction (some writers): carry it into the seconds rather than drop the packet.
@@ -82,7 +94,12 @@ export class PcapFramer implements RecordFramer {
       nsec %= 1_000_000_000;
     }
     this.packets++;
-    this.sink.packet({
+    const sink = this.sink;
+    if (sink.packetAt) {
+      sink.packetAt(buf, off + RECORD_HEADER_BYTES, len - RECORD_HEADER_BYTES, origLen, sec, nsec, this.linktype);
+      return;
+    }
+    sink.packet({
       linktype: this.linktype,
       ts: { sec, nsec },
       data: buf.subarray(off + RECORD_HEADER_BYTES, off + len),

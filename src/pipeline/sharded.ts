@@ -13,7 +13,7 @@
  */
 import type { DecodedPacket, RawPacket } from '../types.js';
 import { newDecodedPacket } from '../decode/index.js';
-import { packetHash } from './flowHash.js';
+import { hostPairHashEthIpv4TcpAt, packetHash } from './flowHash.js';
 import type { EngineStats } from './engine.js';
 
 /** Host pairs remembered for least-loaded assignment; beyond, new pairs go by hash. */
@@ -50,14 +50,29 @@ export class ShardAssigner {
   }
 }
 
-/** Shard of each captured packet, in capture order: its host pair's (ShardAssigner); not TCP -> 0. */
-export function packetRouter(shards: number): (p: RawPacket) => number {
+/** Shard of each captured packet, in capture order: its host pair's (ShardAssigner); not TCP/UDP -> 0. */
+export interface PacketRouter {
+  (p: RawPacket): number;
+  /**
+   * The same for a frame at buf[off, off + len) of link type `linktype`, straight from its bytes
+   * when it is plain Ethernet/IPv4/TCP; -1 when it is not (route a RawPacket of it instead).
+   */
+  at(buf: Uint8Array, off: number, len: number, linktype: number): number;
+}
+
+export function packetRouter(shards: number): PacketRouter {
   const assigner = new ShardAssigner(shards);
   const decoded: DecodedPacket = newDecodedPacket();
-  return (p) => {
+  const route = (p: RawPacket): number => {
     const h = packetHash(p, false, decoded);
     return h < 0 ? 0 : assigner.shardOf(h, p.data.length);
   };
+  return Object.assign(route, {
+    at(buf: Uint8Array, off: number, len: number, linktype: number): number {
+      const h = linktype === 1 ? hostPairHashEthIpv4TcpAt(buf, off, len) : -1;
+      return h < 0 ? -1 : assigner.shardOf(h, len);
+    },
+  });
 }
 
 function addInto(dst: Record<string, number>, src: Record<string, number>): void {

@@ -3,10 +3,12 @@
  * the events and the stats of one engine, for every fixture and N in 1, 2, 3, 8. The engines run
  * in one pool of 8 threads for the whole file (a thread serves one replay after another).
  *
- * Batches are small here (4 KiB instead of 1 MiB), so that batch buffers travel to an engine and
- * back many times even in a small capture, and every returned buffer is overwritten (`poison`): an
- * engine that kept a view of packet bytes past the call would then decrypt garbage and the events
- * would differ.
+ * The shared chunks are small here (4 KiB instead of 4 MiB), so that records straddle chunks and
+ * chunks go round many times even in a small capture, and every chunk and index is overwritten
+ * once it is answered (`poison`): an engine that kept a view of packet bytes past the call would
+ * then decrypt garbage and the events would differ. Some fixtures also go through 40-byte chunks
+ * (every record straddles: each packet travels inline) and through the stdin path, in pieces of
+ * odd sizes.
  */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,15 +82,50 @@ describe('replay --workers N: one reader, N engine threads', () => {
         // unusable input (e.g. fixtures/bad/short-header): every N refuses it with the same one line
         expect(whole).toBeInstanceOf(InputError);
         for (const shards of [1, 2, 3, 8]) {
-          await expect(collect((out) => replayFanout(opts, out, pool, { shards, batchBytes: 4096, poison: true })), `${shards} engines`).rejects.toThrow((whole as Error).message);
+          await expect(collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 4096, poison: true })), `${shards} engines`).rejects.toThrow((whole as Error).message);
         }
         return;
       }
       for (const shards of [1, 2, 3, 8]) {
-        const got = await collect((out) => replayFanout(opts, out, pool, { shards, batchBytes: 4096, poison: true }));
+        const got = await collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 4096, poison: true }));
         expect(got.lines, `${shards} engines`).toEqual(one.lines);
         expect(got.count).toBe(one.count);
         expect(normal(got.stats), `${shards} engines`).toEqual(normal(one.stats));
+      }
+    });
+  }
+
+  /** The capture in pieces of `size` bytes, as a pipe delivers it. */
+  async function* pieces(path: string, size: number): AsyncGenerator<Buffer> {
+    const b = readFileSync(path);
+    for (let o = 0; o < b.length; o += size) yield b.subarray(o, Math.min(b.length, o + size));
+  }
+
+  // pcap and pcapng (with a secrets block), TLS 1.2 and 1.3, several connections
+  const straddling = [
+    'fixtures/https/tls13-aes128gcm-h2/capture.pcap',
+    'fixtures/https/variant-pcapng-dsb/capture.pcapng',
+    'fixtures/ftp/ftps-explicit-active-python/capture.pcap',
+    'fixtures/detect/smtp-clear-auth/capture.pcap',
+  ];
+
+  it('has the fixtures for the straddling cases', () => {
+    for (const c of straddling) expect(all).toContain(c);
+  });
+
+  for (const capture of straddling) {
+    it(`${capture}: the same events through tiny chunks (every record straddles) and through the stdin path`, async () => {
+      const opts = optionsFor(capture);
+      const one = await collect((out) => replay(opts, out));
+      for (const shards of [2, 3]) {
+        const tiny = await collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 40, poison: true }));
+        expect(tiny.lines, `${shards} engines, 40-byte chunks`).toEqual(one.lines);
+        expect(normal(tiny.stats)).toEqual(normal(one.stats));
+        for (const [piece, chunkBytes] of [[1000, 4096], [7, 300], [65536, 1 << 20]]) {
+          const got = await collect((out) => replayFanout({ ...opts, capture: '-' }, out, pool, { shards, chunkBytes, poison: true, input: pieces(capture, piece) }));
+          expect(got.lines, `${shards} engines, stdin in ${piece}-byte pieces, ${chunkBytes}-byte chunks`).toEqual(one.lines);
+          expect(normal(got.stats)).toEqual(normal(one.stats));
+        }
       }
     });
   }
