@@ -26,7 +26,6 @@
  * are counted here, once.
  */
 import { existsSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CaptureReader } from '../capture/index.js';
@@ -34,11 +33,9 @@ import type { CaptureSink, RawPacket } from '../types.js';
 import { BatchBuilder } from './batch.js';
 import type { EngineOptions, EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
-import { InputError, loadKeys, pumpCapture, type ReplayOptions, type RsaKeySpec } from './replay.js';
+import { fileChunks, InputError, loadKeys, pumpCapture, type ReplayOptions, type RsaKeySpec } from './replay.js';
 import { mergeStats, packetRouter } from './sharded.js';
 
-/** Bytes read from a capture file at a time. */
-const CHUNK_BYTES = 1 << 20;
 /** A shard's batch goes to its engine once it holds this many bytes. */
 export const FANOUT_BATCH_BYTES = 1 << 20;
 /** Room in a batch buffer beyond FANOUT_BATCH_BYTES: the packet that fills a batch still fits. */
@@ -168,33 +165,6 @@ class EngineLane {
   terminate(): Promise<number> {
     this.closing = true;
     return this.worker.terminate();
-  }
-}
-
-/**
- * A capture file's bytes, read into two buffers in turn: the next read runs (in libuv's thread
- * pool) while this thread frames the chunk before it. The dispatcher copies each packet into its
- * shard's batch during `push`, so nothing refers to a chunk once it is read into again (a record
- * split between reads is joined by the capture reader in a buffer of its own). A fresh buffer per
- * read, as a stream gives, costs page faults on every read.
- */
-async function* fileChunks(capture: string): AsyncGenerator<Buffer> {
-  const fh = await open(capture, 'r');
-  const bufs = [Buffer.allocUnsafeSlow(CHUNK_BYTES), Buffer.allocUnsafeSlow(CHUNK_BYTES)];
-  let i = 0;
-  let next = fh.read(bufs[0], 0, CHUNK_BYTES, null);
-  try {
-    for (;;) {
-      const { bytesRead } = await next;
-      if (bytesRead === 0) return;
-      const cur = bufs[i];
-      i ^= 1;
-      next = fh.read(bufs[i], 0, CHUNK_BYTES, null);
-      yield cur.subarray(0, bytesRead);
-    }
-  } finally {
-    await next.catch(() => undefined);
-    await fh.close();
   }
 }
 
