@@ -39,6 +39,7 @@ import {
   type QuicSuite,
   type QuicVersion,
 } from './protection.js';
+import { GcmBatchStream, MAX_BATCH_PACKETS, type BatchEntry, type BatchOwner, type PacketBatch } from './gcmBatch.js';
 import { OrderedStream, type OrderedSink } from './streams.js';
 import type { QuicOptions } from './options.js';
 import type { HttpOptions } from '../analyzers/http/options.js';
@@ -93,13 +94,15 @@ export interface QuicConnectionHost {
   decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled';
   /** Ops: the key log's keys for this connection were found, `seconds` after its first protected packet. */
   secretWait(seconds: number): void;
+  /** 1-RTT packets held for their batch's authentication (one for all connections). */
+  readonly batch: PacketBatch;
 }
 
 const EMPTY = Buffer.alloc(0);
 /** Header scratch: long headers are at most 1+4+1+20+1+20+token+8+4 bytes; longer tokens allocate. */
 const AAD_SCRATCH = Buffer.alloc(512);
 
-export class QuicConnection {
+export class QuicConnection implements BatchOwner {
   version: QuicVersion | undefined;
   versionId = 0;
   /** The client's first Destination Connection ID (Initial keys; RFC 9001 Section 5.2). */
@@ -200,6 +203,8 @@ export class QuicConnection {
         this.packet(Level.OneRtt, dir, d.subarray(off), 1 + cidLen, ts, false);
         return;
       }
+      // (a long header may change the connection's state, CIDs, keys: its batched packets first)
+      if (this.host.batch.owner === this) this.host.batch.flush();
       if (d.length - off < 7) {
         an.anomaly('quic_malformed_packet', 'long_truncated');
         return;
@@ -388,28 +393,94 @@ export class QuicConnection {
       aad[pnOffset + i] = b;
       truncated = truncated * 256 + b;
     }
+    const payload = pkt.subarray(pnOffset + pnLen);
+    // 1-RTT AES-GCM packets of the current key phase: decrypted now, authenticated with their batch
+    if (level === Level.OneRtt && this.batchable(dir, first, keys, aad, payload, truncated, pnLen, ts)) return true;
+    const b = this.host.batch;
+    if (b.owner === this) b.flush();
+    this.opened(level, dir, aad, payload, truncated, pnLen, ts);
+    return true;
+  }
+
+  /** A packet without header protection: packet number, payload protection, frames. */
+  private opened(level: Level, dir: Dir, aad: Buffer, payload: Buffer, truncated: number, pnLen: number, ts: Timestamp): void {
     const sp = space(level) * 2 + dir;
     const pn = decodePacketNumber(this.largest[sp], truncated, pnLen * 8);
-    const payload = pkt.subarray(pnOffset + pnLen);
+    const first = aad[0];
     let plain: Buffer | undefined;
     if (level === Level.OneRtt) plain = this.openApp(dir, (first >> 2) & 1, aad, payload, pn);
-    else plain = keys.open(aad, payload, pn);
+    else plain = (this.keysFor(level, dir) as PacketKeys).open(aad, payload, pn);
     if (plain === undefined) {
-      if (level === Level.OneRtt && this.resetTokens.has(pkt.toString('hex', pkt.length - 16))) {
+      if (level === Level.OneRtt && payload.length >= 16 && this.resetTokens.has(payload.toString('hex', payload.length - 16))) {
         this.statelessReset = true; // not a protected packet at all
-        return true;
+        return;
       }
       this.counts.failed++;
       if (level !== Level.Initial) this.counts.failedProtected++;
       this.host.anomalies.anomaly('quic_decrypt_failed', LEVEL_NAMES[level]);
-      return true;
+      return;
     }
     this.counts.decrypted++;
     if (level !== Level.Initial) this.counts.decryptedProtected++;
     if (pn > this.largest[sp]) this.largest[sp] = pn;
     if (level === Level.OneRtt) this.established = true;
     this.frames(level, dir, plain, ts);
+  }
+
+  /**
+   * Adds a 1-RTT packet to the stage's batch (src/quic/gcmBatch.ts) when its keys are the current
+   * AES-GCM ones; false when it is not batched (the caller processes it at once).
+   */
+  private batchable(dir: Dir, first: number, keys: PacketKeys, aad: Buffer, payload: Buffer, truncated: number, pnLen: number, ts: Timestamp): boolean {
+    const a = this.app[dir] as AppKeys;
+    if (((first >> 2) & 1) !== a.phase || keys !== a.cur || payload.length < AEAD_TAG_LEN) return false;
+    const gcm = keys.gcm;
+    if (gcm === undefined) return false;
+    const b = this.host.batch;
+    const st = b.streams[dir];
+    const need = GcmBatchStream.need(aad.length, payload.length - AEAD_TAG_LEN);
+    if (need > st.capacity) return false;
+    if (b.owner !== this || (st.key !== undefined && st.key !== gcm) || !st.fits(need) || b.entries.length >= MAX_BATCH_PACKETS) {
+      b.flush();
+      b.owner = this;
+    }
+    const sp = space(Level.OneRtt) * 2 + dir;
+    if (st.count === 0) {
+      st.key = gcm;
+      b.largestBefore[dir] = this.largest[sp];
+    }
+    const pn = decodePacketNumber(this.largest[sp], truncated, pnLen * 8);
+    const aadOff = st.off;
+    const i = st.add(keys.nonce(pn), aad, payload);
+    b.entries.push({ dir, i, aadOff, aadLen: aad.length, ts });
+    // (provisional: the next packet's number is decoded against it; undone if the batch fails)
+    if (pn > this.largest[sp]) this.largest[sp] = pn;
     return true;
+  }
+
+  /** BatchOwner: the batch's packets, authenticated (ok) or to be authenticated one by one. */
+  batchDone(entries: BatchEntry[], ok: readonly boolean[], largestBefore: readonly number[]): void {
+    const undone = [false, false];
+    for (const e of entries) {
+      const dir = e.dir as Dir;
+      if (ok[dir]) {
+        this.counts.decrypted++;
+        this.counts.decryptedProtected++;
+        this.established = true;
+        this.frames(Level.OneRtt, dir, e.plain as Buffer, e.ts);
+        continue;
+      }
+      const sp = space(Level.OneRtt) * 2 + dir;
+      if (!undone[dir]) {
+        undone[dir] = true;
+        this.largest[sp] = largestBefore[dir];
+      }
+      const aad = e.aad as Buffer;
+      const pnLen = (aad[0] & 3) + 1;
+      let truncated = 0;
+      for (let i = aad.length - pnLen; i < aad.length; i++) truncated = truncated * 256 + aad[i];
+      this.opened(Level.OneRtt, dir, aad, e.payload as Buffer, truncated, pnLen, e.ts);
+    }
   }
 
   /** RFC 9001 Section 6: a key phase bit different from the current one means the next keys. */
@@ -713,6 +784,7 @@ export class QuicConnection {
 
   /** End of the connection: flush held packets and streams; the HTTP/3 exchanges are emitted. */
   close(ts: Timestamp): void {
+    if (this.host.batch.owner === this) this.host.batch.flush();
     this.retryHeld(ts);
     this.counts.noKey += this.held.length;
     this.held = [];
