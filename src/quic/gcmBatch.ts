@@ -30,8 +30,15 @@ import type { Timestamp } from '../types.js';
 
 /** The batch context's nonce (any fixed value). */
 const BATCH_NONCE = Buffer.alloc(12);
-/** Counter blocks of a batch (grown for a larger one). */
-const CTR32 = new Uint32Array(((256 * 1024) >> 2) + 4 * 256);
+/**
+ * Keystream bytes per ECB call at most: node allocates each call's output, and large buffers cost
+ * page faults when malloc hands back fresh memory (kept below its mmap threshold, and reused).
+ */
+const KEYSTREAM_BYTES = 16 * 1024;
+/** Counter blocks of one ECB call (grown for a larger packet). */
+const CTR32 = new Uint32Array(KEYSTREAM_BYTES >> 2);
+/** Block counters 0..4097 byte-swapped (little-endian hosts write big-endian counters with it). */
+const BSWAP_COUNTER = Int32Array.from({ length: 4098 }, (_, j) => bswap(j));
 
 function pad16(n: number): number {
   return (n + 15) & ~15;
@@ -116,8 +123,8 @@ export class GcmBatchStream {
   /** Packets in it. */
   count = 0;
   key: GcmKey | undefined;
-  /** After `open`: the keystream buffer, whose blocks after each packet's J0 block hold its plaintext. */
-  private ks: Buffer | undefined;
+  /** After `open`: each packet's keystream buffer (shared by a group), whose blocks after its J0 block hold its plaintext. */
+  private readonly ksBuf: Buffer[] = [];
   private ksOff: Int32Array = new Int32Array(MAX_STREAM_PACKETS);
 
   constructor(readonly capacity: number) {
@@ -179,39 +186,59 @@ export class GcmBatchStream {
   }
 
   /**
-   * Computes every packet's keystream with one ECB call, turns tags into Y blocks, decrypts into
-   * the keystream buffer and verifies the whole stream with one GCM context. Whether every packet
-   * is authentic.
+   * Computes the packets' keystreams (one ECB call per group of packets up to KEYSTREAM_BYTES),
+   * turns tags into Y blocks, decrypts into the keystream buffers and verifies the whole stream
+   * with one GCM context. Whether every packet is authentic.
    */
   open(): boolean {
     const key = this.key as GcmKey;
     const m = this.meta;
     const n = this.count;
+    for (let from = 0; from < n; ) {
+      let to = from;
+      let bytes = 0;
+      do bytes += 16 + pad16(m[to++ * 6 + 4]);
+      while (to < n && bytes + 16 + pad16(m[to * 6 + 4]) <= KEYSTREAM_BYTES);
+      this.keystream(key, from, to);
+      from = to;
+    }
+    const g = createCipheriv(key.aead, key.key, BATCH_NONCE);
+    g.setAAD(this.scratch.subarray(0, this.off));
+    g.final();
+    return g.getAuthTag().equals(key.expectedTag(this.off));
+  }
+
+  /** Keystream, Y blocks and plaintexts of packets [from, to). */
+  private keystream(key: GcmKey, from: number, to: number): void {
+    const m = this.meta;
     // counter blocks: per packet J0 (counter 1), then 2, 3, ... (SP 800-38D: 96-bit IV || 32-bit counter)
-    let c = CTR32;
-    if (this.blocks * 4 > c.length) c = new Uint32Array(this.blocks * 4);
     const le = LITTLE_ENDIAN;
+    let c = CTR32;
     let w = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < to; i++) {
+      const nb = (m[i * 6 + 4] + 15) >> 4;
+      if (w + (nb + 1) * 4 > c.length) {
+        const bigger = new Uint32Array(2 * (w + (nb + 1) * 4));
+        bigger.set(c.subarray(0, w));
+        c = bigger;
+      }
       const n0 = le ? bswap(m[i * 6]) : m[i * 6];
       const n1 = le ? bswap(m[i * 6 + 1]) : m[i * 6 + 1];
       const n2 = le ? bswap(m[i * 6 + 2]) : m[i * 6 + 2];
-      const nb = (m[i * 6 + 4] + 15) >> 4;
       this.ksOff[i] = w * 4;
       for (let j = 1; j <= nb + 1; j++, w += 4) {
         c[w] = n0;
         c[w + 1] = n1;
         c[w + 2] = n2;
-        c[w + 3] = le ? bswap(j) : j;
+        c[w + 3] = le ? BSWAP_COUNTER[j] : j;
       }
     }
     const ks = key.ecb.update(Buffer.from(c.buffer, c.byteOffset, w * 4));
-    this.ks = ks;
     const s = this.scratch;
     const s32 = this.s32;
-    const aligned = (ks.byteOffset & 3) === 0;
-    const k32 = aligned ? new Int32Array(ks.buffer, ks.byteOffset, ks.length >> 2) : undefined;
-    for (let i = 0; i < n; i++) {
+    const k32 = (ks.byteOffset & 3) === 0 ? new Int32Array(ks.buffer, ks.byteOffset, ks.length >> 2) : undefined;
+    for (let i = from; i < to; i++) {
+      this.ksBuf[i] = ks;
       const ko = this.ksOff[i];
       const y = m[i * 6 + 5];
       for (let b = 0; b < 16; b++) s[y + b] ^= ks[ko + b];
@@ -227,16 +254,12 @@ export class GcmBatchStream {
         for (let x = 0; x < ctLen; x++) ks[ko + 16 + x] ^= s[ctOff + x];
       }
     }
-    const g = createCipheriv(key.aead, key.key, BATCH_NONCE);
-    g.setAAD(s.subarray(0, this.off));
-    g.final();
-    return g.getAuthTag().equals(key.expectedTag(this.off));
   }
 
   /** After `open`: packet i's plaintext (authenticated only if `open` said so). */
   plain(i: number): Buffer {
     const ko = this.ksOff[i];
-    return (this.ks as Buffer).subarray(ko + 16, ko + 16 + this.meta[i * 6 + 4]);
+    return this.ksBuf[i].subarray(ko + 16, ko + 16 + this.meta[i * 6 + 4]);
   }
 
   /** After `open`: copies of packet i's payload (ciphertext || tag), for the one-by-one fallback. */
@@ -247,7 +270,7 @@ export class GcmBatchStream {
     const y = m[i * 6 + 5];
     const out = Buffer.allocUnsafe(ctLen + 16);
     this.scratch.copy(out, 0, ctOff, ctOff + ctLen);
-    const ks = this.ks as Buffer;
+    const ks = this.ksBuf[i];
     const ko = this.ksOff[i];
     for (let b = 0; b < 16; b++) out[ctLen + b] = this.scratch[y + b] ^ ks[ko + b];
     return out;
@@ -258,78 +281,82 @@ export class GcmBatchStream {
     this.count = 0;
     this.blocks = 0;
     this.key = undefined;
-    this.ks = undefined;
+    this.ksBuf.length = 0;
   }
 }
 
-/** One packet of a batch. */
+/** One packet of a batch: a protected 1-RTT packet copied as it came. */
 export interface BatchEntry {
   dir: number;
-  /** Its index in its direction's stream. */
+  /** The packet in its direction's raw area, and where its packet number starts. */
+  rawOff: number;
+  len: number;
+  pnOffset: number;
+  ts: Timestamp;
+  /** Its index in its direction's GHASH stream (-1: not batched after all, e.g. another key phase), and where its header stands there. */
   i: number;
   aadOff: number;
   aadLen: number;
-  ts: Timestamp;
-  /** Set by flush: the plaintext (authenticated when its direction's batch verified). */
+  /** Set when opened: the plaintext of a packet whose direction's batch verified. */
   plain?: Buffer;
-  /** Set when its direction's batch did not verify: copies of the packet's aad and payload (ciphertext || tag). */
+  /** Otherwise copies of its unprotected header and its payload (ciphertext || tag), for the one-by-one path. */
   aad?: Buffer;
   payload?: Buffer;
 }
 
 /** The connection whose packets a batch holds. */
 export interface BatchOwner {
-  /**
-   * The batch's packets in their order: `ok[dir]` says whether that direction's all verified;
-   * `largestBefore[dir]`: the direction's largest packet number before the batch (the packet
-   * numbers of a batch that did not verify are decoded again one by one).
-   */
-  batchDone(entries: BatchEntry[], ok: readonly boolean[], largestBefore: readonly number[]): void;
+  /** Header protection, packet numbers, decryption and authentication of the batch's packets (sets plain, or aad and payload). */
+  batchOpen(entries: readonly BatchEntry[], batch: PacketBatch): void;
+  /** The opened packets, in their order: frames of the authenticated ones, the others one by one. */
+  batchDone(entries: readonly BatchEntry[]): void;
 }
 
-/** Scratch bytes per direction: ~200 packets of 1,250 bytes. */
-const STREAM_CAPACITY = 256 * 1024;
+/** Raw bytes per direction (~150 packets of 1,250 bytes); larger packets are not batched. */
+const RAW_CAPACITY = 192 * 1024;
 /** Packets per batch at most (the latency of a connection's events, in packets). */
 export const MAX_BATCH_PACKETS = 128;
+/** Largest packet batched. */
+export const MAX_BATCH_PACKET_BYTES = 16 * 1024;
 
 /**
- * The 1-RTT packets of one connection (a run of its datagrams) whose plaintext waits for their
- * batch's verification. One per QUIC stage (the engine is single-threaded): a datagram of another
- * connection, a packet that is not batched, the end of a connection and the engine's tick flush it
- * first, so packets are still processed in capture order.
+ * The 1-RTT packets of one connection (a run of its datagrams) held until their batch is opened.
+ * One per QUIC stage (the engine is single-threaded): a datagram of another connection, a packet
+ * that is not batched, the end of a connection and the engine's tick flush it first, so packets
+ * are still processed in capture order.
  */
 export class PacketBatch {
   owner: BatchOwner | undefined;
-  readonly streams = [new GcmBatchStream(STREAM_CAPACITY), new GcmBatchStream(STREAM_CAPACITY)];
+  /** Per direction: the packets' bytes as they came, and their GHASH stream when opened. */
+  readonly raw = [Buffer.allocUnsafeSlow(RAW_CAPACITY), Buffer.allocUnsafeSlow(RAW_CAPACITY)];
+  readonly rawUsed = [0, 0];
+  readonly streams = [new GcmBatchStream(RAW_CAPACITY + MAX_BATCH_PACKETS * 48), new GcmBatchStream(RAW_CAPACITY + MAX_BATCH_PACKETS * 48)];
   entries: BatchEntry[] = [];
-  readonly largestBefore = [-1, -1];
 
-  /** Verifies and hands the held packets to their connection. */
+  /** Whether a packet of `len` bytes fits (false: flush first). */
+  fits(dir: number, len: number): boolean {
+    return this.rawUsed[dir] + len <= RAW_CAPACITY && this.entries.length < MAX_BATCH_PACKETS;
+  }
+
+  /** Copies a packet in; the caller checked `fits` and owns the batch. */
+  add(dir: number, pkt: Buffer, pnOffset: number, ts: Timestamp): void {
+    const off = this.rawUsed[dir];
+    pkt.copy(this.raw[dir], off);
+    this.rawUsed[dir] = off + pkt.length;
+    this.entries.push({ dir, rawOff: off, len: pkt.length, pnOffset, ts, i: -1, aadOff: 0, aadLen: 0 });
+  }
+
+  /** Opens the held packets and hands them to their connection. */
   flush(): void {
     const owner = this.owner;
     this.owner = undefined;
-    const [s0, s1] = this.streams;
     const list = this.entries;
     this.entries = [];
-    if (list.length === 0 || owner === undefined) {
-      s0.reset();
-      s1.reset();
-      return;
-    }
-    const ok = [s0.count === 0 || s0.open(), s1.count === 0 || s1.open()];
-    for (const e of list) {
-      const st = this.streams[e.dir];
-      if (ok[e.dir]) {
-        e.plain = st.plain(e.i);
-      } else {
-        e.aad = Buffer.from(st.scratch.subarray(e.aadOff, e.aadOff + e.aadLen));
-        e.payload = st.payload(e.i);
-      }
-    }
-    const before = [this.largestBefore[0], this.largestBefore[1]];
-    s0.reset();
-    s1.reset();
-    owner.batchDone(list, ok, before);
+    if (list.length > 0 && owner !== undefined) owner.batchOpen(list, this);
+    this.rawUsed[0] = this.rawUsed[1] = 0;
+    this.streams[0].reset();
+    this.streams[1].reset();
+    if (list.length > 0 && owner !== undefined) owner.batchDone(list);
   }
 }
 

@@ -110,6 +110,11 @@ export class HeaderProtection {
       this.ecb = c;
     }
   }
+  /** AES: the masks of several packets at once, 16 bytes each from their samples one after the other; undefined for ChaCha20. */
+  masks(samples: Buffer): Buffer | undefined {
+    return this.ecb?.update(samples);
+  }
+
   /** 5 mask bytes from the 16-byte sample (only the first 5 are used). */
   mask(sample: Buffer): Buffer {
     if (this.ecb !== undefined) return this.ecb.update(sample);
