@@ -155,12 +155,16 @@ export async function pumpCapture(
   if (short !== undefined) throw new InputError(`${name}: ${short}`);
 }
 
-/** `pumpCapture` with the writer's back-pressure between chunks: its events out, then wait for room. */
-export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>): Promise<void> {
+/**
+ * `pumpCapture` with the writer's back-pressure between chunks: `engine`'s held QUIC packets
+ * processed (a live pipe's chunk is what it had), its events out, then wait for room.
+ */
+export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>, engine?: Engine): Promise<void> {
   return pumpCapture(
     capture,
     reader,
     async () => {
+      engine?.quic.flush();
       out.flush();
       await out.drained();
     },
@@ -183,7 +187,7 @@ export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<En
   const engine = writerEngine(out, loadKeys(opts.keylogs, opts.rsaKeys), opts.engine);
   const reader = new CaptureReader(engine, opts.captureLimits);
   opts.progress?.watch(reader, () => engine.stats.sessionsByStatus.decrypted ?? 0);
-  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture));
+  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture), engine);
   engine.finish();
   return engine.stats;
 }
