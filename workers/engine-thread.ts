@@ -56,8 +56,10 @@ port.on('message', (m: ToEngineThread) => {
     if (m.t === 'open') {
       open(m.cfg);
     } else if (m.t === 'batch') {
-      if (engine) readBatch(m.data, engine);
-      else if (!discarding) throw new Error('batch before open');
+      if (engine) {
+        readBatch(m.data, engine);
+        engine.quic.flush(); // QUIC packets held for their batch's authentication: this batch's events go back with it
+      } else if (!discarding) throw new Error('batch before open');
       const buffer = m.data.buffer as ArrayBuffer;
       if (poison) new Uint8Array(buffer).fill(0xee);
       port.postMessage({ t: 'events', ...take(), buffer } satisfies FromEngineThread, [buffer]);
