@@ -66,7 +66,10 @@ port.on('message', (m: ToEngineThread) => {
     } else if (m.t === 'index') {
       chunk = m.chunk;
       const inline = m.inline ? Buffer.from(m.inline.buffer, m.inline.byteOffset, m.inline.byteLength) : undefined;
-      if (engine) readIndex(m.index, m.chunk >= 0 ? chunks[m.chunk] : undefined, inline, engine);
+      if (engine) {
+        readIndex(m.index, m.chunk >= 0 ? chunks[m.chunk] : undefined, inline, engine);
+        engine.quic.flush(); // QUIC packets held for their batch's authentication: this chunk's events go back with it
+      }
       else if (!discarding) throw new Error('packets before open');
       const index = m.index.buffer as ArrayBuffer;
       if (poison) {

@@ -158,6 +158,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       return;
     }
     this.stats.tcpPackets++;
+    this.quic.flush(); // QUIC packets held for their batch's authentication come first
     this.flows.processSegment(this.decoded, p.ts, p.sensor);
   }
 
@@ -172,6 +173,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
 
   /** Advance capture time without packets (idle timeouts in a live stream). */
   tick(now: Timestamp): void {
+    this.quic.flush();
     this.flows.expire(now);
     this.udp.expire(now);
   }

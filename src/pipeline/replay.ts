@@ -2,6 +2,7 @@
  * `tlsdecrypt replay`: one capture file (or stdin) through the pipeline, events to a writer.
  */
 import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { CaptureReader, CaptureFormatError, type CaptureLimits } from '../capture/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
 import { loadRsaKeyFile, type RsaServerKey } from '../tls/crypto/rsa.js';
@@ -64,6 +65,38 @@ export function parseRsaKeySpec(arg: string): RsaKeySpec {
   return { path: arg };
 }
 
+/** Bytes read from a capture file at a time. */
+export const READ_CHUNK_BYTES = 1 << 20;
+
+/**
+ * A capture file's bytes, read into two buffers in turn: the next read runs (in libuv's thread
+ * pool) while this thread frames the chunk before it. Nothing refers to a chunk once it is read
+ * into again: the engine's stages copy what they keep of a packet (the fan-out's dispatcher
+ * copies each packet into its shard's batch), and a record split between reads is joined by the
+ * capture reader in a buffer of its own. A fresh buffer per read, as a stream gives, costs a page
+ * fault per 4 KiB read (on the 2-vCPU VMs here ~0.1 s of system time for a 45 MB capture, a
+ * quarter of a QUIC bulk replay's CPU).
+ */
+export async function* fileChunks(capture: string, chunkBytes = READ_CHUNK_BYTES): AsyncGenerator<Buffer> {
+  const fh = await open(capture, 'r');
+  const bufs = [Buffer.allocUnsafeSlow(chunkBytes), Buffer.allocUnsafeSlow(chunkBytes)];
+  let i = 0;
+  let next = fh.read(bufs[0], 0, chunkBytes, null);
+  try {
+    for (;;) {
+      const { bytesRead } = await next;
+      if (bytesRead === 0) return;
+      const cur = bufs[i];
+      i ^= 1;
+      next = fh.read(bufs[i], 0, chunkBytes, null);
+      yield cur.subarray(0, bytesRead);
+    }
+  } finally {
+    await next.catch(() => undefined);
+    await fh.close();
+  }
+}
+
 const STOPPED: unique symbol = Symbol('stopped');
 
 /**
@@ -122,12 +155,22 @@ export async function pumpCapture(
   if (short !== undefined) throw new InputError(`${name}: ${short}`);
 }
 
-/** `pumpCapture` with the writer's back-pressure between chunks: its events out, then wait for room. */
-export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter): Promise<void> {
-  return pumpCapture(capture, reader, async () => {
-    out.flush();
-    await out.drained();
-  });
+/**
+ * `pumpCapture` with the writer's back-pressure between chunks: `engine`'s held QUIC packets
+ * processed (a live pipe's chunk is what it had), its events out, then wait for room.
+ */
+export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>, engine?: Engine): Promise<void> {
+  return pumpCapture(
+    capture,
+    reader,
+    async () => {
+      engine?.quic.flush();
+      out.flush();
+      await out.drained();
+    },
+    undefined,
+    source,
+  );
 }
 
 /**
@@ -144,7 +187,7 @@ export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<En
   const engine = writerEngine(out, loadKeys(opts.keylogs, opts.rsaKeys), opts.engine);
   const reader = new CaptureReader(engine, opts.captureLimits);
   opts.progress?.watch(reader, () => engine.stats.sessionsByStatus.decrypted ?? 0);
-  await pumpToWriter(opts.capture, reader, out);
+  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture), engine);
   engine.finish();
   return engine.stats;
 }

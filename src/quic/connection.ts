@@ -39,6 +39,7 @@ import {
   type QuicSuite,
   type QuicVersion,
 } from './protection.js';
+import { MAX_BATCH_PACKET_BYTES, type BatchEntry, type BatchOwner, type PacketBatch } from './gcmBatch.js';
 import { OrderedStream, type OrderedSink } from './streams.js';
 import type { QuicOptions } from './options.js';
 import type { HttpOptions } from '../analyzers/http/options.js';
@@ -93,13 +94,17 @@ export interface QuicConnectionHost {
   decide(conn: QuicConnection, sni: string | undefined): 'decrypt' | 'paused' | 'disabled';
   /** Ops: the key log's keys for this connection were found, `seconds` after its first protected packet. */
   secretWait(seconds: number): void;
+  /** 1-RTT packets held for their batch's authentication (one for all connections). */
+  readonly batch: PacketBatch;
 }
 
 const EMPTY = Buffer.alloc(0);
 /** Header scratch: long headers are at most 1+4+1+20+1+20+token+8+4 bytes; longer tokens allocate. */
 const AAD_SCRATCH = Buffer.alloc(512);
+/** Header protection samples of a batch, one after the other (grown for a larger batch). */
+let SAMPLES = Buffer.alloc(16 * 128);
 
-export class QuicConnection {
+export class QuicConnection implements BatchOwner {
   version: QuicVersion | undefined;
   versionId = 0;
   /** The client's first Destination Connection ID (Initial keys; RFC 9001 Section 5.2). */
@@ -200,6 +205,8 @@ export class QuicConnection {
         this.packet(Level.OneRtt, dir, d.subarray(off), 1 + cidLen, ts, false);
         return;
       }
+      // (a long header may change the connection's state, CIDs, keys: its batched packets first)
+      if (this.host.batch.owner === this) this.host.batch.flush();
       if (d.length - off < 7) {
         an.anomaly('quic_malformed_packet', 'long_truncated');
         return;
@@ -377,6 +384,10 @@ export class QuicConnection {
       this.host.anomalies.anomaly('quic_malformed_packet', 'too_short');
       return true;
     }
+    // 1-RTT packets under the current AES-GCM keys: held and opened with their batch
+    if (level === Level.OneRtt && this.batched(dir, keys, pkt, pnOffset, ts)) return true;
+    const b = this.host.batch;
+    if (b.owner === this) b.flush();
     // RFC 9001 Section 5.4.2: the sample starts 4 bytes after the packet number's start
     const mask = keys.hp.mask(pkt.subarray(pnOffset + 4, pnOffset + 20));
     const long = (pkt[0] & 0x80) !== 0;
@@ -392,28 +403,136 @@ export class QuicConnection {
       aad[pnOffset + i] = b;
       truncated = truncated * 256 + b;
     }
+    this.opened(level, dir, aad, pkt.subarray(pnOffset + pnLen), truncated, pnLen, ts);
+    return true;
+  }
+
+  /** A packet without header protection: packet number, payload protection, frames. */
+  private opened(level: Level, dir: Dir, aad: Buffer, payload: Buffer, truncated: number, pnLen: number, ts: Timestamp): void {
     const sp = space(level) * 2 + dir;
     const pn = decodePacketNumber(this.largest[sp], truncated, pnLen * 8);
-    const payload = pkt.subarray(pnOffset + pnLen);
+    const first = aad[0];
     let plain: Buffer | undefined;
     if (level === Level.OneRtt) plain = this.openApp(dir, (first >> 2) & 1, aad, payload, pn);
-    else plain = keys.open(aad, payload, pn);
+    else plain = (this.keysFor(level, dir) as PacketKeys).open(aad, payload, pn);
     if (plain === undefined) {
-      if (level === Level.OneRtt && this.resetTokens.has(pkt.toString('hex', pkt.length - 16))) {
+      if (level === Level.OneRtt && payload.length >= 16 && this.resetTokens.has(payload.toString('hex', payload.length - 16))) {
         this.statelessReset = true; // not a protected packet at all
-        return true;
+        return;
       }
       this.counts.failed++;
       if (level !== Level.Initial) this.counts.failedProtected++;
       this.host.anomalies.anomaly('quic_decrypt_failed', LEVEL_NAMES[level]);
-      return true;
+      return;
     }
     this.counts.decrypted++;
     if (level !== Level.Initial) this.counts.decryptedProtected++;
     if (pn > this.largest[sp]) this.largest[sp] = pn;
     if (level === Level.OneRtt) this.established = true;
     this.frames(level, dir, plain, ts);
+  }
+
+  /**
+   * Holds a 1-RTT packet in the stage's batch (src/quic/gcmBatch.ts) when its keys are the current
+   * AES-GCM ones; false when it is not batched (the caller processes it at once).
+   */
+  private batched(dir: Dir, keys: PacketKeys, pkt: Buffer, pnOffset: number, ts: Timestamp): boolean {
+    const a = this.app[dir] as AppKeys;
+    if (keys !== a.cur || pkt.length > MAX_BATCH_PACKET_BYTES || keys.gcm === undefined) return false;
+    const b = this.host.batch;
+    if (b.owner !== this || !b.fits(dir, pkt.length)) {
+      b.flush();
+      b.owner = this;
+    }
+    b.add(dir, pkt, pnOffset, ts);
     return true;
+  }
+
+  /**
+   * BatchOwner: removes header protection with one AES-ECB call per direction, decodes packet
+   * numbers, and decrypts and authenticates each direction's packets together (GcmBatchStream).
+   * A packet of another key phase (a key update) and the rest of its direction after it are left
+   * to the one-by-one path; so is a direction whose batch does not verify, from its first packet.
+   */
+  batchOpen(entries: readonly BatchEntry[], batch: PacketBatch): void {
+    for (let dir = 0; dir < 2; dir++) {
+      let n = 0;
+      for (const e of entries) if (e.dir === dir) n++;
+      if (n === 0) continue;
+      const a = this.app[dir] as AppKeys;
+      const keys = a.cur;
+      const raw = batch.raw[dir];
+      if (SAMPLES.length < n * 16) SAMPLES = Buffer.allocUnsafe(n * 32);
+      let j = 0;
+      for (const e of entries) if (e.dir === dir) raw.copy(SAMPLES, 16 * j++, e.rawOff + e.pnOffset + 4, e.rawOff + e.pnOffset + 20);
+      const masks = keys.hp.masks(SAMPLES.subarray(0, 16 * n)) as Buffer;
+      const st = batch.streams[dir];
+      st.key = keys.gcm;
+      const sp = space(Level.OneRtt) * 2 + dir;
+      const before = this.largest[sp];
+      let slow = false;
+      j = 0;
+      for (const e of entries) {
+        if (e.dir !== dir) continue;
+        const m = 16 * j++;
+        const off = e.rawOff;
+        const pnOffset = e.pnOffset;
+        const first = raw[off] ^ (masks[m] & 0x1f);
+        const pnLen = (first & 3) + 1;
+        const aad = AAD_SCRATCH.subarray(0, pnOffset + pnLen);
+        aad[0] = first;
+        for (let i = 1; i < pnOffset; i++) aad[i] = raw[off + i];
+        let truncated = 0;
+        for (let i = 0; i < pnLen; i++) {
+          const x = raw[off + pnOffset + i] ^ masks[m + 1 + i];
+          aad[pnOffset + i] = x;
+          truncated = truncated * 256 + x;
+        }
+        const payload = raw.subarray(off + pnOffset + pnLen, off + e.len);
+        if (!slow && (((first >> 2) & 1) !== a.phase || payload.length < AEAD_TAG_LEN)) slow = true;
+        if (slow) {
+          e.aad = Buffer.from(aad);
+          e.payload = Buffer.from(payload);
+          continue;
+        }
+        const pn = decodePacketNumber(this.largest[sp], truncated, pnLen * 8);
+        // (provisional until the batch verifies: the next packet's number is decoded against it)
+        if (pn > this.largest[sp]) this.largest[sp] = pn;
+        e.aadOff = st.off;
+        e.aadLen = aad.length;
+        e.i = st.add(keys.nonce(pn), aad, payload);
+      }
+      const ok = st.count === 0 || st.open();
+      if (!ok) this.largest[sp] = before;
+      for (const e of entries) {
+        if (e.dir !== dir || e.i < 0) continue;
+        if (ok) e.plain = st.plain(e.i);
+        else {
+          // (the unprotected header stands at the start of the packet's GHASH input)
+          e.aad = Buffer.from(st.scratch.subarray(e.aadOff, e.aadOff + e.aadLen));
+          e.payload = st.payload(e.i);
+        }
+      }
+    }
+  }
+
+  /** BatchOwner: the opened packets in their order. */
+  batchDone(entries: readonly BatchEntry[]): void {
+    for (const e of entries) {
+      const dir = e.dir as Dir;
+      if (e.plain !== undefined) {
+        this.counts.decrypted++;
+        this.counts.decryptedProtected++;
+        this.established = true;
+        this.frames(Level.OneRtt, dir, e.plain, e.ts);
+        continue;
+      }
+      const aad = e.aad as Buffer;
+      const pnLen = (aad[0] & 3) + 1;
+      let truncated = 0;
+      for (let i = aad.length - pnLen; i < aad.length; i++) truncated = truncated * 256 + aad[i];
+      this.opened(Level.OneRtt, dir, aad, e.payload as Buffer, truncated, pnLen, e.ts);
+    }
   }
 
   /** RFC 9001 Section 6: a key phase bit different from the current one means the next keys. */
@@ -730,6 +849,7 @@ export class QuicConnection {
 
   /** End of the connection: flush held packets and streams; the HTTP/3 exchanges are emitted. */
   close(ts: Timestamp): void {
+    if (this.host.batch.owner === this) this.host.batch.flush();
     this.retryHeld(ts);
     this.counts.noKey += this.held.length;
     this.held = [];

@@ -11,6 +11,7 @@
  */
 import { createCipheriv, createDecipheriv, type Cipher } from 'node:crypto';
 import { hkdfExpandLabel, hkdfExtract } from '../tls/crypto/keySchedule13.js';
+import { GcmKey } from './gcmBatch.js';
 
 export const enum LongType {
   Initial = 0,
@@ -109,6 +110,11 @@ export class HeaderProtection {
       this.ecb = c;
     }
   }
+  /** AES: the masks of several packets at once, 16 bytes each from their samples one after the other; undefined for ChaCha20. */
+  masks(samples: Buffer): Buffer | undefined {
+    return this.ecb?.update(samples);
+  }
+
   /** 5 mask bytes from the 16-byte sample (only the first 5 are used). */
   mask(sample: Buffer): Buffer {
     if (this.ecb !== undefined) return this.ecb.update(sample);
@@ -131,10 +137,16 @@ export class PacketKeys {
     this.hp = hp instanceof HeaderProtection ? hp : new HeaderProtection(suite.hp, hp);
   }
 
-  /** Section 5.3: nonce = iv XOR packet number (left-padded); returns the plaintext or undefined when authentication fails. */
-  open(aad: Buffer, payload: Buffer, pn: number): Buffer | undefined {
-    if (payload.length < AEAD_TAG_LEN) return undefined;
-    // the nonce scratch is shared: node copies it into the cipher context during createDecipheriv
+  private gcmKey: GcmKey | undefined;
+  /** AES-GCM suites: the ECB context for batched packet protection (src/quic/gcmBatch.ts), made on first use; undefined for the others. */
+  get gcm(): GcmKey | undefined {
+    const a = this.suite.aead;
+    if (a !== 'aes-128-gcm' && a !== 'aes-256-gcm') return undefined;
+    return (this.gcmKey ??= new GcmKey(a, this.key));
+  }
+
+  /** Section 5.3: nonce = iv XOR packet number (left-padded), in a shared scratch valid until the next call. */
+  nonce(pn: number): Buffer {
     const nonce = NONCE;
     const iv = this.iv;
     for (let i = 0; i < 12; i++) nonce[i] = iv[i]; // (a loop: Buffer.copy costs more for 12 bytes)
@@ -143,6 +155,14 @@ export class PacketKeys {
       nonce[i] ^= p & 0xff;
       p = (p - (p & 0xff)) / 256;
     }
+    return nonce;
+  }
+
+  /** Section 5.3: returns the plaintext or undefined when authentication fails. */
+  open(aad: Buffer, payload: Buffer, pn: number): Buffer | undefined {
+    if (payload.length < AEAD_TAG_LEN) return undefined;
+    // the nonce scratch is shared: node copies it into the cipher context during createDecipheriv
+    const nonce = this.nonce(pn);
     const ctLen = payload.length - AEAD_TAG_LEN;
     try {
       const d = createDecipheriv(this.suite.aead as 'aes-128-gcm', this.key, nonce, AEAD_OPTS);

@@ -20,6 +20,7 @@ import { resolveHttpOptions, type HttpOptions } from '../analyzers/http/options.
 import { QuicConnection, type QuicConnectionHost } from './connection.js';
 import { LongType, QUIC_VERSIONS } from './protection.js';
 import { DEFAULT_QUIC_OPTIONS, type QuicOptions } from './options.js';
+import { PacketBatch } from './gcmBatch.js';
 
 /** Where the stage hands finished events. */
 export interface QuicEventSink {
@@ -60,6 +61,8 @@ class QuicPath implements UdpFlowHandler {
   ) {}
 
   onDatagram(dir: Dir, payload: Buffer, ts: Timestamp): void {
+    const b = this.stage.batch;
+    if (b.owner !== undefined && b.owner !== this.conn) b.flush();
     if (this.conn === undefined && !this.stage.attach(this, dir, payload, ts)) return;
     const c = this.conn as QuicConnection;
     c.datagram(this.flip ? (dir === Dir.ToServer ? Dir.ToClient : Dir.ToServer) : dir, payload, ts);
@@ -116,8 +119,20 @@ export class QuicStage implements QuicConnectionHost {
     return st && this.decider ? this.decider(st.flow, sni) : 'decrypt';
   }
 
+  /**
+   * 1-RTT packets whose plaintext waits for their batch's authentication (src/quic/gcmBatch.ts):
+   * those of one connection's latest datagrams, flushed before anything else is processed.
+   */
+  readonly batch = new PacketBatch();
+
+  /** Authenticates and processes the batched packets (the engine, before other traffic and on its tick). */
+  flush(): void {
+    if (this.batch.owner !== undefined) this.batch.flush();
+  }
+
   /** A new UDP flow: a QUIC path when its first datagram looks like QUIC, else undefined. */
   handler(flow: FlowInfo, first: Buffer): UdpFlowHandler | undefined {
+    this.flush();
     if (!this.looksLikeQuic(flow, first)) return undefined;
     this.stats.paths++;
     return new QuicPath(this, flow);
@@ -249,10 +264,12 @@ export class QuicStage implements QuicConnectionHost {
 
   /** New key-log lines: every connection retries its held packets. */
   retryKeys(ts: Timestamp): void {
+    this.flush();
     for (const c of this.states.keys()) c.retryHeld(ts);
   }
 
   pathClosed(path: QuicPath, counters: FlowCounters, ts: Timestamp): void {
+    this.flush();
     const conn = path.conn as QuicConnection;
     const st = this.states.get(conn);
     if (!st) return;

@@ -106,7 +106,9 @@ describe('bad QUIC input on UDP 443', () => {
     const events: EcsEvent[] = [];
     const e = new Engine((ev) => events.push(ev), loadKeys([join(FX, 'keys.log')], []), {});
     for (const p of real) e.packet(p);
-    // the tokens come from the server's NEW_CONNECTION_ID frames (inside decrypted packets)
+    // the tokens come from the server's NEW_CONNECTION_ID frames (inside decrypted packets, which
+    // are processed once their batch is authenticated: flushed here to look at the connection)
+    e.quic.flush();
     const conn = [...(e.quic as unknown as { states: Map<{ resetTokens: Set<string> }, unknown> }).states.keys()][0];
     const token = [...conn.resetTokens][0];
     expect(token).toBeDefined();

@@ -250,6 +250,12 @@ describe('QUIC fixture specifics', () => {
     expect(field(s, 'quic.key_updates')).toBeGreaterThanOrEqual(1);
   });
 
+  it('follows AES-GCM key updates in both directions (packets of two key phases in one authentication batch)', () => {
+    const [s] = byDataset(run('aes128-download-keyupdate').events, 'tls.session');
+    expect(field(s, 'quic.key_updates')).toBeGreaterThanOrEqual(2);
+    expect(field(s, 'quic.failed_packets')).toBe(0);
+  });
+
   it('keeps a NAT-rebound connection as one connection over two paths', () => {
     const r = run('migration-nat-rebinding');
     const sessions = byDataset(r.events, 'tls.session');
