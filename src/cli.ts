@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded
 /**
  * Command line (CONTRACT.md): exit 0 on success, 2 on unusable input or arguments (one line on
  * stderr saying what and where, no stack trace), 1 on internal failure.

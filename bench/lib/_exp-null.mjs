@@ -1,0 +1,13 @@
+import { readFileSync } from 'node:fs';
+const dist = new URL('../../dist/src/', import.meta.url);
+const { replay } = await import(new URL('pipeline/replay.js', dist).href);
+const { NdjsonWriter } = await import(new URL('pipeline/output.js', dist).href);
+const [capture, keylog, mode] = process.argv.slice(2);
+let out;
+if (mode === 'null') out = { count: 0, full: false, write(ev) { this.count++; }, async drained() {}, flush() {}, async close() {} };
+else if (mode === 'str') out = { count: 0, full: false, write(ev) { this.count++; JSON.stringify(ev); }, async drained() {}, flush() {}, async close() {} };
+else out = await NdjsonWriter.toFile('/dev/null');
+const stats = await replay({ capture, keylogs: [keylog], rsaKeys: [], engine: {} }, out);
+await out.close?.();
+const ru = process.resourceUsage();
+console.log(mode, 'user', (ru.userCPUTime / 1e6).toFixed(2), 'sys', (ru.systemCPUTime / 1e6).toFixed(2), 'events', out.count);
