@@ -71,7 +71,9 @@ export class SecretsStore {
    * key: `LABEL hexid` (lower-case hex); Map keeps insertion order, so the first key is the oldest.
    * The value is the secret's hex text as logged until a session asks for it (`get` decodes it
    * once and stores the bytes in place): a replay loads every line up front but a capture seldom
-   * needs them all, and decoding 48,000 secrets cost more than indexing them.
+   * needs them all, and decoding 48,000 secrets cost more than indexing them. Keys and hex values
+   * are slices of the text given to addText, which stays in memory while any of its entries does
+   * (about the size of the lines themselves: a Buffer and a key string per entry cost as much).
    */
   private readonly entries = new Map<string, Buffer | string>();
   /** When each entry was (last) added, in insertion order alongside `entries` (only with maxAgeSec). */
