@@ -5,12 +5,14 @@
 //
 //   npm run build && node bench/sessions.mjs [--runs N] [--workers N] [--no-tshark] [--no-openssl]
 //                                            [--capture F --keylog K] [--captures NAME,NAME]
-//                                            [--base DIR]
+//                                            [--base DIR] [--no-cli-flags]
 //
 // CPU per session: every run reports the CPU time (user + system) of the replay process and of
 // tshark, divided by the TLS sessions. `--captures nosni,sessions-16k` measures several captures
 // of .cache/bench (NAME.pcap + NAME.keys.log) in one go; `--base DIR` (another checkout, built)
 // alternates its replay with this one run by run (A/B on a shared machine: compare the ratios).
+// Each build's replay child runs with the node flags of that build's CLI shebang (`tlsdecrypt`
+// (none today: see README, Node flags); --no-cli-flags runs both without.
 //
 // Each run is a fresh process; sessions/s = TLS sessions / wall time of the replay (the key log
 // of 9,600 lines is loaded inside the measured time, as in `tlsdecrypt replay`). Then tshark on the
@@ -24,7 +26,7 @@ const { values } = parseArgs({ options: {
   runs: { type: 'string', default: '3' }, workers: { type: 'string', default: '1' },
   'no-tshark': { type: 'boolean' }, 'no-openssl': { type: 'boolean' },
   capture: { type: 'string', default: `${CACHE}/sessions.pcap` }, keylog: { type: 'string', default: `${CACHE}/sessions.keys.log` },
-  captures: { type: 'string' }, base: { type: 'string' },
+  captures: { type: 'string' }, base: { type: 'string' }, 'no-cli-flags': { type: 'boolean' },
 } });
 needBuild();
 if (values.captures) {
@@ -72,8 +74,20 @@ function childCpu() {
   return (Number(f[13]) + Number(f[14])) / 100;
 }
 
+/**
+ * The node flags a build's CLI runs with (its shebang, `#!/usr/bin/env -S node FLAGS`), so the
+ * measured child runs as `tlsdecrypt replay` does; none with --no-cli-flags or for a build whose
+ * shebang has none.
+ */
+function cliFlags(root) {
+  if (values['no-cli-flags']) return [];
+  const first = readFileSync(`${root}/dist/src/cli.js`, 'utf8').split('\n', 1)[0];
+  const m = /^#!\/usr\/bin\/env -S node (.+)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/) : [];
+}
+
 function replayAt(root, capture, keylog) {
-  const r = spawnSync(process.execPath, [`${root}/bench/lib/replay-child.mjs`, capture, keylog, '1'], { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26 });
+  const r = spawnSync(process.execPath, [...cliFlags(root), `${root}/bench/lib/replay-child.mjs`, capture, keylog, '1'], { encoding: 'utf8', timeout: 600_000, maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`replay child in ${root} failed (${r.status ?? r.signal}): ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
@@ -104,6 +118,7 @@ function cpuPerSession(names) {
       }
       console.log(`  ${name} run ${i + 1}: ` + Object.entries(rows).filter(([, v]) => v.length > i).map(([k, v]) => `${k} ${fmt(v[i], 2)} s`).join(', '));
     }
+    if (values.base) console.log(`  node flags: A ${JSON.stringify(cliFlags(values.base))}, B ${JSON.stringify(cliFlags(here))} (from each build's dist/src/cli.js shebang)`);
     console.log(`${name}: ${sessions} TLS sessions; events ${JSON.stringify(events)}; CPU per session (median of ${values.runs}, process start to exit for tlsdecrypt replay, tshark -Y http):`);
     const med = Object.fromEntries(Object.entries(rows).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
     for (const [k, v] of Object.entries(med)) console.log(`  ${k.padEnd(6)} ${fmt(v, 3)} s CPU = ${fmt0((v / sessions) * 1e6)} us/session = ${fmt0(sessions / v)} sessions per CPU-second = ${fmt((wireBytes * 8) / v / 1e9, 2)} Gbps (wire bytes) per CPU-second`);

@@ -51,7 +51,11 @@ export interface RuleContext {
   flowHttpEvents: number;
   /** tls.session only: set when this connection completes a beaconing series (fires once per series key). */
   beacon?: BeaconVerdict;
+  /** The event's request parts, read by the first payload rule and shared by the others (one context per event). */
+  requestParts?: RequestParts;
 }
+
+type RequestParts = { path?: string; query?: string; body?: string; userAgent?: string };
 
 export interface Rule {
   id: string;
@@ -91,7 +95,7 @@ function header(ev: EcsEvent, side: 'request' | 'response', name: string): strin
   return str(v);
 }
 
-function requestParts(ev: EcsEvent): { path?: string; query?: string; body?: string; userAgent?: string } {
+function requestParts(ev: EcsEvent): RequestParts {
   return {
     path: str(get(ev, 'url.path')),
     query: str(get(ev, 'url.query')),
@@ -100,9 +104,9 @@ function requestParts(ev: EcsEvent): { path?: string; query?: string; body?: str
   };
 }
 
-function payloadRule(kind: PayloadClass, label: string): (ev: EcsEvent) => Evidence | undefined {
-  return (ev) => {
-    const m = findPayload(kind, requestParts(ev));
+function payloadRule(kind: PayloadClass, label: string): (ev: EcsEvent, ctx: RuleContext) => Evidence | undefined {
+  return (ev, ctx) => {
+    const m = findPayload(kind, (ctx.requestParts ??= requestParts(ev)));
     if (!m) return undefined;
     return {
       reason: `${label} (${m.signature}) in ${m.location}: ${m.excerpt}`,

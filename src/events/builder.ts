@@ -63,7 +63,8 @@ export function eventId(flow: FlowInfo, dataset: string, ordinal: number): strin
 
 /** Recursively merges `src` into `dst` (objects merge, everything else overwrites). */
 export function deepMerge(dst: Record<string, unknown>, src: Record<string, unknown>): Record<string, unknown> {
-  for (const k of Object.keys(src)) {
+  // for-in, not Object.keys: no key array per merge (fields are plain objects: own keys only)
+  for (const k in src) {
     const v = src[k];
     if (v === undefined) continue;
     const cur = dst[k];

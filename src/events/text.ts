@@ -36,7 +36,8 @@ export function cleanWireStrings(o: Record<string, unknown> | unknown[], multili
     }
     return;
   }
-  for (const k of Object.keys(o)) {
+  // for-in, not Object.keys: no key array per object (event fields are plain objects: own keys only)
+  for (const k in o) {
     const v = o[k];
     if (typeof v === 'string') {
       const c = wireText(v, multiline || MULTI_LINE_KEYS.has(k));

@@ -15,7 +15,7 @@
  * unblocks the queue. The queue is drained at the end of every entry point (never from inside a
  * parser callback, which would reorder bytes).
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { digest } from '../events/digest.js';
 import type { AnomalySink, AppStream, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
@@ -300,15 +300,19 @@ function errText(e: unknown): string {
 
 /**
  * The handshake transcript for the RFC 7627 session hash. Which hash it needs is only known at the
- * ClientKeyExchange (TLS 1.2 PRF hash of the suite, MD5+SHA-1 before 1.2), and most flows never
- * need one (TLS 1.3, no extended_master_secret): so the messages are kept as bytes (a few KB,
+ * ServerHello (TLS 1.2 PRF hash of the suite, MD5+SHA-1 before 1.2), and most flows never need one
+ * (TLS 1.3, no extended_master_secret): so until then the messages are kept as bytes (a few KB,
  * only during the handshake) instead of running four hash contexts per flow from the ClientHello
- * on, which cost memory on every waiting flow and CPU on every handshake.
+ * on, which cost memory on every waiting flow and CPU on every handshake. From the ServerHello on
+ * (`streamAs`) the later messages (the certificate chain among them) go straight into the hash,
+ * without a copy.
  */
 class Transcript {
   /** The first message (the ClientHello: usually the only one while a flow waits), then the rest. */
   private readonly first: Buffer;
   private rest: Buffer[] | undefined = undefined;
+  /** The running hashes once the algorithms are known. */
+  private hashes: Map<string, Hash> | undefined = undefined;
 
   /** `first` is kept as is: a message the caller owns and never changes (the ClientHello's own copy). */
   constructor(first: Buffer) {
@@ -316,16 +320,38 @@ class Transcript {
   }
 
   update(raw: Buffer): void {
-    (this.rest ??= []).push(Buffer.from(raw));
+    if (this.hashes) for (const h of this.hashes.values()) h.update(raw);
+    else (this.rest ??= []).push(Buffer.from(raw));
+  }
+
+  /** Hashes with `algs` from now on (the messages so far first); `digest` then takes one of them, once. */
+  streamAs(algs: readonly string[]): void {
+    if (this.hashes) return;
+    this.hashes = new Map();
+    for (const alg of algs) this.hashes.set(alg, this.hashOf(alg));
+    this.rest = undefined;
   }
 
   digest(alg: string): Buffer {
+    const h = this.hashes?.get(alg);
+    if (h) return h.digest();
+    if (this.hashes) throw new Error(`transcript hashed with ${[...this.hashes.keys()].join('+')}, not ${alg}`);
+    return this.hashOf(alg).digest();
+  }
+
+  private hashOf(alg: string): Hash {
     const h = createHash(alg);
     h.update(this.first);
     if (this.rest) for (const p of this.rest) h.update(p);
-    return h.digest();
+    return h;
   }
 }
+
+/** The hash(es) of the RFC 7627 session hash: the suite's PRF hash from TLS 1.2 on, else MD5 and SHA-1. */
+function sessionHashAlgs(version: number, suite: CipherSuite): readonly string[] {
+  return version >= 0x0303 ? [suite.prfHash] : MD5_SHA1;
+}
+const MD5_SHA1: readonly string[] = ['md5', 'sha1'];
 
 export class TlsFlowHandler implements FlowHandler {
   readonly info: TlsInfo = { resumed: false, established: false, certificates: [] };
@@ -1240,6 +1266,7 @@ export class TlsFlowHandler implements FlowHandler {
     if (sh.alpn !== undefined) this.info.alpn = sh.alpn;
     this.ems = !!ch?.extendedMasterSecret && sh.extendedMasterSecret;
     if (!this.ems) this.transcript = undefined;
+    else if (suite) this.transcript?.streamAs(sessionHashAlgs(version, suite));
     this.etm = !!ch?.encryptThenMac && sh.encryptThenMac && suite?.kind === 'cbc';
     if (ch && sh.sessionId.length > 0 && sh.sessionId.equals(ch.sessionId)) this.info.resumed = true;
     // Client phase was set to Early by a TLS 1.3-style ClientHello; not relevant in TLS 1.2.
@@ -1258,6 +1285,7 @@ export class TlsFlowHandler implements FlowHandler {
     const ch = this.clientHello;
     this.ems = !!ch?.extendedMasterSecret && sh.extendedMasterSecret;
     if (!this.ems) this.transcript = undefined;
+    else this.transcript?.streamAs(sessionHashAlgs(this.version, suite));
     this.etm = !!ch?.encryptThenMac && sh.encryptThenMac && suite.kind === 'cbc';
   }
 
@@ -1267,7 +1295,8 @@ export class TlsFlowHandler implements FlowHandler {
     const t = this.transcript;
     if (t && this.suite) {
       // RFC 7627 §3: session_hash covers the messages up to and including ClientKeyExchange.
-      this.sessionHash = this.version >= 0x0303 ? t.digest(this.suite.prfHash) : Buffer.concat([t.digest('md5'), t.digest('sha1')]);
+      const algs = sessionHashAlgs(this.version, this.suite);
+      this.sessionHash = algs.length === 1 ? t.digest(algs[0]) : Buffer.concat(algs.map((a) => t.digest(a)));
       this.transcript = undefined;
     }
     if (this.suite?.kx === 'RSA') {

@@ -35,14 +35,17 @@ export class HmacKey {
     this.block = BLOCK[hash];
     if (!oneShot || !oneShotHash) return;
     const k = key.length > this.block ? nodeCrypto.createHash(hash).update(key).digest() : key;
-    const ipad = Buffer.alloc(this.block, 0x36);
-    const outer = Buffer.alloc(this.block + OUT[hash], 0x5c);
-    for (let i = 0; i < k.length; i++) {
-      ipad[i] ^= k[i];
-      outer[i] ^= k[i];
+    // One pooled allocation for both pads (Buffer.alloc would make a new ArrayBuffer for each:
+    // a key is prepared per traffic secret, several times per session).
+    const b = this.block;
+    const both = Buffer.allocUnsafe(2 * b + OUT[hash]);
+    for (let i = 0; i < b; i++) {
+      const ki = i < k.length ? k[i] : 0;
+      both[i] = ki ^ 0x36;
+      both[b + i] = ki ^ 0x5c;
     }
-    this.ipad = ipad;
-    this.outer = outer;
+    this.ipad = both.subarray(0, b);
+    this.outer = both.subarray(b);
   }
 
   /** HMAC of the concatenation of `parts`. */

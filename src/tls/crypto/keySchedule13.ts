@@ -66,7 +66,7 @@ function expandLabelWith(key: HmacKey, label: string, context: Buffer, length: n
       if (emptyContextInfo.size < 64) emptyContextInfo.set(k, info);
     }
     const t = key.mac(info, COUNTER_1);
-    return t.length === length ? t : Buffer.from(t.subarray(0, length));
+    return t.length === length ? t : t.subarray(0, length);
   }
   return hkdfExpandWith(key, hkdfLabel(label, context, length), length);
 }

@@ -43,7 +43,9 @@ const HEX = /^[0-9a-fA-F]+$/;
  * last two, an optional CR before the newline or the end of the text. Such a line is its own
  * trim(), and splitting it on blanks gives exactly the three groups.
  */
-const LINE = /([A-Z][A-Z0-9_]*) ([0-9a-fA-F]+) ([0-9a-fA-F]+)\r?(?=\n|$)/y;
+const LINE = /[A-Z][A-Z0-9_]* [0-9a-fA-F]+ [0-9a-fA-F]+\r?(?=\n|$)/y;
+/** A-F (upper-case hex digits): an id holding one is lower-cased for the key. */
+const UPPER_HEX = /[A-F]/;
 
 export interface SecretsStoreOptions {
   /** Maximum stored (client random, label) entries; default 1,000,000. */
@@ -65,8 +67,15 @@ export class SecretsStore {
   private readonly maxEntries: number;
   private readonly maxSecretBytes: number;
   private readonly anomalies: AnomalySink | undefined;
-  /** key: `LABEL hexid` (lower-case hex); Map keeps insertion order, so the first key is the oldest. */
-  private readonly entries = new Map<string, Buffer>();
+  /**
+   * key: `LABEL hexid` (lower-case hex); Map keeps insertion order, so the first key is the oldest.
+   * The value is the secret's hex text as logged until a session asks for it (`get` decodes it
+   * once and stores the bytes in place): a replay loads every line up front but a capture seldom
+   * needs them all, and decoding 48,000 secrets cost more than indexing them. Keys and hex values
+   * are slices of the text given to addText, which stays in memory while any of its entries does
+   * (about the size of the lines themselves: a Buffer and a key string per entry cost as much).
+   */
+  private readonly entries = new Map<string, Buffer | string>();
   /** When each entry was (last) added, in insertion order alongside `entries` (only with maxAgeSec). */
   private readonly addedAt = new Map<string, number>();
   private readonly maxAgeMs: number;
@@ -125,10 +134,13 @@ export class SecretsStore {
       // match, no slice/trim/split. Other lines take the general path, which splits such a line
       // into exactly these three fields.
       LINE.lastIndex = start;
-      const m = LINE.exec(text);
-      if (m !== null) {
+      if (LINE.test(text)) {
+        let lineEnd = LINE.lastIndex;
+        if (text.charCodeAt(lineEnd - 1) === 13) lineEnd--;
+        const sp1 = text.indexOf(' ', start);
+        const sp2 = text.indexOf(' ', sp1 + 1);
+        r = this.addSpan(text, start, sp1, sp2, lineEnd);
         start = end + 1;
-        r = this.addFields(m[1], m[2], m[3]);
       } else {
         const line = text.slice(start, end).trim();
         start = end + 1;
@@ -138,8 +150,8 @@ export class SecretsStore {
       if (r === undefined) malformed++;
       else {
         added++;
-        if (r) touched.add(r);
-        else rsaAdded = true;
+        if (!r) rsaAdded = true;
+        else if (this.listeners.length > 0) touched.add(r);
       }
     }
     if ((touched.size > 0 || rsaAdded) && this.listeners.length > 0) {
@@ -166,21 +178,38 @@ export class SecretsStore {
 
   /** The fields of a line, the hex ones already checked to be non-empty hex. */
   private addFields(label: string, idHex: string, secretHex: string): string | undefined {
-    if (secretHex.length % 2 !== 0) return undefined;
-    if (secretHex.length / 2 > this.maxSecretBytes) return undefined;
-    const id = idHex.toLowerCase();
-    if (label === RSA_LABEL) {
-      if (id.length !== 16 || secretHex.length !== MASTER_LEN * 2) return undefined;
-      this.put(`${RSA_LABEL} ${id}`, Buffer.from(secretHex, 'hex'));
-      return '';
-    }
-    if (!ACCEPTED.has(label) || id.length !== CLIENT_RANDOM_LEN * 2) return undefined;
-    if (label === 'CLIENT_RANDOM' && secretHex.length !== MASTER_LEN * 2) return undefined;
-    this.put(`${label} ${id}`, Buffer.from(secretHex, 'hex'));
-    return id;
+    const line = `${label} ${idHex} ${secretHex}`;
+    return this.addSpan(line, 0, label.length, label.length + 1 + idHex.length, line.length);
   }
 
-  private put(key: string, value: Buffer): void {
+  /**
+   * One well-formed line `LABEL id secret` of `text`: the label from `start` to `sp1`, the id (hex)
+   * to `sp2`, the secret (hex) to `end`. Stores the secret as text (see `entries`); returns
+   * undefined when malformed, '' for an RSA line, else the client random hex.
+   */
+  private addSpan(text: string, start: number, sp1: number, sp2: number, end: number): string | undefined {
+    const idLen = sp2 - sp1 - 1;
+    const secretLen = end - sp2 - 1;
+    if (secretLen % 2 !== 0 || secretLen / 2 > this.maxSecretBytes) return undefined;
+    const label = text.slice(start, sp1);
+    if (label === RSA_LABEL) {
+      if (idLen !== 16 || secretLen !== MASTER_LEN * 2) return undefined;
+    } else {
+      if (idLen !== CLIENT_RANDOM_LEN * 2 || !ACCEPTED.has(label)) return undefined;
+      if (label === 'CLIENT_RANDOM' && secretLen !== MASTER_LEN * 2) return undefined;
+    }
+    // `LABEL id` as the key: one slice of the line when the id is already lower-case (the usual case)
+    let key = text.slice(start, sp2);
+    let id = text.slice(sp1 + 1, sp2);
+    if (UPPER_HEX.test(id)) {
+      id = id.toLowerCase();
+      key = `${label} ${id}`;
+    }
+    this.put(key, text.slice(sp2 + 1, end));
+    return label === RSA_LABEL ? '' : id;
+  }
+
+  private put(key: string, value: string): void {
     this.expire();
     if (this.entries.has(key)) this.entries.delete(key); // re-insert: newest position, latest wins
     this.entries.set(key, value);
@@ -200,15 +229,23 @@ export class SecretsStore {
   /** The secret logged for (client random, label), if any. */
   get(clientRandom: Buffer, label: string): Buffer | undefined {
     if (clientRandom.length !== CLIENT_RANDOM_LEN) return undefined;
+    return this.lookup(`${label} ${clientRandom.toString('hex')}`);
+  }
+
+  /** The secret under `key`, decoded from its hex text on first use (the entry keeps its place). */
+  private lookup(key: string): Buffer | undefined {
     this.expire();
-    return this.entries.get(`${label} ${clientRandom.toString('hex')}`);
+    const v = this.entries.get(key);
+    if (typeof v !== 'string') return v;
+    const b = Buffer.from(v, 'hex');
+    this.entries.set(key, b);
+    return b;
   }
 
   /** Wireshark's `RSA <first 8 bytes of the encrypted premaster> <premaster>` lines. */
   getRsaPreMaster(encryptedPrefix8: Buffer): Buffer | undefined {
     if (encryptedPrefix8.length < 8) return undefined;
-    this.expire();
-    return this.entries.get(`${RSA_LABEL} ${encryptedPrefix8.subarray(0, 8).toString('hex')}`);
+    return this.lookup(`${RSA_LABEL} ${encryptedPrefix8.subarray(0, 8).toString('hex')}`);
   }
 
   /**

@@ -3,7 +3,6 @@
  * Never throws: an unparseable certificate gives undefined, an unparseable field is left out.
  */
 import { X509Certificate } from 'node:crypto';
-import { BoundedMap } from '../../util/boundedMap.js';
 
 export interface CertificateSummary {
   subject?: string;
@@ -86,7 +85,34 @@ function attempt<T>(f: () => T): T | undefined {
  * the whole cache is dropped when full). Callers get their own copy.
  */
 const CACHE_MAX = 2048;
-const cache = new BoundedMap<string, CertificateSummary | null>(CACHE_MAX);
+/**
+ * Keyed by length and the last four bytes (signature bytes: as good as random) and confirmed by
+ * comparing the bytes, so a hit allocates nothing (a latin1 string of the DER as the key was a
+ * 1-2 KB string per session to build and hash).
+ */
+const cache = new Map<number, Array<{ der: Buffer; summary: CertificateSummary | null }>>();
+let cached = 0;
+const MAX_PER_KEY = 8;
+
+function summaryOf(der: Buffer): CertificateSummary | null {
+  const n = der.length;
+  const key = n >= 4 ? n * 0x100000000 + der.readUInt32BE(n - 4) : n;
+  let list = cache.get(key);
+  if (list) for (const e of list) if (e.der.equals(der)) return e.summary;
+  const summary = parseSummary(der) ?? null;
+  if (cached >= CACHE_MAX) {
+    cache.clear();
+    cached = 0;
+    list = undefined;
+  }
+  if (!list) cache.set(key, (list = []));
+  // a few per key (crafted certificates sharing length and last bytes are parsed, not scanned for)
+  if (list.length < MAX_PER_KEY) {
+    list.push({ der: Buffer.from(der), summary });
+    cached++;
+  }
+  return summary;
+}
 
 function copy(s: CertificateSummary): CertificateSummary {
   return s.alternative_names ? { ...s, alternative_names: [...s.alternative_names] } : { ...s };
@@ -94,7 +120,7 @@ function copy(s: CertificateSummary): CertificateSummary {
 
 /** ECS x509 fields of a DER certificate, or undefined when it does not parse. */
 export function describeCertificate(der: Buffer): CertificateSummary | undefined {
-  const s = cache.remember(der.toString('latin1'), () => parseSummary(der) ?? null);
+  const s = summaryOf(der);
   return s === null ? undefined : copy(s);
 }
 
