@@ -11,7 +11,7 @@
 // tshark, divided by the TLS sessions. `--captures nosni,sessions-16k` measures several captures
 // of .cache/bench (NAME.pcap + NAME.keys.log) in one go; `--base DIR` (another checkout, built)
 // alternates its replay with this one run by run (A/B on a shared machine: compare the ratios).
-// Each build's replay child runs with the node flags of that build's CLI shebang (`tlsdecrypt`
+// Each build's replay child runs with the node flags of that build's CLI shebang
 // (none today: see README, Node flags); --no-cli-flags runs both without.
 //
 // Each run is a fresh process; sessions/s = TLS sessions / wall time of the replay (the key log
