@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CaptureReader } from '../../src/capture/index.js';
 import { Engine, type EngineOptions, type EngineStats } from '../../src/pipeline/engine.js';
 import { loadKeys, type RsaKeySpec } from '../../src/pipeline/replay.js';
@@ -40,4 +41,15 @@ export function endpoint(ev: EcsEvent, side: 'source' | 'destination'): string {
   const ip = String(field(ev, `${side}.ip`));
   const port = field(ev, `${side}.port`);
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Every capture.pcap / capture.pcapng below `dir`, sorted. */
+export function captures(dir: string): string[] {
+  const found: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) found.push(...captures(p));
+    else if (/^capture\.pcap(ng)?$/.test(e.name)) found.push(p);
+  }
+  return found.sort();
 }

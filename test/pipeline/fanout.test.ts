@@ -10,7 +10,7 @@
  * (every record straddles: each packet travels inline) and through the stdin path, in pieces of
  * odd sizes.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,16 +18,7 @@ import { EnginePool, replayFanout } from '../../src/pipeline/fanout.js';
 import { InputError, replay, type ReplayOptions } from '../../src/pipeline/replay.js';
 import { NdjsonWriter } from '../../src/pipeline/output.js';
 import type { EngineStats } from '../../src/pipeline/engine.js';
-
-function captures(dir: string): string[] {
-  const found: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) found.push(...captures(p));
-    else if (/^capture\.pcap(ng)?$/.test(e.name)) found.push(p);
-  }
-  return found.sort();
-}
+import { captures } from '../helpers/replay.js';
 
 function optionsFor(capture: string): ReplayOptions {
   const dir = capture.slice(0, capture.lastIndexOf('/'));

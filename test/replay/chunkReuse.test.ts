@@ -5,25 +5,16 @@
  * the next one, against the same chunks as fresh copies: a stage that kept a view of packet bytes
  * past its call (instead of copying them) would decrypt or report garbage and the events differ.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CaptureReader } from '../../src/capture/index.js';
 import { NdjsonWriter } from '../../src/pipeline/output.js';
 import { fileChunks, loadKeys, pumpToWriter, writerEngine } from '../../src/pipeline/replay.js';
+import { captures } from '../helpers/replay.js';
 
 const CHUNK = 4096;
-
-function captures(dir: string): string[] {
-  const found: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) found.push(...captures(p));
-    else if (/^capture\.pcap(ng)?$/.test(e.name)) found.push(p);
-  }
-  return found.sort();
-}
 
 async function* freshCopies(capture: string): AsyncGenerator<Buffer> {
   const all = readFileSync(capture);
