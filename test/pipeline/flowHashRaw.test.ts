@@ -4,7 +4,6 @@ import fc from 'fast-check';
 import { CaptureReader } from '../../src/capture/index.js';
 import { decodePacket, newDecodedPacket } from '../../src/decode/index.js';
 import { flowHash, flowHashEthIpv4Tcp, hostPairHash, hostPairHashEthIpv4Tcp, packetHash } from '../../src/pipeline/flowHash.js';
-import { BatchBuilder, readBatch } from '../../src/pipeline/batch.js';
 import type { RawPacket } from '../../src/types.js';
 
 function packetsOf(path: string): RawPacket[] {
@@ -59,21 +58,5 @@ describe('hashing straight from Ethernet/IPv4/TCP frame bytes (sharding fast pat
       const h = flowHashEthIpv4Tcp(Buffer.from(b));
       expect(h === -1 || (h >= 0 && h <= 0xffffffff)).toBe(true);
     }));
-  });
-});
-
-describe('BatchBuilder.takeView', () => {
-  it('hands out its own buffer without copying, and starts a fresh one', () => {
-    const b = new BatchBuilder(64);
-    const pk = (n: number): RawPacket => ({ linktype: 1, ts: { sec: n, nsec: 0 }, data: Buffer.alloc(100, n), origLen: 100, ifIndex: 0 });
-    b.addPacket(pk(1));
-    b.addPacket(pk(2));
-    const v = b.takeView();
-    expect(v.byteOffset).toBe(0);
-    b.addPacket(pk(3));
-    const seen: number[] = [];
-    readBatch(v, { packet: (p) => seen.push(p.data[0]), secrets() {}, anomaly: () => seen.push(-1) });
-    readBatch(b.takeView(), { packet: (p) => seen.push(p.data[0]), secrets() {}, anomaly: () => seen.push(-1) });
-    expect(seen).toEqual([1, 2, 3]);
   });
 });
