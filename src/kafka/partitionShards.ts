@@ -339,12 +339,12 @@ export class PartitionShards implements Shards {
     return this.collect();
   }
 
-  finish(udpOnly = false): Promise<ShardOutput> {
+  finish(leave = false): Promise<ShardOutput> {
     for (let i = 0; i < this.n; i++) {
       const s = this.slots[i];
       if (!s.pool) continue;
       if (s.builder.count || s.revoke.length) this.submitRecords(i);
-      this.submit(i, { kind: 'finish', udpOnly });
+      this.submit(i, { kind: 'finish', leave });
     }
     return this.collect();
   }

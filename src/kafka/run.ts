@@ -740,9 +740,8 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     const consumerStopped = consumer!.stop().catch((e: Error) => log('warn', 'consumer stop failed', { error: e }));
     if (!failed) {
       // --finish-on-stop (or no watermark): close every open flow (truncated sessions) and commit
-      // past them. Otherwise open TCP flows stay uncommitted for the next owner's re-read, and only
-      // the UDP flows close: the watermark does not hold QUIC connections, so their tls.session
-      // events are written now (README: Scaling out and in, "QUIC connections").
+      // past them. Otherwise open TCP flows and QUIC connections stay uncommitted for the next
+      // owner's re-read (README: Scaling out and in, "Planned leave").
       const all = cfg.finishOnStop || !(watermark.windowSec > 0);
       enqueue({ out: withFed(shards.finish(!all)) });
       await chain;

@@ -28,7 +28,7 @@ export class StreamShardWorker {
       const t = task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
       if (t.sec) c.tick(t);
     } else if (task.kind === 'finish') {
-      c.finish(task.udpOnly);
+      c.finish(task.leave);
     } else if (task.kind === 'policy') {
       c.ops.setPolicy(task.assets, task.defaultEnabled);
     }
@@ -37,13 +37,13 @@ export class StreamShardWorker {
   run(task: StreamShardTask): StreamShardResult {
     const c = (this.core ??= new ShardCore(this.cfg));
     const seq = task.kind === 'records' || task.kind === 'finish' ? task.seq : undefined;
-    let finished = (task.kind === 'finish' && !task.udpOnly) || task.kind === 'stats';
+    let finished = (task.kind === 'finish' && !task.leave) || task.kind === 'stats';
     if (seq === undefined) {
       this.execute(c, task);
     } else {
       this.order.offer(seq, task, (t) => {
         this.execute(c, t);
-        if (t.kind === 'finish' && !t.udpOnly) finished = true;
+        if (t.kind === 'finish' && !t.leave) finished = true;
       });
     }
     // Events go out with records/finish results (those of every task run just now), never

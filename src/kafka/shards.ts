@@ -70,7 +70,7 @@ export interface ShardOutput {
  */
 export type StreamShardTask =
   | { kind: 'records'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; revoke?: number[] }
-  | { kind: 'finish'; seq?: number; udpOnly?: boolean }
+  | { kind: 'finish'; seq?: number; leave?: boolean }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
 
@@ -161,10 +161,10 @@ export class ShardCore implements CaptureSink {
     }
   }
 
-  /** End of input (`udpOnly`: only the UDP flows, as at a planned leave: Engine.finishUdp). */
-  finish(udpOnly = false): void {
+  /** End of input (`leave`: a planned leave, which closes nothing: Engine.leave). */
+  finish(leave = false): void {
     try {
-      if (udpOnly) this.engine.finishUdp();
+      if (leave) this.engine.leave();
       else this.engine.finish();
     } catch {
       this.anomaly('engine_internal_error');
@@ -214,8 +214,8 @@ export interface Shards extends CaptureSink {
   revoke(partitions: number[]): void;
   /** Hands on what was buffered (plus a capture-time tick); resolves with the events produced. */
   flush(tick?: Timestamp): Promise<ShardOutput>;
-  /** End of input: closes every flow (`udpOnly`: only the UDP flows, at a planned leave). */
-  finish(udpOnly?: boolean): Promise<ShardOutput>;
+  /** End of input: closes every flow (`leave`: a planned leave, which closes none: Engine.leave). */
+  finish(leave?: boolean): Promise<ShardOutput>;
   /** Engine tasks submitted and not yet done. */
   inFlight(): number;
   stats(): Promise<EngineStats>;
@@ -257,8 +257,8 @@ export class InProcessShards implements Shards {
     if (tick) this.core.tick(tick);
     return this.reported(this.core.take());
   }
-  async finish(udpOnly = false): Promise<ShardOutput> {
-    this.core.finish(udpOnly);
+  async finish(leave = false): Promise<ShardOutput> {
+    this.core.finish(leave);
     return this.reported(this.core.take());
   }
   inFlight(): number {

@@ -20,11 +20,18 @@
  * first-offset order; closed flows are dropped from the front lazily, and the front is the minimum:
  * `low()` is amortised O(1) per flow, whatever the number of open flows.
  *
+ * QUIC paths (UDP flows that carry QUIC, `openUdp`) are stamped the same way: a path whose first
+ * datagram has a long header (a client's Initial) is a connection's start, any other is a
+ * mid-connection path (it holds its commit back as such a TCP flow does). A QUIC connection's
+ * events are muted through the path it started on (Engine.quicEvent); one that migrates to a path
+ * on another partition is, like an FTP data channel, rebuilt only from its own partition's records.
+ *
  * `revoke(partitions)`: the partitions moved to another member. Their open flows are muted: they
  * emit nothing more (no truncated sessions that would conflict with the new owner's complete ones)
  * and their handlers get nothing more; they leave the flow table at its idle timeout as usual.
  */
 import type { Dir, EndReason, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
+import type { UdpFlowHandler } from '../udp/index.js';
 
 export interface WatermarkOptions {
   /** Capture-time seconds a flow may hold its partition's commit back; 0 = no watermark. */
@@ -36,6 +43,7 @@ export interface WatermarkOptions {
 /** What the Engine's `flows` hook needs (EngineOptions.flows). */
 export interface FlowWatch {
   open(flow: FlowInfo, handler: FlowHandler): FlowHandler;
+  openUdp(flow: FlowInfo, handler: UdpFlowHandler, fromStart: boolean): UdpFlowHandler;
   muted(flow: FlowInfo): boolean;
 }
 
@@ -79,31 +87,31 @@ interface Part {
   midCount: number;
 }
 
+/** False while muted; a tail is unmuted once its partition's records pass the re-read region. */
+function live(e: Entry): boolean {
+  if (!e.muted) return true;
+  if (e.until > 0 && e.part.offset >= e.until) {
+    e.muted = false;
+    e.until = 0;
+    return true;
+  }
+  return false;
+}
+
 /** Forwards everything to the engine's handler until the flow is muted; unstamps it at close. */
 class WatchedFlow implements FlowHandler {
   constructor(
     private readonly inner: FlowHandler,
     readonly entry: Entry,
   ) {}
-  /** False while muted; a tail is unmuted once its partition's records pass the re-read region. */
-  private live(): boolean {
-    const e = this.entry;
-    if (!e.muted) return true;
-    if (e.until > 0 && e.part.offset >= e.until) {
-      e.muted = false;
-      e.until = 0;
-      return true;
-    }
-    return false;
-  }
   onData(dir: Dir, data: Buffer, ts: Timestamp): void {
-    if (this.live()) this.inner.onData(dir, data, ts);
+    if (live(this.entry)) this.inner.onData(dir, data, ts);
   }
   onGap(dir: Dir, length: number, ts: Timestamp): void {
-    if (this.live()) this.inner.onGap(dir, length, ts);
+    if (live(this.entry)) this.inner.onGap(dir, length, ts);
   }
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
-    if (this.live()) this.inner.onEnd(dir, reason, ts);
+    if (live(this.entry)) this.inner.onEnd(dir, reason, ts);
   }
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
     this.entry.open = false;
@@ -112,6 +120,21 @@ class WatchedFlow implements FlowHandler {
   }
   settled(): boolean {
     return this.entry.muted || (this.inner.settled?.() ?? false);
+  }
+}
+
+/** The same for a QUIC path (UDP flow). */
+class WatchedPath implements UdpFlowHandler {
+  constructor(
+    private readonly inner: UdpFlowHandler,
+    readonly entry: Entry,
+  ) {}
+  onDatagram(dir: Dir, payload: Buffer, ts: Timestamp, wireLen: number): void {
+    if (live(this.entry)) this.inner.onDatagram(dir, payload, ts, wireLen);
+  }
+  onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
+    this.entry.open = false;
+    this.inner.onClose(reason, counters, ts);
   }
 }
 
@@ -169,9 +192,19 @@ export class FlowWatermark implements FlowWatch {
   }
 
   open(flow: FlowInfo, handler: FlowHandler): FlowHandler {
+    const e = this.stamp(flow, flow.rolesFromHandshake);
+    return e === undefined ? handler : new WatchedFlow(handler, e);
+  }
+
+  openUdp(flow: FlowInfo, handler: UdpFlowHandler, fromStart: boolean): UdpFlowHandler {
+    const e = this.stamp(flow, fromStart);
+    return e === undefined ? handler : new WatchedPath(handler, e);
+  }
+
+  private stamp(flow: FlowInfo, fromStart: boolean): Entry | undefined {
     const p = this.cur;
-    if (p === undefined || !this.enabled) return handler;
-    const e: Entry = { offset: this.curOffset, pos: p.pos, sec: flow.start.sec, open: true, muted: false, until: 0, part: p, mid: flow.rolesFromHandshake ? undefined : midKey(this.curOffset, flow.communityId) };
+    if (p === undefined || !this.enabled) return undefined;
+    const e: Entry = { offset: this.curOffset, pos: p.pos, sec: flow.start.sec, open: true, muted: false, until: 0, part: p, mid: fromStart ? undefined : midKey(this.curOffset, flow.communityId) };
     if (this.curOffset < this.curUntil && e.mid !== undefined && !this.curMids?.has(e.mid)) {
       e.muted = true;
       e.until = this.curUntil;
@@ -182,7 +215,7 @@ export class FlowWatermark implements FlowWatch {
       if (e.mid !== undefined) p.midCount++;
     }
     this.entries.set(flow, e);
-    return new WatchedFlow(handler, e);
+    return e;
   }
 
   muted(flow: FlowInfo): boolean {

@@ -18,7 +18,7 @@ import { ProtocolDispatcher, type DispatchDeps, type DispatchOptions, type TlsAp
 import type { EngineOpsHooks } from './hooks.js';
 import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
 import { Detector, fingerprintFields, type DetectorOptions } from '../detect/index.js';
-import { UdpFlowTable, type UdpOptions } from '../udp/index.js';
+import { UdpFlowTable, type UdpFlowHandler, type UdpOptions } from '../udp/index.js';
 import { QuicStage, type QuicEventSink, type QuicOptions } from '../quic/index.js';
 import {
   Dir,
@@ -51,7 +51,12 @@ export interface EngineOptions {
    * Sees every new flow's handler (may wrap it) and can mute a flow's events: `run`'s replay
    * watermark (src/kafka/watermark.ts). Set in-thread, never in workerData.
    */
-  flows?: { open(flow: FlowInfo, handler: FlowHandler): FlowHandler; muted(flow: FlowInfo): boolean };
+  flows?: {
+    open(flow: FlowInfo, handler: FlowHandler): FlowHandler;
+    /** A new QUIC path (UDP flow); `fromStart`: its first datagram has a long header (a connection's start). */
+    openUdp(flow: FlowInfo, handler: UdpFlowHandler, fromStart: boolean): UdpFlowHandler;
+    muted(flow: FlowInfo): boolean;
+  };
   /** UDP flow table limits and QUIC stage limits (src/udp, src/quic). */
   udp?: Partial<UdpOptions>;
   quic?: Partial<QuicOptions>;
@@ -136,7 +141,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       decide: ops ? (f, sni) => ops.decide(assetIp(f), assetPort(f), sni, f.sensor) : undefined,
       onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
     });
-    this.udp = new UdpFlowTable((flow, first) => this.quic.handler(flow, first) ?? this.otherUdp(), this, this.opts.udp);
+    this.udp = new UdpFlowTable((flow, first) => this.newUdpFlow(flow, first), this, this.opts.udp);
     keys.secrets.onAdded(() => this.retryKeys());
   }
 
@@ -187,12 +192,12 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   }
 
   /**
-   * Closes the UDP flows only (QUIC connections report their tls.session): `run`'s planned leave,
-   * which leaves open TCP flows to the next owner's re-read but cannot do so for QUIC connections
-   * (the replay watermark does not hold them).
+   * `run`'s planned leave: nothing is closed (the replay watermark holds every open TCP flow and
+   * QUIC path for the next owner's re-read); QUIC packets held for their batch's authentication are
+   * processed, so the events they complete are delivered before the last commit.
    */
-  finishUdp(): void {
-    this.udp.closeAll(this.lastTs);
+  leave(): void {
+    this.quic.flush();
   }
 
   get activeFlows(): number {
@@ -210,13 +215,21 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   }
 
   /** A UDP flow that is not QUIC: counted, its datagrams ignored. */
+  /** A QUIC path (stamped by `run`'s watermark like a TCP flow), or a UDP flow only counted. */
+  private newUdpFlow(flow: FlowInfo, first: Buffer): UdpFlowHandler | undefined {
+    const h = this.quic.handler(flow, first);
+    if (h === undefined) return this.otherUdp();
+    return this.opts.flows ? this.opts.flows.openUdp(flow, h, first.length > 0 && (first[0] & 0x80) !== 0) : h;
+  }
+
   private otherUdp(): undefined {
     this.stats.otherFlows++;
     return undefined;
   }
 
   /** QuicEventSink: HTTP/3 and tls.session events of QUIC connections (src/quic). */
-  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string; skippedBytes?: number }): void {
+  quicEvent(ev: EcsEvent, decrypted: boolean, session: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string; skippedBytes?: number } | undefined, origin: FlowInfo): void {
+    if (this.muted(origin)) return; // its partition moved to another owner (EngineOptions.flows)
     if (session) {
       this.stats.tlsFlows++;
       this.stats.sessionsByStatus[session.status] = (this.stats.sessionsByStatus[session.status] ?? 0) + 1;

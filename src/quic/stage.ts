@@ -24,8 +24,12 @@ import { PacketBatch } from './gcmBatch.js';
 
 /** Where the stage hands finished events. */
 export interface QuicEventSink {
-  /** An event of a QUIC connection; `session` is set on its tls.session event. */
-  quicEvent(ev: EcsEvent, decrypted: boolean, session?: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string; skippedBytes?: number }): void;
+  /**
+   * An event of a QUIC connection; `session` is set on its tls.session event. `origin` is the UDP
+   * flow (path) the connection started on: the object its UdpFlowTable created, which `run`'s
+   * replay watermark stamped (and may mute).
+   */
+  quicEvent(ev: EcsEvent, decrypted: boolean, session: { flow: FlowInfo; status: string; bytes: number; sni?: string; cipher?: string; skippedBytes?: number } | undefined, origin: FlowInfo): void;
 }
 
 export interface QuicStageDeps {
@@ -76,6 +80,8 @@ class QuicPath implements UdpFlowHandler {
 interface ConnState {
   conn: QuicConnection;
   flow: FlowInfo;
+  /** The path flow the connection started on (QuicEventSink.quicEvent). */
+  origin: FlowInfo;
   /** Event ordinal within the connection. */
   n: number;
   clientBytes: number;
@@ -233,11 +239,11 @@ export class QuicStage implements QuicConnectionHost {
       emit: (dataset: string, fields: EcsFields, ts: Timestamp, decrypted: boolean) => {
         deepMerge(fields, { network: { transport: 'udp' } });
         const ev = buildEvent(st.flow, this.summary(st.conn), dataset, fields, ts, decrypted, st.n++);
-        this.sink.quicEvent(ev, decrypted);
+        this.sink.quicEvent(ev, decrypted, undefined, st.origin);
       },
     };
     const conn = new QuicConnection(this, events);
-    const st: ConnState = { conn, flow: f, n: 0, clientBytes: 0, serverBytes: 0, cids: new Set() };
+    const st: ConnState = { conn, flow: f, origin: flow, n: 0, clientBytes: 0, serverBytes: 0, cids: new Set() };
     this.states.set(conn, st);
     this.stats.connections++;
     this.stats.connectionsActive++;
@@ -332,7 +338,7 @@ export class QuicStage implements QuicConnectionHost {
     deepMerge(fields, fingerprintFields({ clientHello: conn.clientHello, serverHello: conn.serverHello }, { quic: true }));
     const decrypted = status === 'decrypted' || status === 'partial';
     const ev = buildEvent(st.flow, summary, 'tls.session', fields, st.flow.start, decrypted, st.n++);
-    this.sink.quicEvent(ev, decrypted, { flow: st.flow, status, bytes: conn.counts.appBytes, sni: summary.sni, cipher: summary.cipher, skippedBytes: conn.decision === undefined || conn.decision === 'decrypt' ? undefined : conn.skippedBytes });
+    this.sink.quicEvent(ev, decrypted, { flow: st.flow, status, bytes: conn.counts.appBytes, sni: summary.sni, cipher: summary.cipher, skippedBytes: conn.decision === undefined || conn.decision === 'decrypt' ? undefined : conn.skippedBytes }, st.origin);
   }
 
   private summary(conn: QuicConnection): TlsSummary {

@@ -20,7 +20,7 @@ import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import { startRun } from '../../src/kafka/run.js';
 import { InputError } from '../../src/pipeline/replay.js';
 import { brokers, client, ensureBuilt, readAll, REPO, uniq, until } from './helpers.js';
-import { lastPacketSec, publishClockTick, splitPcap } from './resilienceHelpers.js';
+import { compare, lastPacketSec, publishClockTick, replayEvents, splitPcap } from './resilienceHelpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-window-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,6 +70,50 @@ describe('replay window (shared broker)', () => {
     const evs = (await readAll(c, t.events)).map((r) => JSON.parse(r.value!.toString()) as Ev);
     const sessions = evs.filter((e) => e.event.dataset === 'tls.session');
     expect(sessions.map((e) => [e.source.port, e.decryption.status])).toEqual([[38828, 'missing_handshake']]);
+  }, 240_000);
+
+  it('a QUIC connection open at a planned leave is left to the next owner, which rebuilds it from its Initial: replay\'s events, nothing lost or conflicting', async () => {
+    // one HTTP/3 connection (100 KiB download with key updates): the first half of its packets go
+    // to the first owner, which leaves (SIGTERM's path) with the connection open; the watermark
+    // holds the commit at the record of its client Initial, so the second owner re-reads it whole.
+    const capture = join(dir, 'quic.pcap'), keylog = join(dir, 'quic.log');
+    copyFileSync(join(REPO, 'fixtures/quic/aes128-download-keyupdate/capture.pcap'), capture);
+    copyFileSync(join(REPO, 'fixtures/quic/aes128-download-keyupdate/keys.log'), keylog);
+    const p1 = join(dir, 'q1.pcap'), p2 = join(dir, 'q2.pcap');
+    splitPcap(capture, 60, p1, p2);
+    const want = await replayEvents(dir, capture, keylog);
+    expect([...want.values()].filter((e) => e.event.dataset === 'tls.session').map((e) => e.decryption.status)).toEqual(['decrypted']);
+    const c = client();
+    const t0 = uniq('quicleave');
+    const t = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events`, groupId: `${t0}.group` };
+    const admin = await c.admin();
+    await admin.ensureTopic(t.packets, 1);
+    await publishKeylog(c, { file: keylog, topic: t.secrets, partitions: 1, follow: false });
+    const flags = { brokers: brokers(), 'packets-topic': t.packets, 'secrets-topic': t.secrets, 'events-topic': t.events, 'group-id': t.groupId, 'stats-interval': '0', 'session-timeout-ms': '6000' };
+    try {
+      const first = await publishPcap(c, { capture: p1, topic: t.packets, partitions: 1, format: 'pcap', batchBytes: 4096 });
+      const a = await startRun(c, resolveRunConfig(flags, {}), quiet);
+      await until('first half read', async () => (a.counters.packets >= first.packets ? true : undefined), 90_000);
+      a.stop();
+      const sa = await a.done;
+      expect(sa.exitCode).toBe(0);
+      expect(sa.stats.sessionsByStatus).toEqual({}); // not closed into a truncated session
+      expect(sa.stats.anomalies.flow_replay_released).toBeUndefined();
+
+      await publishPcap(c, { capture: p2, topic: t.packets, partitions: 1, format: 'pcap', batchBytes: 4096 });
+      await publishClockTick(c, t.packets, 1, lastPacketSec(capture) + 3600);
+      const b = await startRun(client('quicleave-b'), resolveRunConfig({ ...flags, 'finish-on-stop': true }, {}), quiet);
+      await until('second half read and committed', async () => (await admin.lag(t.groupId, t.packets)) === 0 && b.counters.packets > 0, 90_000);
+      b.stop();
+      const sb = await b.done;
+      expect(sb.exitCode).toBe(0);
+      expect(sb.stats.sessionsByStatus).toEqual({ decrypted: 1 });
+    } finally {
+      await admin.close();
+    }
+    const got = (await readAll(c, t.events)).map((r) => JSON.parse(r.value!.toString()) as Ev);
+    const cmp = compare(got, want);
+    expect({ missing: cmp.missing, extra: cmp.extra.map((e) => e.event.dataset), conflicting: cmp.conflicting }).toEqual({ missing: [], extra: [], conflicting: [] });
   }, 240_000);
 
   it('a record that cannot be parsed is counted once, also when its partition comes back and is re-read', async () => {

@@ -16,7 +16,7 @@
  * held-back count is split between the owners (README: Alert thresholding, "across a takeover").
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CaptureReader } from '../../src/capture/index.js';
@@ -31,7 +31,7 @@ const ENGINE = { detect: detectOption(undefined, { alerts: 'all' }) };
 import type { RawPacket, Timestamp } from '../../src/types.js';
 import { REPO } from './helpers.js';
 
-const FX = join(REPO, 'fixtures/https');
+const FIXTURE_DIRS = [join(REPO, 'fixtures/https'), join(REPO, 'fixtures/quic')];
 const PARTITIONS = 3;
 
 interface Input {
@@ -42,8 +42,7 @@ interface Input {
   records: { p: RawPacket; partition: number; offset: number; pos: number }[];
 }
 
-function load(name: string): Input | undefined {
-  const dir = join(FX, name);
+function load(dir: string): Input | undefined {
   const capture = ['capture.pcap', 'capture.pcapng'].map((f) => join(dir, f)).find(existsSync);
   if (!capture) return undefined;
   const keylogs = existsSync(join(dir, 'keys.log')) ? [join(dir, 'keys.log')] : [];
@@ -140,14 +139,15 @@ function instance(inp: Input, from: Map<number, number>, readTo: Map<number, num
   return { events, ids, commit, readTo: committedReadTo, mids: committedMids };
 }
 
-const names = readdirSync(FX).filter((n) => !n.startsWith('_') && load(n) !== undefined);
+const dirs = FIXTURE_DIRS.flatMap((fx) => readdirSync(fx).filter((n) => !n.startsWith('_')).map((n) => join(fx, n))).filter((d) => load(d) !== undefined);
+const names = dirs.map((d) => relative(REPO, d));
 
 describe('replay watermark: a takeover at any batch boundary gives replay\'s events, duplicates identical', () => {
   it('covers every fixture', () => expect(names.length).toBeGreaterThan(40));
 
-  for (const name of names) {
+  for (const [i, name] of names.entries()) {
     it(name, () => {
-      const inp = load(name)!;
+      const inp = load(dirs[i])!;
       const want = replayOracle(inp);
       const n = inp.records.length;
       const cuts = fc.uniqueArray(fc.integer({ min: 0, max: Math.max(0, n - 1) }), { maxLength: Math.min(12, n) });

@@ -69,8 +69,10 @@ describe('QUIC through Kafka (real broker)', () => {
     for (const s of parts.values()) expect(s.size).toBe(1);
   });
 
-  // A stop (SIGTERM) without --finish-on-stop: open TCP flows are left to the re-read, but QUIC
-  // connections (not held by the replay watermark) are closed into their tls.session events.
+  // The connections are still open when every packet is read (no capture time passes after them):
+  // the replay watermark holds their partitions' commits at their first packets, and the stop with
+  // --finish-on-stop closes them into their tls.session events, as replay's end of input does.
+  // (Without it they are left open for the next owner: test/kafka/replay-window.test.ts.)
   it.each([1, 2])('publish pcap + run --workers %i with the keys published 3 s after the packets, then a stop: events equal replay', async (workers) => {
     const fx = mkdtempSync(join(dir, 'kafka-'));
     const capture = join(fx, 'capture.pcap');
@@ -84,18 +86,13 @@ describe('QUIC through Kafka (real broker)', () => {
     const pub = await publishPcap(c, { capture, topic: packets, partitions: 4, format: 'frame', batchBytes: 4096 });
     const publishedAt = Date.now();
     const cfg = resolveRunConfig(
-      { brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0', workers: String(workers) },
+      { brokers: brokers(), 'packets-topic': packets, 'secrets-topic': secrets, 'events-topic': events, 'group-id': groupId, 'stats-interval': '0', 'max-cpu': '0', 'max-memory': '0', workers: String(workers), 'finish-on-stop': true },
       {},
     );
     const h = await startRun(c, cfg);
     let summary;
     try {
-      const admin = await c.admin();
-      try {
-        await until('packets consumed and committed', async () => (await admin.lag(groupId, packets)) === 0, 90_000);
-      } finally {
-        await admin.close();
-      }
+      await until('packets consumed', () => h.counters.packets >= pub.packets, 90_000);
       expect(h.counters.packets).toBe(pub.packets);
       const wait = publishedAt + 3000 - Date.now();
       if (wait > 0) await sleep(wait);
