@@ -136,6 +136,12 @@ class WatchedPath implements UdpFlowHandler {
     this.entry.open = false;
     this.inner.onClose(reason, counters, ts);
   }
+  setCloser(close: (sec: number) => void): void {
+    this.inner.setCloser?.(close);
+  }
+  canClose(): boolean {
+    return this.inner.canClose?.() ?? true;
+  }
 }
 
 export class FlowWatermark implements FlowWatch {

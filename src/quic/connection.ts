@@ -96,6 +96,8 @@ export interface QuicConnectionHost {
   secretWait(seconds: number): void;
   /** 1-RTT packets held for their batch's authentication (one for all connections). */
   readonly batch: PacketBatch;
+  /** The connection ended (its first CONNECTION_CLOSE, or a stateless reset) at capture time `ts`. */
+  ended(conn: QuicConnection, ts: Timestamp): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -135,6 +137,10 @@ export class QuicConnection implements BatchOwner {
   private readonly streams = new Map<number, OrderedStream>();
   private streamBuffered = 0;
   private held: Held[] = [];
+  /** Packets held for keys not (yet) in the key log. */
+  get holding(): boolean {
+    return this.held.length > 0;
+  }
   private heldBytes = 0;
 
   clientHello: (ParsedClientHello & { readonly message?: Buffer }) | undefined;
@@ -417,7 +423,10 @@ export class QuicConnection implements BatchOwner {
     else plain = (this.keysFor(level, dir) as PacketKeys).open(aad, payload, pn);
     if (plain === undefined) {
       if (level === Level.OneRtt && payload.length >= 16 && this.resetTokens.has(payload.toString('hex', payload.length - 16))) {
-        this.statelessReset = true; // not a protected packet at all
+        if (!this.statelessReset) {
+          this.statelessReset = true; // not a protected packet at all
+          this.host.ended(this, ts);
+        }
         return;
       }
       this.counts.failed++;
@@ -685,7 +694,10 @@ export class QuicConnection implements BatchOwner {
           const rl = vi();
           if (rl < 0 || p + rl > end) return bad('connection_close');
           p += rl;
-          this.closeSeen = true;
+          if (!this.closeSeen) {
+            this.closeSeen = true;
+            this.host.ended(this, ts);
+          }
           break;
         }
         case 0x30:

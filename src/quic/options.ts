@@ -12,6 +12,13 @@ export interface QuicOptions {
   maxStreamsPerConnection: number;
   /** Out-of-order STREAM bytes held per connection; beyond it held data is released with gaps. */
   maxStreamBufferBytesPerConnection: number;
+  /**
+   * Capture-time seconds a connection's paths stay open after its CONNECTION_CLOSE (or a stateless
+   * reset) before it is reported: the closing/draining period (RFC 9000 Section 10.2: at least three
+   * probe timeouts) in which stragglers and the peer's CONNECTION_CLOSE still arrive. A connection
+   * that still holds packets for missing keys waits for them until its paths' idle timeout.
+   */
+  closedTimeoutSec: number;
 }
 
 export const DEFAULT_QUIC_OPTIONS: Readonly<QuicOptions> = Object.freeze({
@@ -21,4 +28,5 @@ export const DEFAULT_QUIC_OPTIONS: Readonly<QuicOptions> = Object.freeze({
   maxCryptoBytes: 256 * 1024,
   maxStreamsPerConnection: 10_000,
   maxStreamBufferBytesPerConnection: 4 << 20,
+  closedTimeoutSec: 5,
 });

@@ -59,10 +59,21 @@ class QuicPath implements UdpFlowHandler {
   conn: QuicConnection | undefined;
   /** True when the UDP flow's client is the QUIC server (roles guessed the other way round). */
   flip = false;
+  /** Closes this path's UDP flow at a capture second (UdpFlowHandler.setCloser). */
+  closeAt: ((sec: number) => void) | undefined;
   constructor(
     private readonly stage: QuicStage,
     readonly flow: FlowInfo,
   ) {}
+
+  setCloser(close: (sec: number) => void): void {
+    this.closeAt = close;
+  }
+
+  /** An ended connection's path closes at its deadline unless packets still wait for keys. */
+  canClose(): boolean {
+    return this.conn === undefined || !this.conn.holding;
+  }
 
   onDatagram(dir: Dir, payload: Buffer, ts: Timestamp): void {
     const b = this.stage.batch;
@@ -82,6 +93,8 @@ interface ConnState {
   flow: FlowInfo;
   /** The path flow the connection started on (QuicEventSink.quicEvent). */
   origin: FlowInfo;
+  /** Its paths (UDP flows), for closing them when the connection ends. */
+  paths: QuicPath[];
   /** Event ordinal within the connection. */
   n: number;
   clientBytes: number;
@@ -215,9 +228,10 @@ export class QuicStage implements QuicConnectionHost {
     }
     path.conn = st.conn;
     path.flip = toServer !== (dir === Dir.ToServer);
+    st.paths.push(path);
+    if (st.conn.closeSeen || st.conn.statelessReset) path.closeAt?.(ts.sec + this.options.closedTimeoutSec);
     st.conn.paths++;
     st.conn.pathsSeen++;
-    void ts;
     return true;
   }
 
@@ -243,7 +257,7 @@ export class QuicStage implements QuicConnectionHost {
       },
     };
     const conn = new QuicConnection(this, events);
-    const st: ConnState = { conn, flow: f, origin: flow, n: 0, clientBytes: 0, serverBytes: 0, cids: new Set() };
+    const st: ConnState = { conn, flow: f, origin: flow, paths: [], n: 0, clientBytes: 0, serverBytes: 0, cids: new Set() };
     this.states.set(conn, st);
     this.stats.connections++;
     this.stats.connectionsActive++;
@@ -272,6 +286,17 @@ export class QuicStage implements QuicConnectionHost {
   retryKeys(ts: Timestamp): void {
     this.flush();
     for (const c of this.states.keys()) c.retryHeld(ts);
+  }
+
+  /**
+   * A connection ended (CONNECTION_CLOSE, stateless reset): its paths close `closedTimeoutSec` of
+   * capture time later (the draining period), and it is reported then rather than at their idle
+   * timeout — which also lets `run`'s replay watermark commit past it.
+   */
+  ended(conn: QuicConnection, ts: Timestamp): void {
+    const st = this.states.get(conn);
+    if (!st) return;
+    for (const p of st.paths) p.closeAt?.(ts.sec + this.options.closedTimeoutSec);
   }
 
   pathClosed(path: QuicPath, counters: FlowCounters, ts: Timestamp): void {

@@ -9,6 +9,8 @@
  *   'timeout' (checked whenever capture time crosses a whole second, and on expire()).
  * - Table full (`maxFlows`): the least recently active flow is closed with 'evicted' and counted
  *   (`udp_flow_evicted`).
+ * - A handler may ask for its flow to close at a capture second (`setCloser`: a QUIC connection
+ *   that ended, after its draining period), checked with the idle timeouts; `canClose` may defer it.
  * - A handler that throws is counted (`handler_error`) and gets nothing more but its onClose.
  * - Payload views passed to onDatagram are valid only during the call.
  */
@@ -45,6 +47,10 @@ export interface UdpStats {
 export interface UdpFlowHandler {
   onDatagram(dir: Dir, payload: Buffer, ts: Timestamp, wireLen: number): void;
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void;
+  /** Given once, at the flow's creation: `close(sec)` closes the flow (reason 'fin') at capture second `sec`. */
+  setCloser?(close: (sec: number) => void): void;
+  /** Asked at that second: false defers the close (to the next second, or the idle timeout). */
+  canClose?(): boolean;
 }
 
 /** The handler of a new flow, or undefined to track the flow (counts, timeouts) without one. */
@@ -63,6 +69,8 @@ interface Flow {
   handler: UdpFlowHandler | undefined;
   counters: FlowCounters;
   lastSec: number;
+  /** Capture second its handler asked the flow to close at (setCloser); 0: none. */
+  closeAt: number;
   prev: Flow | null;
   next: Flow | null;
 }
@@ -80,6 +88,8 @@ export class UdpFlowTable {
   private readonly opts: UdpOptions;
   private nextId = 1;
   private nextExpireAt = 0;
+  /** Flows with a close time (Flow.closeAt). */
+  private readonly closing = new Set<Flow>();
   /** The flow of the previous datagram (null after it closed). */
   private last: Flow | null = null;
 
@@ -147,6 +157,17 @@ export class UdpFlowTable {
       this.stats.flowsTimedOut++;
       this.close(this.head, 'timeout', now);
     }
+    if (this.closing.size === 0) return;
+    for (const f of this.closing) {
+      if (f.closeAt > now.sec) continue;
+      let ok = true;
+      try {
+        ok = f.handler?.canClose?.() ?? true;
+      } catch (e) {
+        this.handlerError(f, e);
+      }
+      if (ok) this.close(f, 'fin', now);
+    }
   }
 
   /** End of input: close every flow. */
@@ -190,6 +211,7 @@ export class UdpFlowTable {
       handler: undefined,
       counters: { clientBytes: 0, serverBytes: 0, clientPackets: 0, serverPackets: 0, gapBytes: 0, last: ts },
       lastSec: ts.sec,
+      closeAt: 0,
       prev: this.tail,
       next: null,
     };
@@ -200,7 +222,14 @@ export class UdpFlowTable {
     this.stats.flowsCreated++;
     this.stats.flowsActive++;
     try {
-      f.handler = this.factory(info, p.payload);
+      const h = (f.handler = this.factory(info, p.payload));
+      if (h?.setCloser) {
+        h.setCloser((sec) => {
+          if (this.flows.get(f.key) !== f) return; // closed already
+          f.closeAt = sec;
+          this.closing.add(f);
+        });
+      }
     } catch (e) {
       this.handlerError(f, e);
     }
@@ -227,6 +256,7 @@ export class UdpFlowTable {
 
   private close(f: Flow, reason: EndReason, ts: Timestamp): void {
     if (this.last === f) this.last = null;
+    if (f.closeAt !== 0) this.closing.delete(f);
     this.unlink(f);
     this.flows.delete(f.key);
     this.stats.flowsActive--;
