@@ -78,6 +78,7 @@ export function summary(stats: EngineStats, events: number): string {
     `tlsdecrypt: ${stats.packets} packets, ${stats.flows} TCP flows, ${stats.tlsFlows} TLS sessions` +
     (st ? ` (${st})` : '') +
     `, ${stats.decryptedBytes} bytes decrypted, ${events} events` +
+    (stats.detection ? `, ${stats.detection.alerts} alerts (${stats.detection.thresholdSuppressed} hits held back)` : '') +
     (an ? `; anomalies: ${an}` : '; no anomalies') +
     '\n'
   );

@@ -156,6 +156,11 @@ export class OpsMetrics {
   readonly kafkaConnected: Gauge;
   readonly workersUp: Gauge;
   readonly configReloads: Counter<'result'>;
+  readonly alerts: Counter<'rule'>;
+  readonly alertsHeldBack: Counter;
+  readonly alertSummaries: Counter;
+  readonly detectionEvictions: Counter<'table'>;
+  readonly detectionRuleErrors: Counter;
 
   constructor(opts: OpsMetricsOptions = {}) {
     const r = [this.registry];
@@ -187,6 +192,11 @@ export class OpsMetrics {
     this.kafkaConnected = g('kafka_connected', '1 while the consumer is connected to Kafka');
     this.workersUp = g('workers_up', 'Engine shards (worker threads) up');
     this.configReloads = c('config_reloads_total', 'Asset policy reloads, by result', ['result']);
+    this.alerts = c('alerts_total', 'Alerts written (summary alerts included), by rule id', ['rule']);
+    this.alertsHeldBack = c('alerts_held_back_total', 'Rule hits held back by alert thresholding (each is counted in a summary alert)');
+    this.alertSummaries = c('alert_summaries_total', 'Summary alerts written for threshold windows that held hits back');
+    this.detectionEvictions = c('detection_evictions_total', 'Detector state dropped at its bound, by table (flows, series, threshold_keys: their summaries are written early)', ['table']);
+    this.detectionRuleErrors = c('detection_rule_errors_total', 'Rule predicates that threw (a bug; the other rules still ran)');
     this.paused.set(0);
     this.kafkaLag.set(0);
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: opts.defaultMetricsPrefix ?? '' });
@@ -228,6 +238,7 @@ interface Prev {
   epoch?: string;
   scalars: Record<string, number>;
   maps: Record<string, Record<string, number>>;
+  detection?: { scalars: Record<string, number>; byRule: Record<string, number> };
   secretWait?: HistogramCounts;
 }
 
@@ -309,12 +320,37 @@ export class MetricsAggregator {
       if (count > 0) this.m.secretWait.add(counts, Math.max(0, sum), count);
       next.secretWait = { counts: [...cur.counts], sum: cur.sum, count: cur.count };
     }
+    if (s.detection) next.detection = this.detection(s.detection, reset ? undefined : base?.detection, reset);
     this.prev.set(id, next);
     if (s.activeFlows !== undefined) {
       this.activeFlows.set(id, s.activeFlows);
       this.m.flowsActive.set([...this.activeFlows.values()].reduce((a, b) => a + b, 0));
     }
     return d.decryptedBytes;
+  }
+
+  /** The detector's counters of one shard snapshot: increments since `prev`. */
+  private detection(d: NonNullable<EngineStats['detection']>, prev: Prev['detection'], reset: boolean): NonNullable<Prev['detection']> {
+    const scalars: Record<string, number> = {
+      thresholdSuppressed: d.thresholdSuppressed,
+      thresholdSummaries: d.thresholdSummaries,
+      flowEvictions: d.flowEvictions,
+      seriesEvictions: d.seriesEvictions,
+      thresholdEvictions: d.thresholdEvictions,
+      ruleErrors: d.ruleErrors,
+    };
+    const dd = (k: string): number => delta(scalars[k], prev?.scalars[k], reset);
+    this.m.alertsHeldBack.inc(dd('thresholdSuppressed'));
+    this.m.alertSummaries.inc(dd('thresholdSummaries'));
+    this.m.detectionEvictions.inc({ table: 'flows' }, dd('flowEvictions'));
+    this.m.detectionEvictions.inc({ table: 'series' }, dd('seriesEvictions'));
+    this.m.detectionEvictions.inc({ table: 'threshold_keys' }, dd('thresholdEvictions'));
+    this.m.detectionRuleErrors.inc(dd('ruleErrors'));
+    for (const [rule, v] of Object.entries(d.alertsByRule)) {
+      const dv = delta(v, prev?.byRule[rule], reset);
+      if (dv > 0) this.m.alerts.inc({ rule }, dv);
+    }
+    return { scalars, byRule: { ...d.alertsByRule } };
   }
 
   /** Sets a shard's open-flow gauge when it comes without a stats snapshot. */

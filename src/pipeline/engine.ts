@@ -17,7 +17,7 @@ import { DataChannelRegistry } from '../analyzers/ftp/dataChannels.js';
 import { ProtocolDispatcher, type DispatchDeps, type DispatchOptions, type TlsAppOverride } from './dispatch.js';
 import type { EngineOpsHooks } from './hooks.js';
 import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/builder.js';
-import { Detector, fingerprintFields, type DetectorOptions } from '../detect/index.js';
+import { Detector, fingerprintFields, type DetectorOptions, type DetectorStats } from '../detect/index.js';
 import { UdpFlowTable, type UdpFlowHandler, type UdpOptions } from '../udp/index.js';
 import { QuicStage, type QuicEventSink, type QuicOptions } from '../quic/index.js';
 import {
@@ -86,6 +86,8 @@ export interface EngineStats {
   eventsByDataset: Record<string, number>;
   anomalies: Record<string, number>;
   notDecoded: Record<string, number>;
+  /** The detector's counters (alerts by rule, hits held back, evictions); absent with detection off. */
+  detection?: DetectorStats;
 }
 
 export type EventOutput = (ev: EcsEvent) => void;
@@ -129,6 +131,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     this.opts = { tcp: {}, tls: {}, analyzers: {}, dispatch: {}, detect: {}, onlyDecrypted: false, ...opts };
     this.pendingBudget = new PendingBudget(this.opts.tls.maxPendingRecordBytesTotal ?? DEFAULT_TLS_OPTIONS.maxPendingRecordBytesTotal);
     this.detector = this.opts.detect === false ? undefined : new Detector(this.opts.detect);
+    if (this.detector) this.stats.detection = this.detector.stats; // the same object: always current
     this.flows = new TcpFlowTable((flow) => this.newFlow(flow), this, this.opts.tcp);
     const ops = this.opts.ops;
     this.quic = new QuicStage({

@@ -96,6 +96,19 @@ export function mergeStats(list: EngineStats[]): EngineStats {
     addInto(t.eventsByDataset, s.eventsByDataset);
     addInto(t.anomalies, s.anomalies);
     addInto(t.notDecoded, s.notDecoded);
+    const d = s.detection;
+    if (d) {
+      const td = (t.detection ??= { events: 0, alerts: 0, alertsByRule: {}, flowEvictions: 0, seriesEvictions: 0, ruleErrors: 0, thresholdSuppressed: 0, thresholdSummaries: 0, thresholdEvictions: 0 });
+      td.events += d.events;
+      td.alerts += d.alerts;
+      addInto(td.alertsByRule, d.alertsByRule);
+      td.flowEvictions += d.flowEvictions;
+      td.seriesEvictions += d.seriesEvictions;
+      td.ruleErrors += d.ruleErrors;
+      td.thresholdSuppressed += d.thresholdSuppressed;
+      td.thresholdSummaries += d.thresholdSummaries;
+      td.thresholdEvictions += d.thresholdEvictions;
+    }
   }
   return t;
 }

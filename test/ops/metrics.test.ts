@@ -115,3 +115,56 @@ describe('MetricsAggregator', () => {
     expect(protocolOfDataset('http')).toBe('http');
   });
 });
+
+describe('detector counters in /metrics', () => {
+  it('alerts by rule, held-back hits and summaries equal the alert events of every fixtures/detect capture (merged over shards as run does)', async () => {
+    const { readdirSync, existsSync, readFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { CaptureReader } = await import('../../src/capture/index.js');
+    const { Engine } = await import('../../src/pipeline/engine.js');
+    const { loadKeys } = await import('../../src/pipeline/replay.js');
+    const { mergeStats } = await import('../../src/pipeline/sharded.js');
+    const fx = join(import.meta.dirname, '../../fixtures/detect');
+    const m = new OpsMetrics({ defaultMetrics: false });
+    const agg = new MetricsAggregator(m);
+    const byRule: Record<string, number> = {};
+    let heldBack = 0;
+    let summaries = 0;
+    const stats = [];
+    let shard = 0;
+    for (const name of readdirSync(fx)) {
+      const dir = join(fx, name);
+      const capture = ['capture.pcap', 'capture.pcapng'].map((f) => join(dir, f)).find(existsSync);
+      if (!capture) continue;
+      const keylogs = existsSync(join(dir, 'keys.log')) ? [join(dir, 'keys.log')] : [];
+      const e = new Engine(
+        (ev: any) => {
+          if (ev.event.kind !== 'alert') return;
+          byRule[ev.rule.id] = (byRule[ev.rule.id] ?? 0) + 1;
+          if (ev.detection?.threshold?.summary) {
+            summaries++;
+            heldBack += ev.detection.threshold.suppressed;
+          }
+        },
+        loadKeys(keylogs, []),
+        {},
+      );
+      const r = new CaptureReader(e);
+      r.push(readFileSync(capture));
+      r.end();
+      e.finish();
+      agg.update(shard++, e.stats); // one shard per capture, as run's shards report
+      stats.push(e.stats);
+    }
+    expect(Object.keys(byRule).length).toBeGreaterThan(10);
+    expect(heldBack).toBeGreaterThan(0); // some fixture repeats a rule and key
+    const v = parse(await m.text());
+    for (const [rule, n] of Object.entries(byRule)) expect(v.get(`tlsdecrypt_alerts_total{rule="${rule}"}`), rule).toBe(n);
+    expect(v.get('tlsdecrypt_alerts_held_back_total')).toBe(heldBack);
+    expect(v.get('tlsdecrypt_alert_summaries_total')).toBe(summaries);
+    expect(v.get('tlsdecrypt_detection_rule_errors_total')).toBe(0);
+    const merged = mergeStats(stats).detection!;
+    expect(merged.alertsByRule).toEqual(byRule);
+    expect(merged.thresholdSuppressed).toBe(heldBack);
+  });
+});
