@@ -101,15 +101,19 @@ export class CaptureClock {
     if (!s.length || later(newest, s[s.length - 1].ts)) s.push({ at: now, ts: newest });
     while (s.length && s[0].at <= now - this.holdMs) this.old = s.shift()!.ts;
     let t = newest;
+    let unknown = false;
     for (const p of this.parts.values()) {
       const behind = p.fed < p.accepted || (p.fed < p.high && now - p.batchAt < this.holdMs);
       let c = p.ts;
       if (!behind && this.old !== undefined && (c === undefined || later(this.old, c))) c = this.old;
-      // nothing known of it yet: the clock stays where it is
-      c ??= this.last;
-      if (c !== undefined && later(t, c)) t = c;
+      if (c === undefined) unknown = true;
+      else if (later(t, c)) t = c;
     }
-    if (this.last !== undefined && later(this.last, t)) t = this.last;
+    // A partition nothing is known of yet (assigned, not read; or behind before its first packet)
+    // may still bring connections from any time: the clock stays where it is (before the first
+    // tick: at 0, which times nothing out but still lets the engine flush what it batches).
+    if (unknown) t = this.last ?? { sec: 0, nsec: 0 };
+    else if (this.last !== undefined && later(this.last, t)) t = this.last;
     this.last = t;
     this.holding = later(newest, t);
     return t;

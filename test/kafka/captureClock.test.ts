@@ -61,9 +61,10 @@ describe('CaptureClock', () => {
     expect(sec()).toBe(4600);
   });
 
-  it('a partition without traffic (or not read yet) holds the clock back for holdMs of wall time only', () => {
-    const { c, batch, later, sec } = setup([0, 1, 2]);
+  it('a partition without traffic holds the clock back for holdMs of wall time only', () => {
+    const { c, batch, later, sec } = setup([0, 1]);
     batch(0, 1, 1000);
+    batch(1, 1, 1000);
     expect(sec()).toBe(1000);
     batch(0, 2, 1400);
     expect(sec()).toBe(1000);
@@ -71,6 +72,21 @@ describe('CaptureClock', () => {
     later(HOLD);
     expect(sec()).toBe(1400);
     expect(c.holding).toBe(false);
+  });
+
+  it('a partition not read yet holds the clock where it is (at 0 before the first tick) for holdMs', () => {
+    const { c, batch, later, sec } = setup([0, 1, 2]);
+    batch(0, 1, 4600);
+    expect(sec()).toBe(0); // a new owner: partition 0 an hour ahead of the re-read partitions 1 and 2
+    expect(c.holding).toBe(true);
+    batch(1, 3, 1000); // partition 1 read from the watermark: half a connection
+    expect(sec()).toBe(0);
+    batch(2, 3, 1010);
+    expect(sec()).toBe(1000);
+    batch(1, 6, 1030); // the rest of it
+    expect(sec()).toBe(1010);
+    later(HOLD);
+    expect(sec()).toBe(4600); // 1 and 2 silent since: the hour passes
   });
 
   it('never goes back; partitions moved away hold it no more', () => {

@@ -1,7 +1,8 @@
 /**
- * An in-memory KafkaClient for tests that must drive `run` through one exact ordering of batches,
- * assignments and commits (a real broker decides those itself): the test hands batches to `run`'s
- * handler one by one, changes the assignment when it wants, and sees every commit and event.
+ * An in-memory KafkaClient for tests that must drive `run` through one exact ordering of fetches,
+ * assignments and commits (a real broker and kafkajs decide those themselves): the test appends
+ * records to partitions, says which member fetches which partition when, changes assignments, and
+ * sees every commit and event. Members fetch from the committed offset after an assignment.
  * The tests that check the same behaviour end to end use the real broker (resilience*.test.ts).
  */
 import { readFileSync } from 'node:fs';
@@ -10,45 +11,67 @@ import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from '../../src/kafka/formats.js
 import type { RawPacket } from '../../src/types.js';
 
 export interface FakeCommit extends TopicPartitionOffset {
-  /** The member generation the commit was made in (FakeKafka.generation at the call). */
-  generation: number;
+  /** The member that committed. */
+  member: string;
 }
 
-/** A group consumer whose batches and assignments the test delivers. */
-export class FakeKafka {
-  readonly events: Record<string, any>[] = [];
-  readonly commits: FakeCommit[] = [];
-  /** Committed offset and metadata per partition (the broker's view, what a new owner reads). */
+/** The packets topic (its partitions' records), the group's committed offsets and the events topic. */
+export class FakeBroker {
+  readonly logs = new Map<number, Buffer[]>();
   readonly committed = new Map<number, { offset: string; metadata?: string }>();
-  generation = 1;
-  /** Held commits: while set, commit() waits for it (a commit in flight across a rebalance). */
-  commitGate: Promise<void> | undefined;
+  readonly commits: FakeCommit[] = [];
+  readonly events: Record<string, any>[] = [];
+  constructor(readonly topic = 'packets') {}
+
+  /** Appends records (pcap streams) to a partition of the packets topic. */
+  append(partition: number, values: Buffer[]): void {
+    const l = this.logs.get(partition) ?? [];
+    l.push(...values);
+    this.logs.set(partition, l);
+  }
+
+  member(name: string): FakeMember {
+    return new FakeMember(this, name);
+  }
+}
+
+/** One group member: the test says when it is assigned what and when it fetches which partition. */
+export class FakeMember {
   private onBatch: ((b: GroupBatch) => Promise<void>) | undefined;
   private assignCbs: ((a: Record<string, number[]>) => void)[] = [];
-  private next = new Map<number, number>();
+  /** Fetch position per assigned partition. */
+  private readonly pos = new Map<number, number>();
   private running!: () => void;
   readonly started = new Promise<void>((r) => (this.running = r));
 
-  constructor(readonly topic: string) {}
+  constructor(
+    readonly broker: FakeBroker,
+    readonly name: string,
+  ) {}
 
-  /** Assignment of the packets topic (a rebalance: onAssign as kafkajs's GROUP_JOIN). */
+  /** A new assignment (kafkajs's GROUP_JOIN): every assigned partition is fetched from its committed offset. */
   assign(partitions: number[]): void {
-    this.generation++;
-    for (const cb of this.assignCbs) cb({ [this.topic]: partitions });
+    this.pos.clear();
+    for (const p of partitions) this.pos.set(p, Number(this.broker.committed.get(p)?.offset ?? 0));
+    for (const cb of this.assignCbs) cb({ [this.broker.topic]: partitions });
   }
 
-  /** One batch of `values` (packets-topic records) of `partition`, offsets continuing that partition's. */
-  async batch(partition: number, values: Buffer[]): Promise<void> {
+  /** Hands `run` one batch of the partition: its records from the fetch position to the end (at most `max`). */
+  async fetch(partition: number, max = Infinity): Promise<void> {
     if (!this.onBatch) throw new Error('consumer not running');
-    const first = this.next.get(partition) ?? Number(this.committed.get(partition)?.offset ?? 0);
-    const records: InRecord[] = values.map((v, i) => ({ topic: this.topic, partition, offset: String(first + i), key: null, value: v, headers: { 'content-type': Buffer.from(PCAP_CONTENT_TYPE) }, timestamp: Date.now() }));
-    this.next.set(partition, first + values.length);
+    const first = this.pos.get(partition);
+    if (first === undefined) throw new Error(`${this.name} does not own partition ${partition}`);
+    const log = this.broker.logs.get(partition) ?? [];
+    const values = log.slice(first, Math.min(log.length, first + max));
+    if (!values.length) return;
+    const records: InRecord[] = values.map((v, i) => ({ topic: this.broker.topic, partition, offset: String(first + i), key: null, value: v, headers: { 'content-type': Buffer.from(PCAP_CONTENT_TYPE) }, timestamp: Date.now() }));
+    this.pos.set(partition, first + values.length);
     await this.onBatch({
-      topic: this.topic,
+      topic: this.broker.topic,
       partition,
       records,
       nextOffset: String(first + values.length),
-      highWatermark: String(first + values.length),
+      highWatermark: String(log.length),
       heartbeat: async () => {},
       resolveAll: () => {},
       isRunning: () => true,
@@ -56,25 +79,21 @@ export class FakeKafka {
     });
   }
 
-  /** The next batch of `partition` starts at `offset` (a new owner starts at the committed offset). */
-  seekTo(partition: number, offset: number): void {
-    this.next.set(partition, offset);
-  }
-
   get client(): KafkaClient {
     const self = this;
+    const broker = this.broker;
     const producer: Producer = {
       async send(_topic, records) {
-        for (const r of records) self.events.push(JSON.parse(String(r.value)));
+        for (const r of records) broker.events.push(JSON.parse(String(r.value)));
       },
       async close() {},
     };
     const admin: Admin = {
       ensureTopic: async () => false,
       topicExists: async () => true,
-      partitionCount: async () => 4,
+      partitionCount: async () => broker.logs.size,
       topicOffsets: async () => [],
-      groupOffsets: async () => [...self.committed].map(([partition, c]) => ({ partition, offset: c.offset, metadata: c.metadata ?? null })),
+      groupOffsets: async () => [...broker.committed].map(([partition, c]) => ({ partition, offset: c.offset, metadata: c.metadata ?? null })),
       lag: async () => 0,
       close: async () => {},
     };
@@ -86,11 +105,9 @@ export class FakeKafka {
       pause() {},
       resume() {},
       async commit(offsets) {
-        const gate = self.commitGate;
-        if (gate) await gate;
         for (const o of offsets) {
-          self.commits.push({ ...o, generation: self.generation });
-          self.committed.set(o.partition, { offset: o.offset, metadata: o.metadata });
+          broker.commits.push({ ...o, member: self.name });
+          broker.committed.set(o.partition, { offset: o.offset, metadata: o.metadata });
         }
       },
       seek() {},
