@@ -42,7 +42,9 @@ export class CaptureClock {
   private readonly parts = new Map<number, Part>();
   private newest: Timestamp | undefined;
   /** Newest capture times with the wall time they were first seen (ascending in both). */
-  private readonly seen: { at: number; ts: Timestamp }[] = [];
+  private seen: { at: number; ts: Timestamp }[] = [];
+  /** First entry of `seen` not yet dropped. */
+  private head = 0;
   /** The newest capture time seen at least holdMs ago. */
   private old: Timestamp | undefined;
   private last: Timestamp | undefined;
@@ -97,9 +99,13 @@ export class CaptureClock {
     const newest = this.newest;
     if (newest === undefined) return undefined;
     const now = this.now();
-    const s = this.seen;
+    let s = this.seen;
     if (!s.length || later(newest, s[s.length - 1].ts)) s.push({ at: now, ts: newest });
-    while (s.length && s[0].at <= now - this.holdMs) this.old = s.shift()!.ts;
+    while (this.head < s.length && s[this.head].at <= now - this.holdMs) this.old = s[this.head++].ts;
+    if (this.head > 1024 && this.head * 2 > s.length) {
+      this.seen = s = s.slice(this.head);
+      this.head = 0;
+    }
     let t = newest;
     let unknown = false;
     for (const p of this.parts.values()) {

@@ -89,6 +89,16 @@ describe('CaptureClock', () => {
     expect(sec()).toBe(4600); // 1 and 2 silent since: the hour passes
   });
 
+  it('with a partition without traffic, the clock follows the others holdMs behind in wall time (many ticks)', () => {
+    const { batch, later, sec } = setup([0, 1]);
+    batch(1, 1, 1000);
+    for (let i = 1; i <= 12_000; i++) {
+      later(1);
+      batch(0, i, 1000 + i); // one capture second per wall millisecond
+      expect(sec()).toBe(1000 + Math.max(0, i - HOLD));
+    }
+  });
+
   it('never goes back; partitions moved away hold it no more', () => {
     const { c, batch, later, sec } = setup([0, 1]);
     batch(0, 1, 1000);
