@@ -21,7 +21,9 @@
  * --replay-window 0, closes them instead). Events this instance already delivered are not sent
  * again when it re-reads a partition it got back (event ids remembered, bounded).
  *
- * Capture time drives timeouts: after every batch each shard gets tick(max capture time seen).
+ * Capture time drives timeouts: after every batch each shard gets a tick, the capture time every
+ * partition read has reached (src/kafka/captureClock.ts: partitions are fetched side by side, not in
+ * time order; one read ahead must not time out the open connections of one behind it).
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
@@ -33,6 +35,7 @@ import type { RunConfig } from './config.js';
 import { RecordDecoder } from './formats.js';
 import { log } from './log.js';
 import { InProcessShards, type ShardOutput, type Shards } from './shards.js';
+import { CaptureClock } from './captureClock.js';
 import { PartitionShards } from './partitionShards.js';
 import { Ops } from '../ops/index.js';
 import { countKeylogEntries } from '../ops/metrics.js';
@@ -121,10 +124,6 @@ class RecentIds {
   }
 }
 
-function later(a: Timestamp, b: Timestamp): boolean {
-  return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
-}
-
 async function kafkaStep<T>(f: () => Promise<T>): Promise<T> {
   try {
     return await f();
@@ -145,6 +144,11 @@ async function firstFailure(steps: Promise<void>[]): Promise<void> {
 }
 
 const LAG_INTERVAL_MS = 15_000;
+/**
+ * Wall time a partition without records holds the engine's capture clock back (captureClock.ts):
+ * records of it already on the broker arrive within that (same fetch answer, or the next one).
+ */
+const CLOCK_HOLD_MS = 5000;
 /** More worker failures than this within the window stop the run (exit 1) instead of another restart. */
 const WORKER_FAILURES_MAX = 5;
 const WORKER_FAILURE_WINDOW_MS = 60_000;
@@ -223,7 +227,10 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const counters: RunCounters = { batches: 0, records: 0, badRecords: {}, packets: 0, secretRecords: 0, secretLines: 0, events: 0, commits: 0, commitErrors: 0, pauses: 0, produceRetries: 0, redelivered: 0, commitsSkipped: 0, reread: 0, notOwned: 0, duplicatesSuppressed: 0, workerRestarts: 0 };
   /** Packets-topic partitions of the current assignment (commits of other partitions are skipped). */
   const owned = new Set<number>();
-  let maxTs: Timestamp = { sec: 0, nsec: 0 };
+  /** Capture time of the engine's timeouts: what every partition has reached (captureClock.ts). */
+  const clock = new CaptureClock(CLOCK_HOLD_MS);
+  /** The partition whose record is being decoded (its packets advance its clock). */
+  let curPart = -1;
   let failed: Error | undefined;
   let stopping = false;
   let stopResolve: () => void = () => {};
@@ -420,7 +427,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       counters.packets++;
-      if (later(p.ts, maxTs)) maxTs = p.ts;
+      clock.packet(curPart, p.ts);
       shards.packet(p);
     },
     secrets(type: number, data: Buffer) {
@@ -558,6 +565,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         continue;
       }
       shards.origin(p, Number(off), pos, untilN, rereadMids.get(p));
+      curPart = p;
       if (off < (everFed.get(p) ?? -1n)) {
         counters.reread++;
         rereadDecoder.decode(r);
@@ -567,6 +575,25 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       }
     }
     for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
+  };
+  /**
+   * The tick for the next flush. While it is held back (a partition behind the others), the clock
+   * is looked at again after CLOCK_HOLD_MS even when no batch comes, so idle timeouts still fire.
+   */
+  let clockTimer: NodeJS.Timeout | undefined;
+  const tickNow = (): Timestamp | undefined => {
+    const t = clock.tick();
+    if (clock.holding && !clockTimer) {
+      clockTimer = setTimeout(() => {
+        clockTimer = undefined;
+        if (stopping || failed) return;
+        const out = feeding.then(() => withFed(shards.flush(tickNow())));
+        feeding = out.catch(() => {});
+        enqueue({ out });
+      }, CLOCK_HOLD_MS);
+      clockTimer.unref();
+    }
+    return t;
   };
   const onBatch = async (b: GroupBatch): Promise<void> => {
     if (stopping || failed || b.isStale()) return;
@@ -578,12 +605,14 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     const fedTo = fed.get(pk);
     const next = BigInt(b.nextOffset);
     if (fedTo === undefined || next > fedTo) fed.set(pk, next);
+    if (owned.has(b.partition)) clock.accepted(b.partition, next, BigInt(b.highWatermark));
     const records = b.records;
     const out = feeding
       .then(() => new Promise<void>((r) => setImmediate(r)))
       .then(() => {
         feed(records, fedTo);
-        return withFed(shards.flush(maxTs.sec ? maxTs : undefined));
+        clock.fed(b.partition, next);
+        return withFed(shards.flush(tickNow()));
       });
     feeding = out.catch(() => {});
     enqueue({ out });
@@ -613,6 +642,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     assigned = [...(a[cfg.packetsTopic] ?? [])].sort((x, y) => x - y);
     const lost = [...owned].filter((p) => !assigned.includes(p));
     const gained = assigned.filter((p) => !owned.has(p));
+    clock.assigned(gained);
     if (gained.length) {
       const f = feeding.then(() => readReplayEnds(gained));
       feeding = f;
@@ -624,6 +654,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       // The new owners re-read these partitions from their last commit (the watermark): the flows
       // this engine opened from them emit nothing more, and if one comes back it is read again.
       shards.revoke(lost);
+      clock.drop(lost);
       for (const p of lost) {
         fed.delete(`${cfg.packetsTopic}\u0000${p}`);
         fedP.delete(p);
@@ -733,6 +764,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     await stopRequested;
     clearInterval(statsTimer);
     clearInterval(lagTimer);
+    clearTimeout(clockTimer);
     // Batches already accepted are fed, produced and committed first (onBatch ignores new ones
     // now); stopping the consumer waits for its fetch in flight (up to maxWaitTime), so it runs
     // while the open flows are finished and their events produced.

@@ -1,0 +1,122 @@
+/**
+ * `run` under orderings a real broker produces only now and then (test/kafka/fakeKafka.ts drives
+ * them exactly; the resilience tests check the same end to end against a real broker).
+ *
+ * Capture time across partitions (src/kafka/captureClock.ts): partitions are fetched side by side,
+ * so a fetch answer can hand over a partition read an hour further in capture time before another
+ * partition's rest of an open connection. The connection must not time out in between.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { resolveRunConfig } from '../../src/kafka/config.js';
+import { startRun } from '../../src/kafka/run.js';
+import type { RawPacket } from '../../src/types.js';
+import { clockTick, FakeBroker, pcapPackets, pcapRecords } from './fakeKafka.js';
+import { until } from './helpers.js';
+import { compare, fixtureCopy, replayEvents, type Ev } from './resilienceHelpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-run-order-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function runConfig(keylogs: string[]) {
+  return resolveRunConfig(
+    { brokers: 'fake:9092', 'packets-topic': 'packets', 'secrets-topic': '', 'events-topic': 'events', 'group-id': 'g', 'stats-interval': '0', keylog: keylogs.join(','), 'finish-on-stop': true },
+    {},
+  );
+}
+
+/** A fixture's packets (split in two halves), its key log and replay's events. */
+async function connection(name: string): Promise<{ first: RawPacket[]; second: RawPacket[]; last: number; keylog: string; want: Map<string, Ev> }> {
+  const f = fixtureCopy(dir, name);
+  const packets = pcapPackets(f.capture);
+  const half = Math.floor(packets.length / 2);
+  return { first: packets.slice(0, half), second: packets.slice(half), last: packets[packets.length - 1].ts.sec, keylog: f.keylog, want: await replayEvents(dir, f.capture, f.keylog) };
+}
+
+function expectReplay(got: Ev[], want: Map<string, Ev>): void {
+  const cmp = compare(got, want);
+  const desc = (e: Ev): string => `${e.event.dataset}:${e.decryption?.status ?? ''}`;
+  expect(cmp.missing.map((id) => desc(want.get(id)!))).toEqual([]);
+  expect(cmp.extra.map(desc)).toEqual([]);
+  expect(cmp.conflicting).toEqual([]);
+}
+
+describe('capture time across partitions', () => {
+  it('a partition handed over further in capture time does not time out the open connection of a partition behind it', async () => {
+    const c = await connection('tls13-h2-multiplexed');
+    const k = new FakeBroker();
+    const m = k.member('a');
+    const h = await startRun(m.client, runConfig([c.keylog]));
+    await m.started;
+    m.assign([0, 1]);
+    k.append(1, pcapRecords(c.first));
+    await m.fetch(1);
+    // One fetch answer: partition 0 an hour on, partition 1 the rest of the connection.
+    k.append(0, pcapRecords([clockTick(c.last + 3600)]));
+    k.append(1, [...pcapRecords(c.second), ...pcapRecords([clockTick(c.last + 3600)])]);
+    await m.fetch(0);
+    await m.fetch(1);
+    h.stop();
+    expect((await h.done).exitCode).toBe(0);
+    expectReplay(k.events, c.want);
+  });
+
+  it('a second instance joins: the new owner re-reads an open connection from the watermark while its other partition is an hour ahead', async () => {
+    const x = await connection('tls13-h2-multiplexed');
+    const y = await connection('tls13-parallel-http11');
+    const k = new FakeBroker();
+    const a = k.member('a');
+    const ha = await startRun(a.client, runConfig([x.keylog, y.keylog]));
+    await a.started;
+    a.assign([0, 1, 2]);
+    // First halves of two connections (partitions 1 and 2), open in A; A commits below them.
+    k.append(1, pcapRecords(x.first));
+    k.append(2, pcapRecords(y.first));
+    await a.fetch(1);
+    await a.fetch(2);
+    await until('A committed', () => k.committed.size === 2, 10_000, 20);
+    // B joins and takes partitions 0 and 1 (A keeps 2).
+    const b = k.member('b');
+    const hb = await startRun(b.client, runConfig([x.keylog, y.keylog]));
+    await b.started;
+    a.assign([2]);
+    b.assign([0, 1]);
+    // B's first fetch answer: partition 0 an hour on (a clock tick), then partition 1 re-read from
+    // A's commit (the first half); the rest of the connection comes in B's next fetch.
+    k.append(0, pcapRecords([clockTick(x.last + 3600)]));
+    await b.fetch(0);
+    await b.fetch(1);
+    k.append(1, [...pcapRecords(x.second), ...pcapRecords([clockTick(x.last + 3600)])]);
+    k.append(2, [...pcapRecords(y.second), ...pcapRecords([clockTick(x.last + 3600)])]);
+    await b.fetch(1);
+    await a.fetch(2);
+    ha.stop();
+    hb.stop();
+    expect((await ha.done).exitCode).toBe(0);
+    expect((await hb.done).exitCode).toBe(0);
+    expect(k.commits.some((c) => c.member === 'a' && c.partition === 1 && c.offset === '0')).toBe(true);
+    expectReplay(k.events, new Map([...x.want, ...y.want]));
+  });
+
+  it('a partition without traffic holds the clock back only for a while: an idle connection of another partition still times out', async () => {
+    const c = await connection('tls13-h2-multiplexed');
+    const k = new FakeBroker();
+    const m = k.member('a');
+    const h = await startRun(m.client, runConfig([c.keylog]));
+    await m.started;
+    m.assign([0, 1]); // partition 0 never gets a record
+    k.append(1, pcapRecords(c.first));
+    await m.fetch(1);
+    k.append(1, pcapRecords([clockTick(c.first[c.first.length - 1].ts.sec + 3600)]));
+    await m.fetch(1);
+    // No further batch: the connection (half of it, idle for an hour of capture time) is reported
+    // once partition 0 has held the clock back long enough, not only at the stop.
+    await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
+    const session = k.events.find((e) => e.event.dataset === 'tls.session')!;
+    h.stop();
+    expect((await h.done).exitCode).toBe(0);
+    expect(session.network.community_id).toBe([...c.want.values()][0].network.community_id);
+  });
+});
