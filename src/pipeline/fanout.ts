@@ -36,7 +36,9 @@ import { open } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CaptureReader } from '../capture/index.js';
-import type { CaptureSink, RawPacket } from '../types.js';
+import { u32be, u32le } from '../capture/pcap.js';
+import type { CaptureSink, PcapLayout, RawPacket } from '../types.js';
+import { hostPairHashEthIpv4TcpAt } from './flowHash.js';
 import { PacketIndexBuilder } from './batch.js';
 import type { EngineOptions, EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
@@ -431,6 +433,36 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
       if (s < 0) sink.packet(p());
       else if (inChunk(buf)) indexes[s].addRefAt(buf.byteOffset + off, caplen, origLen, sec, nsec, linktype);
       else indexes[s].addInline(p());
+    },
+    // classic pcap, the common case in one loop: complete Ethernet/IPv4/TCP records in the chunk
+    // being framed are routed and indexed here, with no call per record; the framer hands on any
+    // other record (and those of a buffer the capture reader joined) through packetAt
+    pcapRecords(buf: Buffer, off: number, end: number, layout: PcapLayout): number {
+      if (layout.linktype !== 1 || !inChunk(buf)) return off;
+      const { le, nano, maxCaplen } = layout;
+      const base = buf.byteOffset;
+      let packets = 0;
+      while (end - off >= 16) {
+        const caplen = le ? u32le(buf, off + 8) : u32be(buf, off + 8);
+        const d = off + 16;
+        if (caplen > maxCaplen || end - d < caplen) break;
+        const h = hostPairHashEthIpv4TcpAt(buf, d, caplen);
+        if (h < 0) break;
+        let sec = le ? u32le(buf, off) : u32be(buf, off);
+        const frac = le ? u32le(buf, off + 4) : u32be(buf, off + 4);
+        const origLen = le ? u32le(buf, off + 12) : u32be(buf, off + 12);
+        let nsec = nano ? frac : frac * 1000;
+        if (nsec >= 1_000_000_000) {
+          // as PcapFramer.record does
+          sec += Math.floor(nsec / 1_000_000_000);
+          nsec %= 1_000_000_000;
+        }
+        indexes[route.assigner.shardOf(h, caplen)].addRefAt(base + d, caplen, origLen, sec, nsec, 1);
+        packets++;
+        off = d + caplen;
+      }
+      layout.packets += packets;
+      return off;
     },
     secrets(type: number, data: Buffer) {
       for (const ix of indexes) ix.addSecrets(type, data);
