@@ -22,7 +22,8 @@
 //  - for each N > 1: N independent single-engine replays at once against one alone and against
 //    `replay --workers N` (what N cores give to separate processes);
 //  - with --compare-with DIR (another checkout, built): this build against DIR's for each
-//    --workers N, alternated (the single-engine path must not get slower; sharding designs A/B).
+//    --workers N, alternated (the single-engine path must not get slower; sharding designs A/B),
+//    and (with the ceiling part) both builds' dispatcher ceilings alternated with one engine.
 // Shard start-up is inside the measured time of `--workers N`; the fixed cost of starting N
 // engines is printed separately (replay of a 40 KB fixture).
 import { parseArgs } from 'node:util';
@@ -158,6 +159,29 @@ if (values['compare-with'] && parts.has('compare')) {
     if (r.status !== 0) throw new Error(`replay child of ${other} failed: ${r.stderr}`);
     return JSON.parse(r.stdout.trim().split('\n').pop());
   };
+  if (parts.has('ceiling')) {
+    // the dispatcher ceiling of both builds, alternated with each other and with one engine (this build's)
+    const dispatchOf = (dir) => {
+      const r = spawnSync(process.execPath, [`${dir}bench/lib/dispatch-child.mjs`, values.capture, values.keylog, String(Math.max(2, ...counts))], { encoding: 'utf8', timeout: 600_000 });
+      if (r.status !== 0) throw new Error(`dispatch child of ${dir} failed: ${r.stderr}`);
+      return JSON.parse(r.stdout.trim().split('\n').pop());
+    };
+    const theirs = [], ours = [], one = [];
+    for (let i = 0; i < Math.max(5, Number(values.runs)); i++) {
+      theirs.push(dispatchOf(other));
+      ours.push(dispatchOf(ROOT));
+      one.push(runReplay(values.capture, values.keylog, 1));
+    }
+    const t1 = median(one.map((r) => r.wallNs)) / 1e9, c1 = median(one.map(cpuS));
+    const show = (rs) => {
+      const w = median(rs.map((r) => r.wallNs)) / 1e9, c = median(rs.map(cpuS)), m = median(rs.map((r) => r.dispatcherCpuNs)) / 1e9;
+      return `${fmt(w, 3)} s = ${fmt(gbpsOf(w))} Gbps (runs ${rs.map((r) => fmt(r.wallNs / 1e9, 3)).join(', ')}), process CPU ${fmt(c, 3)} s, dispatching thread ${fmt(m, 3)} s -> ` +
+        `${fmt(t1 / w)}x one engine by wall time, ${fmt(c1 / c)}x by process CPU, ${fmt(c1 / m)}x by the thread's CPU`;
+    };
+    console.log(`dispatcher ceiling, this build vs ${other}, alternated with one engine (${fmt(t1, 3)} s = ${fmt(gbpsOf(t1))} Gbps, CPU ${fmt(c1, 2)} s):`);
+    console.log(`  this build: ${show(ours)}`);
+    console.log(`  ${other}: ${show(theirs)}`);
+  }
   for (const n of counts) {
     const theirs = [], ours = [];
     for (let i = 0; i < Math.max(5, Number(values.runs)); i++) {

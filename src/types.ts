@@ -37,6 +37,19 @@ export interface AnomalySink {
   anomaly(code: string, detail?: string): void;
 }
 
+/** A classic pcap stream's record layout (CaptureSink.pcapRecords). */
+export interface PcapLayout {
+  /** Little-endian header fields. */
+  readonly le: boolean;
+  /** Nanosecond timestamps (else microseconds). */
+  readonly nano: boolean;
+  readonly linktype: number;
+  /** Largest captured length taken; a larger one is the framer's (an anomaly). */
+  readonly maxCaplen: number;
+  /** Records taken by pcapRecords so far. */
+  packets: number;
+}
+
 /** What a capture reader hands on. */
 export interface CaptureSink extends AnomalySink {
   packet(p: RawPacket): void;
@@ -46,6 +59,14 @@ export interface CaptureSink extends AnomalySink {
    * needs no packet object (the sharding reader of `replay --workers N`); same rules as `packet`.
    */
   packetAt?(buf: Buffer, off: number, caplen: number, origLen: number, sec: number, nsec: number, linktype: number): void;
+  /**
+   * Optional, for classic pcap: takes the complete records of buf[off, end) in one loop of its own
+   * (the sharding reader of `replay --workers N`: no call per record) and returns the offset after
+   * the last record it took, adding their count to `layout.packets`. It stops before any record it
+   * does not take (incomplete, caplen above `layout.maxCaplen`, or one it wants as a packet); the
+   * framer handles that one as usual and calls again after it. Same rules as `packet`.
+   */
+  pcapRecords?(buf: Buffer, off: number, end: number, layout: PcapLayout): number;
   /** pcapng Decryption Secrets Block: secretsType 0x544c534b = TLS key log (NSS key-log text). */
   secrets(secretsType: number, data: Buffer): void;
 }

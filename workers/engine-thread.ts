@@ -16,7 +16,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { Engine, type EngineStats } from '../src/pipeline/engine.js';
-import { readIndex } from '../src/pipeline/batch.js';
+import { INDEX_WORDS, IndexSlots, readIndex, readSlot, SLOT_HEADER_WORDS } from '../src/pipeline/batch.js';
 import { InputError, loadKeys } from '../src/pipeline/replay.js';
 import type { EngineThreadConfig, FromEngineThread, ToEngineThread } from '../src/pipeline/fanout.js';
 
@@ -28,6 +28,9 @@ let poison = false;
 let lines: string[] = [];
 /** The dispatcher's shared chunks, by number. */
 let chunks: Buffer[] = [];
+/** This engine's index slots, by chunk number (IndexSlots). */
+let slotWords: Uint32Array[] = [];
+let slotInline: Buffer[] = [];
 
 function emptyStats(): EngineStats {
   return {
@@ -59,8 +62,25 @@ function answer(m: FromEngineThread): void {
 port.on('message', (m: ToEngineThread) => {
   let chunk: number | undefined;
   try {
-    if (m.t === 'chunks') {
+    if (typeof m === 'number') {
+      // the common case: our index into chunk m is in its slot; nothing was transferred
+      chunk = m;
+      const words = slotWords[m];
+      if (engine) {
+        readSlot(words, slotInline[m], chunks[m], engine);
+        engine.quic.flush();
+      } else if (!discarding) throw new Error('packets before open');
+      if (poison) {
+        slotInline[m].subarray(0, words[1]).fill(0xee);
+        words.subarray(0, SLOT_HEADER_WORDS + words[0] * INDEX_WORDS).fill(0xeeeeeeee);
+      }
+      if (lines.length === 0) port.postMessage(m satisfies FromEngineThread);
+      else port.postMessage({ t: 'events', ...take(), chunk: m } satisfies FromEngineThread);
+    } else if (m.t === 'chunks') {
       chunks = m.list.map((sab) => Buffer.from(sab));
+      const slots = new IndexSlots(m.list.length, m.slotWords, m.slotInline, m.slots);
+      slotWords = slots.slotWords;
+      slotInline = slots.slotInline.map((u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength));
     } else if (m.t === 'open') {
       open(m.cfg);
     } else if (m.t === 'index') {

@@ -18,6 +18,12 @@ export interface RecordFramer {
   readonly maxRecordBytes: number;
   /** Handles one complete record buf[off, off+len). Never throws on bad data. */
   record(buf: Buffer, off: number, len: number): void;
+  /**
+   * Optional: hands the complete records from buf[off, end) on in one loop where the sink allows
+   * (classic pcap, CaptureSink.pcapRecords); returns the offset after the last one handled (`off`
+   * when none). The record there, if any, goes the usual way.
+   */
+  readonly run?: ((buf: Buffer, off: number, end: number) => number) | undefined;
   /** Packets handed to the sink so far. */
   readonly packets: number;
   /** The file header (pcap's global header, pcapng's first Section Header Block) was read whole. */

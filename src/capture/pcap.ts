@@ -1,4 +1,4 @@
-import type { CaptureSink } from '../types.js';
+import type { CaptureSink, PcapLayout } from '../types.js';
 import type { CaptureLimits, RecordFramer } from './framer.js';
 
 /** Classic libpcap magic numbers as read big-endian from the first 4 bytes. */
@@ -14,10 +14,10 @@ const RECORD_HEADER_BYTES = 16;
  * Unsigned 32-bit reads by byte arithmetic: Buffer.readUInt32LE/BE validate their argument on
  * every call, several times per record on the hot path (the record is known to be complete here).
  */
-function u32le(b: Uint8Array, o: number): number {
+export function u32le(b: Uint8Array, o: number): number {
   return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 0x1000000;
 }
-function u32be(b: Uint8Array, o: number): number {
+export function u32be(b: Uint8Array, o: number): number {
   return b[o] * 0x1000000 + ((b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]);
 }
 
@@ -37,7 +37,9 @@ export function isPcapMagic(magic: number): boolean {
  */
 export class PcapFramer implements RecordFramer {
   readonly maxRecordBytes: number;
-  packets = 0;
+  private count = 0;
+  /** For CaptureSink.pcapRecords (set with the file header). */
+  private layout: PcapLayout | undefined;
   private readonly le: boolean;
   private readonly nano: boolean;
   private gotHeader = false;
@@ -51,9 +53,18 @@ export class PcapFramer implements RecordFramer {
     this.le = magic === PCAP_MAGIC_US_LE || magic === PCAP_MAGIC_NS_LE;
     this.nano = magic === PCAP_MAGIC_NS_BE || magic === PCAP_MAGIC_NS_LE;
     this.maxRecordBytes = RECORD_HEADER_BYTES + limits.maxPacketBytes;
+    const take = sink.pcapRecords?.bind(sink);
+    // Complete records taken by the sink in one loop of its own (after the file header).
+    this.run = take && ((buf, off, end) => (this.layout === undefined ? off : take(buf, off, end, this.layout)));
   }
 
+  readonly run: ((buf: Buffer, off: number, end: number) => number) | undefined;
+
   readonly minHeaderBytes = GLOBAL_HEADER_BYTES;
+
+  get packets(): number {
+    return this.count + (this.layout?.packets ?? 0);
+  }
 
   get headerDone(): boolean {
     return this.gotHeader;
@@ -81,6 +92,7 @@ export class PcapFramer implements RecordFramer {
       if (major !== 2) this.sink.anomaly('pcap_bad_version', `major version ${major}`);
       // The link type is the low 16 bits; the upper bits carry the FCS length (section 4.1).
       this.linktype = (le ? buf.readUInt32LE(off + 20) : buf.readUInt32BE(off + 20)) & 0xffff;
+      if (this.sink.pcapRecords) this.layout = { le, nano: this.nano, linktype: this.linktype, maxCaplen: this.limits.maxPacketBytes, packets: 0 };
       return;
     }
     const u32 = le ? u32le : u32be;
@@ -93,7 +105,7 @@ export class PcapFramer implements RecordFramer {
       sec += Math.floor(nsec / 1_000_000_000);
       nsec %= 1_000_000_000;
     }
-    this.packets++;
+    this.count++;
     const sink = this.sink;
     if (sink.packetAt) {
       sink.packetAt(buf, off + RECORD_HEADER_BYTES, len - RECORD_HEADER_BYTES, origLen, sec, nsec, this.linktype);

@@ -86,6 +86,7 @@ export class CaptureReader {
     }
     const framer = this.framer!;
     off = this.completePending(chunk, off);
+    const run = framer.run;
     while (off < n && !this.stopped) {
       if (this.skip > 0) {
         const s = Math.min(this.skip, n - off);
@@ -93,6 +94,7 @@ export class CaptureReader {
         off += s;
         continue;
       }
+      if (run !== undefined && (off = run(chunk, off, n)) === n) break;
       const avail = n - off;
       if (avail < framer.headerSize()) {
         chunk.copy(this.hdr, 0, off, n);

@@ -10,6 +10,8 @@ import type { CaptureSink, RawPacket } from '../types.js';
  * origLen holds their type). Nothing is copied per packet otherwise.
  */
 export const INDEX_WORDS = 7;
+/** Words before the entries of a shared index slot (PacketIndexBuilder.copyToSlot, readSlot). */
+export const SLOT_HEADER_WORDS = 2;
 const INLINE = 1;
 const INDEX_SECRETS = 2;
 
@@ -65,6 +67,25 @@ export class PacketIndexBuilder {
     return { index, inline };
   }
 
+  /**
+   * Copies the index so far into a shared slot (`words`: a count word, an inline-length word, then
+   * room for `(words.length - 2) / INDEX_WORDS` entries; `inlineRoom`: room for the inline bytes)
+   * and starts over, keeping this builder's buffers: nothing is allocated or transferred. Returns
+   * false, changing nothing, when the index does not fit there (use take()).
+   */
+  copyToSlot(words: Uint32Array, inlineRoom: Uint8Array): boolean {
+    const n = this.count * INDEX_WORDS;
+    if (n + SLOT_HEADER_WORDS > words.length || this.inlineLen > inlineRoom.length) return false;
+    words[0] = this.count;
+    words[1] = this.inlineLen;
+    words.set(this.u32.subarray(0, n), SLOT_HEADER_WORDS);
+    if (this.inline && this.inlineLen > 0) inlineRoom.set(this.inline.subarray(0, this.inlineLen));
+    this.inlineLen = 0;
+    this.count = 0;
+    this.refs = 0;
+    return true;
+  }
+
   private copyIn(data: Buffer): number {
     const at = this.inlineLen;
     const need = at + data.length;
@@ -98,6 +119,43 @@ export class PacketIndexBuilder {
 }
 
 /**
+ * One engine's index slots (`replay --workers N`, src/pipeline/fanout.ts): for each shared chunk, room for that engine's index into it (a count
+ * word, an inline-length word, the entries: PacketIndexBuilder.copyToSlot) and for its inline
+ * bytes, in one SharedArrayBuffer the thread got once. The dispatcher copies each index there
+ * and sends the chunk's number: no buffer is made, transferred or freed per message (transferring
+ * an index cost V8 a fresh serializer zone per message, page faults on both threads, and frees of
+ * one thread's allocations by another, bench/RESULTS.md round 7). A slot is written again only when
+ * its chunk is, after every engine has answered. An index that does not fit goes the old way.
+ */
+export class IndexSlots {
+  readonly sab: SharedArrayBuffer;
+  /** Per chunk: the slot's words, and the room for its inline bytes. */
+  readonly words: number;
+  readonly inline: number;
+  readonly slotWords: Uint32Array[];
+  readonly slotInline: Uint8Array[];
+
+  constructor(chunks: number, words: number, inline: number, sab?: SharedArrayBuffer) {
+    this.words = words;
+    this.inline = inline;
+    const slotBytes = words * 4 + inline;
+    this.sab = sab ?? new SharedArrayBuffer(chunks * slotBytes);
+    this.slotWords = Array.from({ length: chunks }, (_, c) => new Uint32Array(this.sab, c * slotBytes, words));
+    this.slotInline = Array.from({ length: chunks }, (_, c) => new Uint8Array(this.sab, c * slotBytes + words * 4, inline));
+  }
+
+  /**
+   * Slot geometry for chunks of `chunkBytes` split over `engines`: room for the entries of records
+   * averaging 64 bytes, all of one engine's share (at least 1,024, at most 16,384 entries), and
+   * 16 KiB of inline bytes (a record that straddles two reads; a larger one, or a secrets block,
+   * goes the old way); tests ask for fewer `entries` (and 16 inline bytes per entry).
+   */
+  static geometry(chunkBytes: number, engines: number, entries = Math.min(16384, Math.max(1024, Math.ceil(chunkBytes / 64 / engines)))): { words: number; inline: number } {
+    return { words: SLOT_HEADER_WORDS + entries * INDEX_WORDS, inline: Math.min(16384, entries * 16) };
+  }
+}
+
+/**
  * Replays a packet index into a capture sink, in its order: references into `chunk` (undefined
  * when the index has none) and inline entries from `inline`. An entry outside its buffer is
  * reported as 'batch_truncated', never thrown.
@@ -120,4 +178,18 @@ export function readIndex(index: Uint32Array, chunk: Buffer | undefined, inline:
     const lt = index[o + 6];
     sink.packet({ linktype: lt & 0xffff, ts: { sec: index[o + 4], nsec: index[o + 5] }, data, origLen: index[o + 3], ifIndex: lt >>> 16 });
   }
+}
+
+/**
+ * Replays the index in a shared slot (PacketIndexBuilder.copyToSlot) into a capture sink, as
+ * readIndex does; an index longer than its slot is reported as 'batch_truncated'.
+ */
+export function readSlot(words: Uint32Array, inlineRoom: Buffer, chunk: Buffer | undefined, sink: CaptureSink): void {
+  const n = words[0] * INDEX_WORDS;
+  const inlineLen = words[1];
+  if (n + SLOT_HEADER_WORDS > words.length || inlineLen > inlineRoom.length) {
+    sink.anomaly('batch_truncated');
+    return;
+  }
+  readIndex(words.subarray(SLOT_HEADER_WORDS, SLOT_HEADER_WORDS + n), chunk, inlineRoom.subarray(0, inlineLen), sink);
 }

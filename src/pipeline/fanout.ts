@@ -36,8 +36,10 @@ import { open } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CaptureReader } from '../capture/index.js';
-import type { CaptureSink, RawPacket } from '../types.js';
-import { PacketIndexBuilder } from './batch.js';
+import { u32be, u32le } from '../capture/pcap.js';
+import type { CaptureSink, PcapLayout, RawPacket } from '../types.js';
+import { hostPairHashEthIpv4TcpAt } from './flowHash.js';
+import { IndexSlots, PacketIndexBuilder } from './batch.js';
 import type { EngineOptions, EngineStats } from './engine.js';
 import type { NdjsonWriter } from './output.js';
 import { InputError, loadKeys, pumpCapture, type ReplayOptions, type RsaKeySpec } from './replay.js';
@@ -72,14 +74,21 @@ export interface EngineThreadConfig {
 
 export type ToEngineThread =
   | { t: 'open'; cfg: EngineThreadConfig }
-  /** The pool's shared chunks, numbered by their place in the list (sent before any index). */
-  | { t: 'chunks'; list: SharedArrayBuffer[] }
+  /**
+   * The pool's shared chunks, numbered by their place in the list (sent before any index), and
+   * this engine's index slots: one per chunk in `slots` (IndexSlots).
+   */
+  | { t: 'chunks'; list: SharedArrayBuffer[]; slots: SharedArrayBuffer; slotWords: number; slotInline: number }
   /** Packets of chunk `chunk` (-1: the index has only inline entries), in capture order. */
   | { t: 'index'; chunk: number; index: Uint32Array; inline?: Uint8Array }
-  | { t: 'finish' };
+  | { t: 'finish' }
+  /** A bare number: this engine's index into that chunk is in the chunk's slot (the common case). */
+  | number;
 export type FromEngineThread =
   /** `index`: the index's own buffer, handed back for a later one; `chunk`: released by this engine. */
-  | { t: 'events'; ndjson: string; events: number; index: ArrayBuffer; chunk: number }
+  | { t: 'events'; ndjson: string; events: number; index?: ArrayBuffer; chunk: number }
+  /** A bare number: the chunk whose slot index was answered, with no events. */
+  | number
   | { t: 'done'; ndjson: string; events: number; stats: EngineStats }
   | { t: 'error'; message: string; input: boolean; chunk?: number };
 
@@ -124,6 +133,10 @@ class EngineLane {
   }
 
   private received(m: FromEngineThread): void {
+    if (typeof m === 'number') {
+      this.listener.answered(undefined, m);
+      return;
+    }
     if (m.t === 'error') {
       this.failure ??= m.input ? new InputError(m.message) : new Error(`engine thread: ${m.message}`);
       if (m.chunk !== undefined) this.listener.answered(undefined, m.chunk);
@@ -150,9 +163,16 @@ class EngineLane {
     d?.(undefined);
   }
 
-  /** Hands the pool's shared chunks to the thread (before any index refers to them). */
-  chunks(list: SharedArrayBuffer[]): void {
-    if (!this.dead) this.worker.postMessage({ t: 'chunks', list } satisfies ToEngineThread);
+  /** Hands the pool's shared chunks and this engine's index slots to the thread (before any index refers to them). */
+  chunks(list: SharedArrayBuffer[], slots: IndexSlots): void {
+    if (!this.dead) this.worker.postMessage({ t: 'chunks', list, slots: slots.sab, slotWords: slots.words, slotInline: slots.inline } satisfies ToEngineThread);
+  }
+
+  /** Tells the thread that its index into `chunk` is in the chunk's slot. */
+  sendSlot(chunk: number): boolean {
+    if (this.dead) return false;
+    this.worker.postMessage(chunk satisfies ToEngineThread);
+    return true;
   }
 
   open(cfg: EngineThreadConfig, listener: LaneListener): void {
@@ -204,13 +224,21 @@ class ChunkRing {
   /** Set by the replay: the reader must stop waiting for a chunk (an engine failed). */
   failed: (() => Error | undefined) | undefined;
 
+  /** Each engine's index slots, one per chunk (by engine number). */
+  readonly slots: IndexSlots[];
+
   constructor(
     readonly chunkBytes: number,
     count: number,
+    engines: number,
+    /** Entries per index slot, instead of IndexSlots.geometry's (tests). */
+    readonly slotEntries?: number,
   ) {
     this.sabs = Array.from({ length: count }, () => new SharedArrayBuffer(chunkBytes));
     this.bufs = this.sabs.map((sab) => Buffer.from(sab));
     this.holders = new Array<number>(count).fill(0);
+    const g = IndexSlots.geometry(chunkBytes, engines, slotEntries);
+    this.slots = Array.from({ length: engines }, () => new IndexSlots(count, g.words, g.inline));
   }
 
   /** Every chunk free: a new replay (the last one's engines have all answered). */
@@ -334,10 +362,11 @@ export class EnginePool {
   }
 
   /** The shared chunks of `chunkBytes` each (made, and handed to every thread, on first use). */
-  chunks(chunkBytes: number): ChunkRing {
-    if (this.ring?.chunkBytes !== chunkBytes) {
-      this.ring = new ChunkRing(chunkBytes, Math.max(MIN_CHUNKS, 2 * this.size));
-      for (const l of this.lanes) l.chunks(this.ring.sabs);
+  chunks(chunkBytes: number, slotEntries?: number): ChunkRing {
+    if (this.ring?.chunkBytes !== chunkBytes || this.ring.slotEntries !== slotEntries) {
+      const ring = new ChunkRing(chunkBytes, Math.max(MIN_CHUNKS, 2 * this.size), this.size, slotEntries);
+      this.lanes.forEach((l, i) => l.chunks(ring.sabs, ring.slots[i]));
+      this.ring = ring;
     }
     this.ring.reset();
     return this.ring;
@@ -357,6 +386,8 @@ export interface FanoutOptions {
   poison?: boolean;
   /** Bytes per shared chunk (tests use tiny chunks, so that records straddle them and chunks go round). */
   chunkBytes?: number;
+  /** Entries per index slot (tests: tiny slots, so that indexes also go the way of those that do not fit). */
+  slotEntries?: number;
   /** Read the capture from this stream instead of `opts.capture` (tests: stdin's path with pieces of their choice). */
   input?: AsyncIterable<Buffer>;
 }
@@ -373,7 +404,7 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
   if (shards < 1 || shards > pool.size) throw new Error(`replayFanout: ${shards} shards for a pool of ${pool.size}`);
   const lanes = pool.lanes.slice(0, shards);
   const cfg: EngineThreadConfig = { keylogs: opts.keylogs, rsaKeys: opts.rsaKeys, engine: opts.engine, discard: fo.discard, poison: fo.poison };
-  const ring = pool.chunks(fo.chunkBytes ?? fanoutChunkBytes(pool.size));
+  const ring = pool.chunks(fo.chunkBytes ?? fanoutChunkBytes(pool.size), fo.slotEntries);
   ring.poison = fo.poison === true;
   ring.failed = () => lanes.find((l) => l.failure)?.failure;
   // Index buffers go to an engine and come back with its answer, to be filled again.
@@ -389,12 +420,20 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
   for (const l of lanes) l.open(cfg, listener);
   const indexes = lanes.map(() => new PacketIndexBuilder(() => spare.pop() ?? new ArrayBuffer(4096 * 7 * 4)));
   const at: ReadState = { chunk: -1, ends: false };
-  /** Sends every shard's index into the current chunk; the chunk is held until they answer. */
+  /**
+   * Sends every shard's index into the current chunk (in the chunk's slot of that engine, or in a
+   * buffer of its own when it does not fit); the chunk is held until they answer.
+   */
   const dispatch = (): void => {
     let holders = 0;
+    const c = at.chunk;
     for (let s = 0; s < shards; s++) {
       const ix = indexes[s];
       if (ix.count === 0) continue;
+      if (c >= 0 && ix.copyToSlot(ring.slots[s].slotWords[c], ring.slots[s].slotInline[c])) {
+        if (lanes[s].sendSlot(c)) holders++;
+        continue;
+      }
       const refs = ix.refs > 0;
       const { index, inline } = ix.take();
       if (lanes[s].send(refs ? at.chunk : -1, index, inline) && refs) holders++;
@@ -431,6 +470,36 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
       if (s < 0) sink.packet(p());
       else if (inChunk(buf)) indexes[s].addRefAt(buf.byteOffset + off, caplen, origLen, sec, nsec, linktype);
       else indexes[s].addInline(p());
+    },
+    // classic pcap, the common case in one loop: complete Ethernet/IPv4/TCP records in the chunk
+    // being framed are routed and indexed here, with no call per record; the framer hands on any
+    // other record (and those of a buffer the capture reader joined) through packetAt
+    pcapRecords(buf: Buffer, off: number, end: number, layout: PcapLayout): number {
+      if (layout.linktype !== 1 || !inChunk(buf)) return off;
+      const { le, nano, maxCaplen } = layout;
+      const base = buf.byteOffset;
+      let packets = 0;
+      while (end - off >= 16) {
+        const caplen = le ? u32le(buf, off + 8) : u32be(buf, off + 8);
+        const d = off + 16;
+        if (caplen > maxCaplen || end - d < caplen) break;
+        const h = hostPairHashEthIpv4TcpAt(buf, d, caplen);
+        if (h < 0) break;
+        let sec = le ? u32le(buf, off) : u32be(buf, off);
+        const frac = le ? u32le(buf, off + 4) : u32be(buf, off + 4);
+        const origLen = le ? u32le(buf, off + 12) : u32be(buf, off + 12);
+        let nsec = nano ? frac : frac * 1000;
+        if (nsec >= 1_000_000_000) {
+          // as PcapFramer.record does
+          sec += Math.floor(nsec / 1_000_000_000);
+          nsec %= 1_000_000_000;
+        }
+        indexes[route.assigner.shardOf(h, caplen)].addRefAt(base + d, caplen, origLen, sec, nsec, 1);
+        packets++;
+        off = d + caplen;
+      }
+      layout.packets += packets;
+      return off;
     },
     secrets(type: number, data: Buffer) {
       for (const ix of indexes) ix.addSecrets(type, data);

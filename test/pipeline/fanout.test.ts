@@ -8,7 +8,8 @@
  * once it is answered (`poison`): an engine that kept a view of packet bytes past the call would
  * then decrypt garbage and the events would differ. Some fixtures also go through 40-byte chunks
  * (every record straddles: each packet travels inline) and through the stdin path, in pieces of
- * odd sizes.
+ * odd sizes. With 3 engines the engines' index slots are tiny, so that indexes go both ways: in
+ * their chunk's slot, and (those that do not fit) in buffers of their own.
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -78,7 +79,9 @@ describe('replay --workers N: one reader, N engine threads', () => {
         return;
       }
       for (const shards of [1, 2, 3, 8]) {
-        const got = await collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 4096, poison: true }));
+        // with 3 engines, index slots for 4 entries: indexes that do not fit go in buffers of their own
+        const slotEntries = shards === 3 ? 4 : undefined;
+        const got = await collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 4096, poison: true, slotEntries }));
         expect(got.lines, `${shards} engines`).toEqual(one.lines);
         expect(got.count).toBe(one.count);
         expect(normal(got.stats), `${shards} engines`).toEqual(normal(one.stats));
@@ -109,7 +112,7 @@ describe('replay --workers N: one reader, N engine threads', () => {
       const opts = optionsFor(capture);
       const one = await collect((out) => replay(opts, out));
       for (const shards of [2, 3]) {
-        const tiny = await collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 40, poison: true }));
+        const tiny = await collect((out) => replayFanout(opts, out, pool, { shards, chunkBytes: 40, poison: true, slotEntries: shards === 3 ? 1 : undefined }));
         expect(tiny.lines, `${shards} engines, 40-byte chunks`).toEqual(one.lines);
         expect(normal(tiny.stats)).toEqual(normal(one.stats));
         for (const [piece, chunkBytes] of [[1000, 4096], [7, 300], [65536, 1 << 20]]) {
@@ -120,6 +123,48 @@ describe('replay --workers N: one reader, N engine threads', () => {
       }
     });
   }
+
+  /**
+   * A little-endian microsecond pcap rewritten: big-endian with nanosecond timestamps, or with each
+   * record's microseconds pushed out of range (one second fewer, 1,000,000 more microseconds, which
+   * readers carry back into the seconds): the same packets at the same times either way.
+   */
+  function rewritePcap(src: Buffer, how: 'be-nano' | 'us-overflow'): Buffer {
+    expect(src.readUInt32LE(0)).toBe(0xa1b2c3d4);
+    const out = Buffer.from(src);
+    if (how === 'be-nano') {
+      out.writeUInt32BE(0xa1b23c4d, 0);
+      out.writeUInt16BE(src.readUInt16LE(4), 4);
+      out.writeUInt16BE(src.readUInt16LE(6), 6);
+      for (const o of [8, 12, 16, 20]) out.writeUInt32BE(src.readUInt32LE(o), o);
+    }
+    for (let o = 24; o + 16 <= src.length; ) {
+      const [sec, us, caplen, orig] = [0, 4, 8, 12].map((k) => src.readUInt32LE(o + k));
+      if (how === 'be-nano') {
+        for (const [k, v] of [[0, sec], [4, us * 1000], [8, caplen], [12, orig]]) out.writeUInt32BE(v, o + k);
+      } else if (sec > 0) {
+        out.writeUInt32LE(sec - 1, o);
+        out.writeUInt32LE(us + 1_000_000, o + 4);
+      }
+      o += 16 + caplen;
+    }
+    return out;
+  }
+
+  it('gives the same events from a capture rewritten big-endian with nanoseconds, or with out-of-range microseconds', async () => {
+    const capture = 'fixtures/ftp/ftps-explicit-active-python/capture.pcap';
+    const opts = optionsFor(capture);
+    const one = await collect((out) => replay(opts, out));
+    for (const how of ['be-nano', 'us-overflow'] as const) {
+      const path = join(tmp, `${how}.pcap`);
+      writeFileSync(path, rewritePcap(readFileSync(capture), how));
+      for (const shards of [2, 3]) {
+        const got = await collect((out) => replayFanout({ ...opts, capture: path }, out, pool, { shards, chunkBytes: 4096, poison: true }));
+        expect(got.lines, `${how}, ${shards} engines`).toEqual(one.lines);
+        expect(normal(got.stats)).toEqual(normal(one.stats));
+      }
+    }
+  });
 
   it('answers an unreadable capture with an InputError naming it, and the pool serves the next replay', async () => {
     const missing = join(tmp, 'nope.pcap');
