@@ -177,6 +177,20 @@ export interface DecodedPacket {
   tunnels: string[];
   /** 802.1Q/802.1ad VLAN ids seen, outermost first. */
   vlans: number[];
+  /**
+   * Optional (newDecodedPacket sets it): address buffers of this packet's own that the decoder
+   * copies the addresses into, instead of making two views into the frame per packet; srcAddr and
+   * dstAddr are then these views (4 or 16 bytes), overwritten by the next decode.
+   */
+  addrScratch?: AddrScratch;
+}
+
+/** Reused address views of a DecodedPacket (two 16-byte slots of one buffer; v4 uses the first 4 bytes of each). */
+export interface AddrScratch {
+  src4: Buffer;
+  dst4: Buffer;
+  src6: Buffer;
+  dst6: Buffer;
 }
 
 export const TCP_FIN = 0x01;
