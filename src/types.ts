@@ -76,6 +76,15 @@ export interface StreamSink {
 /** A StreamSink that is also told when its connection is gone: what TLS hands decrypted streams to. */
 export interface AppStream extends StreamSink {
   onClose(ts: Timestamp): void;
+  /**
+   * Optional: how many of the next plaintext bytes of `dir` this analyzer would only count,
+   * reading none of them (e.g. an HTTP/1 body beyond what events keep of it). The TLS layer may
+   * then authenticate a record that lies within them without decrypting it, and call onSkipped
+   * instead of onData. Content of a record that failed authentication never reaches either.
+   */
+  skippable?(dir: Dir): number;
+  /** With skippable: `length` authenticated application-data bytes of `dir`, not decrypted. */
+  onSkipped?(dir: Dir, length: number, ts: Timestamp): void;
 }
 
 /** The endpoints of a TCP connection, with the client/server roles resolved. */
