@@ -389,12 +389,19 @@ export class TcpFlowTable {
     const sp = p.srcPort & 0xffff;
     const dp = p.dstPort & 0xffff;
 
-    // The flow of the previous packet first (a bulk transfer's packets come in runs of one flow):
-    // a flow still in the table is the only one with its endpoints, so a match is the lookup's answer.
+    // The flows of the last two packets first (bulk transfers' packets come in runs of one flow, or
+    // two interleaved): a flow still in the table is the only one with its endpoints, so a match is
+    // the lookup's answer.
     let flow = this.lastFlow;
     let match: 0 | 1 | 2 = 0;
     if (flow !== null && !flow.closed) {
       match = sameEndpoints(flow, p.ipVersion, this.s0, this.s1, this.s2, this.s3, sp, this.d0, this.d1, this.d2, this.d3, dp);
+    }
+    if (match === 0) {
+      flow = this.prevFlow;
+      if (flow !== null && !flow.closed) {
+        match = sameEndpoints(flow, p.ipVersion, this.s0, this.s1, this.s2, this.s3, sp, this.d0, this.d1, this.d2, this.d3, dp);
+      }
     }
     if (match === 0) {
       flow = this.buckets.get(this.flowKey(sp, dp, p.ipVersion)) ?? null;
@@ -428,7 +435,10 @@ export class TcpFlowTable {
       flow = this.createFlow(p, sp, dp, this.flowKey(sp, dp, p.ipVersion), ts, sensor);
       match = 1;
     }
-    this.lastFlow = flow;
+    if (flow !== this.lastFlow) {
+      this.prevFlow = this.lastFlow;
+      this.lastFlow = flow;
+    }
 
     const fromA = match === 1;
     const dir = (fromA === flow.clientIsA ? 0 : 1) as Dir;
@@ -471,8 +481,9 @@ export class TcpFlowTable {
     if (stats.bufferedBytes > this.opts.maxBufferedTotal) this.enforceTotal(ts);
   }
 
-  /** The flow of the previous segment (checked before the hash lookup; a closed one is skipped). */
+  /** The flows of the previous segments (checked before the hash lookup; closed ones are skipped). */
   private lastFlow: Flow | null = null;
+  private prevFlow: Flow | null = null;
 
   /** Bucket key of the current packet's endpoints (s0..s3/sp, d0..d3/dp), the same in both directions. */
   private flowKey(sp: number, dp: number, ipVersion: number): number {
