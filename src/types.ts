@@ -97,6 +97,15 @@ export interface StreamSink {
 /** A StreamSink that is also told when its connection is gone: what TLS hands decrypted streams to. */
 export interface AppStream extends StreamSink {
   onClose(ts: Timestamp): void;
+  /**
+   * Optional: how many of the next plaintext bytes of `dir` this analyzer would only count,
+   * reading none of them (e.g. an HTTP/1 body beyond what events keep of it). The TLS layer may
+   * then authenticate a record that lies within them without decrypting it, and call onSkipped
+   * instead of onData. Content of a record that failed authentication never reaches either.
+   */
+  skippable?(dir: Dir): number;
+  /** With skippable: `length` authenticated application-data bytes of `dir`, not decrypted. */
+  onSkipped?(dir: Dir, length: number, ts: Timestamp): void;
 }
 
 /** The endpoints of a TCP connection, with the client/server roles resolved. */
@@ -198,6 +207,20 @@ export interface DecodedPacket {
   tunnels: string[];
   /** 802.1Q/802.1ad VLAN ids seen, outermost first. */
   vlans: number[];
+  /**
+   * Optional (newDecodedPacket sets it): address buffers of this packet's own that the decoder
+   * copies the addresses into, instead of making two views into the frame per packet; srcAddr and
+   * dstAddr are then these views (4 or 16 bytes), overwritten by the next decode.
+   */
+  addrScratch?: AddrScratch;
+}
+
+/** Reused address views of a DecodedPacket (two 16-byte slots of one buffer; v4 uses the first 4 bytes of each). */
+export interface AddrScratch {
+  src4: Buffer;
+  dst4: Buffer;
+  src6: Buffer;
+  dst6: Buffer;
 }
 
 export const TCP_FIN = 0x01;

@@ -5,9 +5,10 @@ import type { AnomalySink, DecodedPacket, RawPacket } from '../types.js';
  *
  * Design (after gopacket): each layer is a function chosen from a table keyed by link type,
  * EtherType or IP protocol, so adding an encapsulation is one table entry. The caller owns the
- * DecodedPacket and reuses it; the only allocations per packet are the three Buffer views
- * (source address, destination address, payload) that point into the frame — addresses are only
- * valid while the frame is.
+ * DecodedPacket and reuses it; the only allocation per packet is the payload view into the frame.
+ * The addresses are copied into the DecodedPacket's own address views (addrScratch, set by
+ * newDecodedPacket; without it they are two more views into the frame): either way they are only
+ * valid until the next decode.
  *
  * Tunnels (out.tunnels, outermost first): 'vxlan', 'geneve', 'gre', 'erspan' (after 'gre'),
  * 'ipip' (IPv4 or IPv6 in IPv4 or IPv6), 'mpls'. The addresses, ports and payload are always those
@@ -93,6 +94,23 @@ export function decodePacket(
   anomalies: AnomalySink,
   opts: Readonly<DecodeOptions> = DEFAULT_DECODE_OPTIONS,
 ): DecodeOutcome {
+  const data = pkt.data;
+  return decodeFrame(pkt.linktype, data, 0, data.length, out, anomalies, opts);
+}
+
+/**
+ * decodePacket for a frame that lies at buf[off, end) (a capture record in a read chunk:
+ * CaptureSink.packetAt), without a RawPacket or a view of the frame made for it.
+ */
+export function decodeFrame(
+  linktype: number,
+  buf: Buffer,
+  off: number,
+  end: number,
+  out: DecodedPacket,
+  anomalies: AnomalySink,
+  opts: Readonly<DecodeOptions> = DEFAULT_DECODE_OPTIONS,
+): DecodeOutcome {
   // (setting an array's length is a runtime call even when it is already 0: most packets have no
   // tunnels or VLAN tags)
   if (out.tunnels.length !== 0) out.tunnels.length = 0;
@@ -100,14 +118,13 @@ export function decodePacket(
   out.protocol = 0;
   out.srcPort = 0;
   out.dstPort = 0;
-  const link = LINK_TYPES.get(pkt.linktype);
+  const link = LINK_TYPES.get(linktype);
   if (link === undefined) return 'unsupported_link';
   ctx.out = out;
   ctx.an = anomalies;
   ctx.opts = opts;
   ctx.depth = 0;
-  const data = pkt.data;
-  return link(data, 0, data.length, ctx);
+  return link(buf, off, end, ctx);
 }
 
 /** Tunnel bookkeeping: records the name and enforces the nesting limit. */
@@ -235,8 +252,24 @@ function ipv4(buf: Buffer, off: number, end: number, c: Ctx): DecodeOutcome {
   if (total === 0) total = end - off; // TSO: the length field is not filled in yet
   const out = c.out;
   out.ipVersion = 4;
-  out.srcAddr = buf.subarray(off + 12, off + 16);
-  out.dstAddr = buf.subarray(off + 16, off + 20);
+  const sc = out.addrScratch;
+  if (sc !== undefined) {
+    const sa = sc.src4;
+    const da = sc.dst4;
+    sa[0] = buf[off + 12];
+    sa[1] = buf[off + 13];
+    sa[2] = buf[off + 14];
+    sa[3] = buf[off + 15];
+    da[0] = buf[off + 16];
+    da[1] = buf[off + 17];
+    da[2] = buf[off + 18];
+    da[3] = buf[off + 19];
+    out.srcAddr = sa;
+    out.dstAddr = da;
+  } else {
+    out.srcAddr = buf.subarray(off + 12, off + 16);
+    out.dstAddr = buf.subarray(off + 16, off + 20);
+  }
   const proto = buf[off + 9];
   out.protocol = proto;
   const frag = (buf[off + 6] << 8) | buf[off + 7];
@@ -269,8 +302,20 @@ function ipv6(buf: Buffer, off: number, end: number, c: Ctx): DecodeOutcome {
   if (wire === 0) wire = end - off - 40;
   const out = c.out;
   out.ipVersion = 6;
-  out.srcAddr = buf.subarray(off + 8, off + 24);
-  out.dstAddr = buf.subarray(off + 24, off + 40);
+  const sc = out.addrScratch;
+  if (sc !== undefined) {
+    const sa = sc.src6;
+    const da = sc.dst6;
+    for (let i = 0; i < 16; i++) {
+      sa[i] = buf[off + 8 + i];
+      da[i] = buf[off + 24 + i];
+    }
+    out.srcAddr = sa;
+    out.dstAddr = da;
+  } else {
+    out.srcAddr = buf.subarray(off + 8, off + 24);
+    out.dstAddr = buf.subarray(off + 24, off + 40);
+  }
   let next = buf[off + 6];
   let p = off + 40;
   const capEnd = Math.min(end, p + wire);

@@ -1,4 +1,4 @@
-export { decodePacket, DEFAULT_DECODE_OPTIONS, LINK_TYPES } from './decoder.js';
+export { decodePacket, decodeFrame, DEFAULT_DECODE_OPTIONS, LINK_TYPES } from './decoder.js';
 export type { DecodeOutcome, DecodeOptions } from './decoder.js';
 export { ipToString } from './ip.js';
 export { newDecodedPacket } from './packet.js';

@@ -1,6 +1,12 @@
-import type { DecodedPacket } from '../types.js';
+import type { AddrScratch, DecodedPacket } from '../types.js';
 
 const EMPTY = Buffer.alloc(0);
+
+/** Address views for one DecodedPacket (see DecodedPacket.addrScratch). */
+function newAddrScratch(): AddrScratch {
+  const b = Buffer.alloc(32);
+  return { src4: b.subarray(0, 4), dst4: b.subarray(16, 20), src6: b.subarray(0, 16), dst6: b.subarray(16, 32) };
+}
 
 /** A fresh DecodedPacket for a caller to own and reuse across decodePacket() calls. */
 export function newDecodedPacket(): DecodedPacket {
@@ -19,5 +25,6 @@ export function newDecodedPacket(): DecodedPacket {
     payloadLen: 0,
     tunnels: [],
     vlans: [],
+    addrScratch: newAddrScratch(),
   };
 }

@@ -196,6 +196,12 @@ class SwappedApp extends SwappedStream<AppStream> implements AppStream {
   onClose(ts: Timestamp): void {
     this.inner.onClose(ts);
   }
+  skippable(dir: Dir): number {
+    return this.inner.skippable?.(other(dir)) ?? 0;
+  }
+  onSkipped(dir: Dir, length: number, ts: Timestamp): void {
+    this.inner.onSkipped?.(other(dir), length, ts);
+  }
 }
 
 const enum Mode {

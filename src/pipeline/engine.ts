@@ -6,7 +6,7 @@
  *
  * One Engine instance owns one flow table; the replay command runs one per worker shard.
  */
-import { decodePacket, newDecodedPacket } from '../decode/index.js';
+import { decodeFrame, newDecodedPacket } from '../decode/index.js';
 import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
 import { TlsFlowHandler, SessionCache, PendingBudget, DEFAULT_TLS_OPTIONS, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
 import type { AppFactoryObject } from '../tls/session.js';
@@ -153,12 +153,22 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   }
 
   packet(p: RawPacket): void {
+    const data = p.data;
+    this.frame(p.linktype, data, 0, data.length, p.origLen, p.ts, p.sensor);
+  }
+
+  /** CaptureSink.packetAt (classic pcap): the same as packet() without a RawPacket or a view of the frame. */
+  packetAt(buf: Buffer, off: number, caplen: number, origLen: number, sec: number, nsec: number, linktype: number): void {
+    this.frame(linktype, buf, off, off + caplen, origLen, { sec, nsec }, undefined);
+  }
+
+  private frame(linktype: number, buf: Buffer, off: number, end: number, origLen: number, ts: Timestamp, sensor: string | undefined): void {
     this.stats.packets++;
-    this.stats.bytes += p.origLen;
-    this.lastTs = p.ts;
-    const kind = decodePacket(p, this.decoded, this);
+    this.stats.bytes += origLen;
+    this.lastTs = ts;
+    const kind = decodeFrame(linktype, buf, off, end, this.decoded, this);
     if (kind === 'udp') {
-      this.udp.process(this.decoded, p.ts, p.sensor);
+      this.udp.process(this.decoded, ts, sensor);
       return;
     }
     if (kind !== 'tcp') {
@@ -167,7 +177,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     }
     this.stats.tcpPackets++;
     this.quic.flush(); // QUIC packets held for their batch's authentication come first
-    this.flows.processSegment(this.decoded, p.ts, p.sensor);
+    this.flows.processSegment(this.decoded, ts, sensor);
   }
 
   secrets(secretsType: number, data: Buffer): void {

@@ -388,19 +388,28 @@ export class TcpFlowTable {
     }
     const sp = p.srcPort & 0xffff;
     const dp = p.dstPort & 0xffff;
-    const hs = endpointHash(this.s0, this.s1, this.s2, this.s3, sp);
-    const hd = endpointHash(this.d0, this.d1, this.d2, this.d3, dp);
-    const lo = hs < hd ? hs : hd;
-    const hi = hs < hd ? hd : hs;
-    let key = Math.imul(lo ^ (hi >>> 16), 0x85ebca6b) ^ Math.imul(hi, 0x27d4eb2d) ^ p.ipVersion;
-    key = (key ^ (key >>> 15)) & 0x3fffffff;
 
-    let flow = this.buckets.get(key) ?? null;
+    // The flows of the last two packets first (bulk transfers' packets come in runs of one flow, or
+    // two interleaved): a flow still in the table is the only one with its endpoints, so a match is
+    // the lookup's answer.
+    let flow = this.lastFlow;
     let match: 0 | 1 | 2 = 0;
-    while (flow !== null) {
+    if (flow !== null && !flow.closed) {
       match = sameEndpoints(flow, p.ipVersion, this.s0, this.s1, this.s2, this.s3, sp, this.d0, this.d1, this.d2, this.d3, dp);
-      if (match !== 0) break;
-      flow = flow.chain;
+    }
+    if (match === 0) {
+      flow = this.prevFlow;
+      if (flow !== null && !flow.closed) {
+        match = sameEndpoints(flow, p.ipVersion, this.s0, this.s1, this.s2, this.s3, sp, this.d0, this.d1, this.d2, this.d3, dp);
+      }
+    }
+    if (match === 0) {
+      flow = this.buckets.get(this.flowKey(sp, dp, p.ipVersion)) ?? null;
+      while (flow !== null) {
+        match = sameEndpoints(flow, p.ipVersion, this.s0, this.s1, this.s2, this.s3, sp, this.d0, this.d1, this.d2, this.d3, dp);
+        if (match !== 0) break;
+        flow = flow.chain;
+      }
     }
 
     const flags = p.flags;
@@ -423,8 +432,12 @@ export class TcpFlowTable {
         stats.packetsIgnored++;
         return;
       }
-      flow = this.createFlow(p, sp, dp, key, ts, sensor);
+      flow = this.createFlow(p, sp, dp, this.flowKey(sp, dp, p.ipVersion), ts, sensor);
       match = 1;
+    }
+    if (flow !== this.lastFlow) {
+      this.prevFlow = this.lastFlow;
+      this.lastFlow = flow;
     }
 
     const fromA = match === 1;
@@ -466,6 +479,20 @@ export class TcpFlowTable {
     if (flow.list === ListId.Active && flow.half[0].finSeen && flow.half[1].finSeen) this.startClosing(flow, sec);
     if (flow.list === ListId.Closing && !flow.reported && flow.half[0].ended && flow.half[1].ended) this.reportIfSettled(flow, ts);
     if (stats.bufferedBytes > this.opts.maxBufferedTotal) this.enforceTotal(ts);
+  }
+
+  /** The flows of the previous segments (checked before the hash lookup; closed ones are skipped). */
+  private lastFlow: Flow | null = null;
+  private prevFlow: Flow | null = null;
+
+  /** Bucket key of the current packet's endpoints (s0..s3/sp, d0..d3/dp), the same in both directions. */
+  private flowKey(sp: number, dp: number, ipVersion: number): number {
+    const hs = endpointHash(this.s0, this.s1, this.s2, this.s3, sp);
+    const hd = endpointHash(this.d0, this.d1, this.d2, this.d3, dp);
+    const lo = hs < hd ? hs : hd;
+    const hi = hs < hd ? hd : hs;
+    const key = Math.imul(lo ^ (hi >>> 16), 0x85ebca6b) ^ Math.imul(hi, 0x27d4eb2d) ^ ipVersion;
+    return (key ^ (key >>> 15)) & 0x3fffffff;
   }
 
   /** Expire idle and closing flows by capture time `now`. */

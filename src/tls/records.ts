@@ -161,7 +161,9 @@ export class RecordDeframer {
           this.ensurePart(this.partTotal);
         }
         const take = Math.min(this.partTotal - this.partLen, n - off);
-        chunk.copy(this.part, this.partLen, off, off + take);
+        // A whole chunk (a middle TCP segment of a record) is copied without a view of it
+        // (Buffer#copy makes one whenever it copies less than the whole source).
+        this.part.set(take === n ? chunk : chunk.subarray(off, off + take), this.partLen);
         this.partLen += take;
         off += take;
         if (this.partLen === this.partTotal) {

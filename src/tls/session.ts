@@ -782,6 +782,19 @@ export class TlsFlowHandler implements FlowHandler {
       this.droppedRecords++; // still no key when the flow ended
       return Outcome.Done;
     }
+    if (ds.appPhase && this.app?.skippable && ds.lostRecords === 0 && !ds.lostUnknown && this.app.skippable(ds.dir) >= fragment.length - 17) {
+      // Application data nobody reads (e.g. the bulk of an HTTP/1 body): authenticated, not decrypted.
+      const n = dec.authenticateAppData13(header, fragment);
+      if (n >= 0) {
+        ds.skipFailures = false;
+        this.decryptedRecords++;
+        if (n > 0) {
+          this.appBytes += n;
+          this.app.onSkipped?.(ds.dir, n, ts);
+        }
+        return Outcome.Done;
+      }
+    }
     const r = this.decryptWith(ds, dec, header, fragment);
     if (!r.ok && ds.skipFailures) {
       this.anomalies.anomaly('tls13_handshake_record_skipped');

@@ -255,3 +255,87 @@ describe('RecordDecryptor property tests', () => {
     }
   });
 });
+
+describe('RecordDecryptor.authenticateAppData13 (tag checked without decrypting: plaintext nobody reads)', () => {
+  const gcm13 = [suiteById(0x1301)!, suiteById(0x1302)!];
+
+  for (const suite of gcm13) {
+    it(`accepts ${label(suite)} application-data records of every length class and keeps seq aligned with decrypt()`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const lengths = [0, 1, 14, 15, 16, 17, 31, 32, 33, 1000, 16383, 16384];
+      for (const len of lengths) {
+        const pt = Buffer.alloc(len, 0x5a);
+        const rec = sealRecord(suite, keys, d.seq, 23, pt);
+        const before = d.seq;
+        expect(d.authenticateAppData13(rec.header, rec.fragment)).toBe(len);
+        expect(d.seq).toBe(before + 1n);
+        // the next record still decrypts: the sequence numbers stay in step
+        const next = sealRecord(suite, keys, d.seq, 23, Buffer.from('next'));
+        expect(d.decrypt(next.header, next.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('next') });
+      }
+    });
+
+    it(`answers -1 and leaves seq unchanged for ${label(suite)} records it must not or cannot vouch for`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      d.seq = 7n;
+      const pt = Buffer.alloc(300, 1);
+      const cases = {
+        padded: sealRecord(suite, keys, 7n, 23, pt, { padding: 5 }),
+        handshake: sealRecord(suite, keys, 7n, 22, pt),
+        alert: sealRecord(suite, keys, 7n, 21, Buffer.from([1, 0])),
+        otherSeq: sealRecord(suite, keys, 8n, 23, pt),
+        otherKey: sealRecord(suite, randomKeys(suite), 7n, 23, pt),
+      };
+      for (const [name, rec] of Object.entries(cases)) {
+        expect(d.authenticateAppData13(rec.header, rec.fragment), name).toBe(-1);
+        expect(d.seq, name).toBe(7n);
+      }
+      // a changed header byte is changed additional data
+      const rec = sealRecord(suite, keys, 7n, 23, pt);
+      const hdr = Buffer.from(rec.header);
+      hdr[2] ^= 1;
+      expect(d.authenticateAppData13(hdr, rec.fragment)).toBe(-1);
+      expect(d.authenticateAppData13(rec.header, rec.fragment.subarray(0, 17))).toBe(-1);
+      expect(d.seq).toBe(7n);
+    });
+
+    it(`rejects any flipped bit of a ${label(suite)} record (ciphertext or tag), like decrypt()`, () => {
+      const keys = randomKeys(suite);
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 3000 }), fc.nat(), fc.integer({ min: 0, max: 7 }), (len, at, bit) => {
+          const d = new RecordDecryptor(suite, keys, opts(suite));
+          const rec = sealRecord(suite, keys, 0n, 23, Buffer.alloc(len, 0xc3));
+          const f = Buffer.from(rec.fragment);
+          f[at % f.length] ^= 1 << bit;
+          expect(d.authenticateAppData13(rec.header, f)).toBe(-1);
+          expect(d.seq).toBe(0n);
+          expect(d.decrypt(rec.header, f)).toEqual({ ok: false, error: 'integrity_failure' });
+        }),
+        { numRuns: 150 },
+      );
+    });
+  }
+
+  it('accepts at sequence numbers around the 32-bit boundary', () => {
+    const suite = gcm13[0];
+    const keys = randomKeys(suite);
+    for (const seq of [0xffffffffn, 0x100000000n, 0x1234567890abcdefn, (1n << 64n) - 1n]) {
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      d.seq = seq;
+      const rec = sealRecord(suite, keys, seq, 23, Buffer.alloc(100, 2));
+      expect(d.authenticateAppData13(rec.header, rec.fragment)).toBe(100);
+    }
+  });
+
+  it('answers -1 for every other suite (decrypt() handles them)', () => {
+    for (const suite of shapes.filter((s) => !(s.tls13 && s.cipher.endsWith('-gcm')))) {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const rec = sealRecord(suite, keys, 0n, 23, Buffer.alloc(64, 9));
+      expect(d.authenticateAppData13(rec.header, rec.fragment), label(suite)).toBe(-1);
+      expect(d.seq).toBe(0n);
+    }
+  });
+});

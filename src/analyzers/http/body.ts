@@ -135,6 +135,20 @@ export class BodyCollector {
   }
 
   /** Body bytes; only a bounded prefix is copied, and only when it will be captured. */
+  /**
+   * True when write() would only count from now on: the magic-bytes head is complete (or can no
+   * longer fill) and nothing more is captured.
+   */
+  get countsOnly(): boolean {
+    const headOpen = this.headLen < this.headKeep && this.bytes === this.headLen && !this.incomplete;
+    return !headOpen && (!this.capture || this.incomplete || this.buffered >= this.cap);
+  }
+
+  /** `n` body bytes that only count (countsOnly): as write() would take them, unread. */
+  count(n: number): void {
+    if (n > 0) this.bytes += n;
+  }
+
   write(data: Buffer, start = 0, end = data.length): void {
     const n = end - start;
     if (n <= 0) return;

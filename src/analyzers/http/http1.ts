@@ -107,6 +107,52 @@ export class Http1Analyzer {
     this.parse(side, data, ts);
   }
 
+  /**
+   * AppStream.skippable: the next bytes of `dir` that parse() would only count: the rest of a
+   * body (Content-Length) or chunk whose collector keeps nothing more, a body to the end of the
+   * connection likewise, and everything on a side that ignores its bytes.
+   */
+  skippable(dir: Dir): number {
+    const side = dir === Dir.ToServer ? this.req : this.resp;
+    if (side.ended) return Infinity;
+    switch (side.state) {
+      case S.Opaque:
+      case S.Hold:
+        return Infinity;
+      case S.BodyEof:
+        return side.body === undefined || side.body.countsOnly ? Infinity : 0;
+      case S.BodyLen:
+      case S.ChunkData:
+        return side.body === undefined || side.body.countsOnly ? side.remaining : 0;
+      default:
+        return 0;
+    }
+  }
+
+  /** AppStream.onSkipped: `length` bytes (at most skippable(dir)) as parse() would take them, unread. */
+  onSkipped(dir: Dir, length: number, _ts: Timestamp): void {
+    const side = dir === Dir.ToServer ? this.req : this.resp;
+    if (side.ended || length <= 0) return;
+    switch (side.state) {
+      case S.BodyEof:
+        side.body?.count(length);
+        return;
+      case S.BodyLen:
+      case S.ChunkData: {
+        const take = Math.min(side.remaining, length);
+        side.body?.count(take);
+        side.remaining -= take;
+        if (side.remaining === 0) {
+          if (side.state === S.BodyLen) this.messageDone(side);
+          else side.state = S.ChunkCrlf;
+        }
+        return;
+      }
+      default:
+        return; // Opaque / Hold: ignored as parse() ignores them
+    }
+  }
+
   onGap(dir: Dir, length: number, ts: Timestamp): void {
     const side = dir === Dir.ToServer ? this.req : this.resp;
     if (side.ended || length <= 0) return;

@@ -115,6 +115,19 @@ class Dispatcher implements HttpAnalyzer {
     }
   }
 
+  /** AppStream.skippable: the HTTP/1 parser's count-only bytes; none while the kind is undecided. */
+  skippable(dir: Dir): number {
+    return !this.undecided && this.impl instanceof Http1Analyzer ? this.impl.skippable(dir) : 0;
+  }
+
+  onSkipped(dir: Dir, length: number, ts: Timestamp): void {
+    try {
+      if (this.impl instanceof Http1Analyzer) this.impl.onSkipped(dir, length, ts);
+    } catch {
+      this.failed();
+    }
+  }
+
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
     try {
       this.end(dir, reason, ts);

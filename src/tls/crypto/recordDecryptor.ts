@@ -8,7 +8,7 @@
  *
  * Bad records never throw: they come back as `{ ok: false, error }`.
  */
-import { createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type Cipher } from 'node:crypto';
 import type { CipherSuite } from './suites.js';
 import type { TrafficKeys } from './prf.js';
 
@@ -39,6 +39,45 @@ const TLS10 = 0x0301;
  */
 const NONCE = Buffer.alloc(12);
 const AAD = Buffer.alloc(13);
+
+/** The record header padded to a GHASH block (authenticateAppData13), zeros after the 5 bytes. */
+const HEADER_BLOCK = Buffer.alloc(16);
+/** One AES input block (counter block / zero block) for the ECB context. */
+const AES_IN = Buffer.alloc(16);
+const TLS13_APPLICATION_DATA = 23;
+
+/**
+ * X * Y in GF(2^128) as GCM defines it (NIST SP 800-38D §6.3, Algorithm 1: bit 0 is the most
+ * significant bit of the first byte; R = 11100001 || 0^120), on 32-bit big-endian words; the
+ * product is written to `out`.
+ */
+function gfMul(x0: number, x1: number, x2: number, x3: number, y: Int32Array, out: Int32Array): void {
+  let z0 = 0, z1 = 0, z2 = 0, z3 = 0;
+  let v0 = y[0], v1 = y[1], v2 = y[2], v3 = y[3];
+  for (let i = 0; i < 128; i++) {
+    const w = i < 64 ? (i < 32 ? x0 : x1) : i < 96 ? x2 : x3;
+    if ((w >>> (31 - (i & 31))) & 1) {
+      z0 ^= v0;
+      z1 ^= v1;
+      z2 ^= v2;
+      z3 ^= v3;
+    }
+    const lsb = v3 & 1;
+    v3 = (v3 >>> 1) | (v2 << 31);
+    v2 = (v2 >>> 1) | (v1 << 31);
+    v1 = (v1 >>> 1) | (v0 << 31);
+    v0 >>>= 1;
+    if (lsb) v0 ^= 0xe1000000;
+  }
+  out[0] = z0;
+  out[1] = z1;
+  out[2] = z2;
+  out[3] = z3;
+}
+
+function be32(b: Uint8Array, o: number): number {
+  return (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
+}
 
 const MALFORMED: DecryptResult = Object.freeze({ ok: false, error: 'malformed' }) as DecryptResult;
 const INTEGRITY: DecryptResult = Object.freeze({ ok: false, error: 'integrity_failure' }) as DecryptResult;
@@ -78,6 +117,18 @@ export class RecordDecryptor {
   private readonly aad = AAD;
   /** TLS 1.0 CBC chained IV (a private copy: the caller's fragment buffers are not ours to keep). */
   private chainIv: Buffer | undefined;
+  /**
+   * authenticateAppData13: an AES-ECB context under the record key (made on first use, kept: ECB
+   * carries no state between whole blocks) for GCM's hash key H and single keystream blocks.
+   */
+  private ecb: Cipher | undefined;
+  /** GCM's hash key H = AES_K(0^128) as big-endian words. */
+  private readonly h = new Int32Array(4);
+  /** The tag correction (L xor L') * H for ciphertext length fixN (authenticateAppData13). */
+  private readonly fix = new Int32Array(4);
+  private fixN = -1;
+  /** Whether authenticateAppData13 applies (TLS 1.3, AES-GCM with a 16-byte tag, usable keys). */
+  private readonly gcm13: boolean;
 
   constructor(suite: CipherSuite, keys: TrafficKeys, opts: DecryptorOptions) {
     this.suite = suite;
@@ -91,6 +142,77 @@ export class RecordDecryptor {
     this.aeadOpts = { authTagLength: suite.tagLen };
     this.key = RecordDecryptor.usable(suite, keys, opts.tls13, this.tls10Cbc) ? keys.key : undefined;
     if (this.tls10Cbc && this.key) this.chainIv = Buffer.from(keys.iv);
+    this.gcm13 = this.key !== undefined && this.tls13 && (suite.cipher === 'aes-128-gcm' || suite.cipher === 'aes-256-gcm') && suite.tagLen === 16;
+  }
+
+  /**
+   * TLS 1.3 AES-GCM, for a record whose plaintext nobody reads (AppStream.skippable): checks the
+   * record's tag without decrypting the record, and reads only its content type. Returns the
+   * length of the application data it holds, with the sequence number advanced, when the tag
+   * verifies, the record has no padding and its content type is application_data; otherwise -1
+   * with nothing changed, and the caller decrypts the record with decrypt() (which also reports a
+   * bad tag).
+   *
+   * How (NIST SP 800-38D §7.2): the tag is E_K(J0) xor GHASH_H(A' || C' || len(A) || len(C)),
+   * with A, C each zero-padded to whole blocks. An encryption under the same key and nonce with
+   * no plaintext and the additional data (header padded to a block) || ciphertext hashes the very
+   * same blocks, except that its last block is len(16 + |C|) || len(0). GHASH is linear, so the
+   * record's tag is that tag xor (L xor L') * H: one multiplication, with H = AES_K(0^128). The
+   * hash over the ciphertext runs in OpenSSL (GHASH alone, no CTR pass and no plaintext buffer);
+   * the content type is the last ciphertext byte xor one keystream block AES_K(nonce || 2 + b).
+   */
+  authenticateAppData13(header: Buffer, fragment: Buffer): number {
+    if (!this.gcm13 || header.length < RECORD_HEADER_LEN || fragment.length < 17) return -1;
+    const n = fragment.length - 16; // ciphertext length, content type included
+    const key = this.key as Buffer;
+    const nonce = this.xorNonce(this.seq);
+    // The content type: the last inner-plaintext byte (no padding: a zero there means padding).
+    let ecb = this.ecb;
+    if (ecb === undefined) {
+      ecb = this.ecb = createCipheriv(this.suite.cipher.replace('-gcm', '-ecb'), key, null);
+      ecb.setAutoPadding(false);
+      AES_IN.fill(0);
+      const h = ecb.update(AES_IN);
+      this.h[0] = be32(h, 0);
+      this.h[1] = be32(h, 4);
+      this.h[2] = be32(h, 8);
+      this.h[3] = be32(h, 12);
+    }
+    const block = ((n - 1) >>> 4) + 2; // counter of the block holding byte n - 1 (J0 + 1 is the first)
+    for (let i = 0; i < 12; i++) AES_IN[i] = nonce[i];
+    AES_IN[12] = block >>> 24;
+    AES_IN[13] = (block >>> 16) & 0xff;
+    AES_IN[14] = (block >>> 8) & 0xff;
+    AES_IN[15] = block & 0xff;
+    const ks = ecb.update(AES_IN);
+    if ((fragment[n - 1] ^ ks[(n - 1) & 15]) !== TLS13_APPLICATION_DATA) return -1;
+    // The tag over (header block || ciphertext) as additional data.
+    let t: Buffer;
+    try {
+      const g = createCipheriv(this.suite.cipher as 'aes-128-gcm', key, nonce, { authTagLength: 16 });
+      for (let i = 0; i < RECORD_HEADER_LEN; i++) HEADER_BLOCK[i] = header[i];
+      g.setAAD(HEADER_BLOCK);
+      g.setAAD(fragment.subarray(0, n));
+      g.final();
+      t = g.getAuthTag();
+    } catch {
+      return -1;
+    }
+    // (L xor L') * H: L = len(A) = 40 bits || len(C) = 8n bits; L' = 8 * (16 + n) bits || 0 (all
+    // < 2^32). It depends on n only, and a bulk transfer's records mostly have one length.
+    const fix = this.fix;
+    if (n !== this.fixN) {
+      gfMul(0, 40 ^ (8 * (16 + n)), 0, 8 * n, this.h, fix);
+      this.fixN = n;
+    }
+    const d =
+      (be32(t, 0) ^ fix[0] ^ be32(fragment, n)) |
+      (be32(t, 4) ^ fix[1] ^ be32(fragment, n + 4)) |
+      (be32(t, 8) ^ fix[2] ^ be32(fragment, n + 8)) |
+      (be32(t, 12) ^ fix[3] ^ be32(fragment, n + 12));
+    if (d !== 0) return -1;
+    this.seq++;
+    return n - 1;
   }
 
   /** Whether the suite and keys fit together; an unusable decryptor answers 'unsupported_cipher'. */
