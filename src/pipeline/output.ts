@@ -3,19 +3,14 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { EcsEvent } from '../events/builder.js';
 
-/** A batch is written once it holds this many bytes; a chunk has room for one more large line. */
-const FLUSH_BYTES = 1 << 16;
-const CHUNK_BYTES = 1 << 17;
-
 /**
  * Newline-delimited JSON event writer with back-pressure: events are batched into one string
  * per flush and the producer awaits `drained()` between input chunks, so a slow consumer of
  * stdout slows the replay instead of growing memory.
  */
 export class NdjsonWriter {
-  /** Lines are encoded straight into this chunk (UTF-8, '\n' after each); `pos` bytes used. */
-  private chunk = Buffer.allocUnsafe(CHUNK_BYTES);
-  private pos = 0;
+  private buf: string[] = [];
+  private bufChars = 0;
   private blocked = false;
   private failed: Error | undefined;
   count = 0;
@@ -41,21 +36,11 @@ export class NdjsonWriter {
   }
 
   write(ev: EcsEvent): void {
-    // Encoded into the chunk at once: no "+ '\n'" string, no join of a batch of lines, and the
-    // stream gets bytes instead of a string it would encode again (the same bytes as before).
-    const line = JSON.stringify(ev);
+    const line = JSON.stringify(ev) + '\n';
+    this.buf.push(line);
+    this.bufChars += line.length;
     this.count++;
-    const most = line.length * 3 + 1; // UTF-8 bytes of a UTF-16 unit: at most 3
-    if (this.pos + most > this.chunk.length) {
-      this.flush();
-      if (most > this.chunk.length) {
-        this.send(Buffer.from(line + '\n', 'utf8'));
-        return;
-      }
-    }
-    this.pos += this.chunk.write(line, this.pos, 'utf8');
-    this.chunk[this.pos++] = 0x0a;
-    if (this.pos >= FLUSH_BYTES) this.flush();
+    if (this.bufChars >= 1 << 16) this.flush();
   }
 
   /** Pre-serialised NDJSON text (from a worker thread) holding `events` lines. */
@@ -66,16 +51,11 @@ export class NdjsonWriter {
   }
 
   flush(): void {
-    if (this.pos === 0) return;
-    const bytes = this.chunk.subarray(0, this.pos);
-    // the stream keeps the bytes until written: a fresh chunk for what follows
-    this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
-    this.pos = 0;
-    this.send(bytes);
-  }
-
-  private send(bytes: Buffer): void {
-    if (!this.stream.write(bytes)) this.blocked = true;
+    if (!this.buf.length) return;
+    const s = this.buf.join('');
+    this.buf = [];
+    this.bufChars = 0;
+    if (!this.stream.write(s)) this.blocked = true;
   }
 
   /** The destination has asked to wait (call `drained()` before writing much more). */
