@@ -42,7 +42,7 @@ describe('NdjsonWriter', () => {
   it('writes each event as JSON.stringify would, one line each, across batches and raw text', async () => {
     const path = join(dir, 'lines.ndjson');
     const w = await NdjsonWriter.toFile(path);
-    const events = [];
+    const events: Record<string, unknown>[] = [];
     // non-ASCII (2-, 3- and 4-byte UTF-8), a lone surrogate (written as U+FFFD, as any string
     // write does), lines larger than a batch, and enough small ones to cross several batches
     for (let i = 0; i < 3000; i++) events.push({ '@timestamp': String(i), text: `é€😀 ${i}`, n: i });
