@@ -8,7 +8,8 @@
 //   npm run build && node --single-threaded bench/warmup.mjs CAPTURE KEYLOG [PASSES]
 //   (run it with the flags of the CLI's shebang to measure what `tlsdecrypt replay` does)
 const c0 = process.cpuUsage();
-const dist = new URL('../dist/src/', import.meta.url);
+// TLSDECRYPT_DIST: another build's dist/src/ (bench/instructions.mjs --base)
+const dist = process.env.TLSDECRYPT_DIST ? new URL(`file://${process.env.TLSDECRYPT_DIST}`) : new URL('../dist/src/', import.meta.url);
 const { replay } = await import(new URL('pipeline/replay.js', dist).href);
 const { NdjsonWriter } = await import(new URL('pipeline/output.js', dist).href);
 const ci = process.cpuUsage();

@@ -16,17 +16,27 @@ export function communityId(
 ): string {
   let swap = compareBytes(addrA, addrB);
   if (swap === 0) swap = portA - portB;
-  const [sa, sp, da, dp] = swap > 0 ? [addrB, portB, addrA, portA] : [addrA, portA, addrB, portB];
+  // Plain stores, no destructuring or writeUInt16BE: this runs once per flow, mostly before V8
+  // has optimised it, where an array destructure (iterator protocol) and Buffer's checked writers
+  // (checkInt / checkBounds wrappers) cost several times the hash itself.
+  const sa = swap > 0 ? addrB : addrA;
+  const da = swap > 0 ? addrA : addrB;
+  const sp = swap > 0 ? portB : portA;
+  const dp = swap > 0 ? portA : portB;
   const buf = Buffer.allocUnsafe(2 + sa.length + da.length + 2 + 4);
-  let o = buf.writeUInt16BE(seed & 0xffff, 0);
+  buf[0] = (seed >>> 8) & 0xff;
+  buf[1] = seed & 0xff;
+  let o = 2;
   buf.set(sa, o);
   o += sa.length;
   buf.set(da, o);
   o += da.length;
   buf[o++] = protocol;
   buf[o++] = 0;
-  o = buf.writeUInt16BE(sp, o);
-  buf.writeUInt16BE(dp, o);
+  buf[o++] = (sp >>> 8) & 0xff;
+  buf[o++] = sp & 0xff;
+  buf[o++] = (dp >>> 8) & 0xff;
+  buf[o] = dp & 0xff;
   return '1:' + digest('sha1', buf, 'base64');
 }
 

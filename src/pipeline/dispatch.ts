@@ -150,6 +150,8 @@ export function detectProtocol(client: Buffer, server: Buffer): Detected {
 }
 
 /** Shared empty lists for flows past sniffing (nothing is added to them outside Mode.Sniff). */
+/** What a direction that sent nothing yet holds (read only). */
+const NO_BYTES = Buffer.alloc(0);
 const NO_HELD: { dir: Dir; data: Buffer; ts: Timestamp }[] = [];
 const NO_ENDS: { dir: Dir; reason: EndReason; ts: Timestamp }[] = [];
 
@@ -349,8 +351,21 @@ export class ProtocolDispatcher implements FlowHandler {
   }
 
   private heldOf(dir: Dir): Buffer {
-    const parts = this.held.filter((h) => h.dir === dir).map((h) => h.data);
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    // A loop, not filter/map: decide() runs on a flow's first bytes, mostly before V8 has
+    // optimised it; one chunk per direction (the usual case) is returned as it is.
+    const held = this.held;
+    let one: Buffer | undefined;
+    let n = 0;
+    for (let i = 0; i < held.length; i++) {
+      if (held[i].dir !== dir) continue;
+      one = held[i].data;
+      n++;
+    }
+    if (n === 1) return one!;
+    if (n === 0) return NO_BYTES;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < held.length; i++) if (held[i].dir === dir) parts.push(held[i].data);
+    return Buffer.concat(parts);
   }
 
   private decide(force: boolean): void {

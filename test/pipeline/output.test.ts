@@ -38,4 +38,26 @@ describe('NdjsonWriter', () => {
     expect(readFileSync(path, 'utf8')).toBe(big + big);
     expect(w.count).toBe(2);
   });
+
+  it('writes each event as JSON.stringify would, one line each, across batches and raw text', async () => {
+    const path = join(dir, 'lines.ndjson');
+    const w = await NdjsonWriter.toFile(path);
+    const events: Record<string, unknown>[] = [];
+    // non-ASCII (2-, 3- and 4-byte UTF-8), a lone surrogate (written as U+FFFD, as any string
+    // write does), lines larger than a batch, and enough small ones to cross several batches
+    for (let i = 0; i < 3000; i++) events.push({ '@timestamp': String(i), text: `é€😀 ${i}`, n: i });
+    events.splice(10, 0, { lone: '\ud800x' }, { big: 'y'.repeat(200_000) }, { wide: '€'.repeat(50_000) });
+    let expected = '';
+    for (let i = 0; i < events.length; i++) {
+      w.write(events[i] as never);
+      expected += JSON.stringify(events[i]) + '\n';
+      if (i === 1500) {
+        w.writeRaw('{"raw":1}\n', 1);
+        expected += '{"raw":1}\n';
+      }
+    }
+    await w.close();
+    expect(readFileSync(path)).toEqual(Buffer.from(expected, 'utf8'));
+    expect(w.count).toBe(events.length + 1);
+  });
 });
