@@ -140,32 +140,123 @@ export function kernelUdpDrops(ports: number[]): number | undefined {
   return seen ? total : undefined;
 }
 
-export class MirrorReceiver {
+/**
+ * The per-datagram path of the receiver, without sockets or batching: count, decapsulate, filter
+ * by VNI, decode the inner frame, pick the partition and the sensor. One per receive thread.
+ */
+export class MirrorDecoder {
   readonly stats: MirrorStats = { datagrams: {}, bytes: {}, decapErrors: {}, vniFiltered: 0, packets: 0, geneveOptionsSkipped: 0, kernelDrops: 0 };
-  readonly sockets: Socket[] = [];
+  /** After decode() returned a partition: the inner packet (a view of the datagram; reused). */
+  readonly packet: RawPacket = { linktype: 1, ts: { sec: 0, nsec: 0 }, data: Buffer.alloc(0), origLen: 0, ifIndex: 0 };
+  /** After decode() returned a partition: the packet's sensor. */
+  sensor = '';
   private readonly decap = newDecapsulated();
   private readonly decoded = newDecodedPacket();
   private readonly sensors = new Map<string, Map<number, string>>();
   private readonly rl = new RateLimitedLog();
   private readonly ignore = { anomaly() {} };
+
+  constructor(
+    private readonly o: { vni?: number; sensor?: string },
+    private readonly partitions: number,
+  ) {}
+
+  private sensorOf(vni: number, address: string): string {
+    let byVni = this.sensors.get(address);
+    if (!byVni) {
+      if (this.sensors.size > 10_000) this.sensors.clear();
+      byVni = new Map();
+      this.sensors.set(address, byVni);
+    }
+    let s = byVni.get(vni);
+    if (s === undefined) {
+      s = `vni-${vni}@${address}`;
+      byVni.set(vni, s);
+    }
+    return s;
+  }
+
+  private error(kind: DecapErrorKind | 'inner_not_ip', sender: string): -1 {
+    const n = (this.stats.decapErrors[kind] ?? 0) + 1;
+    this.stats.decapErrors[kind] = n;
+    this.rl.log('warn', `decap:${kind}`, 'mirror datagram skipped', { kind, sender, count: n });
+    return -1;
+  }
+
+  /**
+   * One datagram from `sender` on `listen`: its inner packet's partition (then `packet` and
+   * `sensor` are set, and the packet is counted), or -1 (skipped and counted by kind).
+   */
+  decode(msg: Buffer, sender: string, listen: string, encap: MirrorEncap): number {
+    this.stats.datagrams[listen]++;
+    this.stats.bytes[listen] += msg.length;
+    const d = this.decap;
+    const err = decapsulate(encap, msg, d);
+    if (err !== null) return this.error(err, sender);
+    if (this.o.vni !== undefined && d.vni !== this.o.vni) {
+      this.stats.vniFiltered++;
+      return -1;
+    }
+    this.stats.geneveOptionsSkipped += d.optionsSkipped;
+    const ms = performance.timeOrigin + performance.now();
+    const sec = Math.floor(ms / 1000);
+    const p = this.packet;
+    p.linktype = d.linktype;
+    p.ts.sec = sec;
+    p.ts.nsec = Math.floor((ms - sec * 1000) * 1e6);
+    p.data = msg.subarray(d.offset);
+    p.origLen = p.data.length;
+    const outcome = decodePacket(p, this.decoded, this.ignore);
+    if (outcome === 'not_ip' || outcome === 'unsupported_link') return this.error('inner_not_ip', sender);
+    this.sensor = this.o.sensor ?? this.sensorOf(d.vni, sender);
+    this.stats.packets++;
+    return partitionOfDecoded(outcome, this.decoded, this.partitions);
+  }
+}
+
+/** The libuv handle of a dgram socket (Node keeps it under a symbol; `_handle` is deprecated). */
+export function dgramHandle(s: Socket): { fd: number; recvStop(): number } {
+  const sym = Object.getOwnPropertySymbols(s).find((k) => k.description === 'state symbol');
+  const h = sym ? (s as unknown as Record<symbol, { handle?: { fd: number; recvStop(): number } }>)[sym]?.handle : undefined;
+  if (!h || typeof h.fd !== 'number' || h.fd < 0) throw new Error("this Node.js keeps no file descriptor on its dgram sockets where tlsdecrypt looks: use '--threads 1'");
+  return h;
+}
+
+export class MirrorReceiver {
+  readonly stats: MirrorStats;
+  readonly sockets: Socket[] = [];
+  /** The bound sockets' names (HOST:PORT, the port the kernel chose for port 0), encapsulations and types. */
+  protected readonly bound: { name: string; encap: MirrorEncap; type: 'udp4' | 'udp6' }[] = [];
+  protected readonly rl = new RateLimitedLog();
+  private readonly dec: MirrorDecoder;
   private kernelBase: number | undefined;
   private readonly ports: number[] = [];
   private kernelTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly batcher: PartitionBatcher,
-    private readonly o: MirrorOptions,
-    private readonly partitions: number,
-  ) {}
+    protected readonly o: MirrorOptions,
+    protected readonly partitions: number,
+  ) {
+    this.dec = new MirrorDecoder(o, partitions);
+    this.stats = this.dec.stats;
+  }
 
-  /** Binds every --listen; rejects with an InputError naming the address that failed. */
-  async bind(): Promise<void> {
+  /**
+   * Binds every --listen; rejects with an InputError naming the address that failed. With
+   * receive = false the sockets are bound but not read here (receive threads read them).
+   */
+  async bind(receive = true): Promise<void> {
     for (const l of this.o.listen) {
       const hostPart = l.host.includes(':') ? `[${l.host}]` : l.host;
-      const s = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4', ...(this.o.rcvbufBytes ? { recvBufferSize: this.o.rcvbufBytes } : {}) });
+      const type = isIPv6(l.host) ? 'udp6' : 'udp4';
+      const s = createSocket({ type, ...(this.o.rcvbufBytes ? { recvBufferSize: this.o.rcvbufBytes } : {}) });
       await new Promise<void>((resolve, reject) => {
         s.once('error', (e: NodeJS.ErrnoException) => reject(new InputError(`--listen ${hostPart}:${l.port}: cannot bind (${e.code ?? e.message})`)));
-        s.bind(l.port, l.host, () => resolve());
+        s.bind(l.port, l.host, () => {
+          if (!receive) dgramHandle(s).recvStop(); // before the first read: libuv reads on the next loop turn
+          resolve();
+        });
       });
       s.removeAllListeners('error');
       const port = s.address().port; // port 0: the one the kernel chose
@@ -175,9 +266,10 @@ export class MirrorReceiver {
       this.stats.bytes[name] = 0;
       s.on('error', (e) => this.rl.log('error', `socket:${name}`, 'mirror socket error', { listen: name, error: e }));
       const encap = l.encap;
-      s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo, name, encap));
+      if (receive) s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo, name, encap));
       this.sockets.push(s);
-      log('info', 'mirror receiver listening', { listen: name, encap, rcvbuf: s.getRecvBufferSize() });
+      this.bound.push({ name, encap, type });
+      if (receive) log('info', 'mirror receiver listening', { listen: name, encap, rcvbuf: s.getRecvBufferSize() });
     }
     this.pollKernel();
     this.kernelTimer = setInterval(() => this.pollKernel(), this.o.kernelPollMs ?? 2000);
@@ -195,48 +287,10 @@ export class MirrorReceiver {
     }
   }
 
-  private sensorOf(vni: number, address: string): string {
-    let byVni = this.sensors.get(address);
-    if (!byVni) {
-      if (this.sensors.size > 10_000) this.sensors.clear();
-      byVni = new Map();
-      this.sensors.set(address, byVni);
-    }
-    let s = byVni.get(vni);
-    if (s === undefined) {
-      s = `vni-${vni}@${address}`;
-      byVni.set(vni, s);
-    }
-    return s;
-  }
-
-  private error(kind: DecapErrorKind | 'inner_not_ip', rinfo: RemoteInfo): void {
-    const n = (this.stats.decapErrors[kind] ?? 0) + 1;
-    this.stats.decapErrors[kind] = n;
-    this.rl.log('warn', `decap:${kind}`, 'mirror datagram skipped', { kind, sender: rinfo.address, count: n });
-  }
-
   /** One datagram (also the entry point for tests and benches without a socket). */
   onDatagram(msg: Buffer, rinfo: RemoteInfo, listen: string, encap: MirrorEncap): void {
-    this.stats.datagrams[listen]++;
-    this.stats.bytes[listen] += msg.length;
-    const d = this.decap;
-    const err = decapsulate(encap, msg, d);
-    if (err !== null) return this.error(err, rinfo);
-    if (this.o.vni !== undefined && d.vni !== this.o.vni) {
-      this.stats.vniFiltered++;
-      return;
-    }
-    this.stats.geneveOptionsSkipped += d.optionsSkipped;
-    const ms = performance.timeOrigin + performance.now();
-    const sec = Math.floor(ms / 1000);
-    const inner = msg.subarray(d.offset);
-    const p: RawPacket = { linktype: d.linktype, ts: { sec, nsec: Math.floor((ms - sec * 1000) * 1e6) }, data: inner, origLen: inner.length, ifIndex: 0 };
-    const outcome = decodePacket(p, this.decoded, this.ignore);
-    if (outcome === 'not_ip' || outcome === 'unsupported_link') return this.error('inner_not_ip', rinfo);
-    const part = partitionOfDecoded(outcome, this.decoded, this.partitions);
-    this.stats.packets++;
-    if (!this.batcher.add(part, p, this.o.sensor ?? this.sensorOf(d.vni, rinfo.address))) this.batcher.drop();
+    const part = this.dec.decode(msg, rinfo.address, listen, encap);
+    if (part >= 0 && !this.batcher.add(part, this.dec.packet, this.dec.sensor)) this.batcher.drop();
   }
 
   async close(): Promise<void> {
