@@ -40,6 +40,11 @@ export interface MirrorOptions {
   /** Only this VNI is published (others counted as filtered). */
   vni?: number;
   sensor?: string;
+  /**
+   * Receive threads (default 1: everything on the main thread). With N >= 2, N threads read the
+   * sockets and the main thread batches and produces (src/kafka/mirrorThreads.ts).
+   */
+  threads?: number;
   /** SO_RCVBUF asked for (Linux caps it at net.core.rmem_max and doubles it). */
   rcvbufBytes?: number;
   lingerMs: number;
@@ -214,10 +219,16 @@ export class MirrorDecoder {
   }
 }
 
+interface DgramHandle {
+  fd: number;
+  recvStart(): number;
+  recvStop(): number;
+}
+
 /** The libuv handle of a dgram socket (Node keeps it under a symbol; `_handle` is deprecated). */
-export function dgramHandle(s: Socket): { fd: number; recvStop(): number } {
+export function dgramHandle(s: Socket): DgramHandle {
   const sym = Object.getOwnPropertySymbols(s).find((k) => k.description === 'state symbol');
-  const h = sym ? (s as unknown as Record<symbol, { handle?: { fd: number; recvStop(): number } }>)[sym]?.handle : undefined;
+  const h = sym ? (s as unknown as Record<symbol, { handle?: DgramHandle }>)[sym]?.handle : undefined;
   if (!h || typeof h.fd !== 'number' || h.fd < 0) throw new Error("this Node.js keeps no file descriptor on its dgram sockets where tlsdecrypt looks: use '--threads 1'");
   return h;
 }
@@ -232,6 +243,8 @@ export class MirrorReceiver {
   private kernelBase: number | undefined;
   private readonly ports: number[] = [];
   private kernelTimer: NodeJS.Timeout | undefined;
+  /** Rejects when the receiver cannot go on (a receive thread failed); never with one thread. */
+  readonly failed: Promise<never> = new Promise<never>(() => {});
 
   constructor(
     readonly batcher: PartitionBatcher,
@@ -302,6 +315,9 @@ export class MirrorReceiver {
 
 /** Runs the receiver until the stop signal; resolves with what it did (exit 0). */
 export async function publishMirror(client: KafkaClient, o: MirrorOptions): Promise<MirrorResult> {
+  const threads = o.threads ?? 1;
+  const mt = threads > 1 ? await import('./mirrorThreads.js') : undefined;
+  const budget = mt?.threadBudget(o.maxBufferBytes, threads);
   const producerOpts: ProducerOptions = { compression: o.compression, impl: o.producer ?? 'auto' };
   const { producer, partitions } = await openPacketsTopic(client, o.topic, o.partitions, producerOpts);
   const batcher = new PartitionBatcher(client, {
@@ -309,13 +325,13 @@ export async function publishMirror(client: KafkaClient, o: MirrorOptions): Prom
     partitions,
     batchBytes: o.batchBytes,
     lingerMs: o.lingerMs,
-    maxBufferBytes: o.maxBufferBytes,
+    maxBufferBytes: budget?.batcherBytes ?? o.maxBufferBytes,
     onKafkaError: 'reconnect',
     overflow: 'refuse',
     producer: producerOpts,
     observeLatency: o.observeLatency,
   }, producer);
-  const rx = new MirrorReceiver(batcher, o, partitions);
+  const rx = mt && budget ? new mt.ThreadedMirrorReceiver(batcher, o, partitions, threads, budget.perThreadBytes) : new MirrorReceiver(batcher, o, partitions);
   let onSig: (() => void) | undefined;
   let stop = o.stopSignal;
   if (!stop) {
@@ -326,7 +342,7 @@ export async function publishMirror(client: KafkaClient, o: MirrorOptions): Prom
   try {
     await rx.bind();
     o.onStarted?.(rx);
-    await stop;
+    await Promise.race([stop, rx.failed]);
   } finally {
     if (onSig) {
       process.off('SIGINT', onSig);

@@ -76,7 +76,7 @@ export async function readAll(c: KafkaClient, topic: string, timeoutMs = 60_000)
 /** Builds dist/ (tsc emits even when other modules have type errors) unless it is newer than the sources. */
 export function ensureBuilt(): void {
   const js = `${REPO}/dist/workers/stream-shard.js`;
-  const srcs = [`${REPO}/workers/stream-shard.ts`, `${REPO}/src/kafka/shards.ts`, `${REPO}/src/kafka/run.ts`, `${REPO}/src/kafka/cli.ts`, `${REPO}/src/kafka/adapter.ts`, `${REPO}/src/kafka/publish.ts`, `${REPO}/src/kafka/formats.ts`, `${REPO}/src/kafka/config.ts`, `${REPO}/src/kafka/partitionShards.ts`, `${REPO}/src/kafka/shardWorker.ts`, `${REPO}/src/kafka/recordBatch.ts`, `${REPO}/src/kafka/fileFetch.ts`];
+  const srcs = [`${REPO}/workers/stream-shard.ts`, `${REPO}/src/kafka/shards.ts`, `${REPO}/src/kafka/run.ts`, `${REPO}/src/kafka/cli.ts`, `${REPO}/src/kafka/adapter.ts`, `${REPO}/src/kafka/publish.ts`, `${REPO}/src/kafka/formats.ts`, `${REPO}/src/kafka/config.ts`, `${REPO}/src/kafka/partitionShards.ts`, `${REPO}/src/kafka/shardWorker.ts`, `${REPO}/src/kafka/recordBatch.ts`, `${REPO}/src/kafka/fileFetch.ts`, `${REPO}/src/kafka/mirror.ts`, `${REPO}/src/kafka/mirrorThreads.ts`, `${REPO}/workers/mirror-thread.ts`];
   const fresh = existsSync(js) && existsSync(`${REPO}/dist/src/cli.js`) && srcs.every((s) => statSync(s).mtimeMs <= statSync(js).mtimeMs);
   if (fresh) return;
   spawnSync(process.execPath, [`${REPO}/node_modules/typescript/bin/tsc`, '-p', `${REPO}/tsconfig.build.json`], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });
