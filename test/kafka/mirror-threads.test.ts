@@ -96,7 +96,8 @@ describe('receive threads: hand-off and merge', () => {
 });
 
 describe('receive threads with sockets and the real broker', () => {
-  it('--threads 2: every datagram counted once, bad ones by kind, good ones published', async () => {
+  // with --sensor the threads drain the socket with read(2) after each datagram event
+  it.each([undefined, 'h13-probe'])('--threads 2 (--sensor %s): every datagram counted once, bad ones by kind, good ones published', async (sensor) => {
     ensureBuilt();
     const topic = uniq('h13.mirror.threads');
     let rx: MirrorReceiver | undefined;
@@ -107,6 +108,7 @@ describe('receive threads with sockets and the real broker', () => {
       topic,
       partitions: 4,
       threads: 2,
+      sensor,
       rcvbufBytes: 8 << 20,
       lingerMs: 20,
       batchBytes: 64 * 1024,
@@ -147,7 +149,7 @@ describe('receive threads with sockets and the real broker', () => {
         const flow = p.data.readUInt16BE(34);
         expect(partOf.get(flow) ?? partition).toBe(partition);
         partOf.set(flow, partition);
-        expect(p.sensor).toBe('vni-42@127.0.0.1');
+        expect(p.sensor).toBe(sensor ?? 'vni-42@127.0.0.1');
       },
       secrets() {},
       anomaly() {},
