@@ -8,6 +8,9 @@
 //                              [--brokers 127.0.0.1:19092] [--rcvbuf 33554432] [--receiver-args "..."]
 //                              [--producers native,kafkajs] [--sender tcpreplay|own]
 //
+// --threads 1,2,2s: for every rate and producer, one fresh receiver per thread count in turn
+// (publish mirror --threads N; a trailing 's' adds --sensor bench, with which the receive threads
+// drain the socket with read(2)).
 // --producers: for every rate, one fresh receiver per producer (publish mirror --producer P), in
 // turn, so the producers are compared alternated under the same load. --sender own: instead of
 // tcpreplay onto the VXLAN device, bench/vxlan-send.c (compiled here) sends the frames already
@@ -66,8 +69,10 @@ const secrets = `h13b.bench.secrets.${stamp}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sh = (s) => execFileSync('bash', ['-c', s], { encoding: 'utf8' });
 
+// detached: its own session, so its own scheduler autogroup (sched_autogroup_enabled=1 here: under
+// contention the CPU is shared per session, and the receiver would otherwise share one with the sender)
 function start(args) {
-  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const r = { p, out: '', err: '' };
   p.stdout.on('data', (d) => (r.out += d));
   p.stderr.on('data', (d) => (r.err += d));
@@ -138,7 +143,7 @@ try {
   const SENDER = `${CACHE}/vxlan-send`;
   if (own) sh(`gcc -O2 -o ${SENDER} ${ROOT}bench/vxlan-send.c`);
   const startReceiver = async (producer, threads = 1) => {
-    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, '--threads', String(threads), ...values['receiver-args'].split(' ').filter(Boolean)]);
+    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, '--threads', String(parseInt(threads)), ...(String(threads).endsWith('s') ? ['--sensor', 'bench'] : []), ...values['receiver-args'].split(' ').filter(Boolean)]);
     await until('receiver listening', () => rc.err.includes('mirror receiver listening'));
     rc.url = /metrics on (http:\/\/\S+)/.exec(rc.err)[1];
     rc.rcvbuf = /"rcvbuf":(\d+)/.exec(rc.err)?.[1];
@@ -153,7 +158,7 @@ try {
   const frames = sh(`tcpdump -r ${values.capture} 2>/dev/null | wc -l`).trim();
   console.log(`feed: ${values.capture} (${frames} frames of 1400 bytes, real TLS 1.3), ${own ? 'bench/vxlan-send.c: pre-encapsulated VXLAN datagrams (1,408 bytes of UDP payload), sendmmsg 64 per call, from 10.93.2.1' : 'tcpreplay -K onto the kernel VXLAN device'} (datagrams of 1450 bytes on the wire: 1400 + 8 VXLAN + 8 UDP + 20 IP + 14 outer Ethernet)`);
   console.log('');
-  const threadCounts = values.threads.split(',').map(Number);
+  const threadCounts = values.threads.split(',');
   console.log('producer | threads | offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core) | broker CPU s | load');
   const rows = [];
   const brokerPid = Number(sh(`ss -ltnpH 'sport = :${B.split(':').pop()}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2`).trim()) || undefined;

@@ -40,7 +40,7 @@ import { dgramHandle, MirrorDecoder, MirrorReceiver, type MirrorOptions, type Mi
 /** A chunk holds at least one datagram of the largest size (64 KiB) plus its header. */
 export const CHUNK_BYTES = 128 * 1024;
 /** How often a receive thread sends its partial chunk (and its counter) to the main thread. */
-const FLUSH_MS = 2;
+const FLUSH_MS = 10;
 /** Per packet in a chunk: seq i32, length u32, partition u16, sensor index u16, linktype u16, pad, sec u32, nsec u32. */
 const HDR = 24;
 const EMPTY = Buffer.alloc(0);
