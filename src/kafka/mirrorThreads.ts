@@ -27,7 +27,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { Socket } from 'node:dgram';
-import { existsSync, readSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker, type MessagePort } from 'node:worker_threads';
 import type { MirrorEncap } from '../decode/mirrorDecap.js';
@@ -35,7 +35,7 @@ import { InputError } from '../pipeline/replay.js';
 import type { RawPacket } from '../types.js';
 import type { PartitionBatcher } from './batcher.js';
 import { log } from './log.js';
-import { dgramHandle, MirrorDecoder, MirrorReceiver, type MirrorOptions, type MirrorStats } from './mirror.js';
+import { dgramHandle, drainSocket, MirrorDecoder, MirrorReceiver, type MirrorOptions, type MirrorStats } from './mirror.js';
 
 /** A chunk holds at least one datagram of the largest size (64 KiB) plus its header. */
 export const CHUNK_BYTES = 128 * 1024;
@@ -44,8 +44,6 @@ const FLUSH_MS = 10;
 /** Per packet in a chunk: seq i32, length u32, partition u16, sensor index u16, linktype u16, pad, sec u32, nsec u32. */
 const HDR = 24;
 const EMPTY = Buffer.alloc(0);
-/** Datagrams read with read(2) per datagram event at most (then timers and messages get a turn). */
-const DRAIN_MAX = 64;
 
 /** What one receive thread is given. */
 export interface MirrorThreadConfig {
@@ -166,13 +164,12 @@ export class MirrorThread {
       if (this.cfg.sensor === undefined) {
         s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo.address, name, encap));
       } else {
-        // --sensor: the sender's address is not needed (it only names the sensor otherwise), so
-        // after each datagram event the queue is drained with read(2) into one buffer, at a
-        // fraction of the event's cost (no Buffer, address object or callback per datagram)
+        // --sensor: the sender's address is not needed, so each datagram event drains the queue
+        // with read(2) (drainSocket)
         const fd = dgramHandle(s).fd;
         s.on('message', (msg, rinfo) => {
           this.onDatagram(msg, rinfo.address, name, encap);
-          this.drain(fd, name, encap);
+          drainSocket(fd, this.scratch, (d) => this.onDatagram(d, '-', name, encap));
         });
       }
       s.on('error', (e) => log('error', 'mirror socket error', { listen: name, thread: this.cfg.index, error: e }));
@@ -215,20 +212,6 @@ export class MirrorThread {
     c.writeUInt32LE(p.ts.nsec >>> 0, o + 20);
     p.data.copy(c, o + HDR);
     this.used = o + need;
-  }
-
-  /** Reads up to DRAIN_MAX queued datagrams of `fd` (non-blocking: stops at EAGAIN). */
-  private drain(fd: number, listen: string, encap: MirrorEncap): void {
-    const b = this.scratch;
-    for (let i = 0; i < DRAIN_MAX; i++) {
-      let n: number;
-      try {
-        n = readSync(fd, b, 0, b.length, null);
-      } catch {
-        return; // EAGAIN: the queue is empty (errors are the event path's to report)
-      }
-      this.onDatagram(b.subarray(0, n), '-', listen, encap);
-    }
   }
 
   private newChunk(): Buffer | undefined {

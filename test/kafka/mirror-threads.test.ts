@@ -96,8 +96,12 @@ describe('receive threads: hand-off and merge', () => {
 });
 
 describe('receive threads with sockets and the real broker', () => {
-  // with --sensor the threads drain the socket with read(2) after each datagram event
-  it.each([undefined, 'h13-probe'])('--threads 2 (--sensor %s): every datagram counted once, bad ones by kind, good ones published', async (sensor) => {
+  // with --sensor the socket is drained with read(2) after each datagram event (threads or not)
+  it.each([
+    [2, undefined],
+    [2, 'h13-probe'],
+    [1, 'h13-probe'],
+  ] as const)('--threads %i (--sensor %s): every datagram counted once, bad ones by kind, good ones published', async (threads, sensor) => {
     ensureBuilt();
     const topic = uniq('h13.mirror.threads');
     let rx: MirrorReceiver | undefined;
@@ -107,7 +111,7 @@ describe('receive threads with sockets and the real broker', () => {
       listen: [{ host: '127.0.0.1', port: 0, encap: 'vxlan' }],
       topic,
       partitions: 4,
-      threads: 2,
+      threads,
       sensor,
       rcvbufBytes: 8 << 20,
       lingerMs: 20,
