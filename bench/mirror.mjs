@@ -8,6 +8,9 @@
 //                              [--brokers 127.0.0.1:19092] [--rcvbuf 33554432] [--receiver-args "..."]
 //                              [--producers native,kafkajs] [--sender tcpreplay|own]
 //
+// --threads 1,2,2s: for every rate and producer, one fresh receiver per thread count in turn
+// (publish mirror --threads N; a trailing 's' adds --sensor bench, with which the receive threads
+// drain the socket with read(2)).
 // --producers: for every rate, one fresh receiver per producer (publish mirror --producer P), in
 // turn, so the producers are compared alternated under the same load. --sender own: instead of
 // tcpreplay onto the VXLAN device, bench/vxlan-send.c (compiled here) sends the frames already
@@ -44,6 +47,7 @@ const { values } = parseArgs({
     capture: { type: 'string', default: `${CACHE}/mirror-1400.pcap` },
     session: { type: 'string', default: `${CACHE}/mirror-session.pcap` },
     producers: { type: 'string', default: 'native' },
+    threads: { type: 'string', default: '1' },
     sender: { type: 'string', default: 'tcpreplay' },
   },
 });
@@ -65,8 +69,10 @@ const secrets = `h13b.bench.secrets.${stamp}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sh = (s) => execFileSync('bash', ['-c', s], { encoding: 'utf8' });
 
+// detached: its own session, so its own scheduler autogroup (sched_autogroup_enabled=1 here: under
+// contention the CPU is shared per session, and the receiver would otherwise share one with the sender)
 function start(args) {
-  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const r = { p, out: '', err: '' };
   p.stdout.on('data', (d) => (r.out += d));
   p.stderr.on('data', (d) => (r.err += d));
@@ -136,8 +142,8 @@ try {
   const own = values.sender === 'own';
   const SENDER = `${CACHE}/vxlan-send`;
   if (own) sh(`gcc -O2 -o ${SENDER} ${ROOT}bench/vxlan-send.c`);
-  const startReceiver = async (producer) => {
-    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, ...values['receiver-args'].split(' ').filter(Boolean)]);
+  const startReceiver = async (producer, threads = 1) => {
+    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, '--threads', String(parseInt(threads)), ...(String(threads).endsWith('s') ? ['--sensor', 'bench'] : []), ...values['receiver-args'].split(' ').filter(Boolean)]);
     await until('receiver listening', () => rc.err.includes('mirror receiver listening'));
     rc.url = /metrics on (http:\/\/\S+)/.exec(rc.err)[1];
     rc.rcvbuf = /"rcvbuf":(\d+)/.exec(rc.err)?.[1];
@@ -152,14 +158,17 @@ try {
   const frames = sh(`tcpdump -r ${values.capture} 2>/dev/null | wc -l`).trim();
   console.log(`feed: ${values.capture} (${frames} frames of 1400 bytes, real TLS 1.3), ${own ? 'bench/vxlan-send.c: pre-encapsulated VXLAN datagrams (1,408 bytes of UDP payload), sendmmsg 64 per call, from 10.93.2.1' : 'tcpreplay -K onto the kernel VXLAN device'} (datagrams of 1450 bytes on the wire: 1400 + 8 VXLAN + 8 UDP + 20 IP + 14 outer Ethernet)`);
   console.log('');
-  console.log('producer | offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core) | load');
+  const threadCounts = values.threads.split(',');
+  console.log('producer | threads | offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core) | broker CPU s | load');
   const rows = [];
-  for (const r of values.mbps.split(',').map(Number)) for (const producer of producers) {
-    receiver = await startReceiver(producer);
+  const brokerPid = Number(sh(`ss -ltnpH 'sport = :${B.split(':').pop()}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2`).trim()) || undefined;
+  for (const r of values.mbps.split(',').map(Number)) for (const producer of producers) for (const threads of threadCounts) {
+    receiver = await startReceiver(producer, threads);
     const url = receiver.url;
     await sleep(1000);
     const before = await metrics(url);
     const cpu0 = cpuSeconds(receiver.p.pid);
+    const bcpu0 = brokerPid ? cpuSeconds(brokerPid) : NaN;
     const vx0 = vxlanTxDrops();
     const t0 = performance.now();
     const tr = own
@@ -169,6 +178,7 @@ try {
     await sleep(1500); // linger + the last sends
     const after = await metrics(url);
     const cpu = cpuSeconds(receiver.p.pid) - cpu0;
+    const bcpu = brokerPid ? cpuSeconds(brokerPid) - bcpu0 : NaN;
     const vxDrops = vxlanTxDrops() - vx0;
     const d = (k) => (after[k] ?? 0) - (before[k] ?? 0);
     const dg = sum(after, 'tlsdecrypt_mirror_datagrams_total') - sum(before, 'tlsdecrypt_mirror_datagrams_total');
@@ -178,20 +188,20 @@ try {
     const pub = d('tlsdecrypt_publish_published_packets_total');
     const sent = Number((own ? /sent (\d+) datagrams/ : /Actual: (\d+) packets/).exec(tr.stdout)?.[1] ?? NaN);
     const sentSecs = Number((own ? /in ([\d.]+) seconds/ : /sent in ([\d.]+) seconds/).exec(tr.stdout)?.[1] ?? secs);
-    const row = { producer, mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
+    const row = { producer, threads, mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
     rows.push(row);
     const lt = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
     const m = await metrics(url);
     const lat = m['tlsdecrypt_publish_latency_seconds_sum'] / m['tlsdecrypt_publish_latency_seconds_count'];
-    console.log(`${producer} | ${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %) | ${lt} | publish latency ${fmt(lat * 1000, 1)} ms`);
+    console.log(`${producer} | ${threads} | ${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %) | ${fmt(bcpu, 1)} | ${lt} | publish latency ${fmt(lat * 1000, 1)} ms`);
     if (!own && tr.status !== 0) console.log(`tcpreplay: ${tr.stderr.trim().split('\n').slice(-2).join(' ')}`);
     await stopReceiver(receiver);
     receiver = undefined;
   }
-  for (const producer of producers) {
-    const clean = rows.filter((x) => x.producer === producer && x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
+  for (const producer of producers) for (const threads of threadCounts) {
+    const clean = rows.filter((x) => x.producer === producer && x.threads === threads && x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
     const best = clean.sort((a, b) => b.dgps - a.dgps)[0];
-    console.log(`${producer}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something'));
+    console.log(`${producer}, --threads ${threads}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something'));
   }
   if (Number(values['latency-runs']) > 0) {
   receiver = await startReceiver(producers[0]);

@@ -71,6 +71,8 @@ options:
   --vni N                keep only this VNI
   --sensor NAME          the record header 'sensor' [from the VNI and the sender address]
   --rcvbuf BYTES         socket receive buffer
+  --threads N            receive threads on the same sockets; with N >= 2 the main thread only
+                         batches and produces (README: Feeding it) [1]
   --linger-ms N          a record leaves at most N ms after its first packet [100]
   --batch-bytes N        bytes per record [524288]
   --max-buffer-bytes N   bytes held while Kafka is slow or down; beyond, dropped and counted [64 MiB]
@@ -173,6 +175,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     encap: { type: 'string' },
     vni: { type: 'string' },
     rcvbuf: { type: 'string' },
+    threads: { type: 'string' },
     'linger-ms': { type: 'string' },
     'max-buffer-bytes': { type: 'string' },
     'metrics-port': { type: 'string' },
@@ -184,6 +187,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
   if (what === 'mirror' && !file) return cmdPublishMirror(values);
   if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new UsageError(`publish takes 'pcap CAPTURE', 'keylog FILE' or 'mirror --listen HOST:PORT'`, PUBLISH.usage);
   if (what === 'keylog' && values.producer !== undefined) throw new InputError('--producer applies to publish pcap and publish mirror only');
+  if (values.threads !== undefined) throw new InputError('--threads applies to publish mirror only');
   if (what === 'keylog' || file !== '-') {
     for (const f of ['listen', 'encap', 'vni', 'rcvbuf', 'linger-ms', 'max-buffer-bytes', 'metrics-port', 'metrics-host'] as const) {
       if (values[f] !== undefined) throw new InputError(`--${f} applies to ${f === 'listen' || f === 'encap' || f === 'vni' || f === 'rcvbuf' ? 'publish mirror' : "publish mirror and publish pcap -"} only`);
@@ -303,6 +307,7 @@ async function cmdPublishMirror(values: Record<string, unknown>): Promise<void> 
     ...(v.vni !== undefined ? { vni: int('vni', v.vni, 0, 0, 0xffffff) } : {}),
     sensor: v.sensor,
     ...(v.rcvbuf !== undefined ? { rcvbufBytes: int('rcvbuf', v.rcvbuf, 0, 4096, 2 ** 31 - 1) } : {}),
+    threads: int('threads', v.threads, 1, 1, 16),
     lingerMs: live.lingerMs,
     batchBytes: int('batch-bytes', v['batch-bytes'], 512 * 1024, 1024, 256 << 20),
     maxBufferBytes: live.maxBufferBytes,

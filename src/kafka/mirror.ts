@@ -15,7 +15,7 @@
  * column of /proc/net/udp[6] for the sockets' inodes. Metrics: src/kafka/publishMetrics.ts.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
 import { decodePacket, newDecodedPacket } from '../decode/index.js';
 import { decapsulate, newDecapsulated, type DecapErrorKind, type MirrorEncap } from '../decode/mirrorDecap.js';
@@ -40,6 +40,11 @@ export interface MirrorOptions {
   /** Only this VNI is published (others counted as filtered). */
   vni?: number;
   sensor?: string;
+  /**
+   * Receive threads (default 1: everything on the main thread). With N >= 2, N threads read the
+   * sockets and the main thread batches and produces (src/kafka/mirrorThreads.ts).
+   */
+  threads?: number;
   /** SO_RCVBUF asked for (Linux caps it at net.core.rmem_max and doubles it). */
   rcvbufBytes?: number;
   lingerMs: number;
@@ -140,32 +145,154 @@ export function kernelUdpDrops(ports: number[]): number | undefined {
   return seen ? total : undefined;
 }
 
-export class MirrorReceiver {
+/**
+ * The per-datagram path of the receiver, without sockets or batching: count, decapsulate, filter
+ * by VNI, decode the inner frame, pick the partition and the sensor. One per receive thread.
+ */
+export class MirrorDecoder {
   readonly stats: MirrorStats = { datagrams: {}, bytes: {}, decapErrors: {}, vniFiltered: 0, packets: 0, geneveOptionsSkipped: 0, kernelDrops: 0 };
-  readonly sockets: Socket[] = [];
+  /** After decode() returned a partition: the inner packet (a view of the datagram; reused). */
+  readonly packet: RawPacket = { linktype: 1, ts: { sec: 0, nsec: 0 }, data: Buffer.alloc(0), origLen: 0, ifIndex: 0 };
+  /** After decode() returned a partition: the packet's sensor. */
+  sensor = '';
   private readonly decap = newDecapsulated();
   private readonly decoded = newDecodedPacket();
   private readonly sensors = new Map<string, Map<number, string>>();
   private readonly rl = new RateLimitedLog();
   private readonly ignore = { anomaly() {} };
-  private kernelBase: number | undefined;
-  private readonly ports: number[] = [];
-  private kernelTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    readonly batcher: PartitionBatcher,
-    private readonly o: MirrorOptions,
+    private readonly o: { vni?: number; sensor?: string },
     private readonly partitions: number,
   ) {}
 
-  /** Binds every --listen; rejects with an InputError naming the address that failed. */
-  async bind(): Promise<void> {
+  private sensorOf(vni: number, address: string): string {
+    let byVni = this.sensors.get(address);
+    if (!byVni) {
+      if (this.sensors.size > 10_000) this.sensors.clear();
+      byVni = new Map();
+      this.sensors.set(address, byVni);
+    }
+    let s = byVni.get(vni);
+    if (s === undefined) {
+      s = `vni-${vni}@${address}`;
+      byVni.set(vni, s);
+    }
+    return s;
+  }
+
+  private error(kind: DecapErrorKind | 'inner_not_ip', sender: string): -1 {
+    const n = (this.stats.decapErrors[kind] ?? 0) + 1;
+    this.stats.decapErrors[kind] = n;
+    this.rl.log('warn', `decap:${kind}`, 'mirror datagram skipped', { kind, sender, count: n });
+    return -1;
+  }
+
+  /**
+   * One datagram from `sender` on `listen`: its inner packet's partition (then `packet` and
+   * `sensor` are set, and the packet is counted), or -1 (skipped and counted by kind).
+   */
+  decode(msg: Buffer, sender: string, listen: string, encap: MirrorEncap): number {
+    this.stats.datagrams[listen]++;
+    this.stats.bytes[listen] += msg.length;
+    const d = this.decap;
+    const err = decapsulate(encap, msg, d);
+    if (err !== null) return this.error(err, sender);
+    if (this.o.vni !== undefined && d.vni !== this.o.vni) {
+      this.stats.vniFiltered++;
+      return -1;
+    }
+    this.stats.geneveOptionsSkipped += d.optionsSkipped;
+    const ms = performance.timeOrigin + performance.now();
+    const sec = Math.floor(ms / 1000);
+    const p = this.packet;
+    p.linktype = d.linktype;
+    p.ts.sec = sec;
+    p.ts.nsec = Math.floor((ms - sec * 1000) * 1e6);
+    p.data = msg.subarray(d.offset);
+    p.origLen = p.data.length;
+    const outcome = decodePacket(p, this.decoded, this.ignore);
+    if (outcome === 'not_ip' || outcome === 'unsupported_link') return this.error('inner_not_ip', sender);
+    this.sensor = this.o.sensor ?? this.sensorOf(d.vni, sender);
+    this.stats.packets++;
+    return partitionOfDecoded(outcome, this.decoded, this.partitions);
+  }
+}
+
+interface DgramHandle {
+  fd: number;
+  recvStart(): number;
+  recvStop(): number;
+}
+
+/** Datagrams read with read(2) per datagram event at most (then timers and messages get a turn). */
+const DRAIN_MAX = 64;
+
+/**
+ * Reads up to DRAIN_MAX queued datagrams of the (non-blocking) socket `fd` into `scratch`, each
+ * handed to `f` (a view valid during the call); stops at EAGAIN. Where the sender's address is not
+ * needed this costs a fraction of a `message` event (no Buffer, address object or callback per
+ * datagram).
+ */
+export function drainSocket(fd: number, scratch: Buffer, f: (d: Buffer) => void): void {
+  for (let i = 0; i < DRAIN_MAX; i++) {
+    let n: number;
+    try {
+      n = readSync(fd, scratch, 0, scratch.length, null);
+    } catch {
+      return; // EAGAIN: the queue is empty (errors are the event path's to report)
+    }
+    f(scratch.subarray(0, n));
+  }
+}
+
+/** The libuv handle of a dgram socket (Node keeps it under a symbol; `_handle` is deprecated). */
+export function dgramHandle(s: Socket): DgramHandle {
+  const sym = Object.getOwnPropertySymbols(s).find((k) => k.description === 'state symbol');
+  const h = sym ? (s as unknown as Record<symbol, { handle?: DgramHandle }>)[sym]?.handle : undefined;
+  if (!h || typeof h.fd !== 'number' || h.fd < 0) throw new Error("this Node.js keeps no file descriptor on its dgram sockets where tlsdecrypt looks: use '--threads 1'");
+  return h;
+}
+
+export class MirrorReceiver {
+  readonly stats: MirrorStats;
+  readonly sockets: Socket[] = [];
+  /** The bound sockets' names (HOST:PORT, the port the kernel chose for port 0), encapsulations and types. */
+  protected readonly bound: { name: string; encap: MirrorEncap; type: 'udp4' | 'udp6' }[] = [];
+  protected readonly rl = new RateLimitedLog();
+  private readonly dec: MirrorDecoder;
+  /** --sensor: datagrams drained with read(2) land here (copied by the batcher at once). */
+  private readonly scratch = Buffer.allocUnsafe(65536);
+  private kernelBase: number | undefined;
+  private readonly ports: number[] = [];
+  private kernelTimer: NodeJS.Timeout | undefined;
+  /** Rejects when the receiver cannot go on (a receive thread failed); never with one thread. */
+  readonly failed: Promise<never> = new Promise<never>(() => {});
+
+  constructor(
+    readonly batcher: PartitionBatcher,
+    protected readonly o: MirrorOptions,
+    protected readonly partitions: number,
+  ) {
+    this.dec = new MirrorDecoder(o, partitions);
+    this.stats = this.dec.stats;
+  }
+
+  /**
+   * Binds every --listen; rejects with an InputError naming the address that failed. With
+   * receive = false the sockets are bound but not read here (receive threads read them).
+   */
+  async bind(receive = true): Promise<void> {
     for (const l of this.o.listen) {
       const hostPart = l.host.includes(':') ? `[${l.host}]` : l.host;
-      const s = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4', ...(this.o.rcvbufBytes ? { recvBufferSize: this.o.rcvbufBytes } : {}) });
+      const type = isIPv6(l.host) ? 'udp6' : 'udp4';
+      const s = createSocket({ type, ...(this.o.rcvbufBytes ? { recvBufferSize: this.o.rcvbufBytes } : {}) });
       await new Promise<void>((resolve, reject) => {
         s.once('error', (e: NodeJS.ErrnoException) => reject(new InputError(`--listen ${hostPart}:${l.port}: cannot bind (${e.code ?? e.message})`)));
-        s.bind(l.port, l.host, () => resolve());
+        s.bind(l.port, l.host, () => {
+          if (!receive) dgramHandle(s).recvStop(); // before the first read: libuv reads on the next loop turn
+          resolve();
+        });
       });
       s.removeAllListeners('error');
       const port = s.address().port; // port 0: the one the kernel chose
@@ -175,9 +302,20 @@ export class MirrorReceiver {
       this.stats.bytes[name] = 0;
       s.on('error', (e) => this.rl.log('error', `socket:${name}`, 'mirror socket error', { listen: name, error: e }));
       const encap = l.encap;
-      s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo, name, encap));
+      if (receive && this.o.sensor === undefined) s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo, name, encap));
+      else if (receive) {
+        // --sensor: the sender's address is not needed, so each datagram event drains the queue
+        // with read(2) (drainSocket)
+        const fd = dgramHandle(s).fd;
+        const noSender: RemoteInfo = { address: '-', family: type === 'udp4' ? 'IPv4' : 'IPv6', port: 0, size: 0 };
+        s.on('message', (msg, rinfo) => {
+          this.onDatagram(msg, rinfo, name, encap);
+          drainSocket(fd, this.scratch, (d) => this.onDatagram(d, noSender, name, encap));
+        });
+      }
       this.sockets.push(s);
-      log('info', 'mirror receiver listening', { listen: name, encap, rcvbuf: s.getRecvBufferSize() });
+      this.bound.push({ name, encap, type });
+      if (receive) log('info', 'mirror receiver listening', { listen: name, encap, rcvbuf: s.getRecvBufferSize() });
     }
     this.pollKernel();
     this.kernelTimer = setInterval(() => this.pollKernel(), this.o.kernelPollMs ?? 2000);
@@ -195,48 +333,10 @@ export class MirrorReceiver {
     }
   }
 
-  private sensorOf(vni: number, address: string): string {
-    let byVni = this.sensors.get(address);
-    if (!byVni) {
-      if (this.sensors.size > 10_000) this.sensors.clear();
-      byVni = new Map();
-      this.sensors.set(address, byVni);
-    }
-    let s = byVni.get(vni);
-    if (s === undefined) {
-      s = `vni-${vni}@${address}`;
-      byVni.set(vni, s);
-    }
-    return s;
-  }
-
-  private error(kind: DecapErrorKind | 'inner_not_ip', rinfo: RemoteInfo): void {
-    const n = (this.stats.decapErrors[kind] ?? 0) + 1;
-    this.stats.decapErrors[kind] = n;
-    this.rl.log('warn', `decap:${kind}`, 'mirror datagram skipped', { kind, sender: rinfo.address, count: n });
-  }
-
   /** One datagram (also the entry point for tests and benches without a socket). */
   onDatagram(msg: Buffer, rinfo: RemoteInfo, listen: string, encap: MirrorEncap): void {
-    this.stats.datagrams[listen]++;
-    this.stats.bytes[listen] += msg.length;
-    const d = this.decap;
-    const err = decapsulate(encap, msg, d);
-    if (err !== null) return this.error(err, rinfo);
-    if (this.o.vni !== undefined && d.vni !== this.o.vni) {
-      this.stats.vniFiltered++;
-      return;
-    }
-    this.stats.geneveOptionsSkipped += d.optionsSkipped;
-    const ms = performance.timeOrigin + performance.now();
-    const sec = Math.floor(ms / 1000);
-    const inner = msg.subarray(d.offset);
-    const p: RawPacket = { linktype: d.linktype, ts: { sec, nsec: Math.floor((ms - sec * 1000) * 1e6) }, data: inner, origLen: inner.length, ifIndex: 0 };
-    const outcome = decodePacket(p, this.decoded, this.ignore);
-    if (outcome === 'not_ip' || outcome === 'unsupported_link') return this.error('inner_not_ip', rinfo);
-    const part = partitionOfDecoded(outcome, this.decoded, this.partitions);
-    this.stats.packets++;
-    if (!this.batcher.add(part, p, this.o.sensor ?? this.sensorOf(d.vni, rinfo.address))) this.batcher.drop();
+    const part = this.dec.decode(msg, rinfo.address, listen, encap);
+    if (part >= 0 && !this.batcher.add(part, this.dec.packet, this.dec.sensor)) this.batcher.drop();
   }
 
   async close(): Promise<void> {
@@ -248,6 +348,9 @@ export class MirrorReceiver {
 
 /** Runs the receiver until the stop signal; resolves with what it did (exit 0). */
 export async function publishMirror(client: KafkaClient, o: MirrorOptions): Promise<MirrorResult> {
+  const threads = o.threads ?? 1;
+  const mt = threads > 1 ? await import('./mirrorThreads.js') : undefined;
+  const budget = mt?.threadBudget(o.maxBufferBytes, threads);
   const producerOpts: ProducerOptions = { compression: o.compression, impl: o.producer ?? 'auto' };
   const { producer, partitions } = await openPacketsTopic(client, o.topic, o.partitions, producerOpts);
   const batcher = new PartitionBatcher(client, {
@@ -255,13 +358,13 @@ export async function publishMirror(client: KafkaClient, o: MirrorOptions): Prom
     partitions,
     batchBytes: o.batchBytes,
     lingerMs: o.lingerMs,
-    maxBufferBytes: o.maxBufferBytes,
+    maxBufferBytes: budget?.batcherBytes ?? o.maxBufferBytes,
     onKafkaError: 'reconnect',
     overflow: 'refuse',
     producer: producerOpts,
     observeLatency: o.observeLatency,
   }, producer);
-  const rx = new MirrorReceiver(batcher, o, partitions);
+  const rx = mt && budget ? new mt.ThreadedMirrorReceiver(batcher, o, partitions, threads, budget.perThreadBytes) : new MirrorReceiver(batcher, o, partitions);
   let onSig: (() => void) | undefined;
   let stop = o.stopSignal;
   if (!stop) {
@@ -272,7 +375,7 @@ export async function publishMirror(client: KafkaClient, o: MirrorOptions): Prom
   try {
     await rx.bind();
     o.onStarted?.(rx);
-    await stop;
+    await Promise.race([stop, rx.failed]);
   } finally {
     if (onSig) {
       process.off('SIGINT', onSig);

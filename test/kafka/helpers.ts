@@ -1,7 +1,7 @@
 /** Shared helpers for the Kafka tests (real broker: see test/setup/kafka.ts). */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 import { createKafkaClient, type InRecord, type KafkaClient } from '../../src/kafka/adapter.js';
@@ -76,7 +76,8 @@ export async function readAll(c: KafkaClient, topic: string, timeoutMs = 60_000)
 /** Builds dist/ (tsc emits even when other modules have type errors) unless it is newer than the sources. */
 export function ensureBuilt(): void {
   const js = `${REPO}/dist/workers/stream-shard.js`;
-  const srcs = [`${REPO}/workers/stream-shard.ts`, `${REPO}/src/kafka/shards.ts`, `${REPO}/src/kafka/run.ts`, `${REPO}/src/kafka/cli.ts`, `${REPO}/src/kafka/adapter.ts`, `${REPO}/src/kafka/publish.ts`, `${REPO}/src/kafka/formats.ts`, `${REPO}/src/kafka/config.ts`, `${REPO}/src/kafka/partitionShards.ts`, `${REPO}/src/kafka/shardWorker.ts`, `${REPO}/src/kafka/recordBatch.ts`, `${REPO}/src/kafka/fileFetch.ts`, `${REPO}/src/kafka/captureClock.ts`];
+  // every source the build emits (a hand-kept list went stale whenever a module was added)
+  const srcs = [`${REPO}/src`, `${REPO}/workers`].flatMap((d) => (readdirSync(d, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts')).map((f) => `${d}/${f}`));
   const fresh = existsSync(js) && existsSync(`${REPO}/dist/src/cli.js`) && srcs.every((s) => statSync(s).mtimeMs <= statSync(js).mtimeMs);
   if (fresh) return;
   spawnSync(process.execPath, [`${REPO}/node_modules/typescript/bin/tsc`, '-p', `${REPO}/tsconfig.build.json`], { cwd: REPO, encoding: 'utf8', timeout: 300_000 });

@@ -1,0 +1,20 @@
+// main-thread event-loop delay of the receiver, --threads N, fed by vxlan-send (one-off)
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { spawn } from 'node:child_process';
+import { publishMirror } from '/work/wt/i13/dist/src/kafka/mirror.js';
+import { createKafkaClient } from '/work/wt/i13/dist/src/kafka/adapter.js';
+const threads = Number(process.argv[2]); const mbps = process.argv[3];
+let rx, stop; const stopSignal = new Promise((r) => (stop = r));
+const sends = []; 
+const done = publishMirror(createKafkaClient({ brokers: ['127.0.0.1:19092'], clientId: 'lag' }), { listen: [{ host: '10.93.2.2', port: 4789, encap: 'vxlan' }], topic: 'h13b.lag.' + Date.now(), partitions: 8, threads, rcvbufBytes: 32 << 20, lingerMs: 100, batchBytes: 512 << 10, maxBufferBytes: 64 << 20, stopSignal, onStarted: (r) => (rx = r), observeLatency: (s) => sends.push(s) });
+while (!rx) await new Promise((r) => setTimeout(r, 50));
+await new Promise((r) => setTimeout(r, 500));
+const h = monitorEventLoopDelay({ resolution: 5 }); h.enable();
+const c0 = process.cpuUsage();
+await new Promise((r) => spawn('ip', ['netns', 'exec', 'h13bsrv', '/work/wt/i13/.cache/bench/vxlan-send', '/work/wt/i13/.cache/bench/mirror-1400.pcap', '10.93.2.2', '4789', mbps, '4', '42', '10.93.2.1'], { stdio: 'ignore' }).once('exit', r));
+await new Promise((r) => setTimeout(r, 1000));
+h.disable(); const c = process.cpuUsage(c0);
+stop(); const res = await done;
+sends.sort((a, b) => a - b);
+console.log(`threads ${threads}: loop delay p50 ${(h.percentile(50) / 1e6).toFixed(1)} ms p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms max ${(h.max / 1e6).toFixed(1)} ms; process CPU ${((c.user + c.system) / 1e6).toFixed(2)} s; received ${Object.values(res.mirror.datagrams)[0]}, published ${res.publish.publishedPackets} in ${res.publish.publishedRecords} records, drops ${JSON.stringify(res.publish.drops)} kernel ${res.mirror.kernelDrops}; record latency p50 ${(sends[sends.length >> 1] * 1000).toFixed(0)} ms`);
+process.exit(0);
