@@ -10,7 +10,8 @@ import { createKafkaClient, KafkaUnreachableError, type KafkaConnection, type Pr
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
 import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap, type PublishPcapOptions } from './publish.js';
 import type { PartitionBatcher } from './batcher.js';
-import { describeMirrorResult, parseListen, publishMirror, type MirrorOptions } from './mirror.js';
+import { parseListen, type MirrorOptions } from './mirror.js';
+import { describeMirrorResult, publishMirror } from './mirrorPublish.js';
 import { PublishMetrics } from './publishMetrics.js';
 import type { OpsServer } from '../ops/server.js';
 import { runSummaryLine, startRun } from './run.js';

@@ -7,7 +7,8 @@
  */
 import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishMirror, type MirrorReceiver, type MirrorResult } from '../../src/kafka/mirror.js';
+import type { MirrorReceiver, MirrorResult } from '../../src/kafka/mirror.js';
+import { publishMirror } from '../../src/kafka/mirrorPublish.js';
 import { readAll, sleep, uniq, until } from './helpers.js';
 import { OwnBroker } from './resilienceHelpers.js';
 import { PCAP_CONTENT_TYPE } from '../../src/kafka/formats.js';
