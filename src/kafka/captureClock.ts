@@ -20,6 +20,12 @@
  *    within that time (they came in the same fetch answer, or in the next one).
  * The tick never goes back. `holding` says whether it is below the newest capture time seen (the
  * caller looks again after `holdMs`, so that idle timeouts still fire when no batch comes).
+ *
+ * `run --workers N`: each worker's engine holds only the flows of its own partitions, so it is
+ * ticked with the minimum over ITS partitions (`tick(partitions, worker)`; the newest time seen, and
+ * so the hold rule's release, stay instance-wide). A worker's partitions far behind hold only that
+ * worker's timeouts back; one far ahead does not time out the connections of the others. The
+ * workers decode, so there the capture times come from their results (one task later than fed).
  */
 import type { Timestamp } from '../types.js';
 
@@ -47,7 +53,8 @@ export class CaptureClock {
   private head = 0;
   /** The newest capture time seen at least holdMs ago. */
   private old: Timestamp | undefined;
-  private last: Timestamp | undefined;
+  /** The last tick, per engine (-1: the one engine of all partitions). */
+  private readonly last = new Map<number, Timestamp>();
   /** The last tick is below the newest capture time seen. */
   holding = false;
 
@@ -94,8 +101,12 @@ export class CaptureClock {
     for (const n of partitions) this.parts.delete(n);
   }
 
-  /** The capture time the engine's timeouts may run on now (undefined before the first packet). */
-  tick(): Timestamp | undefined {
+  /**
+   * The capture time the engine's timeouts may run on now (undefined before the first packet): the
+   * engine of all partitions, or (`partitions`) one that holds only the flows of those, `engine`
+   * naming it (its ticks never go back). Partitions not assigned (dropped) are left out.
+   */
+  tick(partitions?: Iterable<number>, engine = -1): Timestamp | undefined {
     const newest = this.newest;
     if (newest === undefined) return undefined;
     const now = this.now();
@@ -108,7 +119,7 @@ export class CaptureClock {
     }
     let t = newest;
     let unknown = false;
-    for (const p of this.parts.values()) {
+    for (const p of this.partsOf(partitions)) {
       const behind = p.fed < p.accepted || (p.fed < p.high && now - p.batchAt < this.holdMs);
       let c = p.ts;
       if (!behind && this.old !== undefined && (c === undefined || later(this.old, c))) c = this.old;
@@ -118,10 +129,19 @@ export class CaptureClock {
     // A partition nothing is known of yet (assigned, not read; or behind before its first packet)
     // may still bring connections from any time: the clock stays where it is (before the first
     // tick: at 0, which times nothing out but still lets the engine flush what it batches).
-    if (unknown) t = this.last ?? { sec: 0, nsec: 0 };
-    else if (this.last !== undefined && later(this.last, t)) t = this.last;
-    this.last = t;
+    const last = this.last.get(engine);
+    if (unknown) t = last ?? { sec: 0, nsec: 0 };
+    else if (last !== undefined && later(last, t)) t = last;
+    this.last.set(engine, t);
     this.holding = later(newest, t);
     return t;
+  }
+
+  private *partsOf(partitions: Iterable<number> | undefined): Iterable<Part> {
+    if (!partitions) return yield* this.parts.values();
+    for (const n of partitions) {
+      const p = this.parts.get(n);
+      if (p) yield p;
+    }
   }
 }

@@ -20,6 +20,11 @@
  * worker in the same record stream, and kept here (the last `maxKeylogEntries` records) to seed a
  * worker started later.
  *
+ * Capture time (`mainClock`, as `run` uses it): the workers report per partition the newest capture
+ * time they decoded (`decodedClocks`), and `flushTicks` ticks each worker with what the caller's
+ * CaptureClock computes for that worker's partitions (src/kafka/captureClock.ts). Without it (file
+ * fetch, bench) a worker ticks with its own newest time or the newest any worker decoded.
+ *
  * A worker that fails (any task rejected: an exception, or its thread died) is replaced by a new
  * pool with a fresh engine and the retained secrets; its partitions are handed to `onLost`, and
  * `run` re-reads them from their last commit (seek), exactly as after a takeover. The outputs of
@@ -48,6 +53,8 @@ interface ShardThread {
 export interface PartitionShardsOptions {
   /** Runs the workers' code on this thread instead (tests: every fixture without thread start-ups). */
   inProcess?: boolean;
+  /** Workers tick only with the caller's ticks (flushTicks; StreamShardConfig.mainClock). */
+  mainClock?: boolean;
 }
 
 interface Slot {
@@ -69,6 +76,8 @@ interface Slot {
   badRecords: Record<string, number>;
   /** Capture clock the worker was last ticked with. */
   tickedSec: number;
+  /** Per partition: the newest capture time the worker decoded (its latest result). */
+  clocks: [number, Timestamp][];
 }
 
 export class PartitionShards implements Shards {
@@ -110,7 +119,7 @@ export class PartitionShards implements Shards {
     loadStaticKeys(cfg);
     if (!opts.inProcess) streamWorkerFile();
     this.maxSecretsKept = cfg.maxKeylogEntries ?? DEFAULT_SECRETS_KEPT;
-    this.slots = Array.from({ length: n }, () => ({ pool: undefined, gen: 0, seq: -1, builder: new RecordBatchBuilder(batchBytes + (1 << 16)), partitions: new Set(), revoke: [], queued: [], last: undefined, lastStats: undefined, activeFlows: 0, packets: 0, badRecords: {}, tickedSec: 0 }));
+    this.slots = Array.from({ length: n }, () => ({ pool: undefined, gen: 0, seq: -1, builder: new RecordBatchBuilder(batchBytes + (1 << 16)), partitions: new Set(), revoke: [], queued: [], last: undefined, lastStats: undefined, activeFlows: 0, packets: 0, badRecords: {}, tickedSec: 0, clocks: [] }));
   }
 
   /** Worker of a partition: its owner, or (new partition) the worker with the fewest partitions. */
@@ -133,7 +142,7 @@ export class PartitionShards implements Shards {
   private ensurePool(i: number): void {
     const s = this.slots[i];
     if (s.pool || this.closed) return;
-    const workerData: StreamShardConfig = { ...this.cfg };
+    const workerData: StreamShardConfig = { ...this.cfg, mainClock: this.opts.mainClock };
     if (this.policy) workerData.ops = { ...this.cfg.ops, assets: this.policy.rules, assetsDefaultEnabled: this.policy.defaultEnabled };
     const fail = this.failHook;
     workerData.failAfterRecords = fail && Number(fail[1]) === i && (s.gen === 0 || fail[3] === 'always') ? Number(fail[2]) : undefined;
@@ -181,6 +190,7 @@ export class PartitionShards implements Shards {
         if (r.decoded) {
           s.packets = r.decoded.packets;
           s.badRecords = r.decoded.badRecords;
+          s.clocks = r.decoded.clocks;
           const t = r.decoded.clock;
           if (t.sec > this.clock.sec || (t.sec === this.clock.sec && t.nsec > this.clock.nsec)) this.clock = t;
         }
@@ -212,6 +222,7 @@ export class PartitionShards implements Shards {
     s.packets = 0;
     s.badRecords = {};
     s.activeFlows = 0;
+    s.clocks = [];
     s.builder.clear();
     s.revoke = [];
     s.last = undefined;
@@ -328,15 +339,30 @@ export class PartitionShards implements Shards {
     return { keys, values, ids: ids.length === values.length ? ids : undefined, low: lows ? low : undefined, mids };
   }
 
+  /** Hands on what was buffered; every worker is ticked with `tick` (mainClock), or the newest time any worker decoded if later. */
   flush(tick?: Timestamp): Promise<ShardOutput> {
-    const t = tick && (tick.sec > this.clock.sec || (tick.sec === this.clock.sec && tick.nsec > this.clock.nsec)) ? tick : this.clock;
+    const t = this.opts.mainClock || (tick && (tick.sec > this.clock.sec || (tick.sec === this.clock.sec && tick.nsec > this.clock.nsec))) ? tick : this.clock;
+    return this.flushTicks(() => t);
+  }
+
+  /**
+   * Hands on what was buffered, each worker ticked with `tickOf(its partitions, its index)` (`run`:
+   * the time all of them have reached).
+   */
+  flushTicks(tickOf: (partitions: ReadonlySet<number>, worker: number) => Timestamp | undefined): Promise<ShardOutput> {
     for (let i = 0; i < this.n; i++) {
       const s = this.slots[i];
       if (!s.pool) continue;
+      const t = tickOf(s.partitions, i);
       // Workers with records get them; the others get the capture clock when it moved a second on.
-      if (s.builder.count || s.revoke.length || (t.sec > s.tickedSec && s.partitions.size)) this.submitRecords(i, t.sec ? t : undefined);
+      if (s.builder.count || s.revoke.length || (t && t.sec > s.tickedSec && s.partitions.size)) this.submitRecords(i, t?.sec ? t : undefined);
     }
     return this.collect();
+  }
+
+  /** Per partition held by a worker: the newest capture time it decoded (as of the worker's latest result). */
+  *decodedClocks(): Iterable<[number, Timestamp]> {
+    for (const s of this.slots) for (const [p, t] of s.clocks) if (s.partitions.has(p)) yield [p, t];
   }
 
   finish(leave = false): Promise<ShardOutput> {

@@ -189,7 +189,8 @@ export function readRecordBatch(data: ArrayBuffer | Uint8Array, sink: RecordBatc
 /**
  * The worker side: decodes a batch's records into one shard (its own RecordDecoders, the record's
  * origin set on the shard's watermark first, as `run` does on the main thread with one engine),
- * keeps the capture clock of what it decoded, and counts records and packets.
+ * keeps the capture clock of what it decoded (newest capture time, overall and per partition), and
+ * counts records and packets.
  */
 export class RecordFeeder implements RecordBatchSink {
   private readonly decoder: RecordDecoder;
@@ -197,6 +198,10 @@ export class RecordFeeder implements RecordBatchSink {
   private readonly rereadDecoder: RecordDecoder;
   /** Newest capture time decoded. */
   clock: Timestamp = { sec: 0, nsec: 0 };
+  /** Newest capture time decoded per partition (revoked ones forgotten). */
+  readonly clocks = new Map<number, Timestamp>();
+  /** Partition of the record being decoded. */
+  private partition = -1;
   records = 0;
 
   constructor(
@@ -208,7 +213,9 @@ export class RecordFeeder implements RecordBatchSink {
     const clocked: CaptureSink = {
       packet: (p: RawPacket) => {
         const t = p.ts;
-        if (t.sec > this.clock.sec || (t.sec === this.clock.sec && t.nsec > this.clock.nsec)) this.clock = { sec: t.sec, nsec: t.nsec };
+        if (later(t, this.clock)) this.clock = { sec: t.sec, nsec: t.nsec };
+        const pc = this.clocks.get(this.partition);
+        if (pc === undefined || later(t, pc)) this.clocks.set(this.partition, { sec: t.sec, nsec: t.nsec });
         core.packet(p);
       },
       secrets: (type, data) => core.secrets(type, data),
@@ -226,11 +233,17 @@ export class RecordFeeder implements RecordBatchSink {
       throw new Error('injected worker failure (TLSDECRYPT_TEST_WORKER_FAIL)');
     }
     this.core.watermark.at(r.partition, o.offset, o.pos, o.until, o.mids);
+    this.partition = r.partition;
     (o.reread ? this.rereadDecoder : this.decoder).decode(r);
   }
 
   secrets(type: number, data: Buffer): void {
     this.core.secrets(type, data);
+  }
+
+  /** Partitions moved away: a partition that comes back is re-read, its clock starts again. */
+  revoke(partitions: number[]): void {
+    for (const p of partitions) this.clocks.delete(p);
   }
 
   /** Packets decoded (re-read ones included) and bad records counted so far. */
@@ -241,4 +254,8 @@ export class RecordFeeder implements RecordBatchSink {
   get badRecords(): Record<string, number> {
     return this.decoder.counters.badRecords;
   }
+}
+
+function later(a: Timestamp, b: Timestamp): boolean {
+  return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec);
 }

@@ -23,7 +23,8 @@
  *
  * Capture time drives timeouts: after every batch each shard gets a tick, the capture time every
  * partition read has reached (src/kafka/captureClock.ts: partitions are fetched side by side, not in
- * time order; one read ahead must not time out the open connections of one behind it).
+ * time order; one read ahead must not time out the open connections of one behind it). With
+ * `--workers N`, each worker's engine the time every partition of THAT worker has reached.
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
@@ -179,7 +180,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
   try {
     if (cfg.workers > 1) {
       const records = { captureLimits: cfg.captureLimits, maxRecordBytes: cfg.maxRecordBytes };
-      shards = perPartition = new PartitionShards(cfg.workers, { ...shardCfg, records }, cfg.shardBatchBytes, onReport, (parts) => workerLost(parts));
+      shards = perPartition = new PartitionShards(cfg.workers, { ...shardCfg, records }, cfg.shardBatchBytes, onReport, (parts) => workerLost(parts), { mainClock: true });
     } else {
       shards = new InProcessShards(shardCfg, onReport);
     }
@@ -577,23 +578,40 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
   };
   /**
-   * The tick for the next flush. While it is held back (a partition behind the others), the clock
-   * is looked at again after CLOCK_HOLD_MS even when no batch comes, so idle timeouts still fire.
+   * Hands on what was fed, with a capture-time tick: one for the in-process engine, or per worker
+   * (`--workers N`) the time that worker's partitions have reached (their capture times come from
+   * the workers' results). While a tick is held back (a partition behind the others), or workers
+   * are still decoding (their results may move the clock), the clock is looked at again after
+   * CLOCK_HOLD_MS even when no batch comes, so idle timeouts still fire.
    */
   let clockTimer: NodeJS.Timeout | undefined;
-  const tickNow = (): Timestamp | undefined => {
-    const t = clock.tick();
-    if (clock.holding && !clockTimer) {
+  const flushNow = (): Promise<ShardOutput> => {
+    let out: Promise<ShardOutput>;
+    let again: boolean;
+    if (perPartition) {
+      for (const [p, ts] of perPartition.decodedClocks()) clock.packet(p, ts);
+      let holding = false;
+      out = perPartition.flushTicks((partitions, worker) => {
+        const t = clock.tick(partitions, worker);
+        holding ||= clock.holding;
+        return t;
+      });
+      again = holding || perPartition.inFlight() > 0;
+    } else {
+      out = shards.flush(clock.tick());
+      again = clock.holding;
+    }
+    if (again && !clockTimer) {
       clockTimer = setTimeout(() => {
         clockTimer = undefined;
         if (stopping || failed) return;
-        const out = feeding.then(() => withFed(shards.flush(tickNow())));
-        feeding = out.catch(() => {});
-        enqueue({ out });
+        const o = feeding.then(() => withFed(flushNow()));
+        feeding = o.catch(() => {});
+        enqueue({ out: o });
       }, CLOCK_HOLD_MS);
       clockTimer.unref();
     }
-    return t;
+    return out;
   };
   const onBatch = async (b: GroupBatch): Promise<void> => {
     if (stopping || failed || b.isStale()) return;
@@ -612,7 +630,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       .then(() => {
         feed(records, fedTo);
         clock.fed(b.partition, next);
-        return withFed(shards.flush(tickNow()));
+        return withFed(flushNow());
       });
     feeding = out.catch(() => {});
     enqueue({ out });
@@ -685,6 +703,9 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     log('warn', 'replacing the failed engine worker; its partitions are read again from their last commit', { partitions: parts });
     const mine = parts.filter((p) => owned.has(p));
     if (!mine.length) return true;
+    // re-read by a fresh engine: they hold its clock like partitions just assigned
+    clock.drop(mine);
+    clock.assigned(mine);
     for (const p of mine) {
       resumeAt.set(p, -1n);
       fed.delete(`${cfg.packetsTopic}\u0000${p}`);

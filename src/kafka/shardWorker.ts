@@ -23,10 +23,16 @@ export class StreamShardWorker {
     if (task.kind === 'records') {
       const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords, this.cfg.failHow));
       if (task.data) readRecordBatch(task.data, f);
-      if (task.revoke) c.revoke(task.revoke);
-      // capture time drives timeouts: this worker's own clock, or the newest of all workers' (main thread)
-      const t = task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
-      if (t.sec) c.tick(t);
+      if (task.revoke) {
+        c.revoke(task.revoke);
+        f.revoke(task.revoke);
+      }
+      // Capture time drives timeouts. `run` (mainClock): the tick the main thread computed, the time
+      // every partition of this worker has reached (src/kafka/captureClock.ts) — never the newest
+      // time decoded here, which one partition far ahead of another would set. Otherwise (file
+      // fetch, bench): this worker's own newest time, or the newest of all workers' (main thread).
+      const t = this.cfg.mainClock ? task.tick : task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
+      if (t?.sec) c.tick(t);
     } else if (task.kind === 'finish') {
       c.finish(task.leave);
     } else if (task.kind === 'policy') {
@@ -55,7 +61,7 @@ export class StreamShardWorker {
       activeFlows: c.engine.activeFlows,
       stats: finished ? c.engine.stats : undefined,
       ops: c.report(),
-      decoded: f ? { packets: f.packets, badRecords: f.badRecords, clock: f.clock } : undefined,
+      decoded: f ? { packets: f.packets, badRecords: f.badRecords, clock: f.clock, clocks: [...f.clocks] } : undefined,
     };
   }
 }

@@ -40,6 +40,11 @@ export interface StreamShardConfig {
    */
   failAfterRecords?: number;
   failHow?: 'throw' | 'exit';
+  /**
+   * `run`: every capture-time tick comes from the main thread (its CaptureClock: the time all of
+   * the worker's partitions have reached); the worker never ticks with the newest time it decoded.
+   */
+  mainClock?: boolean;
 }
 
 /** Receives each shard's ops report (cumulative stats + asset observations) with every task result. */
@@ -78,8 +83,11 @@ export interface StreamShardResult extends ShardOutput {
   stats?: EngineStats;
   activeFlows: number;
   ops?: ShardOpsReport;
-  /** Records tasks: what the worker's RecordDecoders decoded so far (cumulative), and its capture clock. */
-  decoded?: { packets: number; badRecords: Record<string, number>; clock: Timestamp };
+  /**
+   * Records tasks: what the worker's RecordDecoders decoded so far (cumulative), its capture clock
+   * (newest time decoded) and, per partition it holds, the newest time decoded from it.
+   */
+  decoded?: { packets: number; badRecords: Record<string, number>; clock: Timestamp; clocks: [partition: number, ts: Timestamp][] };
 }
 
 /** Static key material (files); errors are InputErrors naming the file, never its content. */

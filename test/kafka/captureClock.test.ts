@@ -111,4 +111,33 @@ describe('CaptureClock', () => {
     c.drop([0, 2]);
     expect(sec()).toBe(2000);
   });
+
+  it('per engine (run --workers): the minimum over that engine\'s partitions only, with the hold released by the time seen anywhere', () => {
+    const { c, batch, later } = setup([0, 1, 2, 3]);
+    const w0 = (): number | undefined => c.tick([0, 2], 0)?.sec;
+    const w1 = (): number | undefined => c.tick([1, 3], 1)?.sec;
+    batch(0, 1, 1000);
+    batch(1, 1, 1000);
+    batch(2, 1, 1000);
+    batch(3, 1, 1000);
+    batch(0, 2, 4600); // an hour on, in partition 0 of worker 0
+    batch(3, 2, 1200);
+    expect(w0()).toBe(1000); // partition 2 (same worker) is behind
+    expect(c.holding).toBe(true);
+    expect(w1()).toBe(1000); // partitions 1 and 3: not held by worker 0's partitions
+    batch(1, 2, 1300);
+    expect(w1()).toBe(1200);
+    batch(2, 2, 1100);
+    expect(w0()).toBe(1100);
+    // nothing more comes: after holdMs every partition releases to the newest time seen anywhere
+    later(HOLD);
+    expect(w0()).toBe(4600);
+    expect(w1()).toBe(4600);
+    expect(c.holding).toBe(false);
+    // each engine's tick never goes back, even when a partition it gets is behind
+    c.drop([2]);
+    c.assigned([5]);
+    batch(5, 1, 2000);
+    expect(c.tick([0, 5], 0)?.sec).toBe(4600);
+  });
 });

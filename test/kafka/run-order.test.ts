@@ -4,25 +4,27 @@
  *
  * Capture time across partitions (src/kafka/captureClock.ts): partitions are fetched side by side,
  * so a fetch answer can hand over a partition read an hour further in capture time before another
- * partition's rest of an open connection. The connection must not time out in between.
+ * partition's rest of an open connection. The connection must not time out in between. With
+ * `--workers N` each worker's engine runs on the time ITS partitions have reached (the case that
+ * matters: two partitions of the same worker, one far ahead).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveRunConfig } from '../../src/kafka/config.js';
 import { startRun } from '../../src/kafka/run.js';
 import type { RawPacket } from '../../src/types.js';
 import { clockTick, FakeBroker, pcapPackets, pcapRecords } from './fakeKafka.js';
-import { until } from './helpers.js';
+import { ensureBuilt, until } from './helpers.js';
 import { compare, fixtureCopy, replayEvents, type Ev } from './resilienceHelpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tlsdecrypt-run-order-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function runConfig(keylogs: string[]) {
+function runConfig(keylogs: string[], workers = 1) {
   return resolveRunConfig(
-    { brokers: 'fake:9092', 'packets-topic': 'packets', 'secrets-topic': '', 'events-topic': 'events', 'group-id': 'g', 'stats-interval': '0', keylog: keylogs.join(','), 'finish-on-stop': true },
+    { brokers: 'fake:9092', 'packets-topic': 'packets', 'secrets-topic': '', 'events-topic': 'events', 'group-id': 'g', 'stats-interval': '0', keylog: keylogs.join(','), 'finish-on-stop': true, workers: String(workers) },
     {},
   );
 }
@@ -113,6 +115,47 @@ describe('capture time across partitions', () => {
     await m.fetch(1);
     // No further batch: the connection (half of it, idle for an hour of capture time) is reported
     // once partition 0 has held the clock back long enough, not only at the stop.
+    await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
+    const session = k.events.find((e) => e.event.dataset === 'tls.session')!;
+    h.stop();
+    expect((await h.done).exitCode).toBe(0);
+    expect(session.network.community_id).toBe([...c.want.values()][0].network.community_id);
+  });
+});
+
+describe('capture time across partitions, run --workers 2', () => {
+  beforeAll(() => ensureBuilt(), 300_000);
+
+  // Partitions assigned [0, 1, 2] go to workers 0, 1, 0: partitions 0 and 2 share worker 0's engine.
+  it('a partition of the same worker handed over far ahead does not time out the open connection of the other', async () => {
+    const c = await connection('tls13-h2-multiplexed');
+    const k = new FakeBroker();
+    const m = k.member('a');
+    const h = await startRun(m.client, runConfig([c.keylog], 2));
+    await m.started;
+    m.assign([0, 1, 2]);
+    k.append(2, pcapRecords(c.first));
+    await m.fetch(2);
+    k.append(0, pcapRecords([clockTick(c.last + 3600)]));
+    k.append(2, [...pcapRecords(c.second), ...pcapRecords([clockTick(c.last + 3600)])]);
+    await m.fetch(0);
+    await m.fetch(2);
+    h.stop();
+    expect((await h.done).exitCode).toBe(0);
+    expectReplay(k.events, c.want);
+  });
+
+  it('a partition of the same worker without traffic holds its clock back only for a while: an idle connection still times out', async () => {
+    const c = await connection('tls13-h2-multiplexed');
+    const k = new FakeBroker();
+    const m = k.member('a');
+    const h = await startRun(m.client, runConfig([c.keylog], 2));
+    await m.started;
+    m.assign([0, 1, 2]); // partition 0 (worker 0, as partition 2) never gets a record
+    k.append(2, pcapRecords(c.first));
+    await m.fetch(2);
+    k.append(2, pcapRecords([clockTick(c.first[c.first.length - 1].ts.sec + 3600)]));
+    await m.fetch(2);
     await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
     const session = k.events.find((e) => e.event.dataset === 'tls.session')!;
     h.stop();
