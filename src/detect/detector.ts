@@ -78,6 +78,11 @@ export interface DetectorStats {
   thresholdEvictions: number;
 }
 
+/** Every counter at zero (a new detector; the sum of several shards' counters starts here). */
+export function emptyDetectorStats(): DetectorStats {
+  return { events: 0, alerts: 0, alertsByRule: {}, flowEvictions: 0, seriesEvictions: 0, ruleErrors: 0, thresholdSuppressed: 0, thresholdSummaries: 0, thresholdEvictions: 0 };
+}
+
 /** An alert: an ECS event with rule.* and event.kind "alert". */
 export type EcsAlert = EcsEvent & {
   event: EcsEvent['event'] & { kind: 'alert'; severity: number; risk_score: number; reason: string };
@@ -109,17 +114,7 @@ export const ALERT_DATASET = 'alert';
 const NOT_COPIED = new Set(['@timestamp', 'ecs', 'event', 'tags', 'message', 'rule']);
 
 export class Detector {
-  readonly stats: DetectorStats = {
-    events: 0,
-    alerts: 0,
-    alertsByRule: {},
-    flowEvictions: 0,
-    seriesEvictions: 0,
-    ruleErrors: 0,
-    thresholdSuppressed: 0,
-    thresholdSummaries: 0,
-    thresholdEvictions: 0,
-  };
+  readonly stats: DetectorStats = emptyDetectorStats();
   private readonly opts: DetectorOptions;
   private readonly rulesByDataset = new Map<string, Rule[]>();
   private readonly flows = new Map<string, number>();

@@ -24,6 +24,7 @@ export {
   redactForAlert,
   DEFAULT_DETECTOR_OPTIONS,
   DEFAULT_BEACON_OPTIONS,
+  emptyDetectorStats,
   type DetectorOptions,
   type BeaconOptions,
   type DetectorStats,

@@ -15,6 +15,7 @@ import type { DecodedPacket, RawPacket } from '../types.js';
 import { newDecodedPacket } from '../decode/index.js';
 import { hostPairHashEthIpv4TcpAt, packetHash } from './flowHash.js';
 import type { EngineStats } from './engine.js';
+import { emptyDetectorStats } from '../detect/index.js';
 
 /** Host pairs remembered for least-loaded assignment; beyond, new pairs go by hash. */
 const MAX_ASSIGNED_PAIRS = 1 << 20;
@@ -128,18 +129,11 @@ export function mergeStats(list: EngineStats[]): EngineStats {
     addInto(t.eventsByDataset, s.eventsByDataset);
     addInto(t.anomalies, s.anomalies);
     addInto(t.notDecoded, s.notDecoded);
-    const d = s.detection;
-    if (d) {
-      const td = (t.detection ??= { events: 0, alerts: 0, alertsByRule: {}, flowEvictions: 0, seriesEvictions: 0, ruleErrors: 0, thresholdSuppressed: 0, thresholdSummaries: 0, thresholdEvictions: 0 });
-      td.events += d.events;
-      td.alerts += d.alerts;
-      addInto(td.alertsByRule, d.alertsByRule);
-      td.flowEvictions += d.flowEvictions;
-      td.seriesEvictions += d.seriesEvictions;
-      td.ruleErrors += d.ruleErrors;
-      td.thresholdSuppressed += d.thresholdSuppressed;
-      td.thresholdSummaries += d.thresholdSummaries;
-      td.thresholdEvictions += d.thresholdEvictions;
+    if (s.detection) {
+      // every counter of DetectorStats is a number but alertsByRule, a map
+      const td = (t.detection ??= emptyDetectorStats()) as unknown as Record<string, number>;
+      for (const [k, v] of Object.entries(s.detection)) if (typeof v === 'number') td[k] += v;
+      addInto(t.detection.alertsByRule, s.detection.alertsByRule);
     }
   }
   return t;

@@ -60,14 +60,14 @@ class QuicPath implements UdpFlowHandler {
   /** True when the UDP flow's client is the QUIC server (roles guessed the other way round). */
   flip = false;
   /** Closes this path's UDP flow at a capture second (UdpFlowHandler.setCloser). */
-  closeAt: ((sec: number) => void) | undefined;
+  closer: ((sec: number) => void) | undefined;
   constructor(
     private readonly stage: QuicStage,
     readonly flow: FlowInfo,
   ) {}
 
   setCloser(close: (sec: number) => void): void {
-    this.closeAt = close;
+    this.closer = close;
   }
 
   /** An ended connection's path closes at its deadline unless packets still wait for keys. */
@@ -229,7 +229,7 @@ export class QuicStage implements QuicConnectionHost {
     path.conn = st.conn;
     path.flip = toServer !== (dir === Dir.ToServer);
     st.paths.push(path);
-    if (st.conn.closeSeen || st.conn.statelessReset) path.closeAt?.(ts.sec + this.options.closedTimeoutSec);
+    if (st.conn.closeSeen || st.conn.statelessReset) path.closer?.(ts.sec + this.options.closedTimeoutSec);
     st.conn.paths++;
     st.conn.pathsSeen++;
     return true;
@@ -296,7 +296,7 @@ export class QuicStage implements QuicConnectionHost {
   ended(conn: QuicConnection, ts: Timestamp): void {
     const st = this.states.get(conn);
     if (!st) return;
-    for (const p of st.paths) p.closeAt?.(ts.sec + this.options.closedTimeoutSec);
+    for (const p of st.paths) p.closer?.(ts.sec + this.options.closedTimeoutSec);
   }
 
   pathClosed(path: QuicPath, counters: FlowCounters, ts: Timestamp): void {

@@ -28,22 +28,31 @@ beforeAll(() => ensureBuilt(), 300_000);
 const quiet = new Writable({ write: (_c, _e, cb) => cb() });
 type Ev = Record<string, any>;
 
+/**
+ * One connection of a fixture cut in two at packet `at` (two pcap files), its key log published, a
+ * one-partition packets topic and `run`'s flags for it (shared broker, group of its own).
+ */
+async function cutConnection(fixture: string, at: number, prefix: string, extraFlags: Record<string, string> = {}) {
+  const capture = join(dir, `${prefix}.pcap`), keylog = join(dir, `${prefix}.log`);
+  copyFileSync(join(REPO, 'fixtures', fixture, 'capture.pcap'), capture);
+  copyFileSync(join(REPO, 'fixtures', fixture, 'keys.log'), keylog);
+  const p1 = join(dir, `${prefix}1.pcap`), p2 = join(dir, `${prefix}2.pcap`);
+  splitPcap(capture, at, p1, p2);
+  const c = client();
+  const t0 = uniq(prefix);
+  const t = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events`, groupId: `${t0}.group` };
+  const admin = await c.admin();
+  await admin.ensureTopic(t.packets, 1);
+  await publishKeylog(c, { file: keylog, topic: t.secrets, partitions: 1, follow: false });
+  const flags = { brokers: brokers(), 'packets-topic': t.packets, 'secrets-topic': t.secrets, 'events-topic': t.events, 'group-id': t.groupId, 'stats-interval': '0', 'session-timeout-ms': '6000', ...extraFlags };
+  return { capture, keylog, p1, p2, c, t, admin, flags };
+}
+
 describe('replay window (shared broker)', () => {
   it('a connection longer than the window is released (counted on the old owner) and reported missing_handshake by the new one', async () => {
     // tls13-keyupdate: one connection over 2 s of capture time; records 1-22 (to 1.99 s) go to the
     // first owner, the rest (the key update and the large response) to the second.
-    const capture = join(dir, 'keyupdate.pcap'), keylog = join(dir, 'keyupdate.log');
-    copyFileSync(join(REPO, 'fixtures/https/tls13-keyupdate/capture.pcap'), capture);
-    copyFileSync(join(REPO, 'fixtures/https/tls13-keyupdate/keys.log'), keylog);
-    const p1 = join(dir, 'k1.pcap'), p2 = join(dir, 'k2.pcap');
-    splitPcap(capture, 22, p1, p2);
-    const c = client();
-    const t0 = uniq('window');
-    const t = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events`, groupId: `${t0}.group` };
-    const admin = await c.admin();
-    await admin.ensureTopic(t.packets, 1);
-    await publishKeylog(c, { file: keylog, topic: t.secrets, partitions: 1, follow: false });
-    const flags = { brokers: brokers(), 'packets-topic': t.packets, 'secrets-topic': t.secrets, 'events-topic': t.events, 'group-id': t.groupId, 'stats-interval': '0', 'replay-window': '1', 'session-timeout-ms': '6000' };
+    const { capture, p1, p2, c, t, admin, flags } = await cutConnection('https/tls13-keyupdate', 22, 'window', { 'replay-window': '1' });
     try {
       const first = await publishPcap(c, { capture: p1, topic: t.packets, partitions: 1, format: 'pcap', batchBytes: 512 });
       const a = await startRun(c, resolveRunConfig(flags, {}), quiet);
@@ -76,20 +85,9 @@ describe('replay window (shared broker)', () => {
     // one HTTP/3 connection (100 KiB download with key updates): the first half of its packets go
     // to the first owner, which leaves (SIGTERM's path) with the connection open; the watermark
     // holds the commit at the record of its client Initial, so the second owner re-reads it whole.
-    const capture = join(dir, 'quic.pcap'), keylog = join(dir, 'quic.log');
-    copyFileSync(join(REPO, 'fixtures/quic/aes128-download-keyupdate/capture.pcap'), capture);
-    copyFileSync(join(REPO, 'fixtures/quic/aes128-download-keyupdate/keys.log'), keylog);
-    const p1 = join(dir, 'q1.pcap'), p2 = join(dir, 'q2.pcap');
-    splitPcap(capture, 60, p1, p2);
+    const { capture, keylog, p1, p2, c, t, admin, flags } = await cutConnection('quic/aes128-download-keyupdate', 60, 'quicleave');
     const want = await replayEvents(dir, capture, keylog);
     expect([...want.values()].filter((e) => e.event.dataset === 'tls.session').map((e) => e.decryption.status)).toEqual(['decrypted']);
-    const c = client();
-    const t0 = uniq('quicleave');
-    const t = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events`, groupId: `${t0}.group` };
-    const admin = await c.admin();
-    await admin.ensureTopic(t.packets, 1);
-    await publishKeylog(c, { file: keylog, topic: t.secrets, partitions: 1, follow: false });
-    const flags = { brokers: brokers(), 'packets-topic': t.packets, 'secrets-topic': t.secrets, 'events-topic': t.events, 'group-id': t.groupId, 'stats-interval': '0', 'session-timeout-ms': '6000' };
     try {
       const first = await publishPcap(c, { capture: p1, topic: t.packets, partitions: 1, format: 'pcap', batchBytes: 4096 });
       const a = await startRun(c, resolveRunConfig(flags, {}), quiet);
