@@ -45,24 +45,55 @@ function expectReplay(got: Ev[], want: Map<string, Ev>): void {
   expect(cmp.conflicting).toEqual([]);
 }
 
+/**
+ * One fetch answer holds partition `ahead` an hour on and partition `open` the rest of a connection
+ * cut in two: the stream's events must still be replay's.
+ */
+async function farAheadInOneFetch(workers: number, assigned: number[], ahead: number, open: number): Promise<void> {
+  const c = await connection('tls13-h2-multiplexed');
+  const k = new FakeBroker();
+  const m = k.member('a');
+  const h = await startRun(m.client, runConfig([c.keylog], workers));
+  await m.started;
+  m.assign(assigned);
+  k.append(open, pcapRecords(c.first));
+  await m.fetch(open);
+  k.append(ahead, pcapRecords([clockTick(c.last + 3600)]));
+  k.append(open, [...pcapRecords(c.second), ...pcapRecords([clockTick(c.last + 3600)])]);
+  await m.fetch(ahead);
+  await m.fetch(open);
+  h.stop();
+  expect((await h.done).exitCode).toBe(0);
+  expectReplay(k.events, c.want);
+}
+
+/**
+ * Half a connection on partition `open`, then an hour of capture time on it and no further batch;
+ * the other assigned partitions never get a record: the idle connection is reported once they have
+ * held the clock back long enough, not only at the stop.
+ */
+async function idleStillTimesOut(workers: number, assigned: number[], open: number): Promise<void> {
+  const c = await connection('tls13-h2-multiplexed');
+  const k = new FakeBroker();
+  const m = k.member('a');
+  const h = await startRun(m.client, runConfig([c.keylog], workers));
+  await m.started;
+  m.assign(assigned);
+  k.append(open, pcapRecords(c.first));
+  await m.fetch(open);
+  k.append(open, pcapRecords([clockTick(c.first[c.first.length - 1].ts.sec + 3600)]));
+  await m.fetch(open);
+  await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
+  const session = k.events.find((e) => e.event.dataset === 'tls.session')!;
+  h.stop();
+  expect((await h.done).exitCode).toBe(0);
+  expect(session.network.community_id).toBe([...c.want.values()][0].network.community_id);
+}
+
 describe('capture time across partitions', () => {
   it('a partition handed over further in capture time does not time out the open connection of a partition behind it', async () => {
-    const c = await connection('tls13-h2-multiplexed');
-    const k = new FakeBroker();
-    const m = k.member('a');
-    const h = await startRun(m.client, runConfig([c.keylog]));
-    await m.started;
-    m.assign([0, 1]);
-    k.append(1, pcapRecords(c.first));
-    await m.fetch(1);
-    // One fetch answer: partition 0 an hour on, partition 1 the rest of the connection.
-    k.append(0, pcapRecords([clockTick(c.last + 3600)]));
-    k.append(1, [...pcapRecords(c.second), ...pcapRecords([clockTick(c.last + 3600)])]);
-    await m.fetch(0);
-    await m.fetch(1);
-    h.stop();
-    expect((await h.done).exitCode).toBe(0);
-    expectReplay(k.events, c.want);
+    // one fetch answer: partition 0 an hour on, partition 1 the rest of the connection
+    await farAheadInOneFetch(1, [0, 1], 0, 1);
   });
 
   it('a second instance joins: the new owner re-reads an open connection from the watermark while its other partition is an hour ahead', async () => {
@@ -103,23 +134,7 @@ describe('capture time across partitions', () => {
   });
 
   it('a partition without traffic holds the clock back only for a while: an idle connection of another partition still times out', async () => {
-    const c = await connection('tls13-h2-multiplexed');
-    const k = new FakeBroker();
-    const m = k.member('a');
-    const h = await startRun(m.client, runConfig([c.keylog]));
-    await m.started;
-    m.assign([0, 1]); // partition 0 never gets a record
-    k.append(1, pcapRecords(c.first));
-    await m.fetch(1);
-    k.append(1, pcapRecords([clockTick(c.first[c.first.length - 1].ts.sec + 3600)]));
-    await m.fetch(1);
-    // No further batch: the connection (half of it, idle for an hour of capture time) is reported
-    // once partition 0 has held the clock back long enough, not only at the stop.
-    await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
-    const session = k.events.find((e) => e.event.dataset === 'tls.session')!;
-    h.stop();
-    expect((await h.done).exitCode).toBe(0);
-    expect(session.network.community_id).toBe([...c.want.values()][0].network.community_id);
+    await idleStillTimesOut(1, [0, 1], 1); // partition 0 never gets a record
   });
 });
 
@@ -128,38 +143,10 @@ describe('capture time across partitions, run --workers 2', () => {
 
   // Partitions assigned [0, 1, 2] go to workers 0, 1, 0: partitions 0 and 2 share worker 0's engine.
   it('a partition of the same worker handed over far ahead does not time out the open connection of the other', async () => {
-    const c = await connection('tls13-h2-multiplexed');
-    const k = new FakeBroker();
-    const m = k.member('a');
-    const h = await startRun(m.client, runConfig([c.keylog], 2));
-    await m.started;
-    m.assign([0, 1, 2]);
-    k.append(2, pcapRecords(c.first));
-    await m.fetch(2);
-    k.append(0, pcapRecords([clockTick(c.last + 3600)]));
-    k.append(2, [...pcapRecords(c.second), ...pcapRecords([clockTick(c.last + 3600)])]);
-    await m.fetch(0);
-    await m.fetch(2);
-    h.stop();
-    expect((await h.done).exitCode).toBe(0);
-    expectReplay(k.events, c.want);
+    await farAheadInOneFetch(2, [0, 1, 2], 0, 2);
   });
 
   it('a partition of the same worker without traffic holds its clock back only for a while: an idle connection still times out', async () => {
-    const c = await connection('tls13-h2-multiplexed');
-    const k = new FakeBroker();
-    const m = k.member('a');
-    const h = await startRun(m.client, runConfig([c.keylog], 2));
-    await m.started;
-    m.assign([0, 1, 2]); // partition 0 (worker 0, as partition 2) never gets a record
-    k.append(2, pcapRecords(c.first));
-    await m.fetch(2);
-    k.append(2, pcapRecords([clockTick(c.first[c.first.length - 1].ts.sec + 3600)]));
-    await m.fetch(2);
-    await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
-    const session = k.events.find((e) => e.event.dataset === 'tls.session')!;
-    h.stop();
-    expect((await h.done).exitCode).toBe(0);
-    expect(session.network.community_id).toBe([...c.want.values()][0].network.community_id);
+    await idleStillTimesOut(2, [0, 1, 2], 2); // partition 0 (worker 0, as partition 2) never gets a record
   });
 });
