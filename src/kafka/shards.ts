@@ -135,7 +135,15 @@ export class ShardCore implements CaptureSink {
         this.ids.push(ev.event.id);
       },
       { secrets: k.secrets, rsaKeys: k.rsaKeys },
-      { ...cfg.engine, ops: this.ops, ...(this.watermark.enabled ? { flows: this.watermark } : {}) },
+      {
+        ...cfg.engine,
+        // partitions are fetched side by side: only the clock every partition has reached times
+        // flows out (tick), never a packet of a partition further ahead (TcpOptions.clock)
+        tcp: { ...cfg.engine.tcp, clock: 'ticks' },
+        udp: { ...cfg.engine.udp, clock: 'ticks' },
+        ops: this.ops,
+        ...(this.watermark.enabled ? { flows: this.watermark } : {}),
+      },
     );
     if (k.malformed) this.engine.stats.anomalies.keylog_malformed_line = k.malformed;
   }

@@ -85,6 +85,14 @@ export interface TcpOptions {
   maxSeqJump: number;
   /** Ports treated as server ports (besides < 1024) when guessing roles mid-connection. */
   serverPorts: readonly number[];
+  /**
+   * What runs the timeouts. 'packets' (replay: one capture in time order): every packet moves the
+   * table's capture time and may time out any flow. 'ticks' (`run`: partitions fetched side by
+   * side, one of them possibly far ahead in capture time): only expire() times flows out, with the
+   * time every partition has reached (src/kafka/captureClock.ts); a packet checks only its own
+   * flow's timeouts (its own flow lives in its own partition, so its time is comparable).
+   */
+  clock: 'packets' | 'ticks';
 }
 
 export const DEFAULT_TCP_OPTIONS: Readonly<TcpOptions> = Object.freeze({
@@ -96,6 +104,7 @@ export const DEFAULT_TCP_OPTIONS: Readonly<TcpOptions> = Object.freeze({
   maxBufferedTotal: 512 * 1024 * 1024,
   maxSeqJump: 1 << 30,
   serverPorts: Object.freeze([443, 465, 587, 636, 853, 990, 993, 995, 8443]),
+  clock: 'packets',
 });
 
 export interface TcpStats extends ReassemblyStats {
@@ -287,6 +296,7 @@ function sanitize(opts: Partial<TcpOptions> | undefined): TcpOptions {
   // The modular comparison only works within half the sequence space.
   o.maxSeqJump = Math.min(num(opts.maxSeqJump, o.maxSeqJump, 1), 0x7fffffff);
   if (Array.isArray(opts.serverPorts)) o.serverPorts = opts.serverPorts.slice();
+  if (opts.clock === 'ticks') o.clock = 'ticks';
   return o;
 }
 
@@ -301,6 +311,8 @@ export class TcpFlowTable {
   /** Latest capture time seen (s), and when the next internal expiry pass is due. */
   private clock = -Infinity;
   private nextExpireAt = -Infinity;
+  /** opts.clock === 'packets'. */
+  private readonly byPackets: boolean;
   // Scratch endpoint words of the current packet (no per-packet allocation).
   private s0 = 0;
   private s1 = 0;
@@ -317,6 +329,7 @@ export class TcpFlowTable {
     opts?: Partial<TcpOptions>,
   ) {
     this.opts = sanitize(opts);
+    this.byPackets = this.opts.clock === 'packets';
     this.serverPortSet = new Set(this.opts.serverPorts);
     this.stats = {
       ...newReassemblyStats(),
@@ -371,8 +384,11 @@ export class TcpFlowTable {
     }
 
     const sec = tsSeconds(ts);
-    if (sec > this.clock) this.clock = sec;
-    if (this.clock >= this.nextExpireAt) this.expireAt(this.clock, ts);
+    const byPackets = this.byPackets;
+    if (byPackets) {
+      if (sec > this.clock) this.clock = sec;
+      if (this.clock >= this.nextExpireAt) this.expireAt(this.clock, ts);
+    }
 
     this.s0 = word(sa, 0);
     this.d0 = word(da, 0);
@@ -412,6 +428,7 @@ export class TcpFlowTable {
       }
     }
 
+    if (!byPackets && flow !== null && this.ownTimeout(flow, sec, ts)) flow = null;
     const flags = p.flags;
     if (flow !== null && (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN) {
       // Port reuse (RFC 9293 §3.10.7.2, TIME-WAIT reuse): a SYN with a new ISN starts a new
@@ -580,6 +597,22 @@ export class TcpFlowTable {
       this.stats.flowsTimedOut++;
       this.finalize(this.active.head, 'timeout', ts);
     }
+  }
+
+  /**
+   * clock 'ticks': the timeout a packet of `f` at `sec` finds already due (what expireAt would
+   * have done had the table's time reached `sec`). True when `f` was closed by it.
+   */
+  private ownTimeout(f: Flow, sec: number, ts: Timestamp): boolean {
+    if (f.list === ListId.Closing) {
+      if (f.closingSince + this.opts.closedTimeoutSec > sec) return false;
+      this.finalize(f, f.rstSeen ? 'rst' : 'fin', ts);
+      return true;
+    }
+    if (f.list !== ListId.Active || f.lastSec + this.opts.idleTimeoutSec > sec) return false;
+    this.stats.flowsTimedOut++;
+    this.finalize(f, 'timeout', ts);
+    return true;
   }
 
   private isServerPort(port: number): boolean {

@@ -26,12 +26,15 @@ export interface UdpOptions {
   idleTimeoutSec: number;
   /** Ports treated as server ports when the first datagram seen comes from one. */
   serverPorts: readonly number[];
+  /** What runs the timeouts: every datagram, or only expire() (`run`; as TcpOptions.clock). */
+  clock: 'packets' | 'ticks';
 }
 
 export const DEFAULT_UDP_OPTIONS: Readonly<UdpOptions> = Object.freeze({
   maxFlows: 100_000,
   idleTimeoutSec: 120,
   serverPorts: Object.freeze([443, 8443]),
+  clock: 'packets',
 });
 
 export interface UdpStats {
@@ -88,6 +91,8 @@ export class UdpFlowTable {
   private readonly opts: UdpOptions;
   private nextId = 1;
   private nextExpireAt = 0;
+  /** opts.clock === 'packets'. */
+  private readonly byPackets: boolean;
   /** Flows with a close time (Flow.closeAt). */
   private readonly closing = new Set<Flow>();
   /** The flow of the previous datagram (null after it closed). */
@@ -102,7 +107,9 @@ export class UdpFlowTable {
       maxFlows: Math.floor(num(opts.maxFlows, DEFAULT_UDP_OPTIONS.maxFlows, 1)),
       idleTimeoutSec: num(opts.idleTimeoutSec, DEFAULT_UDP_OPTIONS.idleTimeoutSec, 0),
       serverPorts: Array.isArray(opts.serverPorts) ? opts.serverPorts : DEFAULT_UDP_OPTIONS.serverPorts,
+      clock: opts.clock === 'ticks' ? 'ticks' : 'packets',
     };
+    this.byPackets = this.opts.clock === 'packets';
   }
 
   get activeFlows(): number {
@@ -112,8 +119,10 @@ export class UdpFlowTable {
   /** One decoded UDP datagram (decodePacket outcome 'udp'). */
   process(p: DecodedPacket, ts: Timestamp, sensor?: string): void {
     this.stats.datagrams++;
-    if (ts.sec >= this.nextExpireAt) this.expire(ts);
+    if (this.byPackets && ts.sec >= this.nextExpireAt) this.expire(ts);
     let f = this.last;
+    // clock 'ticks': a flow whose timeout is due goes through the lookup below (ownTimeout)
+    if (f !== null && !this.byPackets && (f.lastSec + this.opts.idleTimeoutSec <= ts.sec || (f.closeAt !== 0 && f.closeAt <= ts.sec))) f = null;
     let srcIsA: boolean;
     // Bulk traffic comes in runs of one flow: the previous flow is checked before building a key.
     if (f !== null && f.pa === p.srcPort && f.pb === p.dstPort && f.a.equals(p.srcAddr) && f.b.equals(p.dstAddr)) srcIsA = true;
@@ -125,6 +134,7 @@ export class UdpFlowTable {
         ? p.srcAddr.toString('latin1') + p.dstAddr.toString('latin1') + String.fromCharCode(p.srcPort, p.dstPort)
         : p.dstAddr.toString('latin1') + p.srcAddr.toString('latin1') + String.fromCharCode(p.dstPort, p.srcPort);
       f = this.flows.get(key) ?? null;
+      if (f !== null && !this.byPackets && this.ownTimeout(f, ts)) f = null;
       if (f === null) f = this.create(key, p, srcIsA, ts, sensor);
       this.last = f;
     }
@@ -147,6 +157,27 @@ export class UdpFlowTable {
     } catch (e) {
       this.handlerError(f, e);
     }
+  }
+
+  /**
+   * clock 'ticks': the timeout a datagram of `f` at `now` finds already due (what expire() would
+   * have done had the table's time reached it). True when `f` was closed by it.
+   */
+  private ownTimeout(f: Flow, now: Timestamp): boolean {
+    if (f.lastSec + this.opts.idleTimeoutSec <= now.sec) {
+      this.stats.flowsTimedOut++;
+      this.close(f, 'timeout', now);
+      return true;
+    }
+    if (f.closeAt === 0 || f.closeAt > now.sec) return false;
+    let ok = true;
+    try {
+      ok = f.handler?.canClose?.() ?? true;
+    } catch (e) {
+      this.handlerError(f, e);
+    }
+    if (ok) this.close(f, 'fin', now);
+    return ok;
   }
 
   /** Close flows idle for idleTimeoutSec at capture time `now`. */

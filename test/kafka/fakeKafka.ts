@@ -163,3 +163,15 @@ export function clockTick(sec: number): RawPacket {
   const data = Buffer.concat([eth, ip, udp]);
   return { linktype: 1, ts: { sec, nsec: 0 }, data, origLen: data.length, ifIndex: 0 };
 }
+
+/**
+ * One TCP RST of no connection at capture second `sec` (opens no flow, emits no event): the TCP
+ * flow table sees capture time move on.
+ */
+export function tcpClockTick(sec: number): RawPacket {
+  const eth = Buffer.from('020000000002020000000001' + '0800', 'hex');
+  const ip = Buffer.from('450000280000000040060000' + '0a630001' + '0a630002', 'hex');
+  const tcp = Buffer.from('d43101bb' + '00000001' + '00000000' + '5004000000000000', 'hex');
+  const data = Buffer.concat([eth, ip, tcp]);
+  return { linktype: 1, ts: { sec, nsec: 0 }, data, origLen: data.length, ifIndex: 0 };
+}

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveRunConfig } from '../../src/kafka/config.js';
 import { startRun } from '../../src/kafka/run.js';
 import type { RawPacket } from '../../src/types.js';
-import { clockTick, FakeBroker, pcapPackets, pcapRecords } from './fakeKafka.js';
+import { clockTick, FakeBroker, pcapPackets, pcapRecords, tcpClockTick } from './fakeKafka.js';
 import { ensureBuilt, until } from './helpers.js';
 import { compare, fixtureCopy, replayEvents, type Ev } from './resilienceHelpers.js';
 
@@ -49,7 +49,7 @@ function expectReplay(got: Ev[], want: Map<string, Ev>): void {
  * One fetch answer holds partition `ahead` an hour on and partition `open` the rest of a connection
  * cut in two: the stream's events must still be replay's.
  */
-async function farAheadInOneFetch(workers: number, assigned: number[], ahead: number, open: number): Promise<void> {
+async function farAheadInOneFetch(workers: number, assigned: number[], ahead: number, open: number, tick = clockTick): Promise<void> {
   const c = await connection('tls13-h2-multiplexed');
   const k = new FakeBroker();
   const m = k.member('a');
@@ -58,8 +58,8 @@ async function farAheadInOneFetch(workers: number, assigned: number[], ahead: nu
   m.assign(assigned);
   k.append(open, pcapRecords(c.first));
   await m.fetch(open);
-  k.append(ahead, pcapRecords([clockTick(c.last + 3600)]));
-  k.append(open, [...pcapRecords(c.second), ...pcapRecords([clockTick(c.last + 3600)])]);
+  k.append(ahead, pcapRecords([tick(c.last + 3600)]));
+  k.append(open, [...pcapRecords(c.second), ...pcapRecords([tick(c.last + 3600)])]);
   await m.fetch(ahead);
   await m.fetch(open);
   h.stop();
@@ -94,6 +94,10 @@ describe('capture time across partitions', () => {
   it('a partition handed over further in capture time does not time out the open connection of a partition behind it', async () => {
     // one fetch answer: partition 0 an hour on, partition 1 the rest of the connection
     await farAheadInOneFetch(1, [0, 1], 0, 1);
+  });
+
+  it('TCP packets of a partition far ahead do not time out the open connection of a partition behind it (the flow table runs on the clock, not on each packet)', async () => {
+    await farAheadInOneFetch(1, [0, 1], 0, 1, tcpClockTick);
   });
 
   it('a second instance joins: the new owner re-reads an open connection from the watermark while its other partition is an hour ahead', async () => {
@@ -144,6 +148,10 @@ describe('capture time across partitions, run --workers 2', () => {
   // Partitions assigned [0, 1, 2] go to workers 0, 1, 0: partitions 0 and 2 share worker 0's engine.
   it('a partition of the same worker handed over far ahead does not time out the open connection of the other', async () => {
     await farAheadInOneFetch(2, [0, 1, 2], 0, 2);
+  });
+
+  it('TCP packets of a partition of the same worker far ahead do not time out the open connection of the other', async () => {
+    await farAheadInOneFetch(2, [0, 1, 2], 0, 2, tcpClockTick);
   });
 
   it('a partition of the same worker without traffic holds its clock back only for a while: an idle connection still times out', async () => {

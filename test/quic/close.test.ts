@@ -24,11 +24,11 @@ function packets(name: string): RawPacket[] {
   return out;
 }
 
-function engine(keyLines: string): { e: Engine; sessions: EcsEvent[] } {
+function engine(keyLines: string, clock: 'packets' | 'ticks' = 'packets'): { e: Engine; sessions: EcsEvent[] } {
   const secrets = new SecretsStore();
   secrets.addText(keyLines);
   const sessions: EcsEvent[] = [];
-  const e = new Engine((ev) => ev.event.dataset === 'tls.session' && sessions.push(ev), { secrets, rsaKeys: [] }, {});
+  const e = new Engine((ev) => ev.event.dataset === 'tls.session' && sessions.push(ev), { secrets, rsaKeys: [] }, { udp: { clock } });
   return { e, sessions };
 }
 
@@ -46,6 +46,23 @@ describe('QUIC connections end with their CONNECTION_CLOSE', () => {
     expect(sessions.map((s) => (s as any).decryption.status)).toEqual(['decrypted']);
     e.finish();
     expect(sessions).toHaveLength(1);
+  });
+
+  it("udp clock 'ticks' (run): another flow's datagram far ahead does not end the connection; the tick does", () => {
+    const ps = packets('aes128-get');
+    const last = ps[ps.length - 1].ts;
+    const other = (sec: number): RawPacket => {
+      const data = Buffer.from('020000000002020000000001' + '0800' + '4500001c0000000040110000' + '0a630001' + '0a630002' + '14e914e900080000', 'hex');
+      return { linktype: 1, ts: { sec, nsec: 0 }, data, origLen: data.length, ifIndex: 0 };
+    };
+    for (const clock of ['packets', 'ticks'] as const) {
+      const { e, sessions } = engine(readFileSync(join(FX, 'aes128-get', 'keys.log'), 'utf8'), clock);
+      for (const p of ps) e.packet(p);
+      e.packet(other(last.sec + 3600));
+      expect(sessions).toHaveLength(clock === 'packets' ? 1 : 0);
+      e.tick(plus(last, 5));
+      expect(sessions).toHaveLength(1);
+    }
   });
 
   it('each connection of a capture on its own: the first closes 5 s after its CONNECTION_CLOSE while the second is still open', () => {

@@ -150,6 +150,40 @@ describe('tcp flow table: lifecycle', () => {
     expect(table.stats.flowsTimedOut).toBe(3);
   });
 
+  it("clock 'ticks': a packet times out only its own idle flow; other flows wait for expire()", () => {
+    const { table, flows } = setup({ idleTimeoutSec: 300, closedTimeoutSec: 10, clock: 'ticks' });
+    const e2 = ep('10.0.0.7', 1234, '10.0.0.8', 443);
+    handshake(table, 0, 0, 1000);
+    table.processSegment(seg(true, 1, 'ab'), ts(1000));
+    // another connection an hour on (as a partition far ahead): the first flow stays open
+    handshake(table, 0, 0, 4600, e2);
+    expect(flows[0].closes()).toHaveLength(0);
+    table.processSegment(seg(true, 3, 'cd'), ts(1010));
+    expect(flows[0].stream(C2S)).toBe('abcd');
+    // its own packet after its idle timeout ends it and starts a new flow
+    table.processSegment(seg(true, 5, 'ef'), ts(1400));
+    expect(flows[0].closes().map((c) => c.reason)).toEqual(['timeout']);
+    expect(flows).toHaveLength(3);
+    expect(flows[1].closes()).toHaveLength(0);
+    // the tick is what times the others out
+    table.expire(ts(5000));
+    expect(flows[1].closes().map((c) => c.reason)).toEqual(['timeout']);
+    expect(flows[2].closes().map((c) => c.reason)).toEqual(['timeout']);
+    expect(table.stats.flowsTimedOut).toBe(3);
+  });
+
+  it("clock 'ticks': a closed flow's own packet after closedTimeoutSec starts a new flow", () => {
+    const { table, flows } = setup({ closedTimeoutSec: 10, clock: 'ticks' });
+    handshake(table, 0, 0, 1);
+    table.processSegment(seg(true, 1, '', FIN | ACK), ts(2));
+    table.processSegment(seg(false, 1, '', FIN | ACK), ts(2));
+    handshake(table, 0, 0, 500, ep('10.0.0.7', 1234, '10.0.0.8', 443));
+    expect(flows[0].closes()).toHaveLength(0);
+    table.processSegment(seg(true, 2, 'late', ACK), ts(20));
+    expect(flows[0].closes().map((c) => c.reason)).toEqual(['fin']);
+    expect(flows).toHaveLength(3);
+  });
+
   it('evicts the least recently active flow when the table is full', () => {
     const { table, flows, anomalies } = setup({ maxFlows: 2 });
     handshake(table, 0, 0, 1, ep('10.0.0.1', 1001, '10.0.0.2', 443));
