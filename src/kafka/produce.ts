@@ -24,14 +24,28 @@
  *
  * Delivery: acks=all by default. Idempotent by default (InitProducerId, a sequence number per
  * partition, the same batch bytes re-sent on retry), so a retry after a lost acknowledgement is
- * de-duplicated by the broker, like the kafkajs producer this replaces. `send` calls are serialised
- * (the batcher has one in flight anyway), one request per partition leader at a time, each
- * connection with a bounded number of requests in flight. Retriable answers
- * (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, timeouts, ...) and
- * lost connections refresh the metadata and retry the failed partitions only, with backoff, a
- * bounded number of times; then `send` rejects with a transient KafkaProduceError, and the caller
- * (batcher.ts) waits and retries with a fresh producer. Answers that retrying cannot cure
- * (MESSAGE_TOO_LARGE, authorisation, corrupt) reject at once, not transient.
+ * de-duplicated by the broker, like the kafkajs producer this replaces.
+ *
+ * Pipelining (max.in.flight.requests.per.connection=5 semantics of Kafka's idempotent producer):
+ * `send` calls are queued in call order; each becomes steps (the k-th batch of each of its
+ * partitions, one request per partition leader). Up to inFlightLimit (5) steps are written before
+ * the first is answered. A batch's sequence number is reserved when it is encoded, in send order,
+ * and BrokerConnection writes requests in call order, so the broker sees a partition's batches in
+ * sequence (it remembers the last 5 per producer and partition, hence the bound). When a request
+ * fails or a partition answers with an error, nothing more is written until every step in flight
+ * is answered (the later batches of that partition come back OUT_OF_ORDER_SEQUENCE_NUMBER, an echo
+ * of the first failure); then, after backoff and a metadata refresh, every undelivered batch is
+ * written again in its original order with its bytes and sequence number, so those the broker had
+ * stored are answered as duplicates. A new producer id (every sequence restarting at 0, all
+ * undelivered batches re-encoded) is taken when the broker lost or rejects this producer's state
+ * (UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH, an OUT_OF_ORDER that is not an echo) and when a
+ * batch was refused for good (its gap would stall the partition). Retriable answers
+ * (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, timeouts, ...) and lost
+ * connections are retried like that a bounded number of rounds (attempts); then every pending
+ * `send` rejects with a transient KafkaProduceError, and the caller (batcher.ts) waits and retries
+ * with a fresh producer. Answers that retrying cannot cure (MESSAGE_TOO_LARGE, authorisation,
+ * corrupt) reject that send at once, not transient; the sends behind it are delivered.
+ * Without idempotence one step is in flight at a time (a retry could otherwise overtake).
  *
  * Batch size: a partition's records go into batches of at most maxBatchBytes (the broker's
  * message.max.bytes, 1 MiB default); a single record larger than that is sent alone and refused
