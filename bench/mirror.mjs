@@ -48,7 +48,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CACHE, ROOT, fmt, fmt0, need, needBuild, printMachine } from './lib/common.mjs';
+import { CACHE, ROOT, deleteTopics, fmt, fmt0, need, needBuild, printMachine } from './lib/common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -176,7 +176,13 @@ try {
   if (own) sh(`gcc -O2 -o ${SENDER} ${ROOT}bench/vxlan-send.c`);
   const startReceiver = async (producer, threads = 1, inFlight = '5') => {
     const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, '--threads', String(parseInt(threads)), '--max-in-flight', inFlight, ...(String(threads).endsWith('s') ? ['--sensor', 'bench'] : []), ...values['receiver-args'].split(' ').filter(Boolean)]);
-    await until('receiver listening', () => rc.err.includes('mirror receiver listening'));
+    try {
+      await until('receiver listening', () => rc.err.includes('mirror receiver listening') || rc.p.exitCode !== null);
+    } catch (e) {
+      rc.p.kill('SIGKILL');
+      throw e;
+    }
+    if (rc.p.exitCode !== null) throw new Error(`the receiver exited (${rc.p.exitCode}): ${rc.err.trim().split('\n').slice(-3).join(' | ')}`);
     rc.url = /metrics on (http:\/\/\S+)/.exec(rc.err)[1];
     rc.rcvbuf = /"rcvbuf":(\d+)/.exec(rc.err)?.[1];
     return rc;
@@ -294,5 +300,6 @@ try {
   }
   if (restoreRmem) sh(`sysctl -qw net.core.rmem_max=${rmemMax}`);
   spawnSync('bash', [NETNS, 'down', P]);
+  await deleteTopics(B, (t) => t === topic || t === secrets, `${topic}, ${secrets}`);
   if (startedBroker) spawnSync('bash', [`${ROOT}scripts/kafka.sh`, 'stop'], { env: KAFKA_ENV, stdio: 'inherit' });
 }

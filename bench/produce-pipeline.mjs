@@ -17,7 +17,7 @@
 // Kafka's own JVM options), warms it up for --seconds, and stops it at the end.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { ROOT, fmt, needBuild, printMachine } from './lib/common.mjs';
+import { ROOT, deleteTopics, fmt, needBuild, printMachine } from './lib/common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -98,5 +98,6 @@ try {
     }
   }
 } finally {
+  await deleteTopics(B, (t) => t.startsWith('h13.produce-pipeline.'), 'h13.produce-pipeline.*');
   if (started) spawnSync('bash', [`${ROOT}scripts/kafka.sh`, 'stop'], { env, stdio: 'inherit' });
 }
