@@ -249,10 +249,11 @@ try {
     await stopReceiver(receiver);
     receiver = undefined;
   }
-  for (const producer of producers) for (const threads of threadCounts) for (const inFlight of inFlights) {
-    const clean = rows.filter((x) => x.producer === producer && x.threads === threads && x.inFlight === inFlight && x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
+  for (const producer of producers) for (const threads of threadCounts) for (const inFlight of new Set(inFlights)) {
+    const mine = rows.filter((x) => x.producer === producer && x.threads === threads && x.inFlight === inFlight);
+    const clean = mine.filter((x) => x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
     const best = clean.sort((a, b) => b.dgps - a.dgps)[0];
-    console.log(`${producer}, --threads ${threads}, --max-in-flight ${inFlight}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something'));
+    console.log(`${producer}, --threads ${threads}, --max-in-flight ${inFlight}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something') + ` (runs with nothing dropped: ${clean.length} of ${mine.length})`);
   }
   if (Number(values['latency-runs']) > 0) {
   receiver = await startReceiver(producers[0]);
