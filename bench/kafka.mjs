@@ -31,7 +31,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CACHE, ROOT, fmt, fmt0, mb, median, need, needBuild, printMachine, runReplay, waitQuiet } from './lib/common.mjs';
+import { CACHE, ROOT, deleteTopics, fmt, fmt0, mb, median, need, needBuild, printMachine, runReplay, waitQuiet } from './lib/common.mjs';
 
 const { values } = parseArgs({ options: {
   workers: { type: 'string', default: '1,2' }, partitions: { type: 'string', default: '8' },
@@ -248,22 +248,7 @@ async function main() {
     return results.every((r) => r.t !== undefined && r.events === r.expected) ? 0 : 1;
   } finally {
     await admin.close().catch(() => {});
-    if (tag && !values['keep-broker']) await deleteTopics(brokers, tag); // ~0.5 GB per invocation otherwise
-  }
-}
-
-/** Deletes this invocation's topics (kafkajs admin directly: the project's adapter has no delete). */
-async function deleteTopics(brokers, tag) {
-  try {
-    const { Kafka, logLevel } = await import('kafkajs');
-    const a = new Kafka({ clientId: 'bench-kafka-cleanup', brokers: [brokers], logLevel: logLevel.NOTHING }).admin();
-    await a.connect();
-    const topics = (await a.listTopics()).filter((t) => t.startsWith(`${tag}.`));
-    if (topics.length) await a.deleteTopics({ topics, timeout: 30_000 });
-    await a.disconnect();
-    console.log(`deleted ${topics.length} bench topics (${tag}.*)`);
-  } catch (e) {
-    console.log(`could not delete the bench topics ${tag}.*: ${e.message}`);
+    if (tag && !values['keep-broker']) await deleteTopics(brokers, (t) => t.startsWith(`${tag}.`), `${tag}.*`); // ~0.5 GB per invocation otherwise
   }
 }
 

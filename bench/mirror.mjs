@@ -7,6 +7,20 @@
 //   sudo node bench/mirror.mjs [--mbps 400,700,1000,1300] [--duration 8] [--latency-runs 20]
 //                              [--brokers 127.0.0.1:19092] [--rcvbuf 33554432] [--receiver-args "..."]
 //                              [--producers native,kafkajs] [--sender tcpreplay|own]
+//                              [--max-in-flight 1,5] [--own-broker PORT [--broker-jvm stock|test]]
+//
+// --max-in-flight 1,5: for every rate, producer and thread count, one fresh receiver per value
+// (publish mirror --max-in-flight N: produce requests in flight at once), alternated: 1 is round
+// 7's behaviour (each send waits for the previous acknowledgement), 5 the default.
+// --own-broker PORT: instead of --brokers, start a broker of its own on PORT with scripts/kafka.sh
+// (TLSDECRYPT_KAFKA_PORT=PORT; its data under .cache/kafka/data-PORT) and stop it at the end.
+// --broker-jvm stock (the default with --own-broker) gives it the JVM options of Kafka's own
+// kafka-server-start.sh (1 GiB heap, G1, full tiered JIT: "a local broker as Kafka ships it");
+// test gives the shared test broker's (scripts/kafka.sh default: SerialGC, C1 only, 512 MiB).
+// A broker already running on PORT is reused as it is (stop it first to change its options).
+// A broker started here is warmed up first by one unrecorded run of max(10 s, --duration) at the
+// highest rate (needs --sender own): a fresh JVM's first seconds are several times slower
+// (bench/produce-pipeline.mjs showed 240 -> 430 MB/s from the first round to the second).
 //
 // --threads 1,2,2s: for every rate and producer, one fresh receiver per thread count in turn
 // (publish mirror --threads N; a trailing 's' adds --sensor bench, with which the receive threads
@@ -34,7 +48,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CACHE, ROOT, fmt, fmt0, need, needBuild, printMachine } from './lib/common.mjs';
+import { CACHE, ROOT, deleteTopics, fmt, fmt0, need, needBuild, printMachine } from './lib/common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -49,6 +63,9 @@ const { values } = parseArgs({
     producers: { type: 'string', default: 'native' },
     threads: { type: 'string', default: '1' },
     sender: { type: 'string', default: 'tcpreplay' },
+    'max-in-flight': { type: 'string', default: '5' },
+    'own-broker': { type: 'string' },
+    'broker-jvm': { type: 'string', default: 'stock' },
   },
 });
 needBuild();
@@ -62,7 +79,13 @@ if (process.getuid() !== 0) {
 const P = 'h13b';
 const NETNS = `${ROOT}test/mirror/netns.sh`;
 const CLI = `${ROOT}dist/src/cli.js`;
-const B = values.brokers;
+const OWN = values['own-broker'];
+if (OWN !== undefined && !/^\d+$/.test(OWN)) {
+  console.error(`--own-broker takes a port, got '${OWN}'`);
+  process.exit(2);
+}
+const KAFKA_ENV = { ...process.env, TLSDECRYPT_KAFKA_PORT: OWN, TLSDECRYPT_KAFKA_JVM: values['broker-jvm'] };
+const B = OWN ? `127.0.0.1:${OWN}` : values.brokers;
 const stamp = Date.now().toString(36);
 const topic = `h13b.bench.packets.${stamp}`;
 const secrets = `h13b.bench.secrets.${stamp}`;
@@ -134,7 +157,16 @@ spawnSync('bash', [NETNS, 'down', P]);
 sh(`bash ${NETNS} up ${P} >/dev/null`);
 let receiver;
 let run;
+let startedBroker = false;
 try {
+  if (OWN) {
+    const k = spawnSync('bash', [`${ROOT}scripts/kafka.sh`, 'start'], { env: KAFKA_ENV, encoding: 'utf8' });
+    if (k.status !== 0) throw new Error(`scripts/kafka.sh start (port ${OWN}) failed: ${k.stderr.trim().split('\n').slice(-2).join(' ')}`);
+    startedBroker = !k.stderr.includes('reusing');
+    console.log(`broker: our own on ${B}, scripts/kafka.sh with TLSDECRYPT_KAFKA_JVM=${values['broker-jvm']} (${startedBroker ? 'started now' : 'reused, already running: its options are whatever it was started with'})`);
+  } else {
+    console.log(`broker: ${B} (not started here; the test broker of scripts/kafka.sh runs with test-speed JVM options)`);
+  }
   if (rmemMax < wantRcvbuf) {
     sh(`sysctl -qw net.core.rmem_max=${wantRcvbuf}`);
     restoreRmem = true;
@@ -142,9 +174,15 @@ try {
   const own = values.sender === 'own';
   const SENDER = `${CACHE}/vxlan-send`;
   if (own) sh(`gcc -O2 -o ${SENDER} ${ROOT}bench/vxlan-send.c`);
-  const startReceiver = async (producer, threads = 1) => {
-    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, '--threads', String(parseInt(threads)), ...(String(threads).endsWith('s') ? ['--sensor', 'bench'] : []), ...values['receiver-args'].split(' ').filter(Boolean)]);
-    await until('receiver listening', () => rc.err.includes('mirror receiver listening'));
+  const startReceiver = async (producer, threads = 1, inFlight = '5') => {
+    const rc = start([CLI, 'publish', 'mirror', '--listen', '10.93.2.2:4789', '--brokers', B, '--topic', topic, '--partitions', '8', '--metrics-port', '0', '--rcvbuf', String(wantRcvbuf), '--producer', producer, '--threads', String(parseInt(threads)), '--max-in-flight', inFlight, ...(String(threads).endsWith('s') ? ['--sensor', 'bench'] : []), ...values['receiver-args'].split(' ').filter(Boolean)]);
+    try {
+      await until('receiver listening', () => rc.err.includes('mirror receiver listening') || rc.p.exitCode !== null);
+    } catch (e) {
+      rc.p.kill('SIGKILL');
+      throw e;
+    }
+    if (rc.p.exitCode !== null) throw new Error(`the receiver exited (${rc.p.exitCode}): ${rc.err.trim().split('\n').slice(-3).join(' | ')}`);
     rc.url = /metrics on (http:\/\/\S+)/.exec(rc.err)[1];
     rc.rcvbuf = /"rcvbuf":(\d+)/.exec(rc.err)?.[1];
     return rc;
@@ -159,11 +197,24 @@ try {
   console.log(`feed: ${values.capture} (${frames} frames of 1400 bytes, real TLS 1.3), ${own ? 'bench/vxlan-send.c: pre-encapsulated VXLAN datagrams (1,408 bytes of UDP payload), sendmmsg 64 per call, from 10.93.2.1' : 'tcpreplay -K onto the kernel VXLAN device'} (datagrams of 1450 bytes on the wire: 1400 + 8 VXLAN + 8 UDP + 20 IP + 14 outer Ethernet)`);
   console.log('');
   const threadCounts = values.threads.split(',');
-  console.log('producer | threads | offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core) | broker CPU s | load');
+  const inFlights = values['max-in-flight'].split(',');
+  console.log('producer | threads | in flight | offered Mbps | sent pkts | recv datagrams/s | inner Gbps | published | dropped: kernel / buffer / kafka | vxlan dev drops | receiver CPU s (% of one core) | broker CPU s | load');
   const rows = [];
+  if (startedBroker && own) {
+    // a broker started just now runs interpreted and C1-compiled code for its first seconds
+    // (the first receiver saw seconds-long stalls and dropped); one unrecorded run warms it up
+    const rate = Math.max(...values.mbps.split(',').map(Number));
+    const warm = String(Math.max(10, Number(values.duration)));
+    console.log(`(warm-up of the fresh broker: ${warm} s at ${rate} Mbps, not recorded)`);
+    receiver = await startReceiver(producers[0], threadCounts[0], inFlights[inFlights.length - 1]);
+    spawnSync('ip', ['netns', 'exec', `${P}srv`, SENDER, values.capture, '10.93.2.2', '4789', String(rate), warm, '42', '10.93.2.1'], { encoding: 'utf8' });
+    await sleep(1500);
+    await stopReceiver(receiver);
+    receiver = undefined;
+  }
   const brokerPid = Number(sh(`ss -ltnpH 'sport = :${B.split(':').pop()}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2`).trim()) || undefined;
-  for (const r of values.mbps.split(',').map(Number)) for (const producer of producers) for (const threads of threadCounts) {
-    receiver = await startReceiver(producer, threads);
+  for (const r of values.mbps.split(',').map(Number)) for (const producer of producers) for (const threads of threadCounts) for (const inFlight of inFlights) {
+    receiver = await startReceiver(producer, threads, inFlight);
     const url = receiver.url;
     await sleep(1000);
     const before = await metrics(url);
@@ -188,20 +239,21 @@ try {
     const pub = d('tlsdecrypt_publish_published_packets_total');
     const sent = Number((own ? /sent (\d+) datagrams/ : /Actual: (\d+) packets/).exec(tr.stdout)?.[1] ?? NaN);
     const sentSecs = Number((own ? /in ([\d.]+) seconds/ : /sent in ([\d.]+) seconds/).exec(tr.stdout)?.[1] ?? secs);
-    const row = { producer, threads, mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
+    const row = { producer, threads, inFlight, mbps: r, sent, sentSecs, dg, dgps: dg / sentSecs, gbps: (dg * 1400 * 8) / sentSecs / 1e9, pub, kern, buf, kafka, vxDrops, cpu, cpuPct: (100 * cpu) / sentSecs };
     rows.push(row);
     const lt = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
     const m = await metrics(url);
     const lat = m['tlsdecrypt_publish_latency_seconds_sum'] / m['tlsdecrypt_publish_latency_seconds_count'];
-    console.log(`${producer} | ${threads} | ${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %) | ${fmt(bcpu, 1)} | ${lt} | publish latency ${fmt(lat * 1000, 1)} ms`);
+    console.log(`${producer} | ${threads} | ${inFlight} | ${r} | ${fmt0(sent)} | ${fmt0(row.dgps)} | ${fmt(row.gbps, 3)} | ${fmt0(pub)} | ${kern} / ${buf} / ${kafka} | ${vxDrops} | ${fmt(cpu, 1)} (${fmt0(row.cpuPct)} %) | ${fmt(bcpu, 1)} | ${lt} | publish latency ${fmt(lat * 1000, 1)} ms`);
     if (!own && tr.status !== 0) console.log(`tcpreplay: ${tr.stderr.trim().split('\n').slice(-2).join(' ')}`);
     await stopReceiver(receiver);
     receiver = undefined;
   }
-  for (const producer of producers) for (const threads of threadCounts) {
-    const clean = rows.filter((x) => x.producer === producer && x.threads === threads && x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
+  for (const producer of producers) for (const threads of threadCounts) for (const inFlight of new Set(inFlights)) {
+    const mine = rows.filter((x) => x.producer === producer && x.threads === threads && x.inFlight === inFlight);
+    const clean = mine.filter((x) => x.kern + x.buf + x.kafka + x.vxDrops === 0 && x.pub === x.dg);
     const best = clean.sort((a, b) => b.dgps - a.dgps)[0];
-    console.log(`${producer}, --threads ${threads}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something'));
+    console.log(`${producer}, --threads ${threads}, --max-in-flight ${inFlight}: ` + (best ? `highest rate with nothing dropped: ${fmt0(best.dgps)} datagrams/s = ${fmt(best.gbps, 3)} Gbps of 1,400-byte frames, receiver CPU ${fmt0(best.cpuPct)} % of one core` : 'every rate dropped something') + ` (runs with nothing dropped: ${clean.length} of ${mine.length})`);
   }
   if (Number(values['latency-runs']) > 0) {
   receiver = await startReceiver(producers[0]);
@@ -249,4 +301,6 @@ try {
   }
   if (restoreRmem) sh(`sysctl -qw net.core.rmem_max=${rmemMax}`);
   spawnSync('bash', [NETNS, 'down', P]);
+  await deleteTopics(B, (t) => t === topic || t === secrets, `${topic}, ${secrets}`);
+  if (startedBroker) spawnSync('bash', [`${ROOT}scripts/kafka.sh`, 'stop'], { env: KAFKA_ENV, stdio: 'inherit' });
 }

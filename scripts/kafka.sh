@@ -14,7 +14,14 @@
 #   TLSDECRYPT_KAFKA_VERSION          Kafka version (default 3.9.2, the newest 3.9.x on Maven Central)
 #   TLSDECRYPT_KAFKA_PORT             client listener port (default 19092)
 #   TLSDECRYPT_KAFKA_CONTROLLER_PORT  KRaft controller port (default PORT+1)
-#   TLSDECRYPT_KAFKA_HEAP_OPTS        JVM heap (default "-Xms128m -Xmx512m"; KAFKA_HEAP_OPTS also honoured)
+#   TLSDECRYPT_KAFKA_HEAP_OPTS        JVM heap (default "-Xms128m -Xmx512m", with JVM=stock "-Xmx1G -Xms1G";
+#                                     KAFKA_HEAP_OPTS also honoured)
+#   TLSDECRYPT_KAFKA_JVM              test (default): options for fast start-up in tests (-XX:+UseSerialGC
+#                                     -XX:TieredStopAtLevel=1, C1 only). stock: the JVM options Kafka's own
+#                                     kafka-server-start.sh / kafka-run-class.sh use (G1, full tiered JIT),
+#                                     for benchmarks "into a broker as Kafka ships it" (bench/mirror.mjs
+#                                     --own-broker). Applies when this call starts the broker; a running
+#                                     one is reused as it is.
 #   TLSDECRYPT_KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 120)
 #   TLSDECRYPT_KAFKA_AUTO_CREATE      auto.create.topics.enable (default false: tlsdecrypt creates its topics)
 set -euo pipefail
@@ -24,7 +31,13 @@ HOME_DIR="${TLSDECRYPT_KAFKA_HOME:-$REPO/.cache/kafka}"
 VERSION="${TLSDECRYPT_KAFKA_VERSION:-3.9.2}"
 PORT="${TLSDECRYPT_KAFKA_PORT:-19092}"
 CPORT="${TLSDECRYPT_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
-HEAP="${TLSDECRYPT_KAFKA_HEAP_OPTS:-${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}}"
+JVM="${TLSDECRYPT_KAFKA_JVM:-test}"
+case "$JVM" in
+  test) DEFAULT_HEAP="-Xms128m -Xmx512m" ;;
+  stock) DEFAULT_HEAP="-Xmx1G -Xms1G" ;;
+  *) echo "kafka.sh: TLSDECRYPT_KAFKA_JVM takes test or stock, got '$JVM'" >&2; exit 2 ;;
+esac
+HEAP="${TLSDECRYPT_KAFKA_HEAP_OPTS:-${KAFKA_HEAP_OPTS:-$DEFAULT_HEAP}}"
 TIMEOUT="${TLSDECRYPT_KAFKA_START_TIMEOUT:-120}"
 AUTO_CREATE="${TLSDECRYPT_KAFKA_AUTO_CREATE:-false}"
 ADDR="127.0.0.1:$PORT"
@@ -151,7 +164,12 @@ EOF
 java_opts() {
   # shellcheck disable=SC2206
   local heap=($HEAP)
-  echo "${heap[@]} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dlog4j.configuration=file:$LOG4J"
+  if [[ "$JVM" == stock ]]; then
+    # KAFKA_JVM_PERFORMANCE_OPTS of Kafka 3.9 bin/kafka-run-class.sh (MaxInlineLevel=15 is JDK 14+'s default)
+    echo "${heap[@]} -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true -Dlog4j.configuration=file:$LOG4J"
+  else
+    echo "${heap[@]} -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dlog4j.configuration=file:$LOG4J"
+  fi
 }
 
 cmd_start() {
@@ -183,7 +201,7 @@ cmd_start() {
     java $opts -cp "$LIB/*" kafka.tools.StorageTool format -t "$id" -c "$PROPS" --ignore-formatted >"$HOME_DIR/format-$PORT.log" 2>&1 ||
       die "formatting $DATA failed"
   fi
-  log "starting Kafka $VERSION at $ADDR (log: $LOGFILE)"
+  log "starting Kafka $VERSION at $ADDR, JVM options '$JVM' (log: $LOGFILE)"
   # shellcheck disable=SC2086
   nohup java $opts -cp "$LIB/*" kafka.Kafka "$PROPS" >"$LOGFILE" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDFILE"

@@ -109,3 +109,22 @@ export function waitQuiet(minIdle = 0.85) {
   console.log(msg);
   return idle;
 }
+
+/**
+ * Deletes a bench invocation's topics, those whose name `match` accepts (kafkajs admin directly:
+ * the project's adapter has no delete). A bench writes ~0.75 GB per receiver run: left behind,
+ * they slowed the broker down (bench/RESULTS.md §6, round 7) and filled the disk.
+ */
+export async function deleteTopics(brokers, match, label) {
+  try {
+    const { Kafka, logLevel } = await import('kafkajs');
+    const a = new Kafka({ clientId: 'bench-cleanup', brokers: [brokers], logLevel: logLevel.NOTHING }).admin();
+    await a.connect();
+    const topics = (await a.listTopics()).filter(match);
+    if (topics.length) await a.deleteTopics({ topics, timeout: 30_000 });
+    await a.disconnect();
+    console.log(`deleted ${topics.length} bench topics (${label})`);
+  } catch (e) {
+    console.log(`could not delete the bench topics ${label}: ${e.message}`);
+  }
+}

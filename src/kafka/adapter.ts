@@ -73,6 +73,13 @@ export interface Producer {
   /** Sends and resolves when every record is acknowledged (acks=all). */
   send(topic: string, records: OutRecord[]): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Sends that may be in flight at once with each partition's order kept, retries included
+   * (absent: 1). The native producer pipelines (produce.ts); the kafkajs one is used one send at
+   * a time: kafkajs's idempotent producer allows one request in flight, and its retries of
+   * concurrent send() calls are not ordered among themselves.
+   */
+  readonly inFlightLimit?: number;
 }
 
 export interface ProducerOptions {

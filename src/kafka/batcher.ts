@@ -5,9 +5,12 @@
  *   add(partition, packet, sensor) -> the partition's PcapStreamBuilder
  *     a builder becomes a record when it reaches --batch-bytes, or --linger-ms after its first
  *     packet (so a trickle of live packets is out within the linger, not when a batch fills)
- *   records wait in one FIFO queue; one send is in flight at a time (the idempotent producer keeps
- *     one request in flight anyway), taking at most one record per partition so every partition's
- *     record batch stays under the broker's message size and per-partition order is kept.
+ *   records wait in one FIFO queue; each send takes at most one record per partition (so every
+ *     partition's record batch stays under the broker's message size) in queue order; up to
+ *     maxInFlight sends are in flight at once when the producer keeps their order (the native
+ *     producer pipelines them, Producer.inFlightLimit; kafkajs: one at a time). A failed send is
+ *     handled once every send in flight has settled: the undelivered records go back to the front
+ *     of the queue in their order, so per-partition order is kept through retries.
  *
  * Memory: every byte held (builders, queue, the send in flight) counts against maxBufferBytes.
  * `add` refuses a packet that would exceed it (the caller drops and counts it, or waits with
@@ -47,6 +50,11 @@ export interface BatcherOptions {
   maxSendBytes?: number;
   /** Each acknowledged record: seconds from its first packet's arrival to the acknowledgement. */
   observeLatency?: (seconds: number) => void;
+  /**
+   * Sends in flight at most [5]; bounded further by the producer's inFlightLimit (1 for kafkajs).
+   * 1 is the round-7 behaviour (each send waits for the previous acknowledgement).
+   */
+  maxInFlight?: number;
 }
 
 export interface BatcherStats {
@@ -78,14 +86,27 @@ interface Queued {
   firstAt: number;
 }
 
+/** One send in flight: its records, and how it ended once settled. */
+interface Flight {
+  batch: Queued[];
+  settled: boolean;
+  error?: unknown;
+}
+
 export class PartitionBatcher {
   readonly stats: BatcherStats;
   private readonly builders = new Map<string, PcapStreamBuilder[]>();
   private readonly firstAt = new Map<PcapStreamBuilder, number>();
   private queue: Queued[] = [];
-  private inflight: Queued[] = [];
+  /** Sends in flight, oldest first. */
+  private flights: Flight[] = [];
   private producer: Producer | undefined;
-  private sending: Promise<void> | undefined;
+  /** A producer being created (after a failure closed the previous one). */
+  private opening: Promise<void> | undefined;
+  /** Waiting out the back-off after a transient failure. */
+  private retrying = false;
+  /** Consecutive failed rounds (for the back-off), and whether the last round failed. */
+  private attempt = 0;
   private lingerTimer: NodeJS.Timeout | undefined;
   private failure: unknown;
   private closed = false;
@@ -173,7 +194,7 @@ export class PartitionBatcher {
   /** Closes every builder now and resolves when everything queued is acknowledged (or dropped). */
   async flush(): Promise<void> {
     this.closeAll();
-    if (this.failure === undefined && (this.queue.length || this.sending)) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.failure === undefined && this.busy()) await new Promise<void>((r) => this.idleWaiters.push(r));
     if (this.failure !== undefined) throw this.failure;
   }
 
@@ -193,7 +214,8 @@ export class PartitionBatcher {
       this.closed = true;
       if (this.lingerTimer) clearTimeout(this.lingerTimer);
       let left = 0;
-      for (const q of [...this.queue, ...this.inflight]) left += q.packets;
+      for (const q of this.queue) left += q.packets;
+      for (const f of this.flights) for (const q of f.batch) left += q.packets;
       if (left) {
         this.stats.drops.shutdown += left;
         log('warn', 'packets not delivered at shutdown', { topic: this.o.topic, packets: left });
@@ -241,18 +263,157 @@ export class PartitionBatcher {
 
   private enqueue(q: Queued): void {
     this.queue.push(q);
-    if (this.sending || this.closed) return;
-    this.sending = this.sendLoop().finally(() => {
-      this.sending = undefined;
-      this.wakeIdle();
-    });
+    this.pump();
+  }
+
+  /** Records queued or in flight, or a retry pending. */
+  private busy(): boolean {
+    return this.queue.length > 0 || this.flights.length > 0 || this.retrying || this.opening !== undefined;
   }
 
   private wakeIdle(): void {
-    if (this.sending || (this.queue.length && this.failure === undefined && !this.closed)) return;
+    if (this.flights.length || this.retrying || this.opening || (this.queue.length && this.failure === undefined && !this.closed)) return;
     const w = this.idleWaiters;
     this.idleWaiters = [];
     for (const f of w) f();
+  }
+
+  /** In-flight bound: the option, and what the producer keeps in order. */
+  private limit(): number {
+    return Math.max(1, Math.min(this.o.maxInFlight ?? 5, this.producer?.inFlightLimit ?? 1));
+  }
+
+  /** Starts sends while the queue has records and fewer than limit() are in flight. */
+  private pump(): void {
+    if (this.failure !== undefined || this.closed || this.retrying || this.opening) return;
+    // after a failure, nothing new leaves until every send in flight has settled
+    if (this.flights.some((f) => f.settled && f.error !== undefined)) return;
+    if (!this.producer) {
+      if (!this.queue.length) return;
+      this.opening = this.client.producer(this.o.producer).then(
+        (p) => {
+          this.opening = undefined;
+          if (this.closed) void p.close().catch(() => {});
+          else this.producer = p;
+          this.pump();
+        },
+        (e: unknown) => {
+          this.opening = undefined;
+          this.afterFailure([], e);
+        },
+      );
+      return;
+    }
+    const producer = this.producer;
+    while (this.queue.length && this.flights.length < this.limit()) {
+      const f: Flight = { batch: this.take(), settled: false };
+      this.flights.push(f);
+      producer.send(this.o.topic, f.batch.map((q) => q.rec)).then(
+        () => this.landed(f, undefined),
+        (e: unknown) => this.landed(f, e ?? new Error('send failed')),
+      );
+    }
+  }
+
+  /** A send settled: acknowledged sends are accounted oldest first; a failure waits for the rest. */
+  private landed(f: Flight, error: unknown): void {
+    f.settled = true;
+    f.error = error;
+    if (this.closed) return; // close() counted what was still in flight
+    while (this.flights.length && this.flights[0].settled && this.flights[0].error === undefined) {
+      this.acknowledged(this.flights.shift()!.batch);
+    }
+    if (!this.flights.length) {
+      this.pump();
+      this.wakeIdle();
+      return;
+    }
+    if (this.flights.some((x) => !x.settled)) {
+      if (this.flights[0].error === undefined) this.pump();
+      return;
+    }
+    // every send in flight has settled and the oldest failed
+    const flights = this.flights;
+    this.flights = [];
+    const failed: Queued[] = [];
+    let first: unknown;
+    for (const x of flights) {
+      if (x.error === undefined) this.acknowledged(x.batch);
+      else if (this.o.onKafkaError !== 'fail' && !isTransientKafkaError(x.error)) this.rejected(x.batch, x.error);
+      else {
+        first ??= x.error;
+        failed.push(...x.batch);
+      }
+    }
+    if (first === undefined) {
+      this.pump();
+      this.wakeIdle();
+      return;
+    }
+    this.afterFailure(failed, first);
+  }
+
+  /** Records Kafka acknowledged: counted, their buffers back to the pool, their memory released. */
+  private acknowledged(batch: Queued[]): void {
+    const now = performance.now();
+    let bytes = 0;
+    for (const q of batch) {
+      this.stats.publishedPackets += q.packets;
+      this.stats.publishedRecords++;
+      this.stats.publishedBytes += (q.rec.value as Buffer).length;
+      this.stats.perPartition[q.partition] += q.packets;
+      this.o.observeLatency?.((now - q.firstAt) / 1000);
+      // acknowledged: neither producer references the value any more (kafkajs copied it when
+      // encoding; the native producer's request was written out before the answer came)
+      if (q.whole) this.pool.put(q.whole);
+      bytes += q.bytes;
+    }
+    if (this.attempt) log('info', 'packets producer recovered', { topic: this.o.topic, attempts: this.attempt + 1 });
+    this.attempt = 0;
+    this.stats.connected = true;
+    this.released(bytes);
+  }
+
+  /** Records Kafka refuses for good (too large, not authorised): dropped and counted. */
+  private rejected(batch: Queued[], e: unknown): void {
+    let packets = 0;
+    let bytes = 0;
+    for (const q of batch) {
+      packets += q.packets;
+      bytes += q.bytes;
+    }
+    this.stats.drops.kafka_rejected += packets;
+    this.rl.log('error', 'kafka_rejected', 'Kafka refused packets records, dropped', { topic: this.o.topic, packets, error: e as Error });
+    this.released(bytes);
+  }
+
+  /**
+   * A transient failure ('reconnect'): the undelivered records go back to the front of the queue
+   * in their order, the producer is replaced after a back-off (0.5 s doubling to 30 s). 'fail':
+   * flush() rejects.
+   */
+  private afterFailure(failed: Queued[], e: unknown): void {
+    this.queue = [...failed, ...this.queue];
+    if (this.o.onKafkaError === 'fail') {
+      this.failure = e;
+      this.wakeAll();
+      return;
+    }
+    this.attempt++;
+    this.stats.connected = false;
+    this.stats.sendRetries++;
+    const delayMs = Math.min(30_000, 500 * 2 ** Math.min(this.attempt - 1, 6));
+    this.rl.log('warn', 'kafka_unavailable', 'cannot produce packets (Kafka unavailable?), retrying', { topic: this.o.topic, attempt: this.attempt, retryInMs: delayMs, error: e as Error });
+    const old = this.producer;
+    this.producer = undefined;
+    this.retrying = true;
+    void (async () => {
+      await old?.close().catch(() => {});
+      if (!this.closed) await new Promise((r) => setTimeout(r, delayMs));
+      this.retrying = false;
+      this.pump();
+      this.wakeIdle();
+    })();
   }
 
   private released(bytes: number): void {
@@ -281,65 +442,6 @@ export class PartitionBatcher {
     }
     this.queue = rest;
     return batch;
-  }
-
-  private async sendLoop(): Promise<void> {
-    while (this.queue.length && this.failure === undefined && !this.closed) {
-      const batch = this.take();
-      this.inflight = batch;
-      await this.sendBatch(batch);
-      this.inflight = [];
-      let bytes = 0;
-      for (const q of batch) bytes += q.bytes;
-      this.released(bytes);
-    }
-  }
-
-  private async sendBatch(batch: Queued[]): Promise<void> {
-    const records = batch.map((q) => q.rec);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        this.producer ??= await this.client.producer(this.o.producer);
-        await this.producer.send(this.o.topic, records);
-        const now = performance.now();
-        for (const q of batch) {
-          this.stats.publishedPackets += q.packets;
-          this.stats.publishedRecords++;
-          this.stats.publishedBytes += (q.rec.value as Buffer).length;
-          this.stats.perPartition[q.partition] += q.packets;
-          this.o.observeLatency?.((now - q.firstAt) / 1000);
-          // acknowledged: neither producer references the value any more (kafkajs copied it
-          // when encoding; the native producer's request was written out before the answer came)
-          if (q.whole) this.pool.put(q.whole);
-        }
-        if (!this.stats.connected) log('info', 'packets producer recovered', { topic: this.o.topic, attempts: attempt });
-        this.stats.connected = true;
-        return;
-      } catch (e) {
-        if (this.o.onKafkaError === 'fail') {
-          this.failure = e;
-          this.wakeAll();
-          return;
-        }
-        if (!isTransientKafkaError(e)) {
-          let packets = 0;
-          for (const q of batch) packets += q.packets;
-          this.stats.drops.kafka_rejected += packets;
-          this.rl.log('error', 'kafka_rejected', 'Kafka refused packets records, dropped', { topic: this.o.topic, packets, error: e as Error });
-          return;
-        }
-        this.stats.connected = false;
-        this.stats.sendRetries++;
-        const delayMs = Math.min(30_000, 500 * 2 ** Math.min(attempt - 1, 6));
-        this.rl.log('warn', 'kafka_unavailable', 'cannot produce packets (Kafka unavailable?), retrying', { topic: this.o.topic, attempt, retryInMs: delayMs, error: e as Error });
-        const old = this.producer;
-        this.producer = undefined;
-        await old?.close().catch(() => {});
-        if (this.closed) return;
-        await new Promise((r) => setTimeout(r, delayMs));
-        if (this.closed) return;
-      }
-    }
   }
 
   private wakeAll(): void {

@@ -20,13 +20,13 @@ import { parseCommand, UsageError, type CommandSpec } from '../cliArgs.js';
 export const PUBLISH_USAGE = `usage:
   tlsdecrypt publish pcap CAPTURE --brokers B --topic T [--partitions N] [--format pcap|frame]
                      [--batch-bytes N] [--sensor NAME] [--secrets-topic T2] [--compression none|gzip]
-                     [--producer auto|native|kafkajs]
+                     [--producer auto|native|kafkajs] [--max-in-flight N]
                      CAPTURE '-' = stdin, live (tcpdump -U -w -): [--linger-ms N] [--max-buffer-bytes N]
                      [--metrics-port N [--metrics-host H]]
   tlsdecrypt publish mirror --listen HOST:PORT [--listen ...] --brokers B --topic T [--partitions N]
                      [--encap auto|vxlan|geneve] [--vni N] [--sensor NAME] [--rcvbuf BYTES]
                      [--linger-ms N] [--batch-bytes N] [--max-buffer-bytes N] [--compression none|gzip]
-                     [--producer auto|native|kafkajs] [--metrics-port N [--metrics-host H]]
+                     [--producer auto|native|kafkajs] [--max-in-flight N] [--metrics-port N [--metrics-host H]]
   tlsdecrypt publish keylog FILE --brokers B --topic T [--partitions N] [--follow] [--poll-ms N]
   (also: --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M --sasl-username U with TLSDECRYPT_SASL_PASSWORD)`;
 
@@ -48,6 +48,8 @@ options:
                          Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
                          (far less CPU per packet; no SASL), kafkajs = the kafkajs client;
                          auto = native on plaintext, kafkajs with --tls or SASL [auto]
+  --max-in-flight N      produce requests in flight at once, each partition's order kept
+                         (native producer; kafkajs sends one at a time) [5]
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
                          connection (password from TLSDECRYPT_SASL_PASSWORD)
   --linger-ms N          with CAPTURE '-': a record leaves at most N ms after its first packet [100]
@@ -82,6 +84,8 @@ options:
                          Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
                          (far less CPU per packet; no SASL), kafkajs = the kafkajs client;
                          auto = native on plaintext, kafkajs with --tls or SASL [auto]
+  --max-in-flight N      produce requests in flight at once, each partition's order kept
+                         (native producer; kafkajs sends one at a time) [5]
   --metrics-port N, --metrics-host H
                          Prometheus metrics and health on the ops HTTP server
   --client-id ID, --tls, --tls-ca FILE, --sasl-mechanism M, --sasl-username U
@@ -164,6 +168,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
     'secrets-topic': { type: 'string' },
     compression: { type: 'string' },
     producer: { type: 'string' },
+    'max-in-flight': { type: 'string' },
     follow: { type: 'boolean', short: 'f' },
     'poll-ms': { type: 'string' },
     'client-id': { type: 'string' },
@@ -188,6 +193,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
   if (what === 'mirror' && !file) return cmdPublishMirror(values);
   if ((what !== 'pcap' && what !== 'keylog') || !file || extra.length) throw new UsageError(`publish takes 'pcap CAPTURE', 'keylog FILE' or 'mirror --listen HOST:PORT'`, PUBLISH.usage);
   if (what === 'keylog' && values.producer !== undefined) throw new InputError('--producer applies to publish pcap and publish mirror only');
+  if (what === 'keylog' && values['max-in-flight'] !== undefined) throw new InputError('--max-in-flight applies to publish pcap and publish mirror only');
   if (values.threads !== undefined) throw new InputError('--threads applies to publish mirror only');
   if (what === 'keylog' || file !== '-') {
     for (const f of ['listen', 'encap', 'vni', 'rcvbuf', 'linger-ms', 'max-buffer-bytes', 'metrics-port', 'metrics-host'] as const) {
@@ -219,6 +225,7 @@ export async function cmdPublish(argv: string[]): Promise<void> {
         secretsTopic: values['secrets-topic'],
         compression: compression as 'none' | 'gzip',
         producer: producerFlag(values),
+        maxInFlight: int('max-in-flight', values['max-in-flight'], 5, 1, 5),
         lingerMs: live.lingerMs,
         maxBufferBytes: live.maxBufferBytes,
         ...(metrics ? { observeLatency: (s: number) => metrics.m.latency.observe(s), onStarted: (b: PartitionBatcher) => (metrics.m.publish = b.stats) } : {}),
@@ -314,6 +321,7 @@ async function cmdPublishMirror(values: Record<string, unknown>): Promise<void> 
     maxBufferBytes: live.maxBufferBytes,
     compression: compression as 'none' | 'gzip',
     producer: producerFlag(values),
+    maxInFlight: int('max-in-flight', v['max-in-flight'], 5, 1, 5),
   };
   const client = createKafkaClient(connectionFromFlags(values));
   const metrics = await startMetrics(live, values);

@@ -53,6 +53,8 @@ export interface MirrorOptions {
   compression?: 'none' | 'gzip';
   /** Packets producer: 'auto' (default) = native on plaintext connections (adapter.ts). */
   producer?: ProducerImpl | 'auto';
+  /** Produce requests in flight at once (batcher.ts BatcherOptions.maxInFlight) [5]. */
+  maxInFlight?: number;
   /** Resolves to stop (default: SIGINT/SIGTERM). */
   stopSignal?: Promise<void>;
   /** How long a stop waits for Kafka to take what is buffered (default 10 s). */

@@ -25,6 +25,7 @@ export async function publishMirror(client: KafkaClient, o: MirrorOptions): Prom
     overflow: 'refuse',
     producer: producerOpts,
     observeLatency: o.observeLatency,
+    maxInFlight: o.maxInFlight,
   }, producer);
   const rx = mt && budget ? new mt.ThreadedMirrorReceiver(batcher, o, partitions, threads, budget.perThreadBytes) : new MirrorReceiver(batcher, o, partitions);
   let onSig: (() => void) | undefined;

@@ -24,14 +24,28 @@
  *
  * Delivery: acks=all by default. Idempotent by default (InitProducerId, a sequence number per
  * partition, the same batch bytes re-sent on retry), so a retry after a lost acknowledgement is
- * de-duplicated by the broker, like the kafkajs producer this replaces. `send` calls are serialised
- * (the batcher has one in flight anyway), one request per partition leader at a time, each
- * connection with a bounded number of requests in flight. Retriable answers
- * (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, timeouts, ...) and
- * lost connections refresh the metadata and retry the failed partitions only, with backoff, a
- * bounded number of times; then `send` rejects with a transient KafkaProduceError, and the caller
- * (batcher.ts) waits and retries with a fresh producer. Answers that retrying cannot cure
- * (MESSAGE_TOO_LARGE, authorisation, corrupt) reject at once, not transient.
+ * de-duplicated by the broker, like the kafkajs producer this replaces.
+ *
+ * Pipelining (max.in.flight.requests.per.connection=5 semantics of Kafka's idempotent producer):
+ * `send` calls are queued in call order; each becomes steps (the k-th batch of each of its
+ * partitions, one request per partition leader). Up to inFlightLimit (5) steps are written before
+ * the first is answered. A batch's sequence number is reserved when it is encoded, in send order,
+ * and BrokerConnection writes requests in call order, so the broker sees a partition's batches in
+ * sequence (it remembers the last 5 per producer and partition, hence the bound). When a request
+ * fails or a partition answers with an error, nothing more is written until every step in flight
+ * is answered (the later batches of that partition come back OUT_OF_ORDER_SEQUENCE_NUMBER, an echo
+ * of the first failure); then, after backoff and a metadata refresh, every undelivered batch is
+ * written again in its original order with its bytes and sequence number, so those the broker had
+ * stored are answered as duplicates. A new producer id (every sequence restarting at 0, all
+ * undelivered batches re-encoded) is taken when the broker lost or rejects this producer's state
+ * (UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH, an OUT_OF_ORDER that is not an echo) and when a
+ * batch was refused for good (its gap would stall the partition). Retriable answers
+ * (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, timeouts, ...) and lost
+ * connections are retried like that a bounded number of rounds (attempts); then every pending
+ * `send` rejects with a transient KafkaProduceError, and the caller (batcher.ts) waits and retries
+ * with a fresh producer. Answers that retrying cannot cure (MESSAGE_TOO_LARGE, authorisation,
+ * corrupt) reject that send at once, not transient; the sends behind it are delivered.
+ * Without idempotence one step is in flight at a time (a retry could otherwise overtake).
  *
  * Batch size: a partition's records go into batches of at most maxBatchBytes (the broker's
  * message.max.bytes, 1 MiB default); a single record larger than that is sent alone and refused
@@ -393,7 +407,11 @@ export class BrokerConnection {
   private connecting: Promise<Socket> | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private readonly slotWaiters: (() => void)[] = [];
+  /** Requests waiting for a slot or for their turn; woken together (a handful at most), each re-checks. */
+  private slotWaiters: (() => void)[] = [];
+  /** Write order: the ticket the next request took, and how many tickets have been written. */
+  private tickets = 0;
+  private written = 0;
   private chunks: Buffer[] = [];
   private have = 0;
   private dead: Error | undefined;
@@ -446,12 +464,19 @@ export class BrokerConnection {
       p.reject(e);
     }
     this.pending.clear();
-    for (const w of this.slotWaiters.splice(0)) w();
+    this.wakeSlots();
     this.socket?.destroy();
   }
 
   close(): void {
     this.fail(new KafkaProduceError('producer closed', false));
+  }
+
+  private wakeSlots(): void {
+    const w = this.slotWaiters;
+    if (!w.length) return;
+    this.slotWaiters = [];
+    for (const f of w) f();
   }
 
   private onData(d: Buffer): void {
@@ -480,7 +505,7 @@ export class BrokerConnection {
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.resolve(frame.subarray(4));
-      this.slotWaiters.shift()?.();
+      this.wakeSlots();
     }
   }
 
@@ -490,9 +515,13 @@ export class BrokerConnection {
    */
   async request(apiKey: number, apiVersion: number, body: Buffer[]): Promise<Buffer> {
     if (this.dead) throw this.dead;
+    // requests go out in call order (the producer relies on it: pipelined batches of one
+    // partition carry consecutive sequence numbers), so each takes a ticket before any await
+    const ticket = this.tickets++;
     const s = await this.open();
-    while (this.pending.size >= this.o.maxInFlight && !this.dead) await new Promise<void>((r) => this.slotWaiters.push(r));
+    while ((this.pending.size >= this.o.maxInFlight || this.written !== ticket) && !this.dead) await new Promise<void>((r) => this.slotWaiters.push(r));
     if (this.dead) throw this.dead;
+    this.written++;
     const id = this.nextId;
     this.nextId = (this.nextId + 1) & 0x7fffffff || 1;
     const cid = Buffer.byteLength(this.o.clientId);
@@ -515,6 +544,7 @@ export class BrokerConnection {
       s.write(head);
       for (const b of body) s.write(b);
       s.uncork();
+      this.wakeSlots();
     });
   }
 }
@@ -568,13 +598,34 @@ function parseBroker(s: string): { host: string; port: number } {
   return { host: m[1], port: Number(m[2]) };
 }
 
-interface PartitionWork {
+/** One send() call: its records cut into units (one batch of one partition each). */
+interface Job {
+  topic: string;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  /** Units not delivered yet. */
+  left: number;
+  settled: boolean;
+}
+
+/** One RecordBatch of one partition: the unit that is encoded, sequenced, delivered and retried. */
+interface Unit {
+  job: Job;
   partition: number;
-  /** Batches still to deliver, in order. */
-  batches: OutRecord[][];
-  /** The first batch, encoded (kept for retries: same bytes, same sequence number). */
+  records: OutRecord[];
+  /** Encoded (kept for retries: the same bytes and sequence number, so the broker de-duplicates). */
   encoded?: EncodedBatch;
-  sequence?: number;
+  /** The producer id generation the encoding belongs to. */
+  generation: number;
+  done: boolean;
+}
+
+/** The k-th batch of every partition of one send: written as one request per partition leader. */
+interface Step {
+  topic: string;
+  units: Unit[];
+  /** Requests of this step written and not answered yet (0: not in flight). */
+  flying: number;
 }
 
 /** Implements adapter.ts's Producer (send, close). */
@@ -584,24 +635,51 @@ export class NativeProducer {
   private readonly topics = new Map<string, TopicMeta>();
   private producerId = -1;
   private producerEpoch = -1;
+  /** Bumped by every new producer id: encodings of an older one are re-encoded. */
+  private generation = 0;
+  /** The next sequence number to hand out per topic/partition (reserved at encoding, in send order). */
   private readonly sequences = new Map<string, number>();
-  private chain: Promise<unknown> = Promise.resolve();
-  private closed = false;
+  /** Sends being prepared (metadata, partitioning): one at a time, so steps are queued in call order. */
+  private prep: Promise<unknown> = Promise.resolve();
+  /** Steps not yet delivered, in send order. */
+  private steps: Step[] = [];
+  /** Steps written and not answered. */
+  private flying = 0;
   /**
-   * A send failed: a batch of it may have been stored under sequence numbers this producer would
-   * hand out again (the broker would then take new records for duplicates and drop them). The
-   * next send first gets a new producer id, which starts every sequence afresh.
+   * A step failed: nothing more is written until every step in flight is answered; then
+   * recover() backs off, refreshes the metadata, gets a new producer id if needed and writes the
+   * undelivered steps again in their order.
    */
-  private sequencesSuspect = false;
+  private recovering = false;
+  /**
+   * The sequence numbers may be out of step with the broker (a batch was refused for good, the
+   * broker lost the producer's state, or a send gave up): the next write first gets a new
+   * producer id, which starts every sequence afresh.
+   */
+  private needReset = false;
+  /** Partitions with a failed unit in the current failure (a later OUT_OF_ORDER there is its echo). */
+  private readonly failedParts = new Set<string>();
+  /** Failed rounds since the last delivered step, and the latest transient error. */
+  private failures = 0;
+  private lastError: Error | undefined;
+  private closed = false;
   private roundRobin = 0;
   private readonly acks: number;
   private readonly maxBatchBytes: number;
   private readonly attempts: number;
+  /**
+   * Sends the caller may keep in flight with their order kept (adapter.ts Producer.inFlightLimit):
+   * steps written before the earlier ones are answered, up to the connection's in-flight bound
+   * (Kafka's idempotent producer keeps at most 5 batches per partition in order by sequence
+   * number). Without idempotence one step at a time: a retry could otherwise overtake.
+   */
+  readonly inFlightLimit: number;
 
   constructor(private readonly o: NativeProducerOptions) {
     this.acks = o.acks ?? -1;
     this.maxBatchBytes = o.maxBatchBytes ?? 1_000_000;
     this.attempts = o.attempts ?? 6;
+    this.inFlightLimit = o.idempotent === false ? 1 : Math.max(1, Math.min(5, o.maxInFlight ?? 5));
   }
 
   /** Connects to a bootstrap broker and learns the cluster (and a producer id when idempotent). */
@@ -695,6 +773,7 @@ export class NativeProducer {
       if (err === 0) {
         this.producerId = id;
         this.producerEpoch = epoch;
+        this.generation++;
         this.sequences.clear();
         return;
       }
@@ -703,21 +782,21 @@ export class NativeProducer {
     }
   }
 
+  /**
+   * Resolves when every record is acknowledged. Sends are delivered in call order per partition;
+   * a send may be written before the earlier ones are answered (up to inFlightLimit steps).
+   */
   send(topic: string, records: OutRecord[]): Promise<void> {
-    const p = this.chain.then(async () => {
-      if (this.sequencesSuspect && this.producerId >= 0) {
-        await this.initProducerId();
-        this.sequencesSuspect = false;
-      }
-      try {
-        await this.sendNow(topic, records);
-      } catch (e) {
-        this.sequencesSuspect = true;
-        throw e;
-      }
+    return new Promise<void>((resolve, reject) => {
+      const job: Job = { topic, resolve, reject, left: 0, settled: false };
+      this.prep = this.prep.then(async () => {
+        try {
+          await this.prepare(job, records);
+        } catch (e) {
+          this.settle(job, e as Error);
+        }
+      });
     });
-    this.chain = p.catch(() => {});
-    return p;
   }
 
   private async topicMeta(topic: string): Promise<TopicMeta> {
@@ -733,12 +812,14 @@ export class NativeProducer {
     return m;
   }
 
-  private async sendNow(topic: string, records: OutRecord[]): Promise<void> {
+  /** Partitions a send's records, cuts them into batches of maxBatchBytes and queues its steps. */
+  private async prepare(job: Job, records: OutRecord[]): Promise<void> {
     if (this.closed) throw new KafkaProduceError('producer closed', false);
-    if (!records.length) return;
+    if (!records.length) return this.settle(job);
+    const topic = job.topic;
     const meta = await this.topicMeta(topic);
+    if (this.closed) throw new KafkaProduceError('producer closed', false);
     const n = meta.leaders.length;
-    // partition each record, then cut each partition's records into batches of maxBatchBytes
     const byPart = new Map<number, OutRecord[]>();
     for (const r of records) {
       let p = r.partition;
@@ -751,139 +832,261 @@ export class NativeProducer {
       if (!l) byPart.set(p, (l = []));
       l.push(r);
     }
-    const work: PartitionWork[] = [];
+    const steps: Step[] = [];
     for (const [partition, rs] of byPart) {
-      const batches: OutRecord[][] = [];
+      let k = 0;
       let cur: OutRecord[] = [];
       let bytes = 61;
+      const cut = (): void => {
+        steps[k] ??= { topic, units: [], flying: 0 };
+        steps[k++].units.push({ job, partition, records: cur, generation: -1, done: false });
+        job.left++;
+      };
       for (const r of rs) {
         const sz = 32 + (toBuf(r.value)?.length ?? 0) + (toBuf(r.key)?.length ?? 0) + (r.headers ? 64 * Object.keys(r.headers).length : 0);
         if (cur.length && bytes + sz > this.maxBatchBytes) {
-          batches.push(cur);
+          cut();
           cur = [];
           bytes = 61;
         }
         cur.push(r);
         bytes += sz;
       }
-      batches.push(cur);
-      work.push({ partition, batches });
+      cut();
     }
-    let attempt = 1;
-    while (work.length) {
-      if (this.closed) throw new KafkaProduceError('producer closed', false);
-      const retry = await this.round(topic, work);
-      if (retry === undefined) {
-        attempt = 1;
-        continue;
-      }
-      if (attempt >= this.attempts || this.closed) {
-        const e = retry as KafkaProduceError;
-        throw new KafkaProduceError(`produce to ${topic} failed after ${attempt} attempts: ${e.message}`, !this.closed, e.code, e);
-      }
-      await sleep(Math.min(2000, 100 * 2 ** (attempt - 1)));
-      attempt++;
-      // a failed refresh (broker down) keeps the old leaders; the next round fails and counts
-      await this.refreshMetadata([topic]).catch(() => {});
+    this.steps.push(...steps);
+    this.pump();
+  }
+
+  /** Resolves or rejects a send once (an error settles it at once; success when nothing is left). */
+  private settle(job: Job, e?: Error): void {
+    if (job.settled) return;
+    if (e) {
+      job.settled = true;
+      job.reject(e);
+    } else if (job.left <= 0) {
+      job.settled = true;
+      job.resolve();
     }
   }
 
-  /**
-   * Sends the first pending batch of every partition (one request per leader). Delivered batches
-   * are removed from `work`. Resolves undefined when everything sent was delivered, or the
-   * (transient) error that calls for a retry; rejects with an error retrying cannot cure.
-   */
-  private async round(topic: string, work: PartitionWork[]): Promise<Error | undefined> {
-    const meta = this.topics.get(topic);
-    const byLeader = new Map<number, PartitionWork[]>();
-    let retry: Error | undefined;
-    for (const w of work) {
-      const leader = meta?.leaders[w.partition] ?? -1;
+  /** Writes queued steps in order while fewer than inFlightLimit are in flight. */
+  private pump(): void {
+    if (this.recovering) return;
+    if (this.closed) return this.rejectAll(new KafkaProduceError('producer closed', false));
+    if (this.needReset && this.producerId >= 0 && this.steps.some((s) => !s.flying)) {
+      this.startRecovery();
+      return;
+    }
+    for (const st of this.steps) {
+      if (this.flying >= this.inFlightLimit || this.recovering) break;
+      if (st.flying || st.units.every((u) => u.done)) continue;
+      this.write(st);
+    }
+  }
+
+  /** Encodes a step's undelivered units (sequence numbers reserved now, in order) and writes it. */
+  private write(st: Step): void {
+    const meta = this.topics.get(st.topic);
+    const byLeader = new Map<number, Unit[]>();
+    const idem = this.producerId >= 0;
+    const noLeader: Unit[] = [];
+    for (const u of st.units) {
+      if (u.done) continue;
+      const leader = meta?.leaders[u.partition] ?? -1;
       if (leader < 0 || !this.nodes.has(leader)) {
-        retry = new KafkaProduceError(`partition ${topic}/${w.partition} has no leader (LEADER_NOT_AVAILABLE)`, true, 5);
+        noLeader.push(u);
         continue;
       }
-      let l = byLeader.get(leader);
-      if (!l) byLeader.set(leader, (l = []));
-      l.push(w);
-      if (!w.encoded) {
-        const idem = this.producerId >= 0;
-        const seqKey = `${topic}/${w.partition}`;
-        const seq = idem ? (this.sequences.get(seqKey) ?? 0) : -1;
-        w.encoded = encodeRecordBatch(w.batches[0], {
+      if (!u.encoded || u.generation !== this.generation) {
+        const key = `${st.topic}/${u.partition}`;
+        const seq = idem ? (this.sequences.get(key) ?? 0) : -1;
+        if (idem) this.sequences.set(key, (seq + u.records.length) & 0x7fffffff);
+        u.encoded = encodeRecordBatch(u.records, {
           producerId: this.producerId,
           producerEpoch: this.producerEpoch,
           baseSequence: seq,
           compression: this.o.compression,
         });
-        w.sequence = seq;
+        u.generation = this.generation;
       }
+      let l = byLeader.get(leader);
+      if (!l) byLeader.set(leader, (l = []));
+      l.push(u);
     }
-    const done = new Set<PartitionWork>();
-    let fatal: Error | undefined;
-    let resetProducer = false;
-    await Promise.all(
-      [...byLeader].map(async ([leader, ws]) => {
-        const node = this.nodes.get(leader)!;
-        const body: Buffer[] = [];
-        const w = new Writer().str(null).i16(this.acks).i32(this.o.ackTimeoutMs ?? 30_000).i32(1).str(topic).i32(ws.length);
-        body.push(w.done());
-        for (const pw of ws) {
-          const ph = Buffer.allocUnsafe(8);
-          ph.writeInt32BE(pw.partition, 0);
-          ph.writeInt32BE(pw.encoded!.bytes, 4);
-          body.push(ph, ...pw.encoded!.segments);
-        }
-        let resp: Buffer;
-        try {
-          resp = await this.conn(node.host, node.port).request(API_PRODUCE, 3, body);
-        } catch (e) {
-          retry = e as Error;
-          return;
-        }
-        const r = new Reader(resp);
+    for (const u of noLeader) this.failed(u, new KafkaProduceError(`partition ${st.topic}/${u.partition} has no leader (LEADER_NOT_AVAILABLE)`, true, 5));
+    if (!byLeader.size) {
+      this.maybeRecover();
+      return;
+    }
+    this.flying++;
+    st.flying = byLeader.size;
+    for (const [leader, us] of byLeader) {
+      const node = this.nodes.get(leader)!;
+      const body: Buffer[] = [];
+      const w = new Writer().str(null).i16(this.acks).i32(this.o.ackTimeoutMs ?? 30_000).i32(1).str(st.topic).i32(us.length);
+      body.push(w.done());
+      for (const u of us) {
+        const ph = Buffer.allocUnsafe(8);
+        ph.writeInt32BE(u.partition, 0);
+        ph.writeInt32BE(u.encoded!.bytes, 4);
+        body.push(ph, ...u.encoded!.segments);
+      }
+      let req: Promise<Buffer>;
+      try {
+        req = this.conn(node.host, node.port).request(API_PRODUCE, 3, body);
+      } catch (e) {
+        req = Promise.reject(e);
+      }
+      req.then(
+        (resp) => this.answered(st, us, resp),
+        (e: Error) => {
+          for (const u of us) this.failed(u, e);
+          this.answered(st, us, undefined);
+        },
+      );
+    }
+  }
+
+  /** One request of a step answered (resp undefined: the request failed, its units marked). */
+  private answered(st: Step, us: Unit[], resp: Buffer | undefined): void {
+    if (resp) {
+      const r = new Reader(resp);
+      r.array(() => {
+        r.str();
         r.array(() => {
-          r.str();
-          r.array(() => {
-            const index = r.i32();
-            const err = r.i16();
-            r.i64(); // base offset
-            r.i64(); // log append time
-            const pw = ws.find((x) => x.partition === index);
-            if (!pw) return;
-            if (err === 0 || err === DUPLICATE_SEQUENCE_NUMBER) done.add(pw);
-            else if (RETRIABLE.has(err)) retry = new KafkaProduceError(`${topic}/${index}: ${errorName(err)}`, true, err);
-            else if (PRODUCER_STATE.has(err)) {
-              resetProducer = true;
-              retry = new KafkaProduceError(`${topic}/${index}: ${errorName(err)}`, true, err);
-            } else fatal ??= new KafkaProduceError(`Kafka refused the records for ${topic}/${index}: ${errorName(err)}`, false, err);
-          });
+          const index = r.i32();
+          const err = r.i16();
+          r.i64(); // base offset
+          r.i64(); // log append time
+          const u = us.find((x) => x.partition === index);
+          if (!u || u.done) return;
+          if (err === 0 || err === DUPLICATE_SEQUENCE_NUMBER) this.delivered(u);
+          else this.failed(u, new KafkaProduceError(`${st.topic}/${index}: ${errorName(err)}`, RETRIABLE.has(err) || PRODUCER_STATE.has(err), err));
         });
-      }),
-    );
-    for (const pw of done) {
-      if (pw.sequence !== undefined && pw.sequence >= 0) {
-        this.sequences.set(`${topic}/${pw.partition}`, (pw.sequence + pw.encoded!.records) & 0x7fffffff);
+      });
+    }
+    if (--st.flying > 0) return;
+    this.flying--;
+    const at = this.steps.indexOf(st); // -1 once rejectAll forgot it
+    if (at >= 0 && st.units.every((u) => u.done)) {
+      this.steps.splice(at, 1);
+      if (!this.recovering) this.failures = 0;
+    }
+    if (this.recovering) this.maybeRecover();
+    else this.pump();
+  }
+
+  private delivered(u: Unit): void {
+    u.done = true;
+    u.job.left--;
+    this.settle(u.job);
+  }
+
+  /**
+   * A unit not delivered. Transient: written again by recovery (same bytes and sequence number
+   * unless the producer id changes). Refused for good: its send rejects, the send's other units
+   * are given up, and the next producer id closes the sequence gap this leaves.
+   */
+  private failed(u: Unit, e: Error): void {
+    const key = `${u.job.topic}/${u.partition}`;
+    const code = e instanceof KafkaProduceError ? e.code : undefined;
+    if (this.closed || (e instanceof KafkaProduceError && !e.transient && code === undefined)) {
+      // the producer is closing (its connections reject with a non-transient 'producer closed')
+      this.giveUp(u.job, e);
+    } else if (e instanceof KafkaProduceError && !e.transient) {
+      this.giveUp(u.job, e);
+      this.needReset = true;
+    } else {
+      // an OUT_OF_ORDER_SEQUENCE_NUMBER after an earlier failed batch of the partition is only
+      // its echo (retrying both with their numbers cures it); first in line, the broker's state
+      // for this producer is gone or out of step
+      if (code !== undefined && PRODUCER_STATE.has(code) && !this.failedParts.has(key)) this.needReset = true;
+      this.lastError = e;
+    }
+    this.failedParts.add(key);
+    if (!this.recovering) {
+      this.recovering = true;
+      this.failures++;
+    }
+  }
+
+  /** Rejects a send and drops its undelivered units (a refused send is not retried). */
+  private giveUp(job: Job, e: Error): void {
+    for (const st of this.steps) for (const u of st.units) if (u.job === job) u.done = true;
+    this.settle(job, e);
+  }
+
+  private startRecovery(): void {
+    this.recovering = true;
+    this.maybeRecover();
+  }
+
+  /** Once nothing is in flight: back off, refresh, new producer id if needed, write again in order. */
+  private maybeRecover(): void {
+    if (!this.recovering || this.flying > 0) return;
+    // steps whose units all failed for good or were delivered
+    this.steps = this.steps.filter((s) => s.flying || !s.units.every((u) => u.done));
+    void this.recover();
+  }
+
+  private recoveryRunning = false;
+
+  private async recover(): Promise<void> {
+    if (this.recoveryRunning) return;
+    this.recoveryRunning = true;
+    try {
+      for (;;) {
+        if (this.closed) break;
+        if (this.failures >= this.attempts) {
+          const e = this.lastError as KafkaProduceError | undefined;
+          const topics = [...new Set(this.steps.map((s) => s.topic))].join(',');
+          this.rejectAll(new KafkaProduceError(`produce to ${topics} failed after ${this.failures} attempts: ${e?.message ?? 'unknown error'}`, true, e?.code, e));
+          this.failures = 0;
+          // what was written may be stored under numbers this producer would hand out again
+          if (this.producerId >= 0) this.needReset = true;
+          break;
+        }
+        if (this.failures > 0) {
+          await sleep(Math.min(2000, 100 * 2 ** (this.failures - 1)));
+          if (this.closed) break;
+          // a failed refresh (broker down) keeps the old leaders; the next round fails and counts
+          const topics = [...new Set(this.steps.map((s) => s.topic))];
+          if (topics.length) await this.refreshMetadata(topics).catch(() => {});
+        }
+        if (this.needReset && this.producerId >= 0 && this.steps.length) {
+          try {
+            await this.initProducerId();
+            this.needReset = false;
+          } catch (e) {
+            this.lastError = e as Error;
+            this.failures++;
+            continue;
+          }
+        }
+        break;
       }
-      pw.batches.shift();
-      pw.encoded = undefined;
-      pw.sequence = undefined;
+    } finally {
+      this.recoveryRunning = false;
+      this.failedParts.clear();
+      this.recovering = false;
     }
-    for (let i = work.length - 1; i >= 0; i--) if (!work[i].batches.length) work.splice(i, 1);
-    if (fatal) throw fatal;
-    if (resetProducer) {
-      // the broker lost (or never had) this producer's sequence state: a new id, batches re-encoded
-      for (const pw of work) pw.encoded = undefined;
-      await this.initProducerId();
-    }
-    return retry;
+    this.pump();
+  }
+
+  /** Rejects every send not yet settled and forgets their steps. */
+  private rejectAll(e: Error): void {
+    const steps = this.steps;
+    this.steps = [];
+    for (const st of steps) for (const u of st.units) this.settle(u.job, e);
   }
 
   /** Stops: requests in flight fail (not transient), a send waiting to retry gives up. */
   async close(): Promise<void> {
     this.closed = true;
     for (const c of this.conns.values()) c.close();
-    await this.chain.catch(() => {});
+    await this.prep.catch(() => {});
+    this.rejectAll(new KafkaProduceError('producer closed', false));
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
   }

@@ -32,6 +32,8 @@ export interface PublishPcapOptions {
   compression?: 'none' | 'gzip';
   /** Packets producer: 'auto' (default) = native on plaintext connections (adapter.ts). */
   producer?: ProducerImpl | 'auto';
+  /** Produce requests in flight at once (batcher.ts BatcherOptions.maxInFlight) [5]. */
+  maxInFlight?: number;
   /** Longest a packet waits before it is sent (live input: `-`); default 100 ms. */
   lingerMs?: number;
   /** Bytes held waiting for Kafka before input is read on; default 64 MiB. */
@@ -132,6 +134,7 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
     overflow: 'allow',
     producer: producerOpts,
     observeLatency: opts.observeLatency,
+    maxInFlight: opts.maxInFlight,
   }, producer);
   opts.onStarted?.(batcher);
   const res: PublishPcapResult = {

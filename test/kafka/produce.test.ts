@@ -265,4 +265,15 @@ describe('publish --producer', () => {
     expect(keylog.status).toBe(2);
     expect(keylog.stderr.trim().split('\n')).toEqual(['tlsdecrypt: --producer applies to publish pcap and publish mirror only']);
   });
+
+  it('--max-in-flight: 1 to 5 (Kafka keeps 5 batches per partition in order), not on publish keylog', () => {
+    for (const what of [['mirror', '--listen', '127.0.0.1:4789'], ['pcap', '/dev/null']]) {
+      const r = cli('publish', ...what, '--brokers', '127.0.0.1:1', '--topic', 't', '--max-in-flight', '6');
+      expect(r.status).toBe(2);
+      expect(r.stderr.trim().split('\n')).toEqual(["tlsdecrypt: --max-in-flight takes a whole number from 1 to 5, got '6'"]);
+    }
+    const keylog = cli('publish', 'keylog', '/dev/null', '--brokers', '127.0.0.1:1', '--topic', 't', '--max-in-flight', '2');
+    expect(keylog.status).toBe(2);
+    expect(keylog.stderr.trim().split('\n')).toEqual(['tlsdecrypt: --max-in-flight applies to publish pcap and publish mirror only']);
+  });
 });
