@@ -366,6 +366,20 @@ describe('RecordDecryptor.batchAppData13 / checkBatch (a run of records, one tag
       expect(d.batchAppData13(rec.header, rec.fragment)).toBe(500);
       expect(d.checkBatch()).toBe(true);
       expect(d.checkBatch()).toBe(true);
+      // a long run of one length (keystream computed ahead, across its refills), a refused record
+      // (handshake type) in the middle, then other lengths
+      for (let i = 0; i < 75; i++) {
+        if (i === 40) {
+          const hs = sealRecord(suite, keys, d.seq, 22, Buffer.alloc(1000, 2));
+          expect(d.batchAppData13(hs.header, hs.fragment)).toBe(-1);
+        }
+        const len = i < 70 ? 1000 : 16384 - i;
+        const r = sealRecord(suite, keys, d.seq, 23, Buffer.alloc(len, i));
+        expect(d.batchAppData13(r.header, r.fragment)).toBe(len);
+      }
+      expect(d.checkBatch()).toBe(true);
+      const last = sealRecord(suite, keys, d.seq, 23, Buffer.from('last'));
+      expect(d.decrypt(last.header, last.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('last') });
     });
 
     it(`fails the whole ${label(suite)} run for any flipped bit of any one of its records, seq back at the run's first record`, () => {

@@ -45,8 +45,13 @@ const AAD = Buffer.alloc(13);
 const HEADER_BLOCK = Buffer.alloc(16);
 /** One AES input block (counter block) for the ECB context. */
 const AES_IN = Buffer.alloc(16);
-/** Two AES input blocks (J0 and a counter block) for the ECB context (batchAppData13). */
-const AES_IN2 = Buffer.alloc(32);
+/**
+ * batchAppData13 computes its keystream blocks for this many records ahead in one ECB call (per
+ * record J0 and the block holding the content type, for the length of the record that asked):
+ * records of one run mostly have one length, and an ECB call costs more than the AES.
+ */
+const AHEAD = 32;
+const AHEAD_IN = Buffer.alloc(AHEAD * 32);
 /**
  * batchAppData13: what follows a record's ciphertext in the batch's additional data: zero padding
  * to a block (0-15 bytes), the record's length block and its Y block; TAIL_BY_PAD[p] is the view
@@ -146,6 +151,11 @@ export class RecordDecryptor {
   private batch: CipherGCM | undefined;
   private batchBytes = 0;
   private batchSeq = 0n;
+  /** Keystream blocks computed ahead (AHEAD): for ciphertext length aheadN, record aheadIdx's pair is next, for sequence number aheadSeq. */
+  private ahead: Buffer | undefined;
+  private aheadN = -1;
+  private aheadIdx = AHEAD;
+  private aheadSeq = -1n;
   /** GCM's hash key H = AES_K(0^128) as big-endian words. */
   private readonly h = new Int32Array(4);
   /** The tag correction (L xor L') * H for ciphertext length fixN (authenticateAppData13). */
@@ -237,12 +247,25 @@ export class RecordDecryptor {
   batchAppData13(header: Buffer, fragment: Buffer): number {
     if (!this.gcm13 || header.length < RECORD_HEADER_LEN || fragment.length < 17) return -1;
     const n = fragment.length - 16;
-    const nonce = this.xorNonce(this.seq);
-    counterBlock(AES_IN2, 0, nonce, 1);
-    counterBlock(AES_IN2, 16, nonce, ((n - 1) >>> 4) + 2);
     const gk = this.gcmKey();
-    const ks = gk.ecb.update(AES_IN2);
-    if ((fragment[n - 1] ^ ks[16 + ((n - 1) & 15)]) !== TLS13_APPLICATION_DATA) return -1;
+    if (this.ahead === undefined || n !== this.aheadN || this.seq !== this.aheadSeq || this.aheadIdx >= AHEAD) {
+      // J0 and the block holding byte n - 1 (J0 + 1 is the first) of records seq .. seq + AHEAD - 1
+      const ctr = ((n - 1) >>> 4) + 2;
+      for (let i = 0; i < AHEAD; i++) {
+        const nonce = this.xorNonce(this.seq + BigInt(i));
+        counterBlock(AHEAD_IN, 32 * i, nonce, 1);
+        counterBlock(AHEAD_IN, 32 * i + 16, nonce, ctr);
+      }
+      this.ahead = gk.ecb.update(AHEAD_IN);
+      this.aheadN = n;
+      this.aheadIdx = 0;
+      this.aheadSeq = this.seq;
+    }
+    const ks = this.ahead;
+    const k = 32 * this.aheadIdx;
+    if ((fragment[n - 1] ^ ks[k + 16 + ((n - 1) & 15)]) !== TLS13_APPLICATION_DATA) return -1;
+    this.aheadIdx++;
+    this.aheadSeq = this.seq + 1n;
     let g = this.batch;
     if (g === undefined) {
       g = this.batch = createCipheriv(gk.aead, gk.key, BATCH_NONCE, { authTagLength: 16 });
@@ -258,7 +281,7 @@ export class RecordDecryptor {
     t.fill(0, 15 - pad, 15 + 12);
     t[15 + 7] = 40;
     t.writeUInt32BE(8 * n, 15 + 12);
-    for (let i = 0; i < 16; i++) t[31 + i] = fragment[n + i] ^ ks[i];
+    for (let i = 0; i < 16; i++) t[31 + i] = fragment[n + i] ^ ks[k + i];
     g.setAAD(TAIL_BY_PAD[pad]);
     this.batchBytes += 16 + n + pad + 32;
     this.seq++;
