@@ -52,13 +52,6 @@ const AES_IN = Buffer.alloc(16);
  */
 const AHEAD = 32;
 const AHEAD_IN = Buffer.alloc(AHEAD * 32);
-/**
- * batchAppData13: what follows a record's ciphertext in the batch's additional data: zero padding
- * to a block (0-15 bytes), the record's length block and its Y block; TAIL_BY_PAD[p] is the view
- * for p padding bytes (made once).
- */
-const TAIL = Buffer.alloc(15 + 32);
-const TAIL_BY_PAD = Array.from({ length: 16 }, (_, p) => TAIL.subarray(15 - p));
 const TLS13_APPLICATION_DATA = 23;
 
 /**
@@ -151,6 +144,14 @@ export class RecordDecryptor {
   private batch: CipherGCM | undefined;
   private batchBytes = 0;
   private batchSeq = 0n;
+  /**
+   * What follows a record's ciphertext in the batch's additional data, held until the next record
+   * so that one setAAD call takes it with that record's header block: zero padding to a block
+   * (bytes 15 - tailPad .. 14), the length block (15..30), Y (31..46); then the next header block
+   * (47..62). tailPad -1: nothing held.
+   */
+  private tail: Buffer | undefined;
+  private tailPad = -1;
   /** Keystream blocks computed ahead (AHEAD): for ciphertext length aheadN, record aheadIdx's pair is next, for sequence number aheadSeq. */
   private ahead: Buffer | undefined;
   private aheadN = -1;
@@ -271,18 +272,19 @@ export class RecordDecryptor {
       g = this.batch = createCipheriv(gk.aead, gk.key, BATCH_NONCE, { authTagLength: 16 });
       this.batchBytes = 0;
       this.batchSeq = this.seq;
+      this.tailPad = -1;
     }
-    for (let i = 0; i < RECORD_HEADER_LEN; i++) HEADER_BLOCK[i] = header[i];
-    g.setAAD(HEADER_BLOCK);
+    const t = (this.tail ??= Buffer.alloc(15 + 48));
+    for (let i = 0; i < RECORD_HEADER_LEN; i++) t[47 + i] = header[i];
+    g.setAAD(this.tailPad < 0 ? t.subarray(47) : t.subarray(15 - this.tailPad));
     g.setAAD(fragment.subarray(0, n));
     const pad = (16 - (n & 15)) & 15;
     // the length block: len(A) = 40 bits, len(C) = 8n bits (64-bit big-endian each); then Y
-    const t = TAIL;
     t.fill(0, 15 - pad, 15 + 12);
     t[15 + 7] = 40;
     t.writeUInt32BE(8 * n, 15 + 12);
     for (let i = 0; i < 16; i++) t[31 + i] = fragment[n + i] ^ ks[k + i];
-    g.setAAD(TAIL_BY_PAD[pad]);
+    this.tailPad = pad;
     this.batchBytes += 16 + n + pad + 32;
     this.seq++;
     return n - 1;
@@ -299,6 +301,8 @@ export class RecordDecryptor {
     this.batch = undefined;
     let ok = false;
     try {
+      if (this.tailPad >= 0) g.setAAD((this.tail as Buffer).subarray(15 - this.tailPad, 47));
+      this.tailPad = -1;
       g.final();
       ok = g.getAuthTag().equals((this.gk as GcmKey).expectedTag(this.batchBytes));
     } catch {
