@@ -29,7 +29,7 @@ import { createCipheriv, type Cipher } from 'node:crypto';
 import type { Timestamp } from '../types.js';
 
 /** The batch context's nonce (any fixed value). */
-const BATCH_NONCE = Buffer.alloc(12);
+export const BATCH_NONCE = Buffer.alloc(12);
 /**
  * Keystream bytes per ECB call at most: node allocates each call's output, and large buffers cost
  * page faults when malloc hands back fresh memory (kept below its mmap threshold, and reused).
@@ -78,8 +78,8 @@ function words(b: Buffer, off: number): number[] {
 /** The ECB context and constants of one AES-GCM packet key. */
 export class GcmKey {
   readonly ecb: Cipher;
-  /** H = E_K(0^128) and E_K(J0') of the batch nonce. */
-  private readonly h: number[];
+  /** H = E_K(0^128) (big-endian words) and E_K(J0') of the batch nonce. */
+  readonly h: number[];
   private readonly ej: number[];
   constructor(
     readonly aead: 'aes-128-gcm' | 'aes-256-gcm',

@@ -74,6 +74,17 @@ export function plausibleHeader(b: Buffer, i: number, maxLen: number = MAX_CIPHE
   return len >= 1 && len <= maxLen;
 }
 
+/**
+ * Record buffers sessions keep past the record callback (RecordDeframer.takeRecord), counted for
+ * every deframer of this thread together: at most MAX_KEPT_BUFFERS are kept at a time, and as many
+ * handed back are cached for reuse, so what they hold stays bounded (~8 MiB).
+ */
+const SPARES: Buffer[] = [];
+let keptBuffers = 0;
+const MAX_KEPT_BUFFERS = 256;
+/** A whole record of the largest ciphertext TLS allows (RFC 8446 §5.2: 2^14 + 256). */
+const SPARE_BYTES = RECORD_HEADER_LEN + 16384 + 256;
+
 export class RecordDeframer {
   private readonly opts: DeframerOptions;
   /** Partial record (header and/or fragment) carried between chunks; reused. */
@@ -267,6 +278,34 @@ export class RecordDeframer {
       buf.subarray(off, off + RECORD_HEADER_LEN),
       buf.subarray(off + RECORD_HEADER_LEN, off + total),
     );
+  }
+
+  /**
+   * During the sink's record callback: a buffer of the caller's own holding the record (header at
+   * 0, fragment at RECORD_HEADER_LEN), to keep until it hands it back with releaseRecord; undefined
+   * when none is free (keep nothing then). A record assembled across chunks is handed over as it
+   * stands (the deframer goes on in a spare buffer), one inside the chunk is copied.
+   */
+  takeRecord(header: Buffer, fragment: Buffer): Buffer | undefined {
+    const p = this.part;
+    const own = fragment.buffer === p.buffer && fragment.byteOffset === p.byteOffset + RECORD_HEADER_LEN && fragment.length <= p.length - RECORD_HEADER_LEN;
+    if (keptBuffers >= MAX_KEPT_BUFFERS || (!own && fragment.length > SPARE_BYTES - RECORD_HEADER_LEN)) return undefined;
+    keptBuffers++;
+    let spare = SPARES.pop() ?? Buffer.allocUnsafeSlow(SPARE_BYTES);
+    if (own && this.partLen === 0) {
+      this.part = spare;
+      return p;
+    }
+    if (spare.length < RECORD_HEADER_LEN + fragment.length) spare = Buffer.allocUnsafeSlow(SPARE_BYTES);
+    spare.set(header.subarray(0, RECORD_HEADER_LEN), 0);
+    spare.set(fragment, RECORD_HEADER_LEN);
+    return spare;
+  }
+
+  /** A buffer from takeRecord, no longer used. */
+  static releaseRecord(b: Buffer): void {
+    keptBuffers--;
+    if (SPARES.length < MAX_KEPT_BUFFERS) SPARES.push(b);
   }
 
   private malformed(header: Buffer): void {

@@ -19,7 +19,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { digest } from '../events/digest.js';
 import type { AnomalySink, AppStream, EndReason, EventSink, FlowCounters, FlowHandler, FlowInfo, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
-import { ContentType, RecordDeframer, type RecordSink } from './records.js';
+import { ContentType, RECORD_HEADER_LEN, RecordDeframer, type RecordSink } from './records.js';
 import {
   HandshakeReassembler,
   HandshakeType,
@@ -418,6 +418,18 @@ export class TlsFlowHandler implements FlowHandler {
   private readonly queue: QueueItem[] = [];
   private queueBytes = 0;
   private draining = false;
+  /**
+   * Application-data records of one direction authenticated as one run (batchRecord), in order:
+   * the buffer holding each (RecordDeframer.takeRecord), its plaintext length and capture time.
+   * Nothing of them is counted or delivered until flushPending has checked the run's tag.
+   */
+  private pendDs: DirState | undefined = undefined;
+  private pendDec: RecordDecryptor | undefined = undefined;
+  private readonly pendBufs: Buffer[] = [];
+  private readonly pendLens: number[] = [];
+  private readonly pendTs: Timestamp[] = [];
+  /** Plaintext bytes of the run. */
+  private pendBytes = 0;
 
   constructor(
     readonly flow: FlowInfo,
@@ -459,6 +471,7 @@ export class TlsFlowHandler implements FlowHandler {
   onGap(dir: Dir, length: number, ts: Timestamp): void {
     if (this.closed) return;
     try {
+      this.flushPending();
       this.curTs = ts;
       this.dirs[dir === Dir.ToClient ? 1 : 0].deframer.gap(length);
       this.drain();
@@ -470,6 +483,7 @@ export class TlsFlowHandler implements FlowHandler {
   onEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
     if (this.closed) return;
     try {
+      this.flushPending();
       this.curTs = ts;
       const ds = this.dirs[dir === Dir.ToClient ? 1 : 0];
       ds.endDeframer();
@@ -483,6 +497,11 @@ export class TlsFlowHandler implements FlowHandler {
   onClose(reason: EndReason, counters: FlowCounters, ts: Timestamp): void {
     this.ctx.closing?.(this);
     if (this.closed) return;
+    try {
+      this.flushPending();
+    } catch (e) {
+      this.internal(e);
+    }
     this.closed = true;
     try {
       this.drain();
@@ -526,6 +545,7 @@ export class TlsFlowHandler implements FlowHandler {
   retryKeys(ts: Timestamp): void {
     if (this.closed) return;
     try {
+      this.flushPending();
       this.curTs = ts;
       this.drain();
     } catch (e) {
@@ -553,6 +573,11 @@ export class TlsFlowHandler implements FlowHandler {
 
   /** Nothing held and keys not awaited: closing now gives the same events as closing later. */
   settled(): boolean {
+    try {
+      this.flushPending();
+    } catch (e) {
+      this.internal(e);
+    }
     return this.queue.length === 0 && this.status !== 'no_key';
   }
 
@@ -584,12 +609,111 @@ export class TlsFlowHandler implements FlowHandler {
         if (ds.dir === Dir.ToClient && this.dirs[0].protectedAfterHello > 0) this.serverAfterClient = true;
         this.updateEstablished();
       }
+      if (this.queue.length === 0 && this.batchRecord(ds, header, fragment, ts)) return;
+      this.flushPending();
       if (this.queue.length > 0 || this.processProtected(ds, header, fragment, ts) === Outcome.Blocked) {
         this.enqueue(ItemKind.Record, ds, ts, type, header, fragment, 0, 0, 'eof');
       }
       return;
     }
+    this.flushPending();
     this.processPlain(ds, type, fragment, ts);
+  }
+
+  /** Records per authenticated run at most (the latency of a direction's byte count, in records). */
+  private static readonly MAX_RUN = 32;
+
+  /**
+   * A TLS 1.3 AES-GCM application-data record that processProtected would authenticate without
+   * decrypting (its plaintext skippable), and that does not end the analyzer's skippable bytes
+   * (what ends them may complete a message, i.e. emit an event, which must happen now): added to
+   * the direction's run (RecordDecryptor.batchAppData13) and kept, its bytes counted and delivered
+   * by flushPending once the run's one tag check has passed. Every other record, and every other
+   * entry point, flushes the run first, so the analyzer sees the same calls in the same order as
+   * record by record, and the flow's events stay where they were among other flows'. False: not
+   * taken (nothing changed).
+   */
+  private batchRecord(ds: DirState, header: Buffer, fragment: Buffer, ts: Timestamp): boolean {
+    const dec = ds.dec;
+    const app = this.app;
+    if (
+      dec === undefined ||
+      !this.tls13 ||
+      !ds.appPhase ||
+      ds.phase === Phase.Early ||
+      ds.skipFailures ||
+      ds.lostRecords !== 0 ||
+      ds.lostUnknown ||
+      this.decision !== 'decrypt' ||
+      this.unsupported ||
+      this.helloRetry ||
+      !this.clientHello ||
+      !this.serverHello ||
+      app?.skippable === undefined ||
+      (this.pendDs !== undefined && (this.pendDs !== ds || this.pendDec !== dec))
+    ) {
+      return false;
+    }
+    if (app.skippable(ds.dir) - this.pendBytes <= fragment.length - 17) return false;
+    const buf = ds.deframer.takeRecord(header, fragment);
+    if (buf === undefined) return false;
+    const n = dec.batchAppData13(header, fragment);
+    if (n < 0) {
+      RecordDeframer.releaseRecord(buf);
+      return false;
+    }
+    this.pendDs = ds;
+    this.pendDec = dec;
+    this.pendBufs.push(buf);
+    this.pendLens.push(n);
+    this.pendTs.push(ts);
+    this.pendBytes += n;
+    if (this.pendBufs.length >= TlsFlowHandler.MAX_RUN) this.flushPending();
+    return true;
+  }
+
+  /**
+   * Ends the run of batchRecord: when its tag checks, each record is counted and its bytes
+   * delivered as processProtected does; otherwise the records go through processProtected one
+   * by one from the run's first sequence number, which finds and reports the bad ones as before.
+   */
+  private flushPending(): void {
+    const ds = this.pendDs;
+    if (ds === undefined) return;
+    const dec = this.pendDec as RecordDecryptor;
+    this.pendDs = undefined;
+    this.pendDec = undefined;
+    this.pendBytes = 0;
+    const bufs = this.pendBufs;
+    const lens = this.pendLens;
+    const tss = this.pendTs;
+    const m = bufs.length;
+    try {
+      if (dec.checkBatch()) {
+        const app = this.app as AppStream;
+        for (let i = 0; i < m; i++) {
+          this.decryptedRecords++;
+          const n = lens[i];
+          if (n > 0) {
+            this.appBytes += n;
+            app.onSkipped?.(ds.dir, n, tss[i]);
+          }
+        }
+      } else {
+        const saved = this.curTs;
+        for (let i = 0; i < m; i++) {
+          const b = bufs[i];
+          this.curTs = tss[i];
+          this.processProtected(ds, b.subarray(0, RECORD_HEADER_LEN), b.subarray(RECORD_HEADER_LEN, RECORD_HEADER_LEN + lens[i] + 17), tss[i]);
+        }
+        this.curTs = saved;
+      }
+    } finally {
+      for (let i = 0; i < m; i++) RecordDeframer.releaseRecord(bufs[i]);
+      bufs.length = 0;
+      lens.length = 0;
+      tss.length = 0;
+    }
   }
 
   /** Whether a record of this type in this direction is protected now. */
@@ -653,6 +777,7 @@ export class TlsFlowHandler implements FlowHandler {
 
   /** @internal (DirState) */
   onLost(ds: DirState, bytes: number, records: number, ts: Timestamp): void {
+    this.flushPending();
     if (this.queue.length > 0) {
       this.enqueue(ItemKind.Gap, ds, ts, 0, EMPTY, EMPTY, bytes, records, 'eof');
       return;

@@ -329,13 +329,125 @@ describe('RecordDecryptor.authenticateAppData13 (tag checked without decrypting:
     }
   });
 
-  it('answers -1 for every other suite (decrypt() handles them)', () => {
+  it('answers -1 for every other suite (decrypt() handles them), batched or not', () => {
     for (const suite of shapes.filter((s) => !(s.tls13 && s.cipher.endsWith('-gcm')))) {
       const keys = randomKeys(suite);
       const d = new RecordDecryptor(suite, keys, opts(suite));
       const rec = sealRecord(suite, keys, 0n, 23, Buffer.alloc(64, 9));
       expect(d.authenticateAppData13(rec.header, rec.fragment), label(suite)).toBe(-1);
+      expect(d.batchAppData13(rec.header, rec.fragment), label(suite)).toBe(-1);
+      expect(d.checkBatch()).toBe(true);
       expect(d.seq).toBe(0n);
     }
   });
+});
+
+describe('RecordDecryptor.batchAppData13 / checkBatch (a run of records, one tag check)', () => {
+  const gcm13 = [suiteById(0x1301)!, suiteById(0x1302)!];
+  const lengths = [0, 1, 14, 15, 16, 17, 31, 32, 33, 1000, 16383, 16384];
+
+  for (const suite of gcm13) {
+    it(`accepts a ${label(suite)} run of every length class and keeps seq aligned with decrypt()`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      d.seq = 3n;
+      for (const len of lengths) {
+        const rec = sealRecord(suite, keys, d.seq, 23, Buffer.alloc(len, 0x5a));
+        const before = d.seq;
+        expect(d.batchAppData13(rec.header, rec.fragment)).toBe(len);
+        expect(d.seq).toBe(before + 1n);
+      }
+      expect(d.checkBatch()).toBe(true);
+      expect(d.seq).toBe(3n + BigInt(lengths.length));
+      const next = sealRecord(suite, keys, d.seq, 23, Buffer.from('next'));
+      expect(d.decrypt(next.header, next.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('next') });
+      // a second run on the same decryptor, and checkBatch with no run open
+      const rec = sealRecord(suite, keys, d.seq, 23, Buffer.alloc(500, 1));
+      expect(d.batchAppData13(rec.header, rec.fragment)).toBe(500);
+      expect(d.checkBatch()).toBe(true);
+      expect(d.checkBatch()).toBe(true);
+      // a long run of one length (keystream computed ahead, across its refills), a refused record
+      // (handshake type) in the middle, then other lengths
+      for (let i = 0; i < 75; i++) {
+        if (i === 40) {
+          const hs = sealRecord(suite, keys, d.seq, 22, Buffer.alloc(1000, 2));
+          expect(d.batchAppData13(hs.header, hs.fragment)).toBe(-1);
+        }
+        const len = i < 70 ? 1000 : 16384 - i;
+        const r = sealRecord(suite, keys, d.seq, 23, Buffer.alloc(len, i));
+        expect(d.batchAppData13(r.header, r.fragment)).toBe(len);
+      }
+      expect(d.checkBatch()).toBe(true);
+      const last = sealRecord(suite, keys, d.seq, 23, Buffer.from('last'));
+      expect(d.decrypt(last.header, last.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.from('last') });
+    });
+
+    it(`fails the whole ${label(suite)} run for any flipped bit of any one of its records, seq back at the run's first record`, () => {
+      const keys = randomKeys(suite);
+      fc.assert(
+        fc.property(fc.array(fc.integer({ min: 1, max: 2000 }), { minLength: 1, maxLength: 6 }), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 7 }), (lens, which, at, bit) => {
+          const d = new RecordDecryptor(suite, keys, opts(suite));
+          d.seq = 11n;
+          const recs = lens.map((len, i) => sealRecord(suite, keys, 11n + BigInt(i), 23, Buffer.alloc(len, 0xc3)));
+          const bad = which % recs.length;
+          const f = Buffer.from(recs[bad].fragment);
+          f[at % f.length] ^= 1 << bit;
+          // a flipped content-type byte may already be refused when added; otherwise the check fails
+          let refused = false;
+          recs.forEach((r, i) => {
+            if (i === bad) refused = d.batchAppData13(r.header, f) < 0;
+            else if (!refused || i < bad) expect(d.batchAppData13(r.header, r.fragment)).toBe(lens[i]);
+          });
+          if (refused) return;
+          expect(d.checkBatch()).toBe(false);
+          expect(d.seq).toBe(11n);
+          // record by record, only the changed one fails
+          recs.forEach((r, i) => {
+            if (i === bad) expect(d.decrypt(r.header, f)).toEqual({ ok: false, error: 'integrity_failure' });
+            else expect(d.decrypt(r.header, r.fragment)).toEqual({ ok: true, contentType: 23, plaintext: Buffer.alloc(lens[i], 0xc3) });
+          });
+        }),
+        { numRuns: 150 },
+      );
+    });
+
+    it(`refuses ${label(suite)} records it must not vouch for without touching the run`, () => {
+      const keys = randomKeys(suite);
+      const d = new RecordDecryptor(suite, keys, opts(suite));
+      const first = sealRecord(suite, keys, 0n, 23, Buffer.alloc(100, 7));
+      expect(d.batchAppData13(first.header, first.fragment)).toBe(100);
+      const pt = Buffer.alloc(300, 1);
+      for (const [name, rec] of Object.entries({
+        padded: sealRecord(suite, keys, 1n, 23, pt, { padding: 5 }),
+        handshake: sealRecord(suite, keys, 1n, 22, pt),
+        tooShort: { header: first.header, fragment: first.fragment.subarray(0, 16) },
+      })) {
+        expect(d.batchAppData13(rec.header, rec.fragment), name).toBe(-1);
+        expect(d.seq, name).toBe(1n);
+      }
+      expect(d.checkBatch()).toBe(true);
+    });
+
+    it(`fails a ${label(suite)} run with a record of another key or sequence number, or a changed header`, () => {
+      const keys = randomKeys(suite);
+      const pt = Buffer.alloc(64, 3);
+      const hdr = Buffer.from(sealRecord(suite, keys, 1n, 23, pt).header);
+      hdr[2] ^= 1;
+      for (const [name, second] of Object.entries({
+        otherSeq: sealRecord(suite, keys, 2n, 23, pt),
+        otherKey: sealRecord(suite, randomKeys(suite), 1n, 23, pt),
+        header: { header: hdr, fragment: sealRecord(suite, keys, 1n, 23, pt).fragment },
+      })) {
+        const d = new RecordDecryptor(suite, keys, opts(suite));
+        const first = sealRecord(suite, keys, 0n, 23, pt);
+        expect(d.batchAppData13(first.header, first.fragment)).toBe(64);
+        // another key or nonce mostly reads as another content type and is refused at once; when
+        // it is taken (as the changed header always is), the run fails
+        const taken = d.batchAppData13(second.header, second.fragment) >= 0;
+        if (name === 'header') expect(taken).toBe(true);
+        expect(d.checkBatch(), name).toBe(!taken);
+        expect(d.seq, name).toBe(taken ? 0n : 1n);
+      }
+    });
+  }
 });

@@ -16,10 +16,35 @@ const DIR = 'fixtures/https/tls13-64k-http11';
 const oracle = JSON.parse(readFileSync(`${DIR}/oracle.json`, 'utf8')) as { http: { response_body_bytes: number }[] };
 
 function run(capture: string) {
-  const spy = vi.spyOn(RecordDecryptor.prototype, 'authenticateAppData13');
+  const one = vi.spyOn(RecordDecryptor.prototype, 'authenticateAppData13');
+  const batched = vi.spyOn(RecordDecryptor.prototype, 'batchAppData13');
   const r = replayFile(capture, { keylogs: [`${DIR}/keys.log`] });
-  const accepted = spy.mock.results.filter((x) => x.type === 'return' && (x.value as number) >= 0).length;
-  return { ...r, accepted };
+  const taken = (s: typeof one) => s.mock.results.filter((x) => x.type === 'return' && (x.value as number) >= 0).length;
+  return { ...r, accepted: taken(one) + taken(batched), batched: taken(batched) };
+}
+
+/** The capture with one bit flipped in the TCP payload of a full-size server segment, at `where` (0..1) of them. */
+function tamperedCopy(where: number): string {
+  const data = Buffer.from(readFileSync(`${DIR}/capture.pcap`));
+  // the server's full-size segments, by their place in the file
+  const big: { off: number; len: number }[] = [];
+  const sink: CaptureSink = {
+    anomaly() {},
+    secrets() {},
+    packet() {},
+    packetAt(_buf, off, caplen) {
+      if (caplen > 1000) big.push({ off, len: caplen });
+    },
+  };
+  const reader = new CaptureReader(sink);
+  reader.push(data);
+  reader.end();
+  expect(big.length).toBeGreaterThan(5); // (a loopback capture: segments up to 64 KiB)
+  const seg = big[Math.floor(big.length * where)];
+  data[seg.off + seg.len - 200] ^= 0x01; // in the TCP payload (headers are at the start)
+  const tampered = `${process.env.TMPDIR ?? '/tmp'}/tlsdecrypt-authonly-${process.pid}.pcap`;
+  writeFileSync(tampered, data);
+  return tampered;
 }
 
 describe('application data nobody reads: authenticated, not decrypted', () => {
@@ -36,25 +61,7 @@ describe('application data nobody reads: authenticated, not decrypted', () => {
   });
 
   it('still rejects a record with one byte changed deep inside the body', () => {
-    const data = Buffer.from(readFileSync(`${DIR}/capture.pcap`));
-    // the server's full-size segments, by their place in the file
-    const big: { off: number; len: number }[] = [];
-    const sink: CaptureSink = {
-      anomaly() {},
-      secrets() {},
-      packet() {},
-      packetAt(_buf, off, caplen) {
-        if (caplen > 1000) big.push({ off, len: caplen });
-      },
-    };
-    const reader = new CaptureReader(sink);
-    reader.push(data);
-    reader.end();
-    expect(big.length).toBeGreaterThan(5); // (a loopback capture: segments up to 64 KiB)
-    const seg = big[Math.floor(big.length * 0.7)];
-    data[seg.off + seg.len - 200] ^= 0x01; // in the TCP payload (headers are at the start)
-    const tampered = `${process.env.TMPDIR ?? '/tmp'}/tlsdecrypt-authonly-${process.pid}.pcap`;
-    writeFileSync(tampered, data);
+    const tampered = tamperedCopy(0.7);
     try {
       const good = run(`${DIR}/capture.pcap`);
       vi.restoreAllMocks();
@@ -67,6 +74,28 @@ describe('application data nobody reads: authenticated, not decrypted', () => {
       expect(good.stats.decryptedBytes - bad.stats.decryptedBytes).toBeGreaterThan(1000);
     } finally {
       rmSync(tampered, { force: true });
+    }
+  });
+
+  it('authenticates runs of records with one tag check, and a changed byte in any record of a run fails that record only', () => {
+    const good = run(`${DIR}/capture.pcap`);
+    expect(good.batched).toBeGreaterThan(3); // most of the body's records went in runs
+    vi.restoreAllMocks();
+    for (const where of [0.3, 0.45, 0.6, 0.75, 0.9]) {
+      const tampered = tamperedCopy(where);
+      try {
+        const bad = run(tampered);
+        vi.restoreAllMocks();
+        expect(bad.stats.anomalies.tls_decrypt_failed, String(where)).toBe(1);
+        expect(bad.stats.sessionsByStatus).toEqual({ partial: 1 });
+        // exactly one record's plaintext (at most 2^14 bytes) is missing: the other records of its
+        // run were taken one by one after the run's check failed, and counted
+        const missing = good.stats.decryptedBytes - bad.stats.decryptedBytes;
+        expect(missing, String(where)).toBeGreaterThan(1000);
+        expect(missing, String(where)).toBeLessThanOrEqual(16384);
+      } finally {
+        rmSync(tampered, { force: true });
+      }
     }
   });
 });

@@ -8,9 +8,10 @@
  *
  * Bad records never throw: they come back as `{ ok: false, error }`.
  */
-import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type Cipher } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type CipherGCM } from 'node:crypto';
 import type { CipherSuite } from './suites.js';
 import type { TrafficKeys } from './prf.js';
+import { BATCH_NONCE, GcmKey } from '../../quic/gcmBatch.js';
 
 export type DecryptError = 'integrity_failure' | 'malformed' | 'unsupported_cipher';
 export type DecryptResult = { ok: true; contentType: number; plaintext: Buffer } | { ok: false; error: DecryptError };
@@ -42,8 +43,15 @@ const AAD = Buffer.alloc(13);
 
 /** The record header padded to a GHASH block (authenticateAppData13), zeros after the 5 bytes. */
 const HEADER_BLOCK = Buffer.alloc(16);
-/** One AES input block (counter block / zero block) for the ECB context. */
+/** One AES input block (counter block) for the ECB context. */
 const AES_IN = Buffer.alloc(16);
+/**
+ * batchAppData13 computes its keystream blocks for this many records ahead in one ECB call (per
+ * record J0 and the block holding the content type, for the length of the record that asked):
+ * records of one run mostly have one length, and an ECB call costs more than the AES.
+ */
+const AHEAD = 32;
+const AHEAD_IN = Buffer.alloc(AHEAD * 32);
 const TLS13_APPLICATION_DATA = 23;
 
 /**
@@ -73,6 +81,15 @@ function gfMul(x0: number, x1: number, x2: number, x3: number, y: Int32Array, ou
   out[1] = z1;
   out[2] = z2;
   out[3] = z3;
+}
+
+/** Writes the counter block nonce(12) || counter(32-bit big-endian) at b[o]. */
+function counterBlock(b: Buffer, o: number, nonce: Buffer, counter: number): void {
+  for (let i = 0; i < 12; i++) b[o + i] = nonce[i];
+  b[o + 12] = counter >>> 24;
+  b[o + 13] = (counter >>> 16) & 0xff;
+  b[o + 14] = (counter >>> 8) & 0xff;
+  b[o + 15] = counter & 0xff;
 }
 
 function be32(b: Uint8Array, o: number): number {
@@ -118,10 +135,28 @@ export class RecordDecryptor {
   /** TLS 1.0 CBC chained IV (a private copy: the caller's fragment buffers are not ours to keep). */
   private chainIv: Buffer | undefined;
   /**
-   * authenticateAppData13: an AES-ECB context under the record key (made on first use, kept: ECB
-   * carries no state between whole blocks) for GCM's hash key H and single keystream blocks.
+   * authenticateAppData13 / batchAppData13: an AES-ECB context under the record key (made on first
+   * use, kept: ECB carries no state between whole blocks) for GCM's hash key H and single
+   * keystream blocks, with the batch context's expected tag.
    */
-  private ecb: Cipher | undefined;
+  private gk: GcmKey | undefined;
+  /** batchAppData13: the open batch's GCM context, its additional-data bytes so far, the sequence number of its first record. */
+  private batch: CipherGCM | undefined;
+  private batchBytes = 0;
+  private batchSeq = 0n;
+  /**
+   * What follows a record's ciphertext in the batch's additional data, held until the next record
+   * so that one setAAD call takes it with that record's header block: zero padding to a block
+   * (bytes 15 - tailPad .. 14), the length block (15..30), Y (31..46); then the next header block
+   * (47..62). tailPad -1: nothing held.
+   */
+  private tail: Buffer | undefined;
+  private tailPad = -1;
+  /** Keystream blocks computed ahead (AHEAD): for ciphertext length aheadN, record aheadIdx's pair is next, for sequence number aheadSeq. */
+  private ahead: Buffer | undefined;
+  private aheadN = -1;
+  private aheadIdx = AHEAD;
+  private aheadSeq = -1n;
   /** GCM's hash key H = AES_K(0^128) as big-endian words. */
   private readonly h = new Int32Array(4);
   /** The tag correction (L xor L') * H for ciphertext length fixN (authenticateAppData13). */
@@ -167,24 +202,8 @@ export class RecordDecryptor {
     const key = this.key as Buffer;
     const nonce = this.xorNonce(this.seq);
     // The content type: the last inner-plaintext byte (no padding: a zero there means padding).
-    let ecb = this.ecb;
-    if (ecb === undefined) {
-      ecb = this.ecb = createCipheriv(this.suite.cipher.replace('-gcm', '-ecb'), key, null);
-      ecb.setAutoPadding(false);
-      AES_IN.fill(0);
-      const h = ecb.update(AES_IN);
-      this.h[0] = be32(h, 0);
-      this.h[1] = be32(h, 4);
-      this.h[2] = be32(h, 8);
-      this.h[3] = be32(h, 12);
-    }
-    const block = ((n - 1) >>> 4) + 2; // counter of the block holding byte n - 1 (J0 + 1 is the first)
-    for (let i = 0; i < 12; i++) AES_IN[i] = nonce[i];
-    AES_IN[12] = block >>> 24;
-    AES_IN[13] = (block >>> 16) & 0xff;
-    AES_IN[14] = (block >>> 8) & 0xff;
-    AES_IN[15] = block & 0xff;
-    const ks = ecb.update(AES_IN);
+    counterBlock(AES_IN, 0, nonce, ((n - 1) >>> 4) + 2); // the block holding byte n - 1 (J0 + 1 is the first)
+    const ks = this.gcmKey().ecb.update(AES_IN);
     if ((fragment[n - 1] ^ ks[(n - 1) & 15]) !== TLS13_APPLICATION_DATA) return -1;
     // The tag over (header block || ciphertext) as additional data.
     let t: Buffer;
@@ -213,6 +232,94 @@ export class RecordDecryptor {
     if (d !== 0) return -1;
     this.seq++;
     return n - 1;
+  }
+
+  /**
+   * authenticateAppData13 for a run of records: adds the record to this decryptor's open batch,
+   * one GCM context for the whole run (made by the first record), and answers as
+   * authenticateAppData13 does except that the tag is only checked by checkBatch(): until then
+   * nobody may use the answer. Per record: J0 and the content type's counter block in one ECB call;
+   * as additional data of the batch context, the record's GHASH input (header padded to a block,
+   * ciphertext padded to a block, length block) followed by Y = tag xor E_K(J0), which GHASH_H of
+   * that input equals exactly when the record is authentic; GHASH being linear, a run of authentic
+   * records hashes as zeros do (src/quic/gcmBatch.ts says why, for QUIC packets). The context costs
+   * several times the GHASH of a 16 KiB record when made per record.
+   */
+  batchAppData13(header: Buffer, fragment: Buffer): number {
+    if (!this.gcm13 || header.length < RECORD_HEADER_LEN || fragment.length < 17) return -1;
+    const n = fragment.length - 16;
+    const gk = this.gcmKey();
+    if (this.ahead === undefined || n !== this.aheadN || this.seq !== this.aheadSeq || this.aheadIdx >= AHEAD) {
+      // J0 and the block holding byte n - 1 (J0 + 1 is the first) of records seq .. seq + AHEAD - 1
+      const ctr = ((n - 1) >>> 4) + 2;
+      for (let i = 0; i < AHEAD; i++) {
+        const nonce = this.xorNonce(this.seq + BigInt(i));
+        counterBlock(AHEAD_IN, 32 * i, nonce, 1);
+        counterBlock(AHEAD_IN, 32 * i + 16, nonce, ctr);
+      }
+      this.ahead = gk.ecb.update(AHEAD_IN);
+      this.aheadN = n;
+      this.aheadIdx = 0;
+      this.aheadSeq = this.seq;
+    }
+    const ks = this.ahead;
+    const k = 32 * this.aheadIdx;
+    if ((fragment[n - 1] ^ ks[k + 16 + ((n - 1) & 15)]) !== TLS13_APPLICATION_DATA) return -1;
+    this.aheadIdx++;
+    this.aheadSeq = this.seq + 1n;
+    let g = this.batch;
+    if (g === undefined) {
+      g = this.batch = createCipheriv(gk.aead, gk.key, BATCH_NONCE, { authTagLength: 16 });
+      this.batchBytes = 0;
+      this.batchSeq = this.seq;
+      this.tailPad = -1;
+    }
+    const t = (this.tail ??= Buffer.alloc(15 + 48));
+    for (let i = 0; i < RECORD_HEADER_LEN; i++) t[47 + i] = header[i];
+    g.setAAD(this.tailPad < 0 ? t.subarray(47) : t.subarray(15 - this.tailPad));
+    g.setAAD(fragment.subarray(0, n));
+    const pad = (16 - (n & 15)) & 15;
+    // the length block: len(A) = 40 bits, len(C) = 8n bits (64-bit big-endian each); then Y
+    t.fill(0, 15 - pad, 15 + 12);
+    t[15 + 7] = 40;
+    t.writeUInt32BE(8 * n, 15 + 12);
+    for (let i = 0; i < 16; i++) t[31 + i] = fragment[n + i] ^ ks[k + i];
+    this.tailPad = pad;
+    this.batchBytes += 16 + n + pad + 32;
+    this.seq++;
+    return n - 1;
+  }
+
+  /**
+   * Closes the open batch (batchAppData13): whether every record in it is authentic. When not,
+   * the sequence number is back at the batch's first record, for the caller to take the records
+   * one by one again. True when no batch is open.
+   */
+  checkBatch(): boolean {
+    const g = this.batch;
+    if (g === undefined) return true;
+    this.batch = undefined;
+    let ok = false;
+    try {
+      if (this.tailPad >= 0) g.setAAD((this.tail as Buffer).subarray(15 - this.tailPad, 47));
+      this.tailPad = -1;
+      g.final();
+      ok = g.getAuthTag().equals((this.gk as GcmKey).expectedTag(this.batchBytes));
+    } catch {
+      ok = false;
+    }
+    if (!ok) this.seq = this.batchSeq;
+    return ok;
+  }
+
+  /** The ECB context and constants under the record key (TLS 1.3 AES-GCM only). */
+  private gcmKey(): GcmKey {
+    let gk = this.gk;
+    if (gk === undefined) {
+      gk = this.gk = new GcmKey(this.suite.cipher as 'aes-128-gcm' | 'aes-256-gcm', this.key as Buffer);
+      for (let i = 0; i < 4; i++) this.h[i] = gk.h[i];
+    }
+    return gk;
   }
 
   /** Whether the suite and keys fit together; an unusable decryptor answers 'unsupported_cipher'. */
