@@ -3,6 +3,11 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { EcsEvent } from '../events/builder.js';
 
+/** Capacity of one encoded batch (a batch is flushed at 64 Ki characters, plus its last line). */
+const BATCH_BYTES = 1 << 18;
+/** Encoded-batch buffers kept for reuse (back-pressure keeps one or two writes in flight). */
+const SPARE_MAX = 4;
+
 /**
  * Newline-delimited JSON event writer with back-pressure: events are batched into one string
  * per flush and the producer awaits `drained()` between input chunks, so a slow consumer of
@@ -11,6 +16,12 @@ import type { EcsEvent } from '../events/builder.js';
 export class NdjsonWriter {
   private buf: string[] = [];
   private bufChars = 0;
+  /**
+   * Byte buffers for encoded batches, back here once the stream has written them. Handing the
+   * stream the batch string made it allocate a fresh ~64 KB buffer per batch (plus a UTF-8 length
+   * scan, and the first touch of new memory each time): 4 % of a sessions-16k replay's CPU.
+   */
+  private spare: Buffer[] = [];
   private blocked = false;
   private failed: Error | undefined;
   count = 0;
@@ -55,7 +66,18 @@ export class NdjsonWriter {
     const s = this.buf.join('');
     this.buf = [];
     this.bufChars = 0;
-    if (!this.stream.write(s)) this.blocked = true;
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit: a batch that surely fits is encoded into
+    // a reused buffer; a larger one (a huge event) goes as a string.
+    if (s.length * 3 > BATCH_BYTES) {
+      if (!this.stream.write(s)) this.blocked = true;
+      return;
+    }
+    const b = this.spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+    const n = b.write(s, 0);
+    const ok = this.stream.write(b.subarray(0, n), () => {
+      if (this.spare.length < SPARE_MAX) this.spare.push(b);
+    });
+    if (!ok) this.blocked = true;
   }
 
   /** The destination has asked to wait (call `drained()` before writing much more). */
