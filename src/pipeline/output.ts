@@ -9,8 +9,8 @@ const BATCH_BYTES = 1 << 18;
 const SPARE_MAX = 4;
 
 /**
- * Newline-delimited JSON event writer with back-pressure: events are batched into one string
- * per flush and the producer awaits `drained()` between input chunks, so a slow consumer of
+ * Newline-delimited JSON event writer with back-pressure: events are encoded into one byte
+ * buffer per flush (~64 KiB) and the producer awaits `drained()` between input chunks, so a slow consumer of
  * stdout slows the replay instead of growing memory.
  */
 export class NdjsonWriter {
