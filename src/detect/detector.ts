@@ -119,6 +119,9 @@ export class Detector {
   private readonly rulesByDataset = new Map<string, Rule[]>();
   private readonly flows = new Map<string, number>();
   private readonly series = new Map<string, Series>();
+  /** The key last moved to the newest place of `flows` / `series` (undefined once it left the map). */
+  private newestFlow: string | undefined;
+  private newestSeries: string | undefined;
   private readonly thresholder: Thresholder | undefined;
 
   constructor(opts: Partial<DetectorOptions> = {}) {
@@ -228,10 +231,17 @@ export class Detector {
     const cid = typeof ev.network?.community_id === 'string' ? ev.network.community_id : undefined;
     if (dataset === 'http' && cid) {
       const n = this.flows.get(cid) ?? 0;
-      this.flows.delete(cid);
+      // Most recent first out of the LRU order: a flow already the newest entry keeps its place
+      // with a plain set (a delete + set per event left a hole that made the table rehash).
+      if (cid !== this.newestFlow) {
+        this.flows.delete(cid);
+        this.newestFlow = cid;
+      }
       this.flows.set(cid, n + 1);
       while (this.flows.size > this.opts.maxFlows) {
-        this.flows.delete(this.flows.keys().next().value as string);
+        const oldest = this.flows.keys().next().value as string;
+        this.flows.delete(oldest);
+        if (oldest === this.newestFlow) this.newestFlow = undefined;
         this.stats.flowEvictions++;
       }
       return;
@@ -240,6 +250,7 @@ export class Detector {
     if (cid) {
       ctx.flowHttpEvents = this.flows.get(cid) ?? 0;
       this.flows.delete(cid);
+      if (cid === this.newestFlow) this.newestFlow = undefined;
     }
     ctx.beacon = this.beaconStep(ev);
   }
@@ -255,12 +266,18 @@ export class Detector {
     const key = `${src} -> ${dst}:${String(port)}${typeof sni === 'string' ? ` (${sni})` : ''}`;
     const size = (Number(get(ev, 'source.bytes')) || 0) + (Number(get(ev, 'destination.bytes')) || 0);
     let s = this.series.get(key);
-    if (s) this.series.delete(key);
-    else s = { times: [], bytes: [], fired: false };
-    this.series.set(key, s);
-    while (this.series.size > this.opts.maxSeries) {
-      this.series.delete(this.series.keys().next().value as string);
-      this.stats.seriesEvictions++;
+    if (s === undefined || key !== this.newestSeries) {
+      // To the newest place in the LRU order (already there: nothing to move, see observe).
+      if (s) this.series.delete(key);
+      else s = { times: [], bytes: [], fired: false };
+      this.series.set(key, s);
+      this.newestSeries = key;
+      while (this.series.size > this.opts.maxSeries) {
+        const oldest = this.series.keys().next().value as string;
+        this.series.delete(oldest);
+        if (oldest === this.newestSeries) this.newestSeries = undefined;
+        this.stats.seriesEvictions++;
+      }
     }
     s.times.push(t);
     s.bytes.push(size);

@@ -132,8 +132,11 @@ export function stripSqlComments(s: string): string {
  * look at the same request parts of the same event one after the other.
  */
 const formsMemo = new BoundedMap<string, readonly string[]>(16);
+const formsMemoPlus = new BoundedMap<string, readonly string[]>(16);
 function formsOf(text: string, plusAsSpace: boolean): readonly string[] {
-  return formsMemo.remember((plusAsSpace ? '+' : '-') + text, () => normalizedForms(text, plusAsSpace));
+  // One map per mode, keyed by the text itself: a key built per call ('+' + text) was a new
+  // string to flatten and hash on every lookup, three times per request part.
+  return (plusAsSpace ? formsMemoPlus : formsMemo).remember(text, () => normalizedForms(text, plusAsSpace));
 }
 
 function firstMatch(sigs: Signature[], location: string, text: string | undefined, plusAsSpace: boolean, sql = false): PayloadMatch | undefined {
@@ -167,14 +170,16 @@ const TABLE: Record<PayloadClass, Signature[]> = { sqli: SQLI, xss: XSS, cmdi: C
  */
 type Remembered = { sqli?: PayloadMatch | null; xss?: PayloadMatch | null; cmdi?: PayloadMatch | null };
 const matchMemo = new Map<string, BoundedMap<string, Remembered>>();
+/** The same for texts read with '+' as a space (a second map, not a key built per call). */
+const matchMemoPlus = new Map<string, BoundedMap<string, Remembered>>();
 const MEMO_TEXT_MAX = 512;
 const MEMO_ENTRIES_MAX = 2048;
 function firstMatchMemo(kind: PayloadClass, location: string, text: string | undefined, plusAsSpace: boolean): PayloadMatch | undefined {
   if (!text) return undefined;
   if (text.length > MEMO_TEXT_MAX) return firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli');
-  const mapKey = plusAsSpace ? location + '+' : location;
-  let byText = matchMemo.get(mapKey);
-  if (byText === undefined) matchMemo.set(mapKey, (byText = new BoundedMap(MEMO_ENTRIES_MAX)));
+  const memo = plusAsSpace ? matchMemoPlus : matchMemo;
+  let byText = memo.get(location);
+  if (byText === undefined) memo.set(location, (byText = new BoundedMap(MEMO_ENTRIES_MAX)));
   const r = byText.remember(text, () => ({}));
   let m = r[kind];
   if (m === undefined) m = r[kind] = firstMatch(TABLE[kind], location, text, plusAsSpace, kind === 'sqli') ?? null;

@@ -472,6 +472,17 @@ describe('beaconing', () => {
     expect(d.tracked.series).toBe(4);
     expect(d.stats.seriesEvictions).toBe(16);
   });
+  it('series are evicted least recently used first: a series seen again (or twice in a row) survives', () => {
+    const d = new Detector({ maxSeries: 2 });
+    const t0 = 1_800_000_000;
+    const A = '198.51.100.1';
+    const seq: [number, string][] = [[0, A], [60, A], [61, '198.51.100.2'], [120, A], [121, '198.51.100.3'], [180, A], [181, '198.51.100.4'], [240, A]];
+    const alerts = seq.flatMap(([t, dst]) => d.inspect(conn(t0 + t, { dst }))).filter((a) => a.rule.id === 'host.beaconing');
+    // each newcomer evicted the other newcomer, never A: A's five connections fire
+    expect(d.stats.seriesEvictions).toBe(2);
+    expect(alerts.length).toBe(1);
+    expect(alerts[0].event.reason).toMatch(/^5 connections every 60\.00 s/);
+  });
 });
 
 describe('alerts', () => {

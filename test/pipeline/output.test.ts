@@ -60,4 +60,27 @@ describe('NdjsonWriter', () => {
     expect(readFileSync(path)).toEqual(Buffer.from(expected, 'utf8'));
     expect(w.count).toBe(events.length + 1);
   });
+
+  it('reuses a batch buffer only after the stream wrote it: every batch arrives intact', async () => {
+    const path = join(dir, 'reuse.ndjson');
+    const w = await NdjsonWriter.toFile(path);
+    const spare = (w as unknown as { spare: Buffer[] }).spare;
+    let expected = '';
+    let reused = 0;
+    for (let i = 0; i < 400; i++) {
+      // each event distinct and ~3 KB, so a batch's bytes differ from the one before it
+      const ev = { n: i, text: `${i}:${'abcdefghij€'.repeat(250 + (i % 7))}` };
+      w.write(ev as never);
+      expected += JSON.stringify(ev) + '\n';
+      if (i % 10 === 9) {
+        await w.drained();
+        await new Promise((r) => setImmediate(r));
+        if (spare.length > 0) reused++;
+      }
+    }
+    await w.close();
+    expect(reused).toBeGreaterThan(0); // buffers came back and were written into again
+    expect(readFileSync(path)).toEqual(Buffer.from(expected, 'utf8'));
+    expect(w.count).toBe(400);
+  });
 });
