@@ -114,7 +114,7 @@ for (let r = 0; r < runs; r++) {
     if (c.status !== 0 || !line?.startsWith('{')) die(`run with --workers ${n} failed (exit ${c.status}): ${c.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     const o = JSON.parse(line);
     results.get(n).push(o);
-    console.log(`  run ${r + 1} --workers ${n}: ${f((o.bytes * 8) / o.wall / 1e9)} Gbps, ${f(o.wall)} s, CPU ${f(o.cpu)} s, main thread ${o.mainCpu === undefined ? '?' : `${f(o.mainCpu)} CPU s (${f(100 * o.mainBusy, 0)}% of the wall time)`}, ${o.events} events, ${o.decrypted} sessions decrypted, load ${loadavg()[0].toFixed(1)}`);
+    console.log(`  run ${r + 1} --workers ${n}: ${f((o.bytes * 8) / o.wall / 1e9)} Gbps, ${f(o.wall)} s, CPU ${f(o.cpu)} s, main thread ${o.mainCpu === undefined ? '?' : `${f(o.mainCpu)} CPU s = ${f(o.mainCpu / (o.bytes / 1e9))} s per GB (${f(100 * o.mainBusy, 0)}% of the wall time)`}${o.slotMisses ? `, ${o.slotMisses} batches without a free shared slot` : ''}, ${o.events} events, ${o.decrypted} sessions decrypted, load ${loadavg()[0].toFixed(1)}`);
   }
 }
 const base = median(results.get(workers[0]).map((o) => (o.bytes * 8) / o.wall / 1e9));

@@ -2,8 +2,9 @@
  * `run --workers N` (N > 1): one engine per worker thread, and each packets-topic partition of this
  * instance belongs to one worker. The main thread keeps the Kafka client, the secrets reader, commit
  * ordering, metrics and the governor; it never frames a packet. A consumed record is copied once,
- * untouched, into its worker's record batch (src/kafka/recordBatch.ts) with its watermark origin, and
- * the batch's ArrayBuffer is transferred to the worker, which decodes the records (RecordDecoder),
+ * untouched, into its worker's record batch (src/kafka/recordBatch.ts) with its watermark origin: a
+ * shared slot of that worker's (BatchSlots, freed when the worker's result says it read it), or,
+ * when all are in use, a buffer of its own that is transferred. The worker decodes the records (RecordDecoder),
  * runs its Engine and returns the events serialised (community_id key, JSON text, event.id) with,
  * per partition, its low watermark and open mid-connection flows (src/kafka/watermark.ts).
  *
