@@ -37,6 +37,7 @@ const { values } = parseArgs({
     'batch-bytes': { type: 'string', default: String(512 << 10) },
     'fetch-bytes': { type: 'string', default: String(4 << 20) },
     'max-in-flight': { type: 'string', default: '4' },
+    'batch-slots': { type: 'string' },
     child: { type: 'string' },
   },
 });
@@ -76,7 +77,7 @@ if (values.child) {
   const { PartitionShards } = await import(dist('kafka/partitionShards.js'));
   const recs = captureRecords(values.capture, partitions, Number(values['batch-bytes']));
   const cfg = { keylogs: [values.keylog], rsaKeys: [], engine: {}, watermark: { windowSec: 120, maxBytes: 256 << 20 } };
-  const shards = new PartitionShards(n, cfg, 1 << 20);
+  const shards = new PartitionShards(n, cfg, 1 << 20, undefined, undefined, values['batch-slots'] === undefined ? {} : { batchSlots: Number(values['batch-slots']) });
   // threads started and engines loaded (key log read) before the clock starts
   shards.assign(recs.partitions.map((_, i) => i));
   await shards.stats();
@@ -92,7 +93,7 @@ if (values.child) {
   await shards.close();
   const perWorker = new Map();
   for (const [, w] of shards.assignment()) perWorker.set(w, (perWorker.get(w) ?? 0) + 1);
-  console.log(JSON.stringify({ n, wall, cpu: (cpu.user + cpu.system) / 1e6, bytes: recs.bytes, packets: recs.packets, records: recs.partitions.reduce((a, p) => a + p.length, 0), events, decrypted: stats.sessionsByStatus.decrypted ?? 0, mainBusy: main0 === undefined || main1 === undefined ? undefined : (main1 - main0) / wall, mainCpu: main0 === undefined || main1 === undefined ? undefined : main1 - main0, workersUsed: perWorker.size }));
+  console.log(JSON.stringify({ n, wall, cpu: (cpu.user + cpu.system) / 1e6, bytes: recs.bytes, packets: recs.packets, records: recs.partitions.reduce((a, p) => a + p.length, 0), events, decrypted: stats.sessionsByStatus.decrypted ?? 0, mainBusy: main0 === undefined || main1 === undefined ? undefined : (main1 - main0) / wall, mainCpu: main0 === undefined || main1 === undefined ? undefined : main1 - main0, workersUsed: perWorker.size, slotMisses: shards.batchSlotMisses?.() }));
   process.exit(0);
 }
 
@@ -113,7 +114,7 @@ for (let r = 0; r < runs; r++) {
     if (c.status !== 0 || !line?.startsWith('{')) die(`run with --workers ${n} failed (exit ${c.status}): ${c.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     const o = JSON.parse(line);
     results.get(n).push(o);
-    console.log(`  run ${r + 1} --workers ${n}: ${f((o.bytes * 8) / o.wall / 1e9)} Gbps, ${f(o.wall)} s, CPU ${f(o.cpu)} s, main thread ${o.mainCpu === undefined ? '?' : `${f(o.mainCpu)} CPU s (${f(100 * o.mainBusy, 0)}% of the wall time)`}, ${o.events} events, ${o.decrypted} sessions decrypted, load ${loadavg()[0].toFixed(1)}`);
+    console.log(`  run ${r + 1} --workers ${n}: ${f((o.bytes * 8) / o.wall / 1e9)} Gbps, ${f(o.wall)} s, CPU ${f(o.cpu)} s, main thread ${o.mainCpu === undefined ? '?' : `${f(o.mainCpu)} CPU s = ${f(o.mainCpu / (o.bytes / 1e9))} s per GB (${f(100 * o.mainBusy, 0)}% of the wall time)`}${o.slotMisses ? `, ${o.slotMisses} batches without a free shared slot` : ''}, ${o.events} events, ${o.decrypted} sessions decrypted, load ${loadavg()[0].toFixed(1)}`);
   }
 }
 const base = median(results.get(workers[0]).map((o) => (o.bytes * 8) / o.wall / 1e9));

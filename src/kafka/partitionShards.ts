@@ -2,8 +2,9 @@
  * `run --workers N` (N > 1): one engine per worker thread, and each packets-topic partition of this
  * instance belongs to one worker. The main thread keeps the Kafka client, the secrets reader, commit
  * ordering, metrics and the governor; it never frames a packet. A consumed record is copied once,
- * untouched, into its worker's record batch (src/kafka/recordBatch.ts) with its watermark origin, and
- * the batch's ArrayBuffer is transferred to the worker, which decodes the records (RecordDecoder),
+ * untouched, into its worker's record batch (src/kafka/recordBatch.ts) with its watermark origin: a
+ * shared slot of that worker's (BatchSlots, freed when the worker's result says it read it), or,
+ * when all are in use, a buffer of its own that is transferred. The worker decodes the records (RecordDecoder),
  * runs its Engine and returns the events serialised (community_id key, JSON text, event.id) with,
  * per partition, its low watermark and open mid-connection flows (src/kafka/watermark.ts).
  *
@@ -36,13 +37,23 @@ import type { AssetRule } from '../ops/assets.js';
 import type { RawPacket, Timestamp } from '../types.js';
 import type { InRecord } from './adapter.js';
 import { log } from './log.js';
-import { RecordBatchBuilder, type RecordOrigin } from './recordBatch.js';
+import { BatchSlots, RecordBatchBuilder, type RecordOrigin } from './recordBatch.js';
 import { StreamShardWorker } from './shardWorker.js';
 import { loadPiscina, loadStaticKeys, streamWorkerFile, type ShardOutput, type ShardReportListener, type Shards, type StreamShardConfig, type StreamShardResult, type StreamShardTask } from './shards.js';
 import type { LowWatermarks, OpenMids } from './watermark.js';
 
 /** Secrets records kept to seed a worker started later, when `maxKeylogEntries` is not set. */
 const DEFAULT_SECRETS_KEPT = 1_000_000;
+/**
+ * Shared batch buffers per worker (BatchSlots), by default: 32, fewer with many workers so that all
+ * of them together stay within 256 MiB (15 at 16 workers with 1 MiB batches), at least 4. More
+ * batches in flight to one worker get buffers of their own. A slot's memory is touched only once a
+ * batch needs it, and the most recently freed slot is used first, so what stays resident is what
+ * the batches in flight needed at most.
+ */
+function defaultBatchSlots(workers: number, slotBytes: number): number {
+  return Math.max(4, Math.min(32, Math.floor((256 << 20) / workers / slotBytes)));
+}
 
 /** One worker: a single-thread Piscina pool, or (tests) the same worker code on this thread. */
 interface ShardThread {
@@ -55,6 +66,10 @@ export interface PartitionShardsOptions {
   inProcess?: boolean;
   /** Workers tick only with the caller's ticks (flushTicks; StreamShardConfig.mainClock). */
   mainClock?: boolean;
+  /** Shared batch buffers per worker (default: defaultBatchSlots; 0: every batch a transferred buffer of its own). */
+  batchSlots?: number;
+  /** Tests: fill a batch slot with 0xee once its worker has read it. */
+  poisonSlots?: boolean;
 }
 
 interface Slot {
@@ -63,6 +78,9 @@ interface Slot {
   gen: number;
   seq: number;
   builder: RecordBatchBuilder;
+  /** The shared buffers this worker's batches are written into, and the ones its thread holds now. */
+  mem: BatchSlots;
+  out: Set<number>;
   /** Partitions this worker owns. */
   partitions: Set<number>;
   /** Partitions revoked since the last task (sent with the next one). */
@@ -119,7 +137,12 @@ export class PartitionShards implements Shards {
     loadStaticKeys(cfg);
     if (!opts.inProcess) streamWorkerFile();
     this.maxSecretsKept = cfg.maxKeylogEntries ?? DEFAULT_SECRETS_KEPT;
-    this.slots = Array.from({ length: n }, () => ({ pool: undefined, gen: 0, seq: -1, builder: new RecordBatchBuilder(batchBytes + (1 << 16)), partitions: new Set(), revoke: [], queued: [], last: undefined, lastStats: undefined, activeFlows: 0, packets: 0, badRecords: {}, tickedSec: 0, clocks: [] }));
+    const batchBuffer = batchBytes + (1 << 16);
+    this.slots = Array.from({ length: n }, () => {
+      const mem = new BatchSlots(opts.batchSlots ?? defaultBatchSlots(n, batchBuffer), batchBuffer);
+      mem.poison = opts.poisonSlots === true;
+      return { pool: undefined, gen: 0, seq: -1, mem, out: new Set<number>(), builder: new RecordBatchBuilder(batchBuffer, mem), partitions: new Set(), revoke: [], queued: [], last: undefined, lastStats: undefined, activeFlows: 0, packets: 0, badRecords: {}, tickedSec: 0, clocks: [] };
+    });
   }
 
   /** Worker of a partition: its owner, or (new partition) the worker with the fewest partitions. */
@@ -176,8 +199,14 @@ export class PartitionShards implements Shards {
 
   private submit(i: number, task: StreamShardTask & { kind: 'records' | 'finish' }): void {
     const s = this.slots[i];
-    if (!s.pool) return;
-    const transferList = task.kind === 'records' && task.data ? [(task.data as Uint8Array).buffer as ArrayBuffer] : [];
+    const slot = task.kind === 'records' ? (task.slot ?? -1) : -1;
+    if (!s.pool) {
+      if (slot >= 0) s.mem.release(slot);
+      return;
+    }
+    // a shared slot travels as a view (shared, not copied); a buffer of its own is transferred
+    const transferList = task.kind === 'records' && task.data && slot < 0 ? [(task.data as Uint8Array).buffer as ArrayBuffer] : [];
+    if (slot >= 0) s.out.add(slot);
     task.seq = ++s.seq;
     const gen = s.gen;
     this.running++;
@@ -185,6 +214,7 @@ export class PartitionShards implements Shards {
       (r) => {
         this.running--;
         if (s.gen !== gen) return r;
+        for (const id of r.released ?? []) if (s.out.delete(id)) s.mem.release(id);
         s.activeFlows = r.activeFlows;
         if (r.stats) s.lastStats = r.stats;
         if (r.decoded) {
@@ -224,6 +254,9 @@ export class PartitionShards implements Shards {
     s.activeFlows = 0;
     s.clocks = [];
     s.builder.clear();
+    // the old thread is stopped: the slots it held are free (it only ever read them)
+    for (const id of s.out) s.mem.release(id);
+    s.out.clear();
     s.revoke = [];
     s.last = undefined;
     const old = s.pool;
@@ -237,7 +270,11 @@ export class PartitionShards implements Shards {
   record(r: InRecord, o: RecordOrigin): void {
     const i = this.slotOf(r.partition);
     const b = this.slots[i].builder;
-    b.addRecord(r, o);
+    // a record that does not fit what is left of the batch's buffer starts the next batch
+    if (!b.addRecord(r, o, false)) {
+      this.submitRecords(i);
+      b.addRecord(r, o);
+    }
     if (b.bytes >= this.batchBytes) this.submitRecords(i);
   }
 
@@ -246,7 +283,8 @@ export class PartitionShards implements Shards {
     const revoke = s.revoke.length ? s.revoke : undefined;
     s.revoke = [];
     if (tick) s.tickedSec = tick.sec;
-    this.submit(i, { kind: 'records', data: s.builder.count ? s.builder.take() : null, tick, revoke });
+    const t = s.builder.count ? s.builder.take() : undefined;
+    this.submit(i, { kind: 'records', data: t?.data ?? null, slot: t?.slot, tick, revoke });
   }
 
   /** The main thread frames no packets in this mode (records go through record()). */
@@ -373,6 +411,11 @@ export class PartitionShards implements Shards {
       this.submit(i, { kind: 'finish', leave });
     }
     return this.collect();
+  }
+
+  /** Batches that found every shared slot of their worker in use (transferred buffers of their own). */
+  batchSlotMisses(): number {
+    return this.slots.reduce((a, s) => a + s.mem.misses, 0);
   }
 
   inFlight(): number {

@@ -16,6 +16,8 @@ export class StreamShardWorker {
   private feeder: RecordFeeder | undefined;
   /** Batch, records and finish tasks, run in their `seq` order. */
   private readonly order = new InOrder<StreamShardTask>();
+  /** Shared batch slots read since the last result (a task held for its turn is read later). */
+  private released: number[] = [];
 
   constructor(private readonly cfg: StreamShardConfig) {}
 
@@ -23,6 +25,8 @@ export class StreamShardWorker {
     if (task.kind === 'records') {
       const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords, this.cfg.failHow));
       if (task.data) readRecordBatch(task.data, f);
+      // the batch's shared slot may be written again: the engine keeps no view of a packet
+      if (task.slot !== undefined && task.slot >= 0) this.released.push(task.slot);
       if (task.revoke) {
         c.revoke(task.revoke);
         f.revoke(task.revoke);
@@ -38,6 +42,13 @@ export class StreamShardWorker {
     } else if (task.kind === 'policy') {
       c.ops.setPolicy(task.assets, task.defaultEnabled);
     }
+  }
+
+  private takeReleased(): number[] | undefined {
+    if (!this.released.length) return undefined;
+    const r = this.released;
+    this.released = [];
+    return r;
   }
 
   run(task: StreamShardTask): StreamShardResult {
@@ -62,6 +73,7 @@ export class StreamShardWorker {
       stats: finished ? c.engine.stats : undefined,
       ops: c.report(),
       decoded: f ? { packets: f.packets, badRecords: f.badRecords, clock: f.clock, clocks: [...f.clocks] } : undefined,
+      released: seq === undefined ? undefined : this.takeReleased(),
     };
   }
 }

@@ -74,7 +74,7 @@ export interface ShardOutput {
  * and take no events.
  */
 export type StreamShardTask =
-  | { kind: 'records'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; revoke?: number[] }
+  | { kind: 'records'; seq?: number; data: ArrayBuffer | Uint8Array | null; tick?: Timestamp; revoke?: number[]; slot?: number }
   | { kind: 'finish'; seq?: number; leave?: boolean }
   | { kind: 'stats' }
   | { kind: 'policy'; assets: AssetRule[]; defaultEnabled: boolean };
@@ -88,6 +88,8 @@ export interface StreamShardResult extends ShardOutput {
    * (newest time decoded) and, per partition it holds, the newest time decoded from it.
    */
   decoded?: { packets: number; badRecords: Record<string, number>; clock: Timestamp; clocks: [partition: number, ts: Timestamp][] };
+  /** Records tasks: the shared batch slots (`slot` of the tasks) read since the last result, free again. */
+  released?: number[];
 }
 
 /** Static key material (files); errors are InputErrors naming the file, never its content. */

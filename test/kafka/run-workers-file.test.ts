@@ -13,7 +13,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { captureRecords, fetchFromRecords } from '../../src/kafka/fileFetch.js';
-import { PartitionShards } from '../../src/kafka/partitionShards.js';
+import { PartitionShards, type PartitionShardsOptions } from '../../src/kafka/partitionShards.js';
 import { Engine, type EngineStats } from '../../src/pipeline/engine.js';
 import { loadKeys, type RsaKeySpec } from '../../src/pipeline/replay.js';
 import { CaptureReader } from '../../src/capture/index.js';
@@ -62,9 +62,11 @@ function summary(s: EngineStats): Record<string, unknown> {
   return { flows: s.flows, tlsFlows: s.tlsFlows, decryptedBytes: s.decryptedBytes, sessionsByStatus: s.sessionsByStatus, eventsByDataset: s.eventsByDataset };
 }
 
-async function runWorkers(f: Fx, n: number, inProcess: boolean): Promise<{ events: string[]; stats: EngineStats }> {
-  const recs = captureRecords(f.capture, PARTITIONS, 4096);
-  const shards = new PartitionShards(n, { keylogs: f.keylogs, rsaKeys: f.rsaKeys, engine: {}, watermark: { windowSec: 120, maxBytes: 256 << 20 } }, 1 << 20, undefined, undefined, { inProcess });
+async function runWorkers(f: Fx, n: number, inProcess: boolean, opts: PartitionShardsOptions = {}, batchBytes = 1 << 20, recordBytes = 4096): Promise<{ events: string[]; stats: EngineStats }> {
+  const recs = captureRecords(f.capture, PARTITIONS, recordBytes);
+  // the variant below that is about records larger than a batch slot must have one
+  if (recordBytes > batchBytes + (1 << 16)) expect(recs.partitions.flat().some((r) => r.value!.length > batchBytes + (1 << 16))).toBe(true);
+  const shards = new PartitionShards(n, { keylogs: f.keylogs, rsaKeys: f.rsaKeys, engine: {}, watermark: { windowSec: 120, maxBytes: 256 << 20 } }, batchBytes, undefined, undefined, { inProcess, ...opts });
   const events: string[] = [];
   try {
     await fetchFromRecords(shards, recs, { onOutput: (o) => events.push(...o.values) });
@@ -114,6 +116,37 @@ describe('the same with worker threads (record batches transferred), a sample of
         const got = await runWorkers(f!, n, false);
         expect(got.events, `${name} --workers ${n}`).toEqual(want.events);
         expect(summary(got.stats), `${name} --workers ${n}`).toEqual(summary(want.stats));
+      }
+    });
+  }
+});
+
+/**
+ * Batches are written into shared slots that are reused once the worker has read them: a slot
+ * poisoned (0xee) on its release must never be read again, by the engine (no view of a packet kept)
+ * or by a task held for its turn; with one slot per worker and small batches most batches take the
+ * fallback (a buffer of their own, transferred), with none every batch does, and a batch larger
+ * than its buffer grows out of its slot.
+ */
+describe('shared batch slots: released only once read, the fallbacks give the same events', () => {
+  beforeAll(() => ensureBuilt(), 300_000);
+  const sample = ['https/tls13-parallel-http11', 'https/tls12-resumption-ticket', 'https/variant-pcapng-dsb', 'smtp/smtp-starttls-587-curl', 'quic/aes128-download-keyupdate'];
+  const variants: [string, PartitionShardsOptions, number, number][] = [
+    ['8 poisoned slots', { poisonSlots: true }, 1 << 20, 4096],
+    ['1 poisoned slot, 8 KiB batches', { poisonSlots: true, batchSlots: 1 }, 8192, 4096],
+    ['no slots', { batchSlots: 0 }, 1 << 20, 4096],
+  ];
+  const big: [string, PartitionShardsOptions, number, number] = ['records larger than a slot', { poisonSlots: true }, 1024, 1 << 20];
+  for (const name of sample) {
+    const f = ALL.find((x) => x.name === name);
+    it.runIf(f !== undefined)(name, async () => {
+      const want = replayOf(f!);
+      for (const [label, opts, batchBytes, recordBytes] of name === 'quic/aes128-download-keyupdate' ? [...variants, big] : variants) {
+        for (const [n, inProcess] of [[2, true], [3, false]] as const) {
+          const got = await runWorkers(f!, n, inProcess, opts, batchBytes, recordBytes);
+          expect(got.events, `${name} ${label} --workers ${n}${inProcess ? ' (in process)' : ''}`).toEqual(want.events);
+          expect(summary(got.stats), `${name} ${label} --workers ${n}`).toEqual(summary(want.stats));
+        }
       }
     });
   }
