@@ -78,7 +78,7 @@ options:
                          batches and produces (README: Feeding it) [1]
   --linger-ms N          a record leaves at most N ms after its first packet [100]
   --batch-bytes N        bytes per record [524288]
-  --max-buffer-bytes N   bytes held while Kafka is slow or down; beyond, dropped and counted [64 MiB]
+  --max-buffer-bytes N   bytes held while Kafka is slow or down; beyond, dropped and counted [256 MiB]
   --compression none|gzip  [none]
   --producer auto|native|kafkajs
                          Kafka producer for the packets: native = tlsdecrypt's own Produce encoder
@@ -268,11 +268,16 @@ interface LiveFlags {
   metricsHost?: string;
 }
 
-function liveFlags(values: Record<string, unknown>): LiveFlags {
+/**
+ * defaultBuffer: `publish pcap` reads a pipe no further while its buffer is full (64 MiB); `publish
+ * mirror` cannot stop its sender, and at 1 Gbps 64 MiB is half a second of a broker falling behind
+ * (bench/RESULTS.md §6, round 8: the drops left with 5 sends in flight were such stalls), so 256 MiB.
+ */
+function liveFlags(values: Record<string, unknown>, defaultBuffer = 64 << 20): LiveFlags {
   const v = values as Record<string, string | undefined>;
   return {
     lingerMs: int('linger-ms', v['linger-ms'], 100, 1, 60_000),
-    maxBufferBytes: int('max-buffer-bytes', v['max-buffer-bytes'], 64 << 20, 1 << 20, 2 ** 40),
+    maxBufferBytes: int('max-buffer-bytes', v['max-buffer-bytes'], defaultBuffer, 1 << 20, 2 ** 40),
     ...(v['metrics-port'] !== undefined ? { metricsPort: int('metrics-port', v['metrics-port'], 0, 0, 65535) } : {}),
     metricsHost: v['metrics-host'],
   };
@@ -307,7 +312,7 @@ async function cmdPublishMirror(values: Record<string, unknown>): Promise<void> 
   if (compression !== 'none' && compression !== 'gzip') throw new InputError(`--compression takes none or gzip`);
   for (const f of ['format', 'secrets-topic', 'follow', 'poll-ms'] as const) if (values[f] !== undefined) throw new InputError(`--${f} does not apply to publish mirror`);
   const listen = listens.map((l) => parseListen(l, encap));
-  const live = liveFlags(values);
+  const live = liveFlags(values, 256 << 20);
   const opts: MirrorOptions = {
     listen,
     topic,
