@@ -24,6 +24,10 @@ export class StreamShardWorker {
   private execute(c: ShardCore, task: StreamShardTask): void {
     if (task.kind === 'records') {
       const f = (this.feeder ??= new RecordFeeder(c, this.cfg.records, this.cfg.failAfterRecords, this.cfg.failHow));
+      // `run` (mainClock): the tick is the time this worker's partitions had reached BEFORE this
+      // batch (computed from earlier results), so it runs first: flows it times out are gone before
+      // the batch's packets come (the engine's flow tables time out only on ticks, TcpOptions.clock)
+      if (this.cfg.mainClock && task.tick?.sec) c.tick(task.tick);
       if (task.data) readRecordBatch(task.data, f);
       // the batch's shared slot may be written again: the engine keeps no view of a packet
       if (task.slot !== undefined && task.slot >= 0) this.released.push(task.slot);
@@ -32,11 +36,13 @@ export class StreamShardWorker {
         f.revoke(task.revoke);
       }
       // Capture time drives timeouts. `run` (mainClock): the tick the main thread computed, the time
-      // every partition of this worker has reached (src/kafka/captureClock.ts) — never the newest
-      // time decoded here, which one partition far ahead of another would set. Otherwise (file
-      // fetch, bench): this worker's own newest time, or the newest of all workers' (main thread).
-      const t = this.cfg.mainClock ? task.tick : task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
-      if (t?.sec) c.tick(t);
+      // every partition of this worker has reached (src/kafka/captureClock.ts), applied above — never
+      // the newest time decoded here, which one partition far ahead of another would set. Otherwise
+      // (file fetch, bench): this worker's own newest time, or the newest of all workers' (main thread).
+      if (!this.cfg.mainClock) {
+        const t = task.tick && later(task.tick, f.clock) ? task.tick : f.clock;
+        if (t?.sec) c.tick(t);
+      }
     } else if (task.kind === 'finish') {
       c.finish(task.leave);
     } else if (task.kind === 'policy') {

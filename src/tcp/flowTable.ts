@@ -604,12 +604,15 @@ export class TcpFlowTable {
    * have done had the table's time reached `sec`). True when `f` was closed by it.
    */
   private ownTimeout(f: Flow, sec: number, ts: Timestamp): boolean {
+    // as expireAt runs in 'packets' mode (at most once per capture second), a timeout is due at the
+    // earliest in the second after the flow's last event: with a timeout of 0, trailing packets of
+    // the same second are absorbed rather than starting a flow of their own
     if (f.list === ListId.Closing) {
-      if (f.closingSince + this.opts.closedTimeoutSec > sec) return false;
+      if (Math.max(f.closingSince + this.opts.closedTimeoutSec, Math.floor(f.closingSince) + 1) > sec) return false;
       this.finalize(f, f.rstSeen ? 'rst' : 'fin', ts);
       return true;
     }
-    if (f.list !== ListId.Active || f.lastSec + this.opts.idleTimeoutSec > sec) return false;
+    if (f.list !== ListId.Active || Math.max(f.lastSec + this.opts.idleTimeoutSec, Math.floor(f.lastSec) + 1) > sec) return false;
     this.stats.flowsTimedOut++;
     this.finalize(f, 'timeout', ts);
     return true;

@@ -122,7 +122,7 @@ export class UdpFlowTable {
     if (this.byPackets && ts.sec >= this.nextExpireAt) this.expire(ts);
     let f = this.last;
     // clock 'ticks': a flow whose timeout is due goes through the lookup below (ownTimeout)
-    if (f !== null && !this.byPackets && (f.lastSec + this.opts.idleTimeoutSec <= ts.sec || (f.closeAt !== 0 && f.closeAt <= ts.sec))) f = null;
+    if (f !== null && !this.byPackets && (this.idleDue(f) <= ts.sec || (f.closeAt !== 0 && f.closeAt <= ts.sec))) f = null;
     let srcIsA: boolean;
     // Bulk traffic comes in runs of one flow: the previous flow is checked before building a key.
     if (f !== null && f.pa === p.srcPort && f.pb === p.dstPort && f.a.equals(p.srcAddr) && f.b.equals(p.dstAddr)) srcIsA = true;
@@ -159,12 +159,17 @@ export class UdpFlowTable {
     }
   }
 
+  /** clock 'ticks': when a datagram of `f` finds it idle (expire() runs once per second: never in `f`'s last second). */
+  private idleDue(f: Flow): number {
+    return Math.max(f.lastSec + this.opts.idleTimeoutSec, f.lastSec + 1);
+  }
+
   /**
    * clock 'ticks': the timeout a datagram of `f` at `now` finds already due (what expire() would
    * have done had the table's time reached it). True when `f` was closed by it.
    */
   private ownTimeout(f: Flow, now: Timestamp): boolean {
-    if (f.lastSec + this.opts.idleTimeoutSec <= now.sec) {
+    if (this.idleDue(f) <= now.sec) {
       this.stats.flowsTimedOut++;
       this.close(f, 'timeout', now);
       return true;

@@ -184,6 +184,19 @@ describe('tcp flow table: lifecycle', () => {
     expect(flows).toHaveLength(3);
   });
 
+  it("clock 'ticks' with closedTimeoutSec 0: trailing packets of the closing second are absorbed; the tick ends the flow", () => {
+    const { table, flows } = setup({ closedTimeoutSec: 0, clock: 'ticks' });
+    handshake(table, 0, 0, 1);
+    table.processSegment(seg(true, 1, '', FIN | ACK), ts(2, 100));
+    table.processSegment(seg(false, 1, '', FIN | ACK), ts(2, 200));
+    table.processSegment(seg(true, 2, '', ACK), ts(2, 300)); // the last ACK
+    expect(flows).toHaveLength(1);
+    expect(table.activeFlows).toBe(1);
+    table.expire(ts(2, 300));
+    expect(flows[0].closes().map((c) => c.reason)).toEqual(['fin']);
+    expect(table.activeFlows).toBe(0);
+  });
+
   it('evicts the least recently active flow when the table is full', () => {
     const { table, flows, anomalies } = setup({ maxFlows: 2 });
     handshake(table, 0, 0, 1, ep('10.0.0.1', 1001, '10.0.0.2', 443));
