@@ -175,6 +175,11 @@ export class UdpFlowTable {
       return true;
     }
     if (f.closeAt === 0 || f.closeAt > now.sec) return false;
+    return this.closeIfReady(f, now);
+  }
+
+  /** A flow past its close time (setCloser) closes unless its handler still waits (canClose). */
+  private closeIfReady(f: Flow, now: Timestamp): boolean {
     let ok = true;
     try {
       ok = f.handler?.canClose?.() ?? true;
@@ -194,16 +199,7 @@ export class UdpFlowTable {
       this.close(this.head, 'timeout', now);
     }
     if (this.closing.size === 0) return;
-    for (const f of this.closing) {
-      if (f.closeAt > now.sec) continue;
-      let ok = true;
-      try {
-        ok = f.handler?.canClose?.() ?? true;
-      } catch (e) {
-        this.handlerError(f, e);
-      }
-      if (ok) this.close(f, 'fin', now);
-    }
+    for (const f of this.closing) if (f.closeAt <= now.sec) this.closeIfReady(f, now);
   }
 
   /** End of input: close every flow. */

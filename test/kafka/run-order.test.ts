@@ -49,7 +49,8 @@ function expectReplay(got: Ev[], want: Map<string, Ev>): void {
  * One fetch answer holds partition `ahead` an hour on and partition `open` the rest of a connection
  * cut in two: the stream's events must still be replay's.
  */
-async function farAheadInOneFetch(workers: number, assigned: number[], ahead: number, open: number, tick = clockTick): Promise<void> {
+/** `run` on a fake broker with `assigned` partitions, the first half of a connection fed on `open`. */
+async function halfOpen(workers: number, assigned: number[], open: number) {
   const c = await connection('tls13-h2-multiplexed');
   const k = new FakeBroker();
   const m = k.member('a');
@@ -58,6 +59,11 @@ async function farAheadInOneFetch(workers: number, assigned: number[], ahead: nu
   m.assign(assigned);
   k.append(open, pcapRecords(c.first));
   await m.fetch(open);
+  return { c, k, m, h };
+}
+
+async function farAheadInOneFetch(workers: number, assigned: number[], ahead: number, open: number, tick = clockTick): Promise<void> {
+  const { c, k, m, h } = await halfOpen(workers, assigned, open);
   k.append(ahead, pcapRecords([tick(c.last + 3600)]));
   k.append(open, [...pcapRecords(c.second), ...pcapRecords([tick(c.last + 3600)])]);
   await m.fetch(ahead);
@@ -73,14 +79,7 @@ async function farAheadInOneFetch(workers: number, assigned: number[], ahead: nu
  * held the clock back long enough, not only at the stop.
  */
 async function idleStillTimesOut(workers: number, assigned: number[], open: number): Promise<void> {
-  const c = await connection('tls13-h2-multiplexed');
-  const k = new FakeBroker();
-  const m = k.member('a');
-  const h = await startRun(m.client, runConfig([c.keylog], workers));
-  await m.started;
-  m.assign(assigned);
-  k.append(open, pcapRecords(c.first));
-  await m.fetch(open);
+  const { c, k, m, h } = await halfOpen(workers, assigned, open);
   k.append(open, pcapRecords([clockTick(c.first[c.first.length - 1].ts.sec + 3600)]));
   await m.fetch(open);
   await until('the idle connection timed out', () => k.events.some((e) => e.event.dataset === 'tls.session'), 30_000, 200);
