@@ -27,6 +27,9 @@ interface Iface {
 }
 
 const DEFAULT_RESOLUTION = new TsResolution();
+/** Packet times from 0000-01-01 to 9999-12-31 (four-digit ISO 8601 years), in seconds since 1970. */
+const MIN_TS_SEC = -62_167_219_200;
+const MAX_TS_SEC = 253_402_300_799;
 
 /**
  * pcapng reader (draft-ietf-opsawg-pcapng). Every section (SHB) has its own byte order and its own
@@ -179,9 +182,17 @@ export class PcapngFramer implements RecordFramer {
       this.sink.anomaly('pcapng_unknown_interface', `interface ${ifId}`);
       return;
     }
-    const ts = iface.ts.convert(high, low);
-    this.lastSec = ts.sec;
-    this.lastNsec = ts.nsec;
+    let ts = iface.ts.convert(high, low);
+    if (ts.sec >= MIN_TS_SEC && ts.sec <= MAX_TS_SEC) {
+      this.lastSec = ts.sec;
+      this.lastNsec = ts.nsec;
+    } else {
+      // A damaged timestamp (or if_tsresol/if_tsoffset) far outside any capture's time: counted,
+      // and the packet keeps its data with the time of the last good packet, as a Simple Packet
+      // Block does (an event cannot carry a time that has no ISO 8601 form).
+      this.sink.anomaly('pcapng_bad_timestamp', `interface ${ifId}`);
+      ts = { sec: this.lastSec, nsec: this.lastNsec };
+    }
     this.packets++;
     this.sink.packet({
       linktype: iface.linktype,

@@ -280,6 +280,24 @@ describe('pcapng', () => {
     expect(readAll(file).packets[0]).toMatchObject({ sec: 10, nsec: 500_000_000 });
   });
 
+  it('counts a timestamp beyond year 9999 and gives the packet the last good time', () => {
+    // 2^63 microseconds (a damaged block or if_tsresol) has no ISO 8601 time: the packet is kept.
+    const file = Buffer.concat([
+      shb(true),
+      idb(true, 1),
+      epb(true, 0, 1_700_000_000_250_000n, Buffer.from('aa', 'hex')),
+      epb(true, 0, 1n << 63n, Buffer.from('bb', 'hex')),
+      epb(true, 0, 1_700_000_001_000_000n, Buffer.from('cc', 'hex')),
+    ]);
+    const s = readAll(file);
+    expect(s.anomalies).toEqual(['pcapng_bad_timestamp']);
+    expect(s.packets.map((p) => [p.data, p.sec, p.nsec])).toEqual([
+      ['aa', 1_700_000_000, 250_000_000],
+      ['bb', 1_700_000_000, 250_000_000],
+      ['cc', 1_700_000_001, 0],
+    ]);
+  });
+
   it('reports a packet for an undeclared interface and goes on', () => {
     const file = Buffer.concat([
       shb(true),
