@@ -1,10 +1,15 @@
 /**
  * Slow, independent reference implementations used only by the tests: record *encryption*
  * built on @noble/ciphers (AES-GCM, ChaCha20-Poly1305, AES-CBC, AES block for CCM) and
- * node-forge (HMAC), so RecordDecryptor (node:crypto) is checked against other code.
+ * node-forge (HMAC, 3DES-CBC), and a textbook RC4 written apart from src/tls/crypto/rc4.ts, so
+ * RecordDecryptor (node:crypto) is checked against other code. Camellia and ARIA have no
+ * implementation outside OpenSSL among the dependencies: their block encryption here is
+ * node:crypto's (the record framing around it is still this file's); the fixtures made by
+ * GnuTLS/OpenSSL and checked against tshark are their independent test.
  */
 import { cbc, ecb, gcm } from '@noble/ciphers/aes.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { createCipheriv } from 'node:crypto';
 import forge from 'node-forge';
 import type { CipherSuite } from '../../src/tls/crypto/suites.js';
 import type { TrafficKeys } from '../../src/tls/crypto/prf.js';
@@ -55,7 +60,48 @@ export function ccmEncrypt(key: Buffer, nonce: Buffer, aad: Buffer, pt: Buffer, 
   return Buffer.concat([ct, tag]);
 }
 
+/** Textbook RC4 (KSA + PRGA), the keystream XORed over `data`; `state` carries on across calls. */
+export function rc4Reference(state: { S?: number[]; i: number; j: number; key: Buffer }, data: Buffer): Buffer {
+  if (!state.S) {
+    const S = Array.from({ length: 256 }, (_v, k) => k);
+    let j = 0;
+    for (let i = 0; i < 256; i++) {
+      j = (j + S[i] + state.key[i % state.key.length]) % 256;
+      [S[i], S[j]] = [S[j], S[i]];
+    }
+    state.S = S;
+  }
+  const S = state.S;
+  const out = Buffer.alloc(data.length);
+  for (let k = 0; k < data.length; k++) {
+    state.i = (state.i + 1) % 256;
+    state.j = (state.j + S[state.i]) % 256;
+    [S[state.i], S[state.j]] = [S[state.j], S[state.i]];
+    out[k] = data[k] ^ S[(S[state.i] + S[state.j]) % 256];
+  }
+  return out;
+}
+
+function cbcEncrypt(suite: CipherSuite, key: Buffer, iv: Buffer, data: Buffer): Buffer {
+  if (suite.cipher.startsWith('aes-')) return Buffer.from(cbc(key, iv, { disablePadding: true }).encrypt(data));
+  if (suite.cipher === 'des-ede3-cbc') {
+    const c = forge.cipher.createCipher('3DES-CBC', forge.util.createBuffer(key.toString('binary')));
+    c.start({ iv: forge.util.createBuffer(iv.toString('binary')) });
+    c.update(forge.util.createBuffer(data.toString('binary')));
+    (c.finish as unknown as (pad: () => boolean) => boolean)(() => true); // no padding: the record is block-aligned already
+    return Buffer.from(c.output.getBytes(), 'binary').subarray(0, data.length);
+  }
+  const c = createCipheriv(suite.cipher, key, iv); // camellia, aria: see the file comment
+  c.setAutoPadding(false);
+  return Buffer.concat([c.update(data), c.final()]);
+}
+
 function aeadSeal(suite: CipherSuite, key: Buffer, nonce: Buffer, aad: Buffer, pt: Buffer): Buffer {
+  if (suite.cipher.startsWith('aria-') && suite.cipher.endsWith('-gcm')) {
+    const c = createCipheriv(suite.cipher as 'aes-128-gcm', key, nonce); // see the file comment
+    c.setAAD(aad);
+    return Buffer.concat([c.update(pt), c.final(), c.getAuthTag()]);
+  }
   if (suite.cipher.endsWith('-gcm')) return Buffer.from(gcm(key, nonce, aad).encrypt(pt));
   if (suite.cipher === 'chacha20-poly1305') return Buffer.from(chacha20poly1305(key, nonce, aad).encrypt(pt));
   if (suite.cipher.endsWith('-ccm')) return ccmEncrypt(key, nonce, aad, pt, suite.tagLen);
@@ -95,6 +141,8 @@ export interface SealOptions {
   cbcPadLen?: number;
   /** CBC: make the first padding byte disagree with the padding length (needs a padding length >= 1). */
   badPadding?: boolean;
+  /** RC4 suites: the direction's keystream state (made on first use), carried from record to record. */
+  rc4?: { S?: number[]; i: number; j: number; key: Buffer };
 }
 
 /** Protects one record the way a TLS sender would. */
@@ -116,17 +164,25 @@ export function sealRecord(suite: CipherSuite, keys: TrafficKeys, seq: bigint, t
     const fragment = aeadSeal(suite, keys.key, xorNonce(keys.iv, seq), aad, pt);
     return { header: header(type, version, fragment.length), fragment };
   }
+  const hash = suite.macHash as 'md5' | 'sha1' | 'sha256' | 'sha384';
+  if (suite.kind === 'stream' || suite.kind === 'null') {
+    // RFC 5246 §6.2.3.1: content || MAC, RC4-encrypted or (NULL) not at all
+    const mac = forgeHmac(hash, keys.macKey, seqBytes(seq), header(type, version, pt.length), pt);
+    const plain = Buffer.concat([pt, mac]);
+    const fragment = suite.kind === 'stream' ? rc4Reference((o.rc4 ??= { i: 0, j: 0, key: keys.key }), plain) : plain;
+    return { header: header(type, version, fragment.length), fragment };
+  }
   // CBC
-  const hash = suite.macHash as 'sha1' | 'sha256' | 'sha384';
+  const bl = suite.blockLen;
   const tls10 = version <= 0x0301;
-  const iv = tls10 ? (o.chainIv as Buffer) : Buffer.from(forge.random.getBytesSync(16), 'binary');
+  const iv = tls10 ? (o.chainIv as Buffer) : Buffer.from(forge.random.getBytesSync(bl), 'binary');
   const padFor = (n: number): Buffer => {
-    const padLen = o.cbcPadLen ?? 15 - (n % 16);
+    const padLen = o.cbcPadLen ?? bl - 1 - (n % bl);
     const pad = Buffer.alloc(padLen + 1, padLen);
     if (o.badPadding) pad[0] ^= 0x01;
     return pad;
   };
-  const enc = (data: Buffer): Buffer => Buffer.from(cbc(keys.key, iv, { disablePadding: true }).encrypt(data));
+  const enc = (data: Buffer): Buffer => cbcEncrypt(suite, keys.key, iv, data);
   let fragment: Buffer;
   if (o.encryptThenMac) {
     const ct = enc(Buffer.concat([pt, padFor(pt.length)]));
@@ -140,13 +196,13 @@ export function sealRecord(suite: CipherSuite, keys: TrafficKeys, seq: bigint, t
   }
   if (tls10 && o.chainIv) {
     const ctEnd = o.encryptThenMac ? fragment.length - suite.macLen : fragment.length;
-    fragment.copy(o.chainIv, 0, ctEnd - 16, ctEnd);
+    fragment.copy(o.chainIv, 0, ctEnd - bl, ctEnd);
   }
   return { header: header(type, version, fragment.length), fragment };
 }
 
 export function randomKeys(suite: CipherSuite, version = 0x0303): TrafficKeys {
   const rnd = (n: number): Buffer => Buffer.from(forge.random.getBytesSync(n), 'binary');
-  const ivLen = suite.tls13 ? 12 : suite.kind === 'cbc' ? (version <= 0x0301 ? 16 : 0) : suite.fixedIvLen;
-  return { key: rnd(suite.keyLen), iv: rnd(ivLen), macKey: rnd(suite.kind === 'cbc' ? suite.macLen : 0) };
+  const ivLen = suite.tls13 ? 12 : suite.kind === 'cbc' ? (version <= 0x0301 ? suite.blockLen : 0) : suite.fixedIvLen;
+  return { key: rnd(suite.keyLen), iv: rnd(ivLen), macKey: rnd(suite.kind === 'aead' ? 0 : suite.macLen) };
 }

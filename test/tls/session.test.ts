@@ -319,13 +319,13 @@ describe('TlsFlowHandler TLS 1.2 renegotiation', () => {
 });
 
 describe('TlsFlowHandler status and cache', () => {
-  it('reports unsupported_cipher for a known suite it does not decrypt (3DES)', () => {
+  it('reports unsupported_cipher for a known suite it does not decrypt (single DES)', () => {
     const chunks = rsa.chunks.map((c) => ({ dir: c.dir, data: Buffer.from(c.data) }));
     const first = chunks.find((c) => c.dir === Dir.ToClient)!.data;
     const sidLen = first[5 + 4 + 2 + 32];
-    first.writeUInt16BE(0x000a, 5 + 4 + 2 + 32 + 1 + sidLen); // TLS_RSA_WITH_3DES_EDE_CBC_SHA
+    first.writeUInt16BE(0x0009, 5 + 4 + 2 + 32 + 1 + sidLen); // TLS_RSA_WITH_DES_CBC_SHA
     const h = new Harness({ rsa: rsaKeys() }).feed(chunks);
-    expect(h.handler.info.cipher).toBe('TLS_RSA_WITH_3DES_EDE_CBC_SHA');
+    expect(h.handler.info.cipher).toBe('TLS_RSA_WITH_DES_CBC_SHA');
     const ev = h.close();
     expect(fields(ev).decryption.status).toBe('unsupported_cipher');
     expect(h.anomalies.count('tls_unsupported_cipher')).toBe(1);

@@ -80,7 +80,8 @@ export function extendedMasterSecret12(suite: CipherSuite, preMaster: Buffer, se
  * RFC 5246 §6.3 key block, split in the order client MAC key, server MAC key, client key, server
  * key, client IV, server IV. AEAD suites have no MAC key and a fixed IV of `fixedIvLen` bytes
  * (RFC 5288 §3, RFC 7905 §2). CBC suites have an explicit per-record IV from TLS 1.1 on (RFC 4346
- * §6.3 drops the IVs from the key block); TLS 1.0 (RFC 2246 §6.3) derives a 16-byte initial IV.
+ * §6.3 drops the IVs from the key block); TLS 1.0 (RFC 2246 §6.3) derives an initial IV of one
+ * block. RC4 and NULL suites have MAC keys and no IV (NULL: no key either).
  */
 export function keyBlock12(
   suite: CipherSuite,
@@ -89,8 +90,8 @@ export function keyBlock12(
   serverRandom: Buffer,
   version: number = TLS12,
 ): { client: TrafficKeys; server: TrafficKeys } {
-  const macLen = suite.kind === 'cbc' ? suite.macLen : 0;
-  const ivLen = suite.kind === 'cbc' ? (version <= TLS10 ? 16 : 0) : suite.fixedIvLen;
+  const macLen = suite.kind === 'aead' ? 0 : suite.macLen;
+  const ivLen = suite.kind === 'cbc' ? (version <= TLS10 ? suite.blockLen : 0) : suite.fixedIvLen;
   const total = 2 * (macLen + suite.keyLen + ivLen);
   const block = prfFor(suite, version, master, 'key expansion', Buffer.concat([serverRandom, clientRandom]), total);
   let off = 0;

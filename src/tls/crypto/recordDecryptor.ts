@@ -12,6 +12,7 @@ import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual, type Cip
 import type { CipherSuite } from './suites.js';
 import type { TrafficKeys } from './prf.js';
 import { BATCH_NONCE, GcmKey } from '../../quic/gcmBatch.js';
+import { Rc4 } from './rc4.js';
 
 export type DecryptError = 'integrity_failure' | 'malformed' | 'unsupported_cipher';
 export type DecryptResult = { ok: true; contentType: number; plaintext: Buffer } | { ok: false; error: DecryptError };
@@ -23,14 +24,13 @@ export interface DecryptorOptions {
   /**
    * Negotiated protocol version (wire value), default 0x0303. Only matters for CBC: TLS 1.0
    * (0x0301, RFC 2246 §6.2.3.2) has no explicit per-record IV; the IV is the previous record's
-   * last ciphertext block, starting with the key-block IV (`keys.iv`, 16 bytes).
+   * last ciphertext block, starting with the key-block IV (`keys.iv`, one cipher block).
    */
   version?: number;
 }
 
 /** RFC 5246 §6.2.1: the record header is type(1) || version(2) || length(2). */
 export const RECORD_HEADER_LEN = 5;
-const AES_BLOCK = 16;
 const TLS10 = 0x0301;
 
 /**
@@ -134,6 +134,15 @@ export class RecordDecryptor {
   private readonly aad = AAD;
   /** TLS 1.0 CBC chained IV (a private copy: the caller's fragment buffers are not ours to keep). */
   private chainIv: Buffer | undefined;
+  /** CBC: the cipher's block size (16, or 8 for 3DES). */
+  private readonly block: number;
+  /**
+   * RC4 suites: the direction's keystream, which every record moves on whether or not its MAC
+   * verifies (the sender's did). decrypt() and tryResync() run it once over the record into
+   * rc4Plain, which the MAC checks under one or several sequence numbers then read.
+   */
+  private rc4: Rc4 | undefined;
+  private rc4Plain: Buffer | undefined;
   /**
    * authenticateAppData13 / batchAppData13: an AES-ECB context under the record key (made on first
    * use, kept: ECB carries no state between whole blocks) for GCM's hash key H and single
@@ -170,6 +179,7 @@ export class RecordDecryptor {
     this.tls13 = opts.tls13;
     this.etm = opts.encryptThenMac && suite.kind === 'cbc';
     this.tls10Cbc = suite.kind === 'cbc' && (opts.version ?? 0x0303) <= TLS10;
+    this.block = suite.blockLen || 16;
     this.iv = keys.iv;
     this.ivTail = keys.iv.length === 12 ? keys.iv.readBigUInt64BE(4) : 0n;
     this.macKey = keys.macKey;
@@ -177,6 +187,7 @@ export class RecordDecryptor {
     this.aeadOpts = { authTagLength: suite.tagLen };
     this.key = RecordDecryptor.usable(suite, keys, opts.tls13, this.tls10Cbc) ? keys.key : undefined;
     if (this.tls10Cbc && this.key) this.chainIv = Buffer.from(keys.iv);
+    if (suite.kind === 'stream' && this.key) this.rc4 = new Rc4(this.key);
     this.gcm13 = this.key !== undefined && this.tls13 && (suite.cipher === 'aes-128-gcm' || suite.cipher === 'aes-256-gcm') && suite.tagLen === 16;
   }
 
@@ -327,9 +338,9 @@ export class RecordDecryptor {
     if (!suite.supported || suite.tls13 !== tls13 || keys.key.length !== suite.keyLen) return false;
     if (suite.kind === 'aead') return keys.iv.length === (tls13 ? 12 : suite.fixedIvLen);
     if (suite.kind === 'cbc') {
-      return keys.macKey.length === suite.macLen && keys.iv.length === (tls10Cbc ? AES_BLOCK : 0) && suite.macHash !== null;
+      return keys.macKey.length === suite.macLen && keys.iv.length === (tls10Cbc ? suite.blockLen : 0) && suite.macHash !== null;
     }
-    return false;
+    return keys.macKey.length === suite.macLen && keys.iv.length === 0 && suite.macHash !== null; // stream (RC4), null
   }
 
   /**
@@ -338,7 +349,9 @@ export class RecordDecryptor {
    * still consumed its number at the sender).
    */
   decrypt(header: Buffer, fragment: Buffer): DecryptResult {
+    if (this.rc4) this.rc4Plain = this.rc4.process(fragment);
     const r = this.decryptAt(this.seq, header, fragment);
+    this.rc4Plain = undefined;
     this.seq++;
     this.advanceChain(fragment);
     return r;
@@ -352,6 +365,15 @@ export class RecordDecryptor {
    * first record after a loss fails, the next one can be found.)
    */
   tryResync(header: Buffer, fragment: Buffer, maxSkip: number): DecryptResult {
+    if (this.rc4) this.rc4Plain = this.rc4.process(fragment);
+    try {
+      return this.resync(header, fragment, maxSkip);
+    } finally {
+      this.rc4Plain = undefined;
+    }
+  }
+
+  private resync(header: Buffer, fragment: Buffer, maxSkip: number): DecryptResult {
     const base = this.seq;
     let hint: bigint | undefined;
     if (!this.tls13 && this.suite.explicitNonceLen === 8 && fragment.length >= 8) {
@@ -388,14 +410,17 @@ export class RecordDecryptor {
   private advanceChain(fragment: Buffer): void {
     if (!this.chainIv) return;
     const ctEnd = this.etm ? fragment.length - this.suite.macLen : fragment.length;
-    if (ctEnd >= AES_BLOCK && ctEnd % AES_BLOCK === 0) fragment.copy(this.chainIv, 0, ctEnd - AES_BLOCK, ctEnd);
+    const b = this.block;
+    if (ctEnd >= b && ctEnd % b === 0) fragment.copy(this.chainIv, 0, ctEnd - b, ctEnd);
   }
 
   private decryptAt(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
     if (!this.key) return UNSUPPORTED;
     if (header.length < RECORD_HEADER_LEN) return MALFORMED;
-    if (this.suite.kind === 'aead') return this.tls13 ? this.open13(seq, header, fragment) : this.open12(seq, header, fragment);
-    return this.etm ? this.openCbcEtm(seq, header, fragment) : this.openCbc(seq, header, fragment);
+    const kind = this.suite.kind;
+    if (kind === 'aead') return this.tls13 ? this.open13(seq, header, fragment) : this.open12(seq, header, fragment);
+    if (kind === 'cbc') return this.etm ? this.openCbcEtm(seq, header, fragment) : this.openCbc(seq, header, fragment);
+    return this.openMacOnly(seq, header, fragment);
   }
 
   /** nonce = iv XOR seq, the sequence number left-padded to the IV length (RFC 8446 §5.3, RFC 7905 §2). */
@@ -516,7 +541,8 @@ export class RecordDecryptor {
 
   /** Splits off the explicit IV (TLS 1.1+, RFC 4346 §6.2.3.2) or takes the chained one (TLS 1.0). */
   private cbcIvAndCiphertext(body: Buffer): [Buffer, Buffer] {
-    return this.chainIv ? [this.chainIv, body] : [body.subarray(0, AES_BLOCK), body.subarray(AES_BLOCK)];
+    const b = this.block;
+    return this.chainIv ? [this.chainIv, body] : [body.subarray(0, b), body.subarray(b)];
   }
 
   /**
@@ -525,9 +551,10 @@ export class RecordDecryptor {
    */
   private openCbc(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
     const macLen = this.suite.macLen;
-    const ivLen = this.chainIv ? 0 : AES_BLOCK;
-    const minCt = Math.ceil((macLen + 1) / AES_BLOCK) * AES_BLOCK;
-    if (fragment.length < ivLen + minCt || fragment.length % AES_BLOCK !== 0) return MALFORMED;
+    const b = this.block;
+    const ivLen = this.chainIv ? 0 : b;
+    const minCt = Math.ceil((macLen + 1) / b) * b;
+    if (fragment.length < ivLen + minCt || fragment.length % b !== 0) return MALFORMED;
     const [iv, ct] = this.cbcIvAndCiphertext(fragment);
     const pt = this.cbcDecrypt(iv, ct);
     if (!pt) return MALFORMED;
@@ -547,9 +574,10 @@ export class RecordDecryptor {
    */
   private openCbcEtm(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
     const macLen = this.suite.macLen;
-    const ivLen = this.chainIv ? 0 : AES_BLOCK;
+    const b = this.block;
+    const ivLen = this.chainIv ? 0 : b;
     const body = fragment.subarray(0, fragment.length - macLen);
-    if (fragment.length < macLen || body.length < ivLen + AES_BLOCK || body.length % AES_BLOCK !== 0) return MALFORMED;
+    if (fragment.length < macLen || body.length < ivLen + b || body.length % b !== 0) return MALFORMED;
     if (!this.macMatches(seq, header, body, fragment.subarray(body.length))) return INTEGRITY;
     const [iv, ct] = this.cbcIvAndCiphertext(body);
     const pt = this.cbcDecrypt(iv, ct);
@@ -559,5 +587,19 @@ export class RecordDecryptor {
     if (padLen + 1 > n) return MALFORMED;
     for (let i = n - 1 - padLen; i < n - 1; i++) if (pt[i] !== padLen) return MALFORMED; // authentic but badly padded: sender bug
     return { ok: true, contentType: header[0], plaintext: pt.subarray(0, n - 1 - padLen) };
+  }
+
+  /**
+   * RC4 and NULL suites (RFC 5246 §6.2.3.1): content || HMAC(seq || type || version || length ||
+   * content), encrypted by the direction's RC4 keystream or not at all.
+   */
+  private openMacOnly(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    const macLen = this.suite.macLen;
+    const pt = this.rc4 ? (this.rc4Plain as Buffer) : fragment;
+    if (pt.length < macLen) return MALFORMED;
+    const contentLen = pt.length - macLen;
+    const content = pt.subarray(0, contentLen);
+    if (!this.macMatches(seq, header, content, pt.subarray(contentLen))) return INTEGRITY;
+    return { ok: true, contentType: header[0], plaintext: this.rc4 ? content : Buffer.from(content) };
   }
 }

@@ -13,7 +13,7 @@
 
 export type KeyExchange = 'RSA' | 'ECDHE' | 'DHE' | 'PSK' | 'ECDHE_PSK' | 'DHE_PSK' | 'TLS13' | 'other';
 export type CipherKind = 'aead' | 'cbc' | 'stream' | 'null';
-export type MacHash = 'sha1' | 'sha256' | 'sha384';
+export type MacHash = 'md5' | 'sha1' | 'sha256' | 'sha384';
 export type PrfHash = 'sha256' | 'sha384';
 
 export interface CipherSuite {
@@ -23,11 +23,13 @@ export interface CipherSuite {
   tls13: boolean;
   kx: KeyExchange;
   kind: CipherKind;
-  /** false: we know its name but do not decrypt it (3DES, RC4, CAMELLIA, ARIA, NULL, EXPORT...). */
+  /** false: we know its name but do not decrypt it (EXPORT, DES, IDEA, SEED, Camellia-GCM...). */
   supported: boolean;
-  /** node:crypto cipher name ('' when unsupported). */
+  /** node:crypto cipher name; 'rc4' (our own, RC4 is not in OpenSSL 3's default provider), 'null' (no encryption), '' when unsupported. */
   cipher: string;
   keyLen: number;
+  /** CBC: the cipher's block size (16; 8 for 3DES); 0 otherwise. */
+  blockLen: number;
   /** TLS 1.2 GCM/CCM: 4 (salt, RFC 5288 §3); ChaCha20 (RFC 7905 §2) and TLS 1.3: 12; CBC: 0. */
   fixedIvLen: number;
   /** TLS 1.2 GCM/CCM: 8; otherwise 0. */
@@ -44,18 +46,23 @@ export interface CipherSuite {
 type Bulk = Omit<CipherSuite, 'id' | 'name' | 'tls13' | 'kx'>;
 
 function aead12(cipher: string, keyLen: number, tagLen: number, prfHash: PrfHash): Bulk {
-  return { kind: 'aead', supported: true, cipher, keyLen, fixedIvLen: 4, explicitNonceLen: 8, tagLen, macHash: null, macLen: 0, prfHash };
+  return { kind: 'aead', supported: true, cipher, keyLen, blockLen: 0, fixedIvLen: 4, explicitNonceLen: 8, tagLen, macHash: null, macLen: 0, prfHash };
 }
 function chacha12(): Bulk {
   // RFC 7905 §2: the 12-byte client/server_write_IV is XORed with the sequence number; no explicit nonce.
-  return { kind: 'aead', supported: true, cipher: 'chacha20-poly1305', keyLen: 32, fixedIvLen: 12, explicitNonceLen: 0, tagLen: 16, macHash: null, macLen: 0, prfHash: 'sha256' };
+  return { kind: 'aead', supported: true, cipher: 'chacha20-poly1305', keyLen: 32, blockLen: 0, fixedIvLen: 12, explicitNonceLen: 0, tagLen: 16, macHash: null, macLen: 0, prfHash: 'sha256' };
 }
-function cbc(keyLen: number, macHash: MacHash, prfHash: PrfHash): Bulk {
-  const macLen = macHash === 'sha1' ? 20 : macHash === 'sha256' ? 32 : 48;
-  return { kind: 'cbc', supported: true, cipher: `aes-${keyLen * 8}-cbc`, keyLen, fixedIvLen: 0, explicitNonceLen: 0, tagLen: 0, macHash, macLen, prfHash };
+const MAC_LEN: Record<MacHash, number> = { md5: 16, sha1: 20, sha256: 32, sha384: 48 };
+function cbc(keyLen: number, macHash: MacHash, prfHash: PrfHash, cipher = `aes-${keyLen * 8}-cbc`, blockLen = 16): Bulk {
+  return { kind: 'cbc', supported: true, cipher, keyLen, blockLen, fixedIvLen: 0, explicitNonceLen: 0, tagLen: 0, macHash, macLen: MAC_LEN[macHash], prfHash };
+}
+/** MAC-then-encrypt without blocks (RFC 5246 §6.2.3.1): RC4 (RFC 5246 App. C) or no encryption at all (NULL). */
+function streamOrNull(kind: 'stream' | 'null', macHash: MacHash, prfHash: PrfHash = 'sha256'): Bulk {
+  const keyLen = kind === 'stream' ? 16 : 0;
+  return { kind, supported: true, cipher: kind === 'stream' ? 'rc4' : 'null', keyLen, blockLen: 0, fixedIvLen: 0, explicitNonceLen: 0, tagLen: 0, macHash, macLen: MAC_LEN[macHash], prfHash };
 }
 function unsupported(kind: CipherKind, prfHash: PrfHash = 'sha256'): Bulk {
-  return { kind, supported: false, cipher: '', keyLen: 0, fixedIvLen: 0, explicitNonceLen: 0, tagLen: 0, macHash: null, macLen: 0, prfHash };
+  return { kind, supported: false, cipher: '', keyLen: 0, blockLen: 0, fixedIvLen: 0, explicitNonceLen: 0, tagLen: 0, macHash: null, macLen: 0, prfHash };
 }
 
 /** Bulk-cipher part of the IANA name (after `_WITH_`) -> record protection parameters. */
@@ -78,11 +85,31 @@ const BULK: Record<string, Bulk> = {
   AES_256_CBC_SHA256: cbc(32, 'sha256', 'sha256'),
   // RFC 5289 §3.1 / RFC 5487: *_SHA384 suites use HMAC-SHA384 and the SHA-384 PRF.
   AES_256_CBC_SHA384: cbc(32, 'sha384', 'sha384'),
+  // 3DES (RFC 5246 App. C): 24-byte key, 8-byte blocks.
+  '3DES_EDE_CBC_SHA': cbc(24, 'sha1', 'sha256', 'des-ede3-cbc', 8),
+  // Camellia CBC (RFC 5932 §3): *_SHA256 suites use HMAC-SHA256 and the SHA-256 PRF, *_SHA384 SHA-384.
+  CAMELLIA_128_CBC_SHA: cbc(16, 'sha1', 'sha256', 'camellia-128-cbc'),
+  CAMELLIA_256_CBC_SHA: cbc(32, 'sha1', 'sha256', 'camellia-256-cbc'),
+  CAMELLIA_128_CBC_SHA256: cbc(16, 'sha256', 'sha256', 'camellia-128-cbc'),
+  CAMELLIA_256_CBC_SHA256: cbc(32, 'sha256', 'sha256', 'camellia-256-cbc'),
+  CAMELLIA_256_CBC_SHA384: cbc(32, 'sha384', 'sha384', 'camellia-256-cbc'),
+  // ARIA (RFC 6209 §2): CBC suites with HMAC-SHA256/384, GCM suites as AES-GCM (RFC 5288).
+  ARIA_128_CBC_SHA256: cbc(16, 'sha256', 'sha256', 'aria-128-cbc'),
+  ARIA_256_CBC_SHA384: cbc(32, 'sha384', 'sha384', 'aria-256-cbc'),
+  ARIA_128_GCM_SHA256: aead12('aria-128-gcm', 16, 16, 'sha256'),
+  ARIA_256_GCM_SHA384: aead12('aria-256-gcm', 32, 16, 'sha384'),
+  // RC4 (a stream cipher: one keystream per direction across records) and NULL (MAC only).
+  RC4_128_SHA: streamOrNull('stream', 'sha1'),
+  RC4_128_MD5: streamOrNull('stream', 'md5'),
+  NULL_MD5: streamOrNull('null', 'md5'),
+  NULL_SHA: streamOrNull('null', 'sha1'),
+  NULL_SHA256: streamOrNull('null', 'sha256'),
+  NULL_SHA384: streamOrNull('null', 'sha384', 'sha384'),
 };
 
 /** TLS 1.3 suites (RFC 8446 §B.4): AEAD with a 12-byte IV XORed with the sequence number. */
 function tls13(id: number, name: string, cipher: string, keyLen: number, tagLen: number, prfHash: PrfHash): CipherSuite {
-  return { id, name, tls13: true, kx: 'TLS13', kind: 'aead', supported: true, cipher, keyLen, fixedIvLen: 12, explicitNonceLen: 0, tagLen, macHash: null, macLen: 0, prfHash };
+  return { id, name, tls13: true, kx: 'TLS13', kind: 'aead', supported: true, cipher, keyLen, blockLen: 0, fixedIvLen: 12, explicitNonceLen: 0, tagLen, macHash: null, macLen: 0, prfHash };
 }
 
 /** Supported TLS 1.2 suites: [id, IANA name, key exchange]. */
@@ -184,6 +211,53 @@ const TLS12_ROWS: ReadonlyArray<readonly [number, string, KeyExchange]> = [
   [0xd002, 'TLS_ECDHE_PSK_WITH_AES_256_GCM_SHA384', 'ECDHE_PSK'],
   [0xd003, 'TLS_ECDHE_PSK_WITH_AES_128_CCM_8_SHA256', 'ECDHE_PSK'],
   [0xd005, 'TLS_ECDHE_PSK_WITH_AES_128_CCM_SHA256', 'ECDHE_PSK'],
+  // Legacy and regional bulk ciphers that Wireshark also decrypts: 3DES, Camellia CBC, ARIA, RC4, NULL.
+  [0x0001, 'TLS_RSA_WITH_NULL_MD5', 'RSA'],
+  [0x0002, 'TLS_RSA_WITH_NULL_SHA', 'RSA'],
+  [0x003b, 'TLS_RSA_WITH_NULL_SHA256', 'RSA'],
+  [0xc006, 'TLS_ECDHE_ECDSA_WITH_NULL_SHA', 'ECDHE'],
+  [0xc010, 'TLS_ECDHE_RSA_WITH_NULL_SHA', 'ECDHE'],
+  [0x0004, 'TLS_RSA_WITH_RC4_128_MD5', 'RSA'],
+  [0x0005, 'TLS_RSA_WITH_RC4_128_SHA', 'RSA'],
+  [0xc007, 'TLS_ECDHE_ECDSA_WITH_RC4_128_SHA', 'ECDHE'],
+  [0xc011, 'TLS_ECDHE_RSA_WITH_RC4_128_SHA', 'ECDHE'],
+  [0x008a, 'TLS_PSK_WITH_RC4_128_SHA', 'PSK'],
+  [0x000a, 'TLS_RSA_WITH_3DES_EDE_CBC_SHA', 'RSA'],
+  [0x0013, 'TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA', 'DHE'],
+  [0x0016, 'TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA', 'DHE'],
+  [0xc008, 'TLS_ECDHE_ECDSA_WITH_3DES_EDE_CBC_SHA', 'ECDHE'],
+  [0xc012, 'TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA', 'ECDHE'],
+  [0x008b, 'TLS_PSK_WITH_3DES_EDE_CBC_SHA', 'PSK'],
+  [0x0041, 'TLS_RSA_WITH_CAMELLIA_128_CBC_SHA', 'RSA'],
+  [0x0084, 'TLS_RSA_WITH_CAMELLIA_256_CBC_SHA', 'RSA'],
+  [0x0045, 'TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA', 'DHE'],
+  [0x0088, 'TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA', 'DHE'],
+  [0x00ba, 'TLS_RSA_WITH_CAMELLIA_128_CBC_SHA256', 'RSA'],
+  [0x00c0, 'TLS_RSA_WITH_CAMELLIA_256_CBC_SHA256', 'RSA'],
+  [0xc072, 'TLS_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256', 'ECDHE'],
+  [0xc076, 'TLS_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256', 'ECDHE'],
+  [0xc03c, 'TLS_RSA_WITH_ARIA_128_CBC_SHA256', 'RSA'],
+  [0xc03d, 'TLS_RSA_WITH_ARIA_256_CBC_SHA384', 'RSA'],
+  [0xc050, 'TLS_RSA_WITH_ARIA_128_GCM_SHA256', 'RSA'],
+  [0xc051, 'TLS_RSA_WITH_ARIA_256_GCM_SHA384', 'RSA'],
+  [0xc05c, 'TLS_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256', 'ECDHE'],
+  [0xc05d, 'TLS_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384', 'ECDHE'],
+  [0xc060, 'TLS_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256', 'ECDHE'],
+  [0xc061, 'TLS_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384', 'ECDHE'],
+  [0xc073, 'TLS_ECDHE_ECDSA_WITH_CAMELLIA_256_CBC_SHA384', 'ECDHE'],
+  [0xc077, 'TLS_ECDHE_RSA_WITH_CAMELLIA_256_CBC_SHA384', 'ECDHE'],
+  [0x00be, 'TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA256', 'DHE'],
+  [0x00c4, 'TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA256', 'DHE'],
+  [0xc048, 'TLS_ECDHE_ECDSA_WITH_ARIA_128_CBC_SHA256', 'ECDHE'],
+  [0xc049, 'TLS_ECDHE_ECDSA_WITH_ARIA_256_CBC_SHA384', 'ECDHE'],
+  [0xc04c, 'TLS_ECDHE_RSA_WITH_ARIA_128_CBC_SHA256', 'ECDHE'],
+  [0xc04d, 'TLS_ECDHE_RSA_WITH_ARIA_256_CBC_SHA384', 'ECDHE'],
+  [0xc052, 'TLS_DHE_RSA_WITH_ARIA_128_GCM_SHA256', 'DHE'],
+  [0xc053, 'TLS_DHE_RSA_WITH_ARIA_256_GCM_SHA384', 'DHE'],
+  [0xc03a, 'TLS_ECDHE_PSK_WITH_NULL_SHA256', 'ECDHE_PSK'],
+  [0xc03b, 'TLS_ECDHE_PSK_WITH_NULL_SHA384', 'ECDHE_PSK'],
+  [0x00b0, 'TLS_PSK_WITH_NULL_SHA256', 'PSK'],
+  [0x00b1, 'TLS_PSK_WITH_NULL_SHA384', 'PSK'],
   // RSA_PSK (RFC 4279 §4): premaster is not a plain RSA premaster, so kx 'other'.
   [0x0094, 'TLS_RSA_PSK_WITH_AES_128_CBC_SHA', 'other'],
   [0x0095, 'TLS_RSA_PSK_WITH_AES_256_CBC_SHA', 'other'],
@@ -197,48 +271,16 @@ const TLS12_ROWS: ReadonlyArray<readonly [number, string, KeyExchange]> = [
 /** Suites we can name but do not decrypt: [id, IANA name, kx, kind]. */
 const UNSUPPORTED_ROWS: ReadonlyArray<readonly [number, string, KeyExchange, CipherKind]> = [
   [0x0000, 'TLS_NULL_WITH_NULL_NULL', 'other', 'null'],
-  [0x0001, 'TLS_RSA_WITH_NULL_MD5', 'RSA', 'null'],
-  [0x0002, 'TLS_RSA_WITH_NULL_SHA', 'RSA', 'null'],
-  [0x003b, 'TLS_RSA_WITH_NULL_SHA256', 'RSA', 'null'],
-  [0xc006, 'TLS_ECDHE_ECDSA_WITH_NULL_SHA', 'ECDHE', 'null'],
-  [0xc010, 'TLS_ECDHE_RSA_WITH_NULL_SHA', 'ECDHE', 'null'],
   [0x0003, 'TLS_RSA_EXPORT_WITH_RC4_40_MD5', 'RSA', 'stream'],
-  [0x0004, 'TLS_RSA_WITH_RC4_128_MD5', 'RSA', 'stream'],
-  [0x0005, 'TLS_RSA_WITH_RC4_128_SHA', 'RSA', 'stream'],
-  [0xc007, 'TLS_ECDHE_ECDSA_WITH_RC4_128_SHA', 'ECDHE', 'stream'],
-  [0xc011, 'TLS_ECDHE_RSA_WITH_RC4_128_SHA', 'ECDHE', 'stream'],
-  [0x008a, 'TLS_PSK_WITH_RC4_128_SHA', 'PSK', 'stream'],
   [0x0006, 'TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5', 'RSA', 'cbc'],
   [0x0007, 'TLS_RSA_WITH_IDEA_CBC_SHA', 'RSA', 'cbc'],
   [0x0008, 'TLS_RSA_EXPORT_WITH_DES40_CBC_SHA', 'RSA', 'cbc'],
   [0x0009, 'TLS_RSA_WITH_DES_CBC_SHA', 'RSA', 'cbc'],
-  [0x000a, 'TLS_RSA_WITH_3DES_EDE_CBC_SHA', 'RSA', 'cbc'],
-  [0x0013, 'TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA', 'DHE', 'cbc'],
   [0x0014, 'TLS_DHE_RSA_EXPORT_WITH_DES40_CBC_SHA', 'DHE', 'cbc'],
   [0x0015, 'TLS_DHE_RSA_WITH_DES_CBC_SHA', 'DHE', 'cbc'],
-  [0x0016, 'TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA', 'DHE', 'cbc'],
-  [0xc008, 'TLS_ECDHE_ECDSA_WITH_3DES_EDE_CBC_SHA', 'ECDHE', 'cbc'],
-  [0xc012, 'TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA', 'ECDHE', 'cbc'],
-  [0x008b, 'TLS_PSK_WITH_3DES_EDE_CBC_SHA', 'PSK', 'cbc'],
   [0x0096, 'TLS_RSA_WITH_SEED_CBC_SHA', 'RSA', 'cbc'],
-  [0x0041, 'TLS_RSA_WITH_CAMELLIA_128_CBC_SHA', 'RSA', 'cbc'],
-  [0x0084, 'TLS_RSA_WITH_CAMELLIA_256_CBC_SHA', 'RSA', 'cbc'],
-  [0x0045, 'TLS_DHE_RSA_WITH_CAMELLIA_128_CBC_SHA', 'DHE', 'cbc'],
-  [0x0088, 'TLS_DHE_RSA_WITH_CAMELLIA_256_CBC_SHA', 'DHE', 'cbc'],
-  [0x00ba, 'TLS_RSA_WITH_CAMELLIA_128_CBC_SHA256', 'RSA', 'cbc'],
-  [0x00c0, 'TLS_RSA_WITH_CAMELLIA_256_CBC_SHA256', 'RSA', 'cbc'],
-  [0xc072, 'TLS_ECDHE_ECDSA_WITH_CAMELLIA_128_CBC_SHA256', 'ECDHE', 'cbc'],
-  [0xc076, 'TLS_ECDHE_RSA_WITH_CAMELLIA_128_CBC_SHA256', 'ECDHE', 'cbc'],
   [0xc07a, 'TLS_RSA_WITH_CAMELLIA_128_GCM_SHA256', 'RSA', 'aead'],
   [0xc07b, 'TLS_RSA_WITH_CAMELLIA_256_GCM_SHA384', 'RSA', 'aead'],
-  [0xc03c, 'TLS_RSA_WITH_ARIA_128_CBC_SHA256', 'RSA', 'cbc'],
-  [0xc03d, 'TLS_RSA_WITH_ARIA_256_CBC_SHA384', 'RSA', 'cbc'],
-  [0xc050, 'TLS_RSA_WITH_ARIA_128_GCM_SHA256', 'RSA', 'aead'],
-  [0xc051, 'TLS_RSA_WITH_ARIA_256_GCM_SHA384', 'RSA', 'aead'],
-  [0xc05c, 'TLS_ECDHE_ECDSA_WITH_ARIA_128_GCM_SHA256', 'ECDHE', 'aead'],
-  [0xc05d, 'TLS_ECDHE_ECDSA_WITH_ARIA_256_GCM_SHA384', 'ECDHE', 'aead'],
-  [0xc060, 'TLS_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256', 'ECDHE', 'aead'],
-  [0xc061, 'TLS_ECDHE_RSA_WITH_ARIA_256_GCM_SHA384', 'ECDHE', 'aead'],
   // Signalling cipher suite values (RFC 5746 §3.3, RFC 7507): names only.
   [0x00ff, 'TLS_EMPTY_RENEGOTIATION_INFO_SCSV', 'other', 'null'],
   [0x5600, 'TLS_FALLBACK_SCSV', 'other', 'null'],
