@@ -22,6 +22,13 @@
  *     by their client's first bytes); a server greeting `220 ` with SMTP words -> SMTP, with FTP
  *     words -> FTP; a plain `220 ` waits for the client: EHLO/HELO -> SMTP, USER/AUTH TLS/FEAT ->
  *     FTP; client first bytes EHLO/HELO -> SMTP, USER/AUTH TLS/AUTH SSL -> FTP.
+ *  4. Other clear-text protocols that switch to TLS by a command of their own (IMAP, POP3, NNTP,
+ *     LDAP, XMPP, ManageSieve, PostgreSQL, MySQL): on their server ports (`startTlsPorts`), or by
+ *     an IMAP/POP3 greeting or an XMPP stream header on any port, the flow is watched
+ *     (src/pipeline/startTlsWatch.ts) for the client's ClientHello and then the server's
+ *     ServerHello, up to `startTlsWatchBytes` per direction; from there on it is a TLS flow with
+ *     the default app factory (its tls.session event, decryption status and detection; there is
+ *     no analyzer of these protocols' content). The clear text before is not reported.
  *  Anything else is ignored (deps.onIgnored) after at most `sniffBytes` bytes.
  *
  * THE TLS SWITCH. A clear-text analyzer (SmtpSession, FtpSession) is constructed with
@@ -54,6 +61,7 @@ import { FtpSession, dataFields, type FtpOptions } from '../analyzers/ftp/sessio
 import { DataChannel, type DataChannelRegistry } from '../analyzers/ftp/dataChannels.js';
 import { detectLineProtocolClient } from '../analyzers/smtp/detect.js';
 import { SmtpSession, type SmtpOptions, type TlsUpgradeHooks } from '../analyzers/smtp/session.js';
+import { StartTlsWatch } from './startTlsWatch.js';
 import {
   Dir,
   type AnomalySink,
@@ -90,6 +98,10 @@ export interface DispatchOptions {
   ftpsDataPorts: number[];
   /** Bytes (both directions together) looked at before giving up on detection. */
   sniffBytes: number;
+  /** Server ports of clear-text protocols watched for a switch to TLS (rule 4). */
+  startTlsPorts: number[];
+  /** Clear-text bytes per direction a watched flow may show before its switch (rule 4). */
+  startTlsWatchBytes: number;
   smtp: Partial<SmtpOptions>;
   ftp: Partial<FtpOptions>;
 }
@@ -102,6 +114,9 @@ export const DEFAULT_DISPATCH_OPTIONS: DispatchOptions = {
   ftpDataPorts: [20],
   ftpsDataPorts: [989],
   sniffBytes: 4096,
+  // POP3, NNTP, IMAP, LDAP, MySQL, ManageSieve, PostgreSQL, XMPP client and server
+  startTlsPorts: [110, 119, 143, 389, 3306, 4190, 5432, 5222, 5269],
+  startTlsWatchBytes: 16384,
   smtp: {},
   ftp: {},
 };
@@ -119,6 +134,9 @@ function looksLikeClientHello(b: Buffer): boolean {
 export type Detected = 'tls' | 'smtp' | 'ftp' | 'unknown' | 'need_more';
 
 const SMTP_STRONG = /\b(E?SMTP|LMTP)\b/i;
+/** Rule 4 on any port: an IMAP or POP3 greeting, an XMPP stream header. */
+const STARTTLS_SERVER = /^(\* OK|\+OK)/;
+const STARTTLS_CLIENT = /^(<\?xml|<stream:stream)/;
 const FTP_STRONG = /FTP|Serv-U/i;
 const SMTP_WEAK = /Postfix|Exim|Sendmail|Exchange|qmail|Haraka|smtpd|\bmail\b/i;
 
@@ -213,6 +231,8 @@ const enum Mode {
   Clear,
   /** FTP data connection (expected or orphan), clear bytes go to `channel`. */
   DataClear,
+  /** Clear text watched for a switch to TLS (rule 4); `tls` exists once the client switched. */
+  Watch,
   Ignored,
 }
 
@@ -229,6 +249,9 @@ export class ProtocolDispatcher implements FlowHandler {
   private held: { dir: Dir; data: Buffer; ts: Timestamp }[] = [];
   private heldEnds: { dir: Dir; reason: EndReason; ts: Timestamp }[] = NO_ENDS;
   private closed = false;
+  /** Rule 4: the watch, and whether the server's TLS has started (the client's: `tls` is set). */
+  private watch: StartTlsWatch | undefined;
+  private serverSwitched = false;
 
   constructor(
     private readonly flow: FlowInfo,
@@ -260,6 +283,8 @@ export class ProtocolDispatcher implements FlowHandler {
         return this.clear instanceof SmtpSession ? 'smtp' : 'ftp';
       case Mode.DataClear:
         return 'ftp-data';
+      case Mode.Watch:
+        return this.tls ? 'tls-upgraded' : 'starttls-watch';
       default:
         return 'ignored';
     }
@@ -273,6 +298,8 @@ export class ProtocolDispatcher implements FlowHandler {
         return this.clear!.onData(dir, data, ts);
       case Mode.DataClear:
         return this.channel!.onData(dir, data, ts);
+      case Mode.Watch:
+        return this.watchData(dir, data, ts);
       case Mode.Ignored:
         return;
       case Mode.Sniff:
@@ -300,6 +327,9 @@ export class ProtocolDispatcher implements FlowHandler {
         return this.clear!.onGap(dir, length, ts);
       case Mode.DataClear:
         return this.channel!.onGap(dir, length, ts);
+      case Mode.Watch:
+        if (this.tls && (dir === Dir.ToServer || this.serverSwitched)) this.tls.onGap(dir, length, ts);
+        return;
       default:
         return;
     }
@@ -329,6 +359,7 @@ export class ProtocolDispatcher implements FlowHandler {
     if (this.closed) return;
     if (this.mode === Mode.Sniff) this.decide(true);
     this.closed = true;
+    if (this.mode === Mode.Watch && !this.tls) this.giveUpWatch();
     if (this.tls) this.tls.onClose(reason, counters, ts);
     this.clear?.onClose(ts);
     if (this.channel) {
@@ -345,6 +376,9 @@ export class ProtocolDispatcher implements FlowHandler {
         return this.clear!.onEnd(dir, reason, ts);
       case Mode.DataClear:
         return this.channel!.onEnd(dir, reason, ts);
+      case Mode.Watch:
+        if (this.tls) this.tls.onEnd(dir, reason, ts);
+        return;
       default:
         return;
     }
@@ -402,6 +436,9 @@ export class ProtocolDispatcher implements FlowHandler {
     const text = /^\d{3}[ -]/.test(server.toString('latin1', 0, 4)) || /^[A-Za-z]{3,8}( |\r?\n)/.test(client.toString('latin1', 0, 9));
     if (text && o.smtpPorts.includes(p)) return this.startClear('smtp');
     if (text && o.ftpPorts.includes(p)) return this.startClear('ftp');
+    if (o.startTlsPorts.includes(p) || STARTTLS_SERVER.test(server.toString('latin1', 0, 5)) || STARTTLS_CLIENT.test(client.toString('latin1', 0, 15))) {
+      return this.startWatch();
+    }
     if (!force && client.length + server.length < o.sniffBytes && det === 'need_more') return;
     this.mode = Mode.Ignored;
     this.held = NO_HELD;
@@ -417,6 +454,36 @@ export class ProtocolDispatcher implements FlowHandler {
     const ends = this.heldEnds;
     this.heldEnds = NO_ENDS;
     for (const e of ends) this.forwardEnd(e.dir, e.reason, e.ts);
+  }
+
+  /** Rule 4: clear text watched for its switch to TLS. */
+  private startWatch(): void {
+    this.watch = new StartTlsWatch(this.opts.startTlsWatchBytes);
+    this.route(Mode.Watch);
+  }
+
+  private watchData(dir: Dir, data: Buffer, ts: Timestamp): void {
+    const w = this.watch!;
+    if (this.tls && (dir === Dir.ToServer || this.serverSwitched)) return this.tls.onData(dir, data, ts);
+    if (w.exhausted(dir)) return;
+    const at = w.find(dir, data);
+    if (at >= 0) {
+      if (dir === Dir.ToServer) this.tls = this.deps.makeTls(this.flow);
+      else this.serverSwitched = true;
+      this.tls!.onData(dir, at ? data.subarray(at) : data, ts);
+      return;
+    }
+    if (!this.tls && w.exhausted(dir)) {
+      this.giveUpWatch();
+      this.mode = Mode.Ignored;
+    }
+  }
+
+  /** A watched flow that never switched is one of the ignored flows. */
+  private giveUpWatch(): void {
+    if (this.watch === undefined) return;
+    this.watch = undefined;
+    this.deps.onIgnored?.();
   }
 
   private startTlsDefault(): void {

@@ -60,6 +60,7 @@ function deps(registry = new DataChannelRegistry()) {
 
 const send = (h: FlowHandler, dir: Dir, s: string | Buffer) => h.onData(dir, Buffer.isBuffer(s) ? s : Buffer.from(s, 'latin1'), ts());
 const CH = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x10, 0x01, 0, 0, 0x0c, 3, 3]);
+const SH = Buffer.from([0x16, 0x03, 0x03, 0x00, 0x10, 0x02, 0, 0, 0x0c, 3, 3]);
 
 describe('detectProtocol', () => {
   it('recognises TLS, SMTP and FTP from either direction', () => {
@@ -151,6 +152,59 @@ describe('ProtocolDispatcher routing', () => {
     const t = new ProtocolDispatcher(flow(8443), x.d);
     send(t, Dir.ToServer, CH);
     expect(x.tls[0].override).toBeUndefined();
+  });
+
+  it('IMAP STARTTLS (no analyzer): the TLS flow starts at the ClientHello and, on the server side, at the ServerHello', () => {
+    const x = deps();
+    const f = new ProtocolDispatcher(flow(143), x.d);
+    send(f, Dir.ToClient, '* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n');
+    send(f, Dir.ToServer, 'a1 STARTTLS\r\n');
+    expect(f.kind).toBe('starttls-watch');
+    send(f, Dir.ToClient, 'a1 OK Begin TLS negotiation now\r\n');
+    send(f, Dir.ToServer, CH);
+    expect(f.kind).toBe('tls-upgraded');
+    expect(x.tls).toHaveLength(1);
+    expect(x.tls[0].override).toBeUndefined(); // the default app factory
+    send(f, Dir.ToClient, Buffer.concat([Buffer.from('late clear text\r\n'), SH])); // ServerHello after a line end
+    send(f, Dir.ToServer, 'ciphertext');
+    expect(x.tls[0].first).toEqual([CH, SH, Buffer.from('ciphertext')]);
+    f.onClose('fin', COUNTERS, ts());
+    expect(x.tls[0].closed).toBe(true);
+    expect(x.ignored()).toBe(0);
+  });
+
+  it('watches POP3 by its greeting on any port and PostgreSQL by its port (binary clear text)', () => {
+    const x = deps();
+    const pop = new ProtocolDispatcher(flow(1110), x.d);
+    send(pop, Dir.ToClient, '+OK Dovecot ready.\r\n');
+    send(pop, Dir.ToServer, 'STLS\r\n');
+    send(pop, Dir.ToClient, '+OK Begin TLS negotiation now.\r\n');
+    send(pop, Dir.ToServer, CH);
+    expect(pop.kind).toBe('tls-upgraded');
+    const pg = new ProtocolDispatcher(flow(5432), x.d);
+    send(pg, Dir.ToServer, Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])); // SSLRequest
+    send(pg, Dir.ToClient, 'S');
+    send(pg, Dir.ToServer, CH);
+    send(pg, Dir.ToClient, SH);
+    expect(x.tls[1].first).toEqual([CH, SH]);
+  });
+
+  it('a ServerHello before the ClientHello, or a record that is no hello, does not switch; a watched flow that never switches is ignored once', () => {
+    const x = deps();
+    const f = new ProtocolDispatcher(flow(143), x.d);
+    send(f, Dir.ToClient, Buffer.concat([Buffer.from('* OK\r\n'), SH]));
+    send(f, Dir.ToServer, Buffer.from([0x16, 0x03, 0x01, 0x00, 0x10, 0x0b, 0, 0])); // a Certificate, not a ClientHello
+    expect(f.kind).toBe('starttls-watch');
+    send(f, Dir.ToServer, 'x'.repeat(16400)); // past startTlsWatchBytes
+    expect(f.kind).toBe('ignored');
+    send(f, Dir.ToServer, CH);
+    expect(x.tls).toHaveLength(0);
+    f.onClose('fin', COUNTERS, ts());
+    expect(x.ignored()).toBe(1);
+    const g = new ProtocolDispatcher(flow(110), x.d);
+    send(g, Dir.ToClient, '+OK\r\n');
+    g.onClose('fin', COUNTERS, ts());
+    expect(x.ignored()).toBe(2);
   });
 
   it('routes an announced FTP data connection (clear) to its control session, and a port-20 stranger to an orphan event', () => {
