@@ -213,7 +213,27 @@ export interface DecodedPacket {
    * dstAddr are then these views (4 or 16 bytes), overwritten by the next decode.
    */
   addrScratch?: AddrScratch;
+  /** Set by the decoder with the outcome 'fragment' (src/decode/ipReassembly.ts); stale otherwise. */
+  frag?: FragmentInfo;
 }
+
+/** What the decoder reports of a fragment (DecodedPacket.frag). */
+export interface FragmentInfo {
+  ipVersion: 4 | 6;
+  /** Identification (IPv4 16 bits, IPv6 32 bits). */
+  id: number;
+  /** Offset of this fragment's data in the datagram's payload, in bytes. */
+  offset: number;
+  /** More fragments follow (MF). */
+  more: boolean;
+  /** Protocol of the reassembled payload (IPv4 protocol; IPv6 the fragment header's next header). */
+  nextHeader: number;
+  /** The IP header: IPv4 with its options, IPv6 the fixed 40 bytes (views into the frame). */
+  header: Buffer;
+  /** The fragment's data as captured (a view into the frame). */
+  data: Buffer;
+}
+
 
 /** Reused address views of a DecodedPacket (two 16-byte slots of one buffer; v4 uses the first 4 bytes of each). */
 export interface AddrScratch {

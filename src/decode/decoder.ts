@@ -26,7 +26,7 @@ export type DecodeOutcome =
   | 'not_ip'
   /** IP but neither TCP nor UDP (ICMP, ESP, ...); out.protocol says which. */
   | 'not_tcp'
-  /** A non-first fragment or one with more to come: no reassembly (counted as 'ip_fragment'). */
+  /** An IP fragment (not an atomic one): `out.frag` describes it, for src/decode/ipReassembly.ts. */
   | 'fragment'
   /** A header is cut short by the capture. */
   | 'truncated'
@@ -231,7 +231,8 @@ const ipv6Link: Layer = (buf, off, end, c) => ipv6(buf, off, end, c);
  * IPv4 (RFC 791 section 3.1). The packet ends at the smaller of the total length and the captured
  * bytes (Ethernet pads short frames; snap lengths cut long ones); a total length of 0 is how
  * captures of TCP segmentation offload show up, and then the captured length counts.
- * Fragments are not reassembled: a non-first fragment or one with MF set is counted.
+ * A fragment (offset or MF set) is described in out.frag and not decoded further (reassembly is
+ * src/decode/ipReassembly.ts's, which needs state across packets).
  */
 function ipv4(buf: Buffer, off: number, end: number, c: Ctx): DecodeOutcome {
   if (end - off < 20) {
@@ -273,11 +274,19 @@ function ipv4(buf: Buffer, off: number, end: number, c: Ctx): DecodeOutcome {
   const proto = buf[off + 9];
   out.protocol = proto;
   const frag = (buf[off + 6] << 8) | buf[off + 7];
+  const capEnd = Math.min(end, off + total);
   if ((frag & 0x3fff) !== 0) {
-    c.an.anomaly('ip_fragment');
+    out.frag = {
+      ipVersion: 4,
+      id: (buf[off + 4] << 8) | buf[off + 5],
+      offset: (frag & 0x1fff) * 8,
+      more: (frag & 0x2000) !== 0,
+      nextHeader: proto,
+      header: buf.subarray(off, off + ihl),
+      data: buf.subarray(off + ihl, capEnd),
+    };
     return 'fragment';
   }
-  const capEnd = Math.min(end, off + total);
   const next = IP_PROTOCOLS[proto];
   return next === undefined ? 'not_tcp' : next(buf, off + ihl, capEnd, total - ihl, c);
 }
@@ -329,8 +338,17 @@ function ipv6(buf: Buffer, off: number, end: number, c: Ctx): DecodeOutcome {
     } else if (next === 44) {
       if (capEnd - p < 8) return ipv6ExtTruncated(c);
       // Fragment offset (13 bits) and M flag: an atomic fragment (both zero) is a whole packet.
-      if ((((buf[p + 2] << 8) | buf[p + 3]) & 0xfff9) !== 0) {
-        c.an.anomaly('ip_fragment');
+      const fo = (buf[p + 2] << 8) | buf[p + 3];
+      if ((fo & 0xfff9) !== 0) {
+        out.frag = {
+          ipVersion: 6,
+          id: buf.readUInt32BE(p + 4),
+          offset: fo & 0xfff8,
+          more: (fo & 1) !== 0,
+          nextHeader: buf[p],
+          header: buf.subarray(off, off + 40),
+          data: buf.subarray(p + 8, capEnd),
+        };
         return 'fragment';
       }
       hlen = 8;

@@ -26,5 +26,6 @@ export function newDecodedPacket(): DecodedPacket {
     tunnels: [],
     vlans: [],
     addrScratch: newAddrScratch(),
+    frag: undefined,
   };
 }

@@ -7,6 +7,7 @@
  * One Engine instance owns one flow table; the replay command runs one per worker shard.
  */
 import { decodeFrame, newDecodedPacket } from '../decode/index.js';
+import { IpReassembler } from '../decode/ipReassembly.js';
 import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
 import { TlsFlowHandler, SessionCache, PendingBudget, DEFAULT_TLS_OPTIONS, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
 import type { AppFactoryObject } from '../tls/session.js';
@@ -72,6 +73,8 @@ function assetPort(f: FlowInfo): number {
 
 /** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
 export const DSB_TLS_KEY_LOG = 0x544c534b;
+/** LINKTYPE_RAW: how a reassembled IP datagram is decoded. */
+const LINKTYPE_RAW = 101;
 
 export interface EngineStats {
   packets: number;
@@ -107,6 +110,8 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     notDecoded: {},
   };
   private readonly decoded: DecodedPacket = newDecodedPacket();
+  /** IP fragments held until their datagram is whole (src/decode/ipReassembly.ts). */
+  private readonly defrag = new IpReassembler(this);
   private readonly flows: TcpFlowTable;
   /** Alert rules over every event (src/detect); undefined when detection is off. */
   readonly detector: Detector | undefined;
@@ -166,7 +171,16 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     this.stats.packets++;
     this.stats.bytes += origLen;
     this.lastTs = ts;
-    const kind = decodeFrame(linktype, buf, off, end, this.decoded, this);
+    let kind = decodeFrame(linktype, buf, off, end, this.decoded, this);
+    if (kind === 'fragment') {
+      // held until its datagram is whole; the datagram is then decoded as one raw IP packet
+      const dg = this.defrag.add(this.decoded.frag!, this.decoded.srcAddr, this.decoded.dstAddr, ts);
+      if (dg === undefined) {
+        this.stats.notDecoded.fragment = (this.stats.notDecoded.fragment ?? 0) + 1;
+        return;
+      }
+      kind = decodeFrame(LINKTYPE_RAW, dg, 0, dg.length, this.decoded, this);
+    }
     if (kind === 'udp') {
       this.udp.process(this.decoded, ts, sensor);
       return;
@@ -192,12 +206,14 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   /** Advance capture time without packets (idle timeouts in a live stream). */
   tick(now: Timestamp): void {
     this.quic.flush();
+    this.defrag.expire(now);
     this.flows.expire(now);
     this.udp.expire(now);
   }
 
   /** End of input: flush and close every flow. */
   finish(): void {
+    this.defrag.closeAll();
     this.flows.closeAll(this.lastTs);
     this.udp.closeAll(this.lastTs);
     // the summaries of alert windows that held hits back (src/detect/threshold.ts), after every flow's last alert

@@ -185,11 +185,13 @@ describe('IP', () => {
     expect(r.out.payload.toString()).toBe('hello');
   });
 
-  it('counts IPv4 fragments and does not decode them', () => {
-    for (const ff of [0x2000, 0x0001, 0x0100]) {
+  it('describes IPv4 fragments for reassembly instead of decoding them (ordinary traffic: no anomaly)', () => {
+    for (const [ff, offset, more] of [[0x2000, 0, true], [0x0001, 8, false], [0x2100, 2048, true]] as const) {
       const r = decode(101, ipv4('1.2.3.4', '5.6.7.8', tcp(1, 2, HELLO), { flagsFrag: ff }));
       expect(r.outcome).toBe('fragment');
-      expect(r.anomalies).toEqual(['ip_fragment']);
+      expect(r.anomalies).toEqual([]);
+      expect(r.out.frag).toMatchObject({ ipVersion: 4, offset, more, nextHeader: 6 });
+      expect(r.out.frag!.data.length).toBe(20 + 5);
     }
   });
 
@@ -210,10 +212,11 @@ describe('IP', () => {
     expect([r.out.srcPort, r.out.dstPort, r.out.payloadLen]).toEqual([5, 6, 5]);
   });
 
-  it('counts IPv6 fragments and stops at ESP', () => {
-    for (const f of [extFragment(0, true), extFragment(8, false)]) {
+  it('describes IPv6 fragments for reassembly and stops at ESP', () => {
+    for (const [f, offset, more] of [[extFragment(0, true), 0, true], [extFragment(8, false), 64, false]] as const) {
       const r = decode(229, ipv6('::1', '::2', tcp(5, 6, HELLO), 6, [f]));
-      expect(r).toMatchObject({ outcome: 'fragment', anomalies: ['ip_fragment'] });
+      expect(r).toMatchObject({ outcome: 'fragment', anomalies: [] });
+      expect(r.out.frag).toMatchObject({ ipVersion: 6, offset, more, nextHeader: 6 });
     }
     const esp = decode(229, ipv6('::1', '::2', Buffer.alloc(40), 50));
     expect(esp).toMatchObject({ outcome: 'not_tcp', anomalies: [] });
