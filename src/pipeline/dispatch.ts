@@ -23,8 +23,9 @@
  *     words -> FTP; a plain `220 ` waits for the client: EHLO/HELO -> SMTP, USER/AUTH TLS/FEAT ->
  *     FTP; client first bytes EHLO/HELO -> SMTP, USER/AUTH TLS/AUTH SSL -> FTP.
  *  4. Other clear-text protocols that switch to TLS by a command of their own (IMAP, POP3, NNTP,
- *     LDAP, XMPP, ManageSieve, PostgreSQL, MySQL): on their server ports (`startTlsPorts`), or by
- *     an IMAP/POP3 greeting or an XMPP stream header on any port, the flow is watched
+ *     LDAP, XMPP, ManageSieve, PostgreSQL, MySQL), and proxies that tunnel it (HTTP CONNECT,
+ *     SOCKS): on their server ports (`startTlsPorts`), or by an IMAP/POP3 greeting, an XMPP stream
+ *     header or a CONNECT request on any port, the flow is watched
  *     (src/pipeline/startTlsWatch.ts) for the client's ClientHello and then the server's
  *     ServerHello, up to `startTlsWatchBytes` per direction; from there on it is a TLS flow with
  *     the default app factory (its tls.session event, decryption status and detection; there is
@@ -114,8 +115,8 @@ export const DEFAULT_DISPATCH_OPTIONS: DispatchOptions = {
   ftpDataPorts: [20],
   ftpsDataPorts: [989],
   sniffBytes: 4096,
-  // POP3, NNTP, IMAP, LDAP, MySQL, ManageSieve, PostgreSQL, XMPP client and server
-  startTlsPorts: [110, 119, 143, 389, 3306, 4190, 5432, 5222, 5269],
+  // POP3, NNTP, IMAP, LDAP, SOCKS, MySQL, ManageSieve, PostgreSQL, XMPP client and server
+  startTlsPorts: [110, 119, 143, 389, 1080, 3306, 4190, 5432, 5222, 5269],
   startTlsWatchBytes: 16384,
   smtp: {},
   ftp: {},
@@ -134,9 +135,9 @@ function looksLikeClientHello(b: Buffer): boolean {
 export type Detected = 'tls' | 'smtp' | 'ftp' | 'unknown' | 'need_more';
 
 const SMTP_STRONG = /\b(E?SMTP|LMTP)\b/i;
-/** Rule 4 on any port: an IMAP or POP3 greeting, an XMPP stream header. */
+/** Rule 4 on any port: an IMAP or POP3 greeting; an XMPP stream header or an HTTP proxy's CONNECT. */
 const STARTTLS_SERVER = /^(\* OK|\+OK)/;
-const STARTTLS_CLIENT = /^(<\?xml|<stream:stream)/;
+const STARTTLS_CLIENT = /^(<\?xml|<stream:stream|CONNECT [!-~]+ HTTP\/1\.[01]\r?\n)/;
 const FTP_STRONG = /FTP|Serv-U/i;
 const SMTP_WEAK = /Postfix|Exim|Sendmail|Exchange|qmail|Haraka|smtpd|\bmail\b/i;
 
@@ -436,7 +437,7 @@ export class ProtocolDispatcher implements FlowHandler {
     const text = /^\d{3}[ -]/.test(server.toString('latin1', 0, 4)) || /^[A-Za-z]{3,8}( |\r?\n)/.test(client.toString('latin1', 0, 9));
     if (text && o.smtpPorts.includes(p)) return this.startClear('smtp');
     if (text && o.ftpPorts.includes(p)) return this.startClear('ftp');
-    if (o.startTlsPorts.includes(p) || STARTTLS_SERVER.test(server.toString('latin1', 0, 5)) || STARTTLS_CLIENT.test(client.toString('latin1', 0, 15))) {
+    if (o.startTlsPorts.includes(p) || STARTTLS_SERVER.test(server.toString('latin1', 0, 5)) || STARTTLS_CLIENT.test(client.toString('latin1', 0, 300))) {
       return this.startWatch();
     }
     if (!force && client.length + server.length < o.sniffBytes && det === 'need_more') return;

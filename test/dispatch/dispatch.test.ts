@@ -189,6 +189,27 @@ describe('ProtocolDispatcher routing', () => {
     expect(x.tls[1].first).toEqual([CH, SH]);
   });
 
+  it('an HTTP proxy CONNECT on any port, and SOCKS on 1080, are watched; a plain HTTP request is not', () => {
+    const x = deps();
+    const c = new ProtocolDispatcher(flow(3128), x.d);
+    send(c, Dir.ToServer, 'CONNECT www.example.com:443 HTTP/1.1\r\nHost: www.example.com:443\r\n\r\n');
+    expect(c.kind).toBe('starttls-watch');
+    send(c, Dir.ToClient, 'HTTP/1.1 200 Connection established\r\n\r\n');
+    send(c, Dir.ToServer, CH);
+    send(c, Dir.ToClient, SH);
+    expect(x.tls[0].first).toEqual([CH, SH]);
+    const socks = new ProtocolDispatcher(flow(1080), x.d);
+    send(socks, Dir.ToServer, Buffer.from([5, 1, 0]));
+    send(socks, Dir.ToClient, Buffer.from([5, 0]));
+    send(socks, Dir.ToServer, Buffer.from([5, 1, 0, 3, 11, ...Buffer.from('example.com'), 1, 187]));
+    send(socks, Dir.ToClient, Buffer.from([5, 0, 0, 1, 10, 0, 0, 2, 1, 187]));
+    send(socks, Dir.ToServer, CH);
+    expect(socks.kind).toBe('tls-upgraded');
+    const plain = new ProtocolDispatcher(flow(3128), x.d);
+    send(plain, Dir.ToServer, 'GET http://www.example.com/ HTTP/1.1\r\nHost: www.example.com\r\n\r\n');
+    expect(plain.kind).toBe('ignored');
+  });
+
   it('a ServerHello before the ClientHello, or a record that is no hello, does not switch; a watched flow that never switches is ignored once', () => {
     const x = deps();
     const f = new ProtocolDispatcher(flow(143), x.d);

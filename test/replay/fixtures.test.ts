@@ -77,6 +77,9 @@ describe('fixtures compared with the tshark oracle', () => {
 
       // The HTTP requests are the same multiset as tshark's.
       const ours = http.map((e) => requestKey(e)).sort();
+      // clear text before a tunnel's TLS (an HTTP proxy's CONNECT) is not reported: meta.json names it
+      const notReported = new Set((meta.expect?.oracle_http_not_reported as string[] | undefined) ?? []);
+      oracle.http = oracle.http.filter((o) => !notReported.has(o.method ?? ''));
       const theirs = oracle.http
         .map((o) => JSON.stringify([normEndpoint(o.client), o.method ?? null, o.host ?? null, o.path ?? null, o.version ?? null]))
         .sort();
