@@ -40,7 +40,7 @@ import { nextTrafficSecret13, trafficKeys13 } from './crypto/keySchedule13.js';
 import { RecordDecryptor, type DecryptResult } from './crypto/recordDecryptor.js';
 import { decryptPreMaster, modulusHexOfCertificate, type RsaServerKey } from './crypto/rsa.js';
 import type { SecretsStore } from './crypto/keylog.js';
-import { describeCertificate } from './crypto/x509.js';
+import { describeCertificate, internCertificate } from './crypto/x509.js';
 
 export interface TlsInfo {
   version?: '1.0' | '1.1' | '1.2' | '1.3';
@@ -1254,9 +1254,9 @@ export class TlsFlowHandler implements FlowHandler {
       case HandshakeType.Certificate:
         if (!client) {
           this.sawServerCertificate = true;
-          const c = parseCertificate(body, this.tls13);
+          const c = parseCertificate(body, this.tls13, false);
           if (!c) this.anomalies.anomaly('tls_malformed_certificate');
-          else this.info.certificates = c.certificates;
+          else this.info.certificates = c.certificates.map(internCertificate);
         }
         break;
       case HandshakeType.ServerHelloDone:
