@@ -13,7 +13,7 @@
 import { digest } from '../events/digest.js';
 import { DECRYPTION_TAG, ECS_VERSION, type EcsEvent } from '../events/builder.js';
 import { redactParams } from '../analyzers/http/body.js';
-import { RULES, get, type BeaconVerdict, type Rule, type RuleContext, type Severity } from './rules.js';
+import { RULES, get, parseTime, type BeaconVerdict, type Rule, type RuleContext, type Severity } from './rules.js';
 import { DEFAULT_THRESHOLD_OPTIONS, Thresholder, type SummarySink, type ThresholdOptions, type ThresholdSummary, type ThresholdVerdict } from './threshold.js';
 
 export interface BeaconOptions {
@@ -197,7 +197,7 @@ export class Detector {
     // capture time: parsed only when a window may be due or a rule hits (most events neither)
     let tsMs = NaN;
     if (th?.waiting) {
-      tsMs = Date.parse(String(ev['@timestamp']));
+      tsMs = parseTime(ev['@timestamp']);
       if (Number.isFinite(tsMs)) th.advance(tsMs, this.summarySink);
     }
     const rules = this.rulesByDataset.get(dataset);
@@ -213,7 +213,7 @@ export class Detector {
         if (!evidence) continue;
         let verdict: ThresholdVerdict | undefined;
         if (th) {
-          if (Number.isNaN(tsMs)) tsMs = Date.parse(String(ev['@timestamp']));
+          if (Number.isNaN(tsMs)) tsMs = parseTime(ev['@timestamp']);
           verdict = th.hit(ev, rule, tsMs, alertDecrypted(ev, rule), this.summarySink);
           if (!verdict.alert) continue;
         }
@@ -260,7 +260,7 @@ export class Detector {
     const src = get(ev, 'source.ip');
     const dst = get(ev, 'destination.ip');
     const port = get(ev, 'destination.port');
-    const t = Date.parse(String(ev['@timestamp'])) / 1000;
+    const t = parseTime(ev['@timestamp']) / 1000;
     if (typeof src !== 'string' || typeof dst !== 'string' || !Number.isFinite(t)) return undefined;
     const sni = get(ev, 'tls.client.server_name');
     const key = `${src} -> ${dst}:${String(port)}${typeof sni === 'string' ? ` (${sni})` : ''}`;

@@ -45,6 +45,6 @@ export {
   type ThresholdTrack,
   type DetectSettings,
 } from './threshold.js';
-export { RULES, cipherWeaknesses, get, type Rule, type RuleContext, type Evidence, type EvidenceSource, type Severity, type BeaconVerdict } from './rules.js';
+export { RULES, cipherWeaknesses, get, parseTime, type Rule, type RuleContext, type Evidence, type EvidenceSource, type Severity, type BeaconVerdict } from './rules.js';
 export { dgaScore, dnsNameMatches, certificateDnsNames, commonName, isIpLiteral, registrableLabel, type DgaScore } from './names.js';
 export { findPayload, normalizedForms, percentDecode, stripSqlComments, scannerOf, classifyMagic, fileKindOf, dispositionFilename, type PayloadMatch, type PayloadClass, type MagicMatch } from './payloads.js';

@@ -23,6 +23,7 @@ import {
   type ParsedServerHello,
 } from '../tls/handshake.js';
 import type { SecretsStore } from '../tls/crypto/keylog.js';
+import { internCertificate } from '../tls/crypto/x509.js';
 import { H3Side, Http3Analyzer } from '../analyzers/http/http3.js';
 import {
   AEAD_TAG_LEN,
@@ -801,8 +802,8 @@ export class QuicConnection implements BatchOwner {
         break;
       case HandshakeType.Certificate:
         if (dir === Dir.ToClient && this.certificates.length === 0) {
-          const c = parseCertificate(body, true);
-          if (c) this.certificates = c.certificates.map((x) => Buffer.from(x));
+          const c = parseCertificate(body, true, false);
+          if (c) this.certificates = c.certificates.map(internCertificate);
         }
         break;
       default:

@@ -529,8 +529,10 @@ export function parseEncryptedExtensions(body: Buffer): ParsedEncryptedExtension
  * Certificate: TLS 1.2 (RFC 5246 §7.4.2: certificate_list<0..2^24-1> of ASN.1Cert<1..2^24-1>)
  * or TLS 1.3 (RFC 8446 §4.4.2: a request context, then CertificateEntry with per-entry extensions).
  */
-export function parseCertificate(body: Buffer, tls13: boolean): ParsedCertificate | undefined {
-  const own = Buffer.from(body);
+export function parseCertificate(body: Buffer, tls13: boolean, copy = true): ParsedCertificate | undefined {
+  // copy = false: the certificates (and context) are views of `body`, for a caller that keeps
+  // what it needs itself (TlsFlowHandler interns each certificate: internCertificate)
+  const own = copy ? Buffer.from(body) : body;
   const r = new Reader(own);
   const context = tls13 ? r.vec8() : undefined;
   const list = r.sub24();

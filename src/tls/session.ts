@@ -40,7 +40,8 @@ import { nextTrafficSecret13, trafficKeys13 } from './crypto/keySchedule13.js';
 import { RecordDecryptor, type DecryptResult } from './crypto/recordDecryptor.js';
 import { decryptPreMaster, modulusHexOfCertificate, type RsaServerKey } from './crypto/rsa.js';
 import type { SecretsStore } from './crypto/keylog.js';
-import { describeCertificate } from './crypto/x509.js';
+import { describeCertificate, internCertificate } from './crypto/x509.js';
+import { keepCopy } from '../util/keptBytes.js';
 
 export interface TlsInfo {
   version?: '1.0' | '1.1' | '1.2' | '1.3';
@@ -100,7 +101,7 @@ export class SessionCache {
 
   private put(key: string, master: Buffer): void {
     this.map.delete(key);
-    this.map.set(key, Buffer.from(master));
+    this.map.set(key, keepCopy(master)); // (a pool slice would keep its whole 8 KiB pool alive)
     while (this.map.size > this.maxEntries) {
       const oldest = this.map.keys().next().value as string;
       this.map.delete(oldest);
@@ -1254,9 +1255,9 @@ export class TlsFlowHandler implements FlowHandler {
       case HandshakeType.Certificate:
         if (!client) {
           this.sawServerCertificate = true;
-          const c = parseCertificate(body, this.tls13);
+          const c = parseCertificate(body, this.tls13, false);
           if (!c) this.anomalies.anomaly('tls_malformed_certificate');
-          else this.info.certificates = c.certificates;
+          else this.info.certificates = c.certificates.map(internCertificate);
         }
         break;
       case HandshakeType.ServerHelloDone:

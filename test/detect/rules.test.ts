@@ -18,6 +18,7 @@ import {
   dnsNameMatches,
   findPayload,
   normalizedForms,
+  parseTime,
   percentDecode,
   scannerOf,
   stripSqlComments,
@@ -571,5 +572,22 @@ describe('random input never throws', () => {
     expect(() => d.inspect({} as EcsEvent)).not.toThrow();
     expect(() => d.inspect(null as unknown as EcsEvent)).not.toThrow();
     expect(d.stats.ruleErrors).toBe(0);
+  });
+
+  it('parseTime gives Date.parse for every string of a sequence, however its few remembered strings come and go', () => {
+    const texts = fc.oneof(
+      fc.date({ min: new Date('1990-01-01'), max: new Date('2100-01-01'), noInvalidDate: true }).map((d) => d.toISOString()),
+      fc.constantFrom('2026-12-04T18:51:52.579326Z', '2026-12-04T18:51:52.579327Z', 'not a date', '', '2027-01-03T18:51:50.000Z'),
+      fc.string(),
+    );
+    fc.assert(
+      fc.property(fc.array(texts, { maxLength: 40 }), (seq) => {
+        // fresh copies too: equal text in another string object
+        for (const t of seq) for (const v of [t, (' ' + t).slice(1)]) expect(Object.is(parseTime(v), Date.parse(v))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+    expect(Number.isNaN(parseTime(undefined))).toBe(true);
+    expect(parseTime(0)).toBe(Date.parse('0'));
   });
 });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { describeCertificate } from '../../src/tls/crypto/x509.js';
+import { describeCertificate, internCertificate } from '../../src/tls/crypto/x509.js';
 
 const der = readFileSync(fileURLToPath(new URL('./data/cert.der', import.meta.url)));
 
@@ -24,5 +24,25 @@ describe('describeCertificate', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (b) => {
       expect(() => describeCertificate(Buffer.from(b))).not.toThrow();
     }), { numRuns: 200 });
+  });
+});
+
+describe('internCertificate', () => {
+  it('keeps one copy per certificate: the bytes survive reuse of the buffer they came in, and a second sighting gets the same copy', () => {
+    const msg = Buffer.concat([Buffer.from([0xaa, 0xbb]), der, Buffer.from([0xcc])]);
+    const view = msg.subarray(2, 2 + der.length);
+    const kept = internCertificate(view);
+    expect(kept.equals(der)).toBe(true);
+    msg.fill(0); // the handshake reassembly buffer is reused for the next message
+    expect(kept.equals(der)).toBe(true);
+    expect(describeCertificate(kept)?.subject).toBe('CN=test.example, O=Test Org, C=US');
+    const again = Buffer.concat([Buffer.from([1]), der]).subarray(1);
+    expect(internCertificate(again)).toBe(kept);
+    // a different certificate of the same length and last bytes is not confused with it
+    const other = Buffer.from(der);
+    other[10] ^= 0xff;
+    const k2 = internCertificate(other);
+    expect(k2).not.toBe(kept);
+    expect(k2.equals(other)).toBe(true);
   });
 });

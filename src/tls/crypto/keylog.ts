@@ -8,6 +8,7 @@
  * Secrets never leave this module in messages: malformed lines are counted, never echoed.
  */
 import type { AnomalySink } from '../../types.js';
+import { keepHex } from '../../util/keptBytes.js';
 
 /** RFC 9850 §2 labels (plus ECH secrets from draft-ietf-tls-ech key logging). */
 export const KEYLOG_LABELS: readonly string[] = Object.freeze([
@@ -237,7 +238,7 @@ export class SecretsStore {
     this.expire();
     const v = this.entries.get(key);
     if (typeof v !== 'string') return v;
-    const b = Buffer.from(v, 'hex');
+    const b = keepHex(v); // (not a slice of node's pool: it would keep the whole pool alive)
     this.entries.set(key, b);
     return b;
   }

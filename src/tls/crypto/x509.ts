@@ -81,25 +81,33 @@ function attempt<T>(f: () => T): T | undefined {
 
 /**
  * Parsing a certificate with OpenSSL costs ~0.25 ms, and a sensor sees the same few server
- * certificates in thousands of sessions: summaries are cached by the exact DER bytes (bounded;
- * the whole cache is dropped when full). Callers get their own copy.
+ * certificates in thousands of sessions: certificates are kept once by their exact DER bytes
+ * (bounded; the whole cache is dropped when full), with their summary once one was asked for.
+ * Sessions hold the cached bytes themselves (internCertificate) instead of a copy of the
+ * Certificate message each. Callers of describeCertificate get their own copy of the summary.
  */
 const CACHE_MAX = 2048;
+interface Entry {
+  der: Buffer;
+  /** undefined until asked for; null when it does not parse. */
+  summary: CertificateSummary | null | undefined;
+}
 /**
  * Keyed by length and the last four bytes (signature bytes: as good as random) and confirmed by
  * comparing the bytes, so a hit allocates nothing (a latin1 string of the DER as the key was a
  * 1-2 KB string per session to build and hash).
  */
-const cache = new Map<number, Array<{ der: Buffer; summary: CertificateSummary | null }>>();
+const cache = new Map<number, Entry[]>();
 let cached = 0;
 const MAX_PER_KEY = 8;
 
-function summaryOf(der: Buffer): CertificateSummary | null {
+/** The cache entry of `der` (a copy of the bytes made on a miss; `der` itself is not kept). */
+function entryOf(der: Buffer): Entry {
   const n = der.length;
   const key = n >= 4 ? n * 0x100000000 + der.readUInt32BE(n - 4) : n;
   let list = cache.get(key);
-  if (list) for (const e of list) if (e.der.equals(der)) return e.summary;
-  const summary = parseSummary(der) ?? null;
+  if (list) for (const e of list) if (e.der.equals(der)) return e;
+  const e: Entry = { der: Buffer.from(der), summary: undefined };
   if (cached >= CACHE_MAX) {
     cache.clear();
     cached = 0;
@@ -108,10 +116,24 @@ function summaryOf(der: Buffer): CertificateSummary | null {
   if (!list) cache.set(key, (list = []));
   // a few per key (crafted certificates sharing length and last bytes are parsed, not scanned for)
   if (list.length < MAX_PER_KEY) {
-    list.push({ der: Buffer.from(der), summary });
+    list.push(e);
     cached++;
   }
-  return summary;
+  return e;
+}
+
+/**
+ * The bytes of a DER certificate to keep past the call: the cached copy when the same
+ * certificate was seen before, else a new copy (`der` may be a view of a reused buffer).
+ */
+export function internCertificate(der: Buffer): Buffer {
+  return entryOf(der).der;
+}
+
+function summaryOf(der: Buffer): CertificateSummary | null {
+  const e = entryOf(der);
+  if (e.summary === undefined) e.summary = parseSummary(e.der) ?? null;
+  return e.summary;
 }
 
 function copy(s: CertificateSummary): CertificateSummary {
