@@ -1,0 +1,204 @@
+/**
+ * The DTLS stage: UDP flows whose first datagram is a DTLS 1.0 / 1.2 ClientHello (recognised by
+ * content on any port: src/dtls/records.ts looksLikeClientHello) carry DTLS associations. Both
+ * directions of the flow go to the association; a ClientHello with a new random after a
+ * ServerHello starts the flow's next association (a client reconnecting from the same port).
+ *
+ * One `tls.session` event per association, when the next one starts or the UDP flow closes (idle
+ * timeout, eviction, end of input): `network.transport: udp`, `tls.version_protocol: dtls`, the
+ * common TLS fields, `decryption.*`, UDP payload bytes per side, and a `dtls` group (README).
+ * Application data has no analyzer: its decrypted bytes are counted (`decryption.bytes`).
+ */
+import type { AnomalySink, EcsFields, EndReason, FlowCounters, FlowInfo, Timestamp } from '../types.js';
+import { Dir } from '../types.js';
+import type { UdpFlowHandler } from '../udp/index.js';
+import type { SecretsStore } from '../tls/crypto/keylog.js';
+import { suiteName } from '../tls/crypto/suites.js';
+import { describeCertificate } from '../tls/crypto/x509.js';
+import { buildEvent, type TlsSummary } from '../events/builder.js';
+import type { QuicEventSink } from '../quic/stage.js';
+import { DtlsAssociation, type DtlsAssociationHost, type DtlsDecision } from './association.js';
+import { DTLS10, DTLS12, DTLS13, looksLikeClientHello, splitRecords, type DtlsRecord } from './records.js';
+
+export interface DtlsOptions {
+  /** Bytes of protected records held per association while its keys are missing; beyond it they are lost (`dtls_pending_limit`). */
+  maxPendingBytesPerAssociation: number;
+}
+
+export const DEFAULT_DTLS_OPTIONS: Readonly<DtlsOptions> = Object.freeze({
+  maxPendingBytesPerAssociation: 256 * 1024,
+});
+
+export interface DtlsStageDeps {
+  secrets: SecretsStore;
+  anomalies: AnomalySink;
+  /** Where tls.session events go: the engine's sink for UDP sessions (the one QUIC uses). */
+  sink: Pick<QuicEventSink, 'quicEvent'>;
+  options?: Partial<DtlsOptions>;
+  /** Ops (asset policy, resource governor): asked once per association when its ClientHello is known. */
+  decide?: (flow: FlowInfo, sni: string | undefined) => DtlsDecision;
+}
+
+export interface DtlsStats {
+  associations: number;
+  associationsActive: number;
+}
+
+const VERSION_NAMES: Record<number, string> = { [DTLS10]: '1.0', [DTLS12]: '1.2', [DTLS13]: '1.3' };
+
+/** A UDP flow carrying DTLS: its current association. */
+class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
+  assoc: DtlsAssociation | undefined;
+  /** The association's flow (roles from its ClientHello). */
+  flow: FlowInfo;
+  /** True when the UDP flow's client is the DTLS server (roles guessed the other way round). */
+  private flip = false;
+  /** Event ordinal within the UDP flow. */
+  n = 0;
+  private readonly recs: DtlsRecord[] = [];
+
+  constructor(
+    private readonly stage: DtlsStage,
+    readonly origin: FlowInfo,
+  ) {
+    this.flow = origin;
+  }
+
+  get secrets(): SecretsStore {
+    return this.stage.secrets;
+  }
+  get anomalies(): AnomalySink {
+    return this.stage.anomalies;
+  }
+  get maxPendingBytes(): number {
+    return this.stage.options.maxPendingBytesPerAssociation;
+  }
+  decide(sni: string | undefined): DtlsDecision {
+    return this.stage.decide(this.flow, sni);
+  }
+
+  onDatagram(dir: Dir, payload: Buffer, ts: Timestamp): void {
+    const recs = this.recs;
+    recs.length = 0;
+    if (!splitRecords(payload, recs)) this.stage.anomalies.anomaly('dtls_malformed_record');
+    let a = this.assoc;
+    if (a === undefined || (recs.length > 0 && a.isNewClientHello(recs[0]))) {
+      if (a !== undefined) this.stage.close(this, a);
+      if (a === undefined && !looksLikeClientHello(payload)) return; // (the flow's first datagram always is one)
+      this.flip = dir !== Dir.ToServer;
+      const o = this.origin;
+      this.flow = this.flip
+        ? { ...o, clientIp: o.serverIp, clientPort: o.serverPort, serverIp: o.clientIp, serverPort: o.clientPort, start: ts }
+        : a === undefined
+          ? o
+          : { ...o, start: ts };
+      a = this.assoc = this.stage.open(ts, this);
+    }
+    const d = this.flip ? (dir === Dir.ToServer ? Dir.ToClient : Dir.ToServer) : dir;
+    if (d === Dir.ToServer) a.clientBytes += payload.length;
+    else a.serverBytes += payload.length;
+    for (const r of recs) a.record(d, r);
+    recs.length = 0;
+  }
+
+  onClose(_reason: EndReason, _counters: FlowCounters, _ts: Timestamp): void {
+    const a = this.assoc;
+    this.assoc = undefined;
+    if (a !== undefined) this.stage.close(this, a);
+  }
+}
+
+export class DtlsStage {
+  readonly stats: DtlsStats = { associations: 0, associationsActive: 0 };
+  readonly options: DtlsOptions;
+  readonly secrets: SecretsStore;
+  readonly anomalies: AnomalySink;
+  private readonly sink: DtlsStageDeps['sink'];
+  private readonly decider: DtlsStageDeps['decide'];
+  private readonly active = new Set<DtlsAssociation>();
+
+  constructor(deps: DtlsStageDeps) {
+    this.secrets = deps.secrets;
+    this.anomalies = deps.anomalies;
+    this.sink = deps.sink;
+    this.decider = deps.decide;
+    const o = deps.options ?? {};
+    const p = o.maxPendingBytesPerAssociation;
+    this.options = {
+      maxPendingBytesPerAssociation: typeof p === 'number' && Number.isFinite(p) && p >= 0 ? p : DEFAULT_DTLS_OPTIONS.maxPendingBytesPerAssociation,
+    };
+  }
+
+  /** A new UDP flow: a DTLS path when its first datagram is a DTLS ClientHello, else undefined. */
+  handler(flow: FlowInfo, first: Buffer): UdpFlowHandler | undefined {
+    return looksLikeClientHello(first) ? new DtlsPath(this, flow) : undefined;
+  }
+
+  decide(flow: FlowInfo, sni: string | undefined): DtlsDecision {
+    return this.decider ? this.decider(flow, sni) : 'decrypt';
+  }
+
+  /** New key-log lines: every association waiting for keys tries again. */
+  retryKeys(): void {
+    for (const a of this.active) a.retryKeys();
+  }
+
+  get activeAssociations(): number {
+    return this.stats.associationsActive;
+  }
+
+  /** @internal (DtlsPath) */
+  open(ts: Timestamp, host: DtlsAssociationHost): DtlsAssociation {
+    const a = new DtlsAssociation(host, ts);
+    this.active.add(a);
+    this.stats.associations++;
+    this.stats.associationsActive++;
+    return a;
+  }
+
+  /** @internal (DtlsPath) The association ended: its tls.session event. */
+  close(path: DtlsPath, a: DtlsAssociation): void {
+    if (!this.active.delete(a)) return;
+    this.stats.associationsActive--;
+    const ch = a.clientHello;
+    const sh = a.serverHello;
+    const summary: TlsSummary = {
+      resumed: ch !== undefined && sh !== undefined && sh.sessionId.length > 0 && sh.sessionId.equals(ch.sessionId),
+      established: a.established,
+    };
+    const version = VERSION_NAMES[a.version];
+    if (version !== undefined) summary.version = version;
+    if (sh) summary.cipher = suiteName(sh.cipherSuite);
+    if (ch?.sni !== undefined) summary.sni = ch.sni;
+    if (sh?.alpn !== undefined) summary.alpn = sh.alpn;
+    const tls: Record<string, unknown> = {};
+    if (version !== undefined) tls.version_protocol = 'dtls';
+    const leaf = a.certificates[0];
+    const x509 = leaf ? describeCertificate(leaf) : undefined;
+    if (x509) tls.server = { x509 };
+    const status = a.status;
+    const c = a.counts;
+    const skipped = a.decision === 'paused' || a.decision === 'disabled';
+    const fields: EcsFields = {
+      tls,
+      decryption: skipped ? { status, bytes: c.appBytes, skipped_bytes: a.skippedBytes } : { status, bytes: c.appBytes },
+      source: { bytes: a.clientBytes },
+      destination: { bytes: a.serverBytes },
+      network: { transport: 'udp' },
+      dtls: {
+        hello_verify_request: a.helloVerifyRequest,
+        client_hellos: a.clientHellos,
+        records: c.records,
+        decrypted_records: c.decryptedRecords,
+        failed_records: c.failedRecords,
+        duplicate_records: c.duplicateRecords,
+        lost_records: c.lostRecords + a.missingRecords,
+        alerts: c.alerts,
+      },
+    };
+    const decrypted = status === 'decrypted' || status === 'partial';
+    const flow = path.flow;
+    const ev = buildEvent(flow, summary, 'tls.session', fields, a.start, decrypted, path.n++);
+    this.sink.quicEvent(ev, decrypted, { flow, status, bytes: c.appBytes, sni: summary.sni, cipher: summary.cipher, skippedBytes: skipped ? a.skippedBytes : undefined }, path.origin);
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * DTLS fixtures (fixtures/dtls/*: OpenSSL s_server / s_client in network namespaces,
+ * scripts/fixtures/make-dtls.sh) against their oracle (tshark 4.0 with the same key log, or the
+ * applications' own transcript where tshark does not decrypt): one tls.session per association
+ * with tshark's version, cipher, SNI, endpoints and decrypted application-data bytes; then the same
+ * captures lost, reordered, duplicated, damaged, and with keys missing, wrong or late.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { CaptureReader } from '../../src/capture/index.js';
+import { Engine } from '../../src/pipeline/engine.js';
+import { loadKeys } from '../../src/pipeline/replay.js';
+import { SecretsStore } from '../../src/tls/crypto/keylog.js';
+import { suiteName } from '../../src/tls/crypto/suites.js';
+import type { EcsEvent } from '../../src/events/builder.js';
+import type { RawPacket } from '../../src/types.js';
+
+const ROOT = join(import.meta.dirname, '../../fixtures/dtls');
+const NAMES = readdirSync(ROOT, { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name)
+  .sort();
+
+interface Side {
+  bytes: number;
+  text: string;
+}
+interface OracleAssoc {
+  client: { ip: string; port: number };
+  server: { ip: string; port: number };
+  version: string;
+  cipher_suite: number;
+  sni?: string;
+  client_hellos: number;
+  hello_verify_request: boolean;
+  alerts: unknown[];
+  app_data: { client: Side; server: Side };
+  app_data_from: 'tshark' | 'transcript';
+}
+
+function oracle(name: string): OracleAssoc[] {
+  return (JSON.parse(readFileSync(join(ROOT, name, 'oracle.json'), 'utf8')) as { associations: OracleAssoc[] }).associations;
+}
+
+function packets(name: string): RawPacket[] {
+  const out: RawPacket[] = [];
+  const r = new CaptureReader({ packet: (p: RawPacket) => out.push({ ...p, data: Buffer.from(p.data) }), secrets() {}, anomaly() {} });
+  r.push(readFileSync(join(ROOT, name, 'capture.pcap')));
+  r.end();
+  return out;
+}
+
+/** Ethernet + IPv4 (no options) + UDP: where the UDP payload starts in the fixtures' frames. */
+const PAYLOAD = 14 + 20 + 8;
+const isAppData = (p: RawPacket): boolean => p.data[PAYLOAD] === 23;
+
+interface Run {
+  events: EcsEvent[];
+  anomalies: Record<string, number>;
+}
+
+function run(name: string, pkts: RawPacket[], keys: 'keys' | 'none' | 'wrong' | 'late' = 'keys'): Run {
+  const events: EcsEvent[] = [];
+  const secrets = keys === 'keys' ? loadKeys([join(ROOT, name, 'keys.log')], []).secrets : new SecretsStore();
+  const text = readFileSync(join(ROOT, name, 'keys.log'), 'utf8');
+  if (keys === 'wrong') {
+    // the same client random with another master secret
+    secrets.addText(text.replace(/^(CLIENT_RANDOM [0-9a-f]+ )([0-9a-f]+)$/gm, (_m, a: string, b: string) => a + b.replace(/^./, (c) => (c === '0' ? '1' : '0'))));
+  }
+  const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys: [] }, { detect: false });
+  for (const p of pkts) engine.packet(p);
+  if (keys === 'late') secrets.addText(text); // every protected record came before its keys
+  engine.finish();
+  return { events, anomalies: engine.stats.anomalies };
+}
+
+const sessions = (r: Run): EcsEvent[] => r.events.filter((e) => e.event.dataset === 'tls.session');
+const get = (e: EcsEvent, path: string): unknown => path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], e);
+
+describe('DTLS fixtures against their oracle', () => {
+  it('has the fixtures the suites below are about', () => {
+    expect(NAMES).toEqual(['dtls10-ecdhe-cbc-sha1', 'dtls12-ecdhe-aes128gcm-cookie', 'dtls12-ecdhe-cbc-sha256-mtu', 'dtls12-ecdhe-chacha20', 'dtls12-rsa-cbc-sha1-noetm']);
+  });
+
+  for (const name of NAMES) {
+    it(`${name}: one decrypted tls.session per association, as the oracle saw it`, () => {
+      const want = oracle(name);
+      const r = run(name, packets(name));
+      const got = sessions(r);
+      expect(got).toHaveLength(want.length);
+      want.forEach((o, i) => {
+        const e = got[i];
+        expect(get(e, 'source.ip')).toBe(o.client.ip);
+        expect(get(e, 'source.port')).toBe(o.client.port);
+        expect(get(e, 'destination.ip')).toBe(o.server.ip);
+        expect(get(e, 'destination.port')).toBe(o.server.port);
+        expect(get(e, 'network.transport')).toBe('udp');
+        expect(get(e, 'tls.version_protocol')).toBe('dtls');
+        expect(get(e, 'tls.version')).toBe(o.version);
+        expect(get(e, 'tls.cipher')).toBe(suiteName(o.cipher_suite));
+        expect(get(e, 'tls.client.server_name')).toBe(o.sni);
+        expect(get(e, 'tls.established')).toBe(true);
+        expect(get(e, 'decryption.status')).toBe('decrypted');
+        expect(get(e, 'decryption.bytes')).toBe(o.app_data.client.bytes + o.app_data.server.bytes);
+        expect(get(e, 'dtls.hello_verify_request')).toBe(o.hello_verify_request);
+        expect(get(e, 'dtls.client_hellos')).toBe(o.client_hellos);
+        // (close_notify both ways: tshark reads them where it decrypts)
+        if (o.app_data_from === 'tshark') expect(get(e, 'dtls.alerts')).toBe(o.alerts.length);
+        expect(get(e, 'dtls.failed_records')).toBe(0);
+        expect(e.tags).toEqual(['Decryption Detection']);
+      });
+      expect(r.anomalies).toEqual({});
+    });
+  }
+
+  it('the oracles agree with the transcripts (what each application read)', () => {
+    for (const name of NAMES) {
+      for (const o of oracle(name)) {
+        expect(o.app_data.client.text).toBe(readFileSync(join(ROOT, name, 'server-received.txt'), 'latin1'));
+        expect(o.app_data.server.text).toBe(readFileSync(join(ROOT, name, 'client-received.txt'), 'latin1'));
+      }
+    }
+  });
+
+  it('without keys: no_key with the clear-text handshake facts; wrong keys: integrity_failure', () => {
+    for (const name of NAMES) {
+      const o = oracle(name)[0];
+      const none = sessions(run(name, packets(name), 'none'))[0];
+      expect(get(none, 'decryption.status')).toBe('no_key');
+      expect(get(none, 'decryption.bytes')).toBe(0);
+      expect(get(none, 'tls.cipher')).toBe(suiteName(o.cipher_suite));
+      expect(none.tags).toBeUndefined();
+      const wrong = run(name, packets(name), 'wrong');
+      expect(get(sessions(wrong)[0], 'decryption.status')).toBe('integrity_failure');
+      expect(wrong.anomalies.dtls_decrypt_failed).toBeGreaterThan(0);
+    }
+  });
+
+  it('keys that come after the records: the held records are decrypted', () => {
+    const name = 'dtls12-ecdhe-aes128gcm-cookie';
+    const o = oracle(name)[0];
+    const e = sessions(run(name, packets(name), 'late'))[0];
+    expect(get(e, 'decryption.status')).toBe('decrypted');
+    expect(get(e, 'decryption.bytes')).toBe(o.app_data.client.bytes + o.app_data.server.bytes);
+  });
+});
+
+describe('DTLS records lost, reordered, duplicated, damaged', () => {
+  const total = (name: string): number => {
+    const o = oracle(name)[0];
+    return o.app_data.client.bytes + o.app_data.server.bytes;
+  };
+
+  it('reordered and duplicated datagrams (handshake fragments too) decrypt as the originals, duplicates counted once', () => {
+    for (const name of NAMES) {
+      const p = packets(name);
+      // the first ClientHello stays first (it opens the flow); everything else reversed, each datagram twice
+      const rest = p.slice(1).reverse();
+      const mixed = [p[0], ...rest.flatMap((x) => [x, x])];
+      const r = run(name, mixed);
+      const e = sessions(r)[0];
+      expect(get(e, 'decryption.status')).toBe('decrypted');
+      expect(get(e, 'decryption.bytes')).toBe(total(name));
+      expect(get(e, 'dtls.duplicate_records')).toBeGreaterThanOrEqual(p.filter(isAppData).length);
+      expect(r.anomalies.dtls_decrypt_failed).toBeUndefined();
+    }
+  });
+
+  it('a lost application-data datagram: partial (a gap in its sequence numbers), the others still decrypt', () => {
+    const name = 'dtls12-ecdhe-aes128gcm-cookie';
+    const p = packets(name);
+    const i = p.findIndex(isAppData);
+    const lost = p[i].data.readUInt16BE(PAYLOAD + 11); // its record's ciphertext length
+    const r = run(name, [...p.slice(0, i), ...p.slice(i + 1)]);
+    const e = sessions(r)[0];
+    expect(get(e, 'decryption.status')).toBe('partial');
+    expect(get(e, 'dtls.lost_records')).toBe(1);
+    expect(get(e, 'decryption.bytes')).toBe(total(name) - (lost - 8 - 16)); // GCM: explicit nonce + tag
+  });
+
+  it('a damaged record fails authentication, is counted, and the session is partial', () => {
+    for (const name of NAMES) {
+      const p = packets(name).map((x) => ({ ...x, data: Buffer.from(x.data) }));
+      const i = p.findIndex(isAppData);
+      p[i].data[p[i].data.length - 3] ^= 0x40;
+      const r = run(name, p);
+      const e = sessions(r)[0];
+      expect(get(e, 'decryption.status')).toBe('partial');
+      expect(get(e, 'dtls.failed_records')).toBe(1);
+      expect(r.anomalies.dtls_decrypt_failed).toBe(1);
+      expect(get(e, 'decryption.bytes') as number).toBeLessThan(total(name));
+    }
+  });
+
+  it('truncated datagrams and random damage are counted, never thrown', () => {
+    const name = 'dtls12-ecdhe-cbc-sha256-mtu';
+    const base = packets(name);
+    const t = base.map((x, k) => (k === 3 ? { ...x, data: x.data.subarray(0, x.data.length - 5) } : x));
+    const r = run(name, t);
+    expect(r.anomalies.dtls_malformed_record).toBe(1);
+    expect(sessions(r)).toHaveLength(1);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.nat(1500), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 8 }), (edits) => {
+        const p = base.map((x) => ({ ...x, data: Buffer.from(x.data) }));
+        for (const [k, at, x] of edits) {
+          const d = p[k].data;
+          const o = PAYLOAD + (at % Math.max(1, d.length - PAYLOAD));
+          if (o < d.length) d[o] ^= x;
+        }
+        const rr = run(name, p);
+        expect(rr.anomalies.handler_error).toBeUndefined();
+        expect(sessions(rr).length).toBeLessThanOrEqual(2);
+      }),
+      { numRuns: 60, seed: 7 },
+    );
+  });
+});
