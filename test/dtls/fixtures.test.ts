@@ -217,3 +217,45 @@ describe('DTLS records lost, reordered, duplicated, damaged', () => {
     );
   });
 });
+
+describe('several associations', () => {
+  /** Frames of `name` moved onto the UDP ports (client, server) and shifted `dt` seconds. */
+  const moved = (name: string, cport: number, sport: number, dt: number): RawPacket[] => {
+    const o = oracle(name)[0];
+    return packets(name).map((p) => {
+      const d = Buffer.from(p.data);
+      const fromClient = d.readUInt16BE(14 + 20) === o.client.port;
+      d.writeUInt16BE(fromClient ? cport : sport, 14 + 20);
+      d.writeUInt16BE(fromClient ? sport : cport, 14 + 22);
+      d.writeUInt16BE(0, 14 + 26); // UDP checksum: none
+      return { ...p, data: d, ts: { sec: p.ts.sec + dt, nsec: p.ts.nsec } };
+    });
+  };
+
+  it('a new ClientHello on the same UDP flow starts the next association, each with its own keys and event', () => {
+    const a = 'dtls12-ecdhe-aes128gcm-cookie';
+    const b = 'dtls10-ecdhe-cbc-sha1';
+    const oa = oracle(a)[0];
+    const pa = packets(a);
+    const pb = moved(b, oa.client.port, oa.server.port, pa[pa.length - 1].ts.sec - packets(b)[0].ts.sec + 5);
+    const events: EcsEvent[] = [];
+    const secrets = loadKeys([join(ROOT, a, 'keys.log'), join(ROOT, b, 'keys.log')], []).secrets;
+    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys: [] }, { detect: false });
+    for (const p of [...pa, ...pb]) engine.packet(p);
+    engine.finish();
+    const s = events.filter((e) => e.event.dataset === 'tls.session');
+    expect(s.map((e) => [get(e, 'tls.version'), get(e, 'decryption.status'), get(e, 'source.port'), get(e, 'destination.port')])).toEqual([
+      ['1.2', 'decrypted', oa.client.port, oa.server.port],
+      ['1.0', 'decrypted', oa.client.port, oa.server.port],
+    ]);
+    expect(s.map((e) => get(e, 'decryption.bytes'))).toEqual([total(a), total(b)]);
+    expect(new Set(s.map((e) => e.event.id)).size).toBe(2);
+    expect(get(s[1], '@timestamp')).not.toBe(get(s[0], '@timestamp'));
+    expect(engine.stats.sessionsByStatus).toEqual({ decrypted: 2 });
+  });
+});
+
+function total(name: string): number {
+  const o = oracle(name)[0];
+  return o.app_data.client.bytes + o.app_data.server.bytes;
+}
