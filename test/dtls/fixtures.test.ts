@@ -259,3 +259,33 @@ function total(name: string): number {
   const o = oracle(name)[0];
   return o.app_data.client.bytes + o.app_data.server.bytes;
 }
+
+describe('ops hooks', () => {
+  it('a disabled server: no decryption, skipped bytes reported, clear-text facts kept; the session observed', () => {
+    const name = 'dtls12-ecdhe-aes128gcm-cookie';
+    const o = oracle(name)[0];
+    const events: EcsEvent[] = [];
+    const seen: Array<{ status: string; serverPort: number; sni?: string; skippedBytes?: number }> = [];
+    const asked: Array<[string, number, string | undefined]> = [];
+    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), loadKeys([join(ROOT, name, 'keys.log')], []), {
+      detect: false,
+      ops: {
+        decide: (ip, port, sni) => {
+          asked.push([ip, port, sni]);
+          return 'disabled';
+        },
+        onSession: (s) => seen.push(s),
+        onSecretWait: () => {},
+      },
+    });
+    for (const p of packets(name)) engine.packet(p);
+    engine.finish();
+    expect(asked).toEqual([[o.server.ip, o.server.port, o.sni]]);
+    const e = events.filter((x) => x.event.dataset === 'tls.session')[0];
+    expect(get(e, 'decryption.status')).toBe('disabled');
+    expect(get(e, 'decryption.bytes')).toBe(0);
+    expect(get(e, 'decryption.skipped_bytes') as number).toBeGreaterThan(total(name));
+    expect(get(e, 'tls.cipher')).toBe(suiteName(o.cipher_suite));
+    expect(seen).toMatchObject([{ status: 'disabled', serverPort: o.server.port, sni: o.sni }]);
+  });
+});
