@@ -11,13 +11,24 @@
  * retried when key-log lines arrive. Duplicated records (same epoch and sequence number) are
  * recognised by the anti-replay window and counted once.
  */
+import { createHash } from 'node:crypto';
 import type { AnomalySink, Timestamp } from '../types.js';
 import { Dir } from '../types.js';
 import type { SecretsStore } from '../tls/crypto/keylog.js';
 import { suiteById, type CipherSuite } from '../tls/crypto/suites.js';
-import { keyBlock12, TLS11, TLS12 } from '../tls/crypto/prf.js';
+import { extendedMasterSecret12, keyBlock12, masterSecret12, TLS11, TLS12 } from '../tls/crypto/prf.js';
 import { RecordDecryptor } from '../tls/crypto/recordDecryptor.js';
-import { HandshakeType, parseCertificate, parseClientHello, parseServerHello, type ParsedClientHello, type ParsedServerHello } from '../tls/handshake.js';
+import { preMasterFromKeys, type RsaServerKey } from '../tls/crypto/rsa.js';
+import { sessionHashAlgs } from '../tls/session.js';
+import {
+  HandshakeType,
+  parseCertificate,
+  parseClientHello,
+  parseRsaClientKeyExchange,
+  parseServerHello,
+  type ParsedClientHello,
+  type ParsedServerHello,
+} from '../tls/handshake.js';
 import {
   clientHelloWithoutCookie,
   DTLS10,
@@ -34,6 +45,8 @@ export type DtlsStatus = 'decrypted' | 'partial' | 'no_key' | 'missing_handshake
 
 export interface DtlsAssociationHost {
   readonly secrets: SecretsStore;
+  /** Server keys for RSA key exchange (`--rsa-key`). */
+  readonly rsaKeys: readonly RsaServerKey[];
   readonly anomalies: AnomalySink;
   /** Bytes of protected records held for missing keys, per association. */
   readonly maxPendingBytes: number;
@@ -52,6 +65,14 @@ interface KeyWait {
   epoch: number;
   clientRandom: Buffer;
   serverHello: ParsedServerHello;
+}
+
+/** An epoch-0 handshake message, kept for the extended master secret's session hash. */
+interface Logged {
+  toServer: boolean;
+  seq: number;
+  type: number;
+  body: Buffer;
 }
 
 interface Held {
@@ -101,7 +122,13 @@ export class DtlsAssociation {
   private heldBytes = 0;
   /** The latest client random (the ServerHello's keys go with it). */
   private clientRandom: Buffer | undefined;
-  private readonly msgs: DtlsHandshakeMessage[] = [];
+  /** Epoch-0 handshake messages until the first keys are found (session hash of RSA / PMS keys). */
+  private log: Logged[] | undefined = [];
+  /** The client's ClientKeyExchange body (RSA key exchange). */
+  private cke: Buffer | undefined;
+  private rsaTried = false;
+  /** The premaster secret once known (RSA / PMS keys), while the session hash still waits for messages. */
+  private preMaster: Buffer | undefined;
 
   constructor(
     private readonly host: DtlsAssociationHost,
@@ -199,11 +226,11 @@ export class DtlsAssociation {
   private plain(dir: Dir, type: number, data: Buffer, epoch: number): void {
     switch (type) {
       case DtlsContentType.Handshake: {
-        const out = this.msgs;
-        out.length = 0;
+        // (a new array per handshake record: a message may find its keys and replay held
+        // records, whose handshake messages come through here again)
+        const out: DtlsHandshakeMessage[] = [];
         this.hs[dir === Dir.ToServer ? 0 : 1].add(data, epoch, out);
         for (const m of out) this.message(dir, m);
-        out.length = 0;
         return;
       }
       case DtlsContentType.ApplicationData:
@@ -226,6 +253,11 @@ export class DtlsAssociation {
 
   private message(dir: Dir, m: DtlsHandshakeMessage): void {
     const toServer = dir === Dir.ToServer;
+    if (m.epoch === 0 && this.log !== undefined) {
+      this.log.push({ toServer, seq: m.messageSeq, type: m.type, body: m.body });
+      // a premaster waiting for the session hash's messages (they may come in any order)
+      if (this.preMaster !== undefined && this.wait !== undefined) this.tryKeys();
+    }
     switch (m.type) {
       case HandshakeType.ClientHello: {
         if (!toServer) break;
@@ -268,6 +300,11 @@ export class DtlsAssociation {
         this.tryKeys();
         return;
       }
+      case HandshakeType.ClientKeyExchange:
+        if (!toServer || m.epoch !== 0) break;
+        this.cke = m.body;
+        if (this.wait !== undefined) this.tryKeys();
+        return;
       case HandshakeType.Certificate:
         if (!toServer && this.certificates.length === 0) {
           const c = parseCertificate(m.body, false);
@@ -287,14 +324,18 @@ export class DtlsAssociation {
 
   private tryKeys(): void {
     const w = this.wait as KeyWait;
-    const master = this.host.secrets.get(w.clientRandom, 'CLIENT_RANDOM');
-    if (master === undefined || master.length !== 48) return;
-    this.wait = undefined;
-    this.keysFound = true;
     const sh = w.serverHello;
     const suite = suiteById(sh.cipherSuite) as CipherSuite;
     // DTLS 1.0 is TLS 1.1 on datagrams (RFC 4347 §4.1), DTLS 1.2 is TLS 1.2 (RFC 6347 §4.1)
     const tlsVersion = sh.version === DTLS12 ? TLS12 : TLS11;
+    let master = this.host.secrets.get(w.clientRandom, 'CLIENT_RANDOM');
+    // the first handshake only: the premaster from the key log or the server's RSA key
+    if (master === undefined && w.epoch === 1) master = this.masterFromPreMaster(w, suite, tlsVersion);
+    if (master === undefined || master.length !== 48) return;
+    this.wait = undefined;
+    this.log = undefined;
+    this.preMaster = undefined;
+    this.keysFound = true;
     const kb = keyBlock12(suite, master, w.clientRandom, sh.random, tlsVersion);
     const opts = { tls13: false, encryptThenMac: sh.encryptThenMac, version: tlsVersion };
     this.keys.set(w.epoch, { client: new RecordDecryptor(suite, kb.client, opts), server: new RecordDecryptor(suite, kb.server, opts) });
@@ -304,6 +345,68 @@ export class DtlsAssociation {
     for (const h of held) this.record(h.dir, h.rec);
     // record() counted them once already
     this.counts.records -= held.length;
+  }
+
+  /**
+   * RFC 5246 §8.1 / RFC 7627 §4 from a premaster secret: the key log's PMS_CLIENT_RANDOM, or for
+   * RSA key exchange its `RSA` line or the server's key (`--rsa-key`).
+   */
+  private masterFromPreMaster(w: KeyWait, suite: CipherSuite, tlsVersion: number): Buffer | undefined {
+    const secrets = this.host.secrets;
+    let pre = this.preMaster ?? secrets.get(w.clientRandom, 'PMS_CLIENT_RANDOM');
+    if (pre === undefined && suite.kx === 'RSA' && this.cke !== undefined) {
+      const enc = parseRsaClientKeyExchange(this.cke, tlsVersion);
+      if (enc === undefined) {
+        this.host.anomalies.anomaly('dtls_malformed_client_key_exchange');
+        this.cke = undefined;
+        return undefined;
+      }
+      pre = secrets.getRsaPreMaster(enc.subarray(0, 8));
+      if (pre === undefined && !this.rsaTried && this.host.rsaKeys.length > 0) {
+        this.rsaTried = true;
+        pre = preMasterFromKeys(this.host.rsaKeys, this.certificates[0], enc);
+        if (pre === undefined) this.host.anomalies.anomaly('dtls_rsa_decrypt_failed');
+      }
+    }
+    if (pre === undefined) return undefined;
+    this.preMaster = pre;
+    if (!w.serverHello.extendedMasterSecret) return masterSecret12(suite, pre, w.clientRandom, w.serverHello.random, tlsVersion);
+    const hash = this.sessionHash(suite, tlsVersion);
+    return hash && extendedMasterSecret12(suite, pre, hash, tlsVersion);
+  }
+
+  /**
+   * RFC 7627 §3 session hash for DTLS: the messages from the ClientHello the ServerHello answered
+   * (the one with the ServerHello's message_seq, RFC 6347 §4.2.2: not the first ClientHello and
+   * the HelloVerifyRequest of a cookie exchange) through the ClientKeyExchange, in protocol
+   * order, each with its DTLS header as if sent unfragmented (RFC 6347 §4.2.6). Undefined until
+   * those messages and the ServerHelloDone are known.
+   */
+  private sessionHash(suite: CipherSuite, tlsVersion: number): Buffer | undefined {
+    const log = this.log;
+    if (log === undefined) return undefined;
+    const bySeq = (a: Logged, b: Logged): number => a.seq - b.seq;
+    const client = log.filter((m) => m.toServer).sort(bySeq);
+    const server = log.filter((m) => !m.toServer && m.type !== HandshakeType.HelloVerifyRequest).sort(bySeq);
+    const sh = server.find((m) => m.type === HandshakeType.ServerHello);
+    const ch = sh && client.find((m) => m.type === HandshakeType.ClientHello && m.seq === sh.seq);
+    const cke = client.find((m) => m.type === HandshakeType.ClientKeyExchange);
+    const shd = server.find((m) => m.type === HandshakeType.ServerHelloDone);
+    if (ch === undefined || cke === undefined || shd === undefined) return undefined;
+    const msgs = [ch, ...server.filter((m) => m.seq <= shd.seq), ...client.filter((m) => m.seq > ch.seq && m.seq <= cke.seq)];
+    const parts = sessionHashAlgs(tlsVersion, suite).map((alg) => {
+      const h = createHash(alg);
+      for (const m of msgs) {
+        const hdr = Buffer.alloc(12);
+        hdr[0] = m.type;
+        hdr.writeUIntBE(m.body.length, 1, 3);
+        hdr.writeUInt16BE(m.seq, 4);
+        hdr.writeUIntBE(m.body.length, 9, 3); // fragment_offset 0, fragment_length = length
+        h.update(hdr).update(m.body);
+      }
+      return h.digest();
+    });
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 
   /** Records lost before the capture: gaps in the sequence numbers of decrypted epochs. */

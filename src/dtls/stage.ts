@@ -13,6 +13,7 @@ import type { AnomalySink, EcsFields, EndReason, FlowCounters, FlowInfo, Timesta
 import { Dir } from '../types.js';
 import type { UdpFlowHandler } from '../udp/index.js';
 import type { SecretsStore } from '../tls/crypto/keylog.js';
+import type { RsaServerKey } from '../tls/crypto/rsa.js';
 import { suiteName } from '../tls/crypto/suites.js';
 import { describeCertificate } from '../tls/crypto/x509.js';
 import { buildEvent, type TlsSummary } from '../events/builder.js';
@@ -31,6 +32,8 @@ export const DEFAULT_DTLS_OPTIONS: Readonly<DtlsOptions> = Object.freeze({
 
 export interface DtlsStageDeps {
   secrets: SecretsStore;
+  /** Server keys for RSA key exchange (`--rsa-key`). */
+  rsaKeys?: readonly RsaServerKey[];
   anomalies: AnomalySink;
   /** Where tls.session events go: the engine's sink for UDP sessions (the one QUIC uses). */
   sink: Pick<QuicEventSink, 'quicEvent'>;
@@ -66,6 +69,9 @@ class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
 
   get secrets(): SecretsStore {
     return this.stage.secrets;
+  }
+  get rsaKeys(): readonly RsaServerKey[] {
+    return this.stage.rsaKeys;
   }
   get anomalies(): AnomalySink {
     return this.stage.anomalies;
@@ -112,6 +118,7 @@ export class DtlsStage {
   readonly stats: DtlsStats = { associations: 0, associationsActive: 0 };
   readonly options: DtlsOptions;
   readonly secrets: SecretsStore;
+  readonly rsaKeys: readonly RsaServerKey[];
   readonly anomalies: AnomalySink;
   private readonly sink: DtlsStageDeps['sink'];
   private readonly decider: DtlsStageDeps['decide'];
@@ -119,6 +126,7 @@ export class DtlsStage {
 
   constructor(deps: DtlsStageDeps) {
     this.secrets = deps.secrets;
+    this.rsaKeys = deps.rsaKeys ?? [];
     this.anomalies = deps.anomalies;
     this.sink = deps.sink;
     this.decider = deps.decide;

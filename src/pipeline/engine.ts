@@ -151,6 +151,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
     });
     this.dtls = new DtlsStage({
       secrets: keys.secrets,
+      rsaKeys: keys.rsaKeys,
       anomalies: this,
       sink: this, // tls.session events of UDP sessions, as QUIC's
       options: this.opts.dtls,

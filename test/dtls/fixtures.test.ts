@@ -289,3 +289,33 @@ describe('ops hooks', () => {
     expect(seen).toMatchObject([{ status: 'disabled', serverPort: o.server.port, sni: o.sni }]);
   });
 });
+
+describe('RSA key exchange with the server key', () => {
+  const name = 'dtls12-rsa-cbc-sha1-noetm';
+  const pki = join(import.meta.dirname, '../../fixtures/https/_pki');
+  const runWith = (keyFile: string, pkts = packets(name)): Run => {
+    const events: EcsEvent[] = [];
+    const { secrets, rsaKeys } = loadKeys([], [{ path: join(pki, keyFile) }]);
+    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys }, { detect: false });
+    for (const p of pkts) engine.packet(p);
+    engine.finish();
+    return { events, anomalies: engine.stats.anomalies };
+  };
+
+  it('decrypts without a key log (extended master secret: the session hash over the DTLS handshake, cookie exchange excluded)', () => {
+    const e = sessions(runWith('rsa.key'))[0];
+    expect(get(e, 'decryption.status')).toBe('decrypted');
+    expect(get(e, 'decryption.bytes')).toBe(total(name));
+    // the same with the handshake datagrams reordered and repeated
+    const p = packets(name);
+    const e2 = sessions(runWith('rsa.key', [p[0], ...p.slice(1).reverse().flatMap((x) => [x, x])]))[0];
+    expect(get(e2, 'decryption.status')).toBe('decrypted');
+    expect(get(e2, 'decryption.bytes')).toBe(total(name));
+  });
+
+  it('another key: no_key, counted', () => {
+    const r = runWith('ca.key'); // an RSA key, not the server's
+    expect(get(sessions(r)[0], 'decryption.status')).toBe('no_key');
+    expect(r.anomalies.dtls_rsa_decrypt_failed).toBe(1);
+  });
+});
