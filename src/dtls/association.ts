@@ -133,6 +133,8 @@ export class DtlsAssociation {
   constructor(
     private readonly host: DtlsAssociationHost,
     readonly start: Timestamp,
+    /** Started by protected records, not a ClientHello: the capture began after the handshake. */
+    readonly mid = false,
   ) {
     this.hs = [new HandshakeAssembler(host.anomalies), new HandshakeAssembler(host.anomalies)];
   }
@@ -141,14 +143,22 @@ export class DtlsAssociation {
     return this.ccs[0] && this.ccs[1];
   }
 
-  /** A ClientHello of a new association on the same UDP flow: a new random after a ServerHello. */
+  /**
+   * A ClientHello of a new association on the same UDP flow: a new random after a ServerHello, or
+   * any ClientHello after an association seen without its handshake.
+   */
   isNewClientHello(rec: DtlsRecord): boolean {
-    if (this.serverHello === undefined || this.clientRandom === undefined || rec.epoch !== 0 || rec.type !== DtlsContentType.Handshake) return false;
+    if (rec.epoch !== 0 || rec.type !== DtlsContentType.Handshake) return false;
     const f = rec.fragment;
     // ClientHello fragment at offset 0 holding client_version || random
     if (f.length < 12 + 34 || f[0] !== HandshakeType.ClientHello || f.readUIntBE(6, 3) !== 0) return false;
+    if (this.mid && this.clientHello === undefined) return true;
+    if (this.serverHello === undefined || this.clientRandom === undefined) return false;
     return !f.subarray(12 + 2, 12 + 34).equals(this.clientRandom);
   }
+
+  /** The record layer's version, for an association whose ServerHello was not seen. */
+  recordVersion = 0;
 
   /** One record in direction `dir` (ToServer: from the client). */
   record(dir: Dir, rec: DtlsRecord): void {
@@ -161,6 +171,7 @@ export class DtlsAssociation {
       this.skippedBytes += rec.fragment.length;
       return;
     }
+    if (this.recordVersion === 0) this.recordVersion = rec.version;
     const k = this.keys.get(rec.epoch);
     if (k !== undefined) {
       this.open(dir, rec, k);
@@ -168,12 +179,12 @@ export class DtlsAssociation {
     }
     // keys to come: this epoch's handshake waits for its key-log line, or the ServerHello is still
     // missing (records reordered before it, or its flight lost and retransmitted later)
-    if (!this.unsupported && (this.wait !== undefined ? this.wait.epoch === rec.epoch : this.serverHello === undefined)) {
+    if (!this.unsupported && !this.mid && (this.wait !== undefined ? this.wait.epoch === rec.epoch : this.serverHello === undefined)) {
       this.hold(dir, rec);
       return;
     }
-    this.counts.lostRecords++;
-    this.host.anomalies.anomaly(this.serverHello === undefined ? 'dtls_missing_handshake' : this.unsupported ? 'dtls_unsupported_cipher' : 'dtls_unknown_epoch');
+    // (counted once per association: every record of one without its handshake would be one)
+    if (this.counts.lostRecords++ === 0) this.host.anomalies.anomaly(this.serverHello === undefined ? 'dtls_missing_handshake' : this.unsupported ? 'dtls_unsupported_cipher' : 'dtls_unknown_epoch');
   }
 
   private hold(dir: Dir, rec: DtlsRecord): void {

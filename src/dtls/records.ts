@@ -77,6 +77,18 @@ export function looksLikeClientHello(d: Buffer): boolean {
   return fragLen <= len - DTLS_HANDSHAKE_HEADER_LEN && fragOff + fragLen <= msgLen && msgLen >= 38;
 }
 
+/**
+ * Whether a datagram is wholly protected DTLS 1.0 / 1.2 records (epoch 1 or later, content types
+ * 20-23, lengths chaining exactly to its end): an association whose handshake the capture missed.
+ */
+export function looksLikeProtectedRecords(d: Buffer): boolean {
+  // cheap rejections first: most UDP flows are not DTLS
+  if (d.length < DTLS_RECORD_HEADER_LEN + 16 || d[0] < 20 || d[0] > 23 || d[1] !== 0xfe || (d[2] !== 0xff && d[2] !== 0xfd)) return false;
+  const recs: DtlsRecord[] = [];
+  if (!splitRecords(d, recs)) return false;
+  return recs.every((r) => r.epoch > 0 && r.type <= 23 && (r.version === DTLS10 || r.version === DTLS12) && r.fragment.length >= 16);
+}
+
 /** A complete handshake message. */
 export interface DtlsHandshakeMessage {
   type: number;

@@ -19,7 +19,7 @@ import { describeCertificate } from '../tls/crypto/x509.js';
 import { buildEvent, type TlsSummary } from '../events/builder.js';
 import type { QuicEventSink } from '../quic/stage.js';
 import { DtlsAssociation, type DtlsAssociationHost, type DtlsDecision } from './association.js';
-import { DTLS10, DTLS12, DTLS13, looksLikeClientHello, splitRecords, type DtlsRecord } from './records.js';
+import { DTLS10, DTLS12, DTLS13, looksLikeClientHello, looksLikeProtectedRecords, splitRecords, type DtlsRecord } from './records.js';
 
 export interface DtlsOptions {
   /** Bytes of protected records held per association while its keys are missing; beyond it they are lost (`dtls_pending_limit`). */
@@ -90,15 +90,18 @@ class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
     let a = this.assoc;
     if (a === undefined || (recs.length > 0 && a.isNewClientHello(recs[0]))) {
       if (a !== undefined) this.stage.close(this, a);
-      if (a === undefined && !looksLikeClientHello(payload)) return; // (the flow's first datagram always is one)
-      this.flip = dir !== Dir.ToServer;
+      // the flow's first datagram: a ClientHello, or protected records (the capture began after the handshake)
+      const mid = a === undefined && !looksLikeClientHello(payload);
+      if (mid && !looksLikeProtectedRecords(payload)) return;
+      // a ClientHello's sender is the client; without one, the UDP table's guess stands
+      this.flip = !mid && dir !== Dir.ToServer;
       const o = this.origin;
       this.flow = this.flip
         ? { ...o, clientIp: o.serverIp, clientPort: o.serverPort, serverIp: o.clientIp, serverPort: o.clientPort, start: ts }
         : a === undefined
           ? o
           : { ...o, start: ts };
-      a = this.assoc = this.stage.open(ts, this);
+      a = this.assoc = this.stage.open(ts, this, mid);
     }
     const d = this.flip ? (dir === Dir.ToServer ? Dir.ToClient : Dir.ToServer) : dir;
     if (d === Dir.ToServer) a.clientBytes += payload.length;
@@ -137,9 +140,13 @@ export class DtlsStage {
     };
   }
 
-  /** A new UDP flow: a DTLS path when its first datagram is a DTLS ClientHello, else undefined. */
-  handler(flow: FlowInfo, first: Buffer): UdpFlowHandler | undefined {
-    return looksLikeClientHello(first) ? new DtlsPath(this, flow) : undefined;
+  /**
+   * A new UDP flow: a DTLS path when its first datagram is a DTLS ClientHello (`fromStart`) or
+   * wholly protected DTLS records (an association seen without its handshake), else undefined.
+   */
+  handler(flow: FlowInfo, first: Buffer): { handler: UdpFlowHandler; fromStart: boolean } | undefined {
+    if (looksLikeClientHello(first)) return { handler: new DtlsPath(this, flow), fromStart: true };
+    return looksLikeProtectedRecords(first) ? { handler: new DtlsPath(this, flow), fromStart: false } : undefined;
   }
 
   decide(flow: FlowInfo, sni: string | undefined): DtlsDecision {
@@ -156,8 +163,8 @@ export class DtlsStage {
   }
 
   /** @internal (DtlsPath) */
-  open(ts: Timestamp, host: DtlsAssociationHost): DtlsAssociation {
-    const a = new DtlsAssociation(host, ts);
+  open(ts: Timestamp, host: DtlsAssociationHost, mid: boolean): DtlsAssociation {
+    const a = new DtlsAssociation(host, ts, mid);
     this.active.add(a);
     this.stats.associations++;
     this.stats.associationsActive++;
@@ -174,7 +181,8 @@ export class DtlsStage {
       resumed: ch !== undefined && sh !== undefined && sh.sessionId.length > 0 && sh.sessionId.equals(ch.sessionId),
       established: a.established,
     };
-    const version = VERSION_NAMES[a.version];
+    // without a ServerHello, the version its records carry
+    const version = VERSION_NAMES[a.version || a.recordVersion];
     if (version !== undefined) summary.version = version;
     if (sh) summary.cipher = suiteName(sh.cipherSuite);
     if (ch?.sni !== undefined) summary.sni = ch.sni;

@@ -245,7 +245,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   private newUdpFlow(flow: FlowInfo, first: Buffer): UdpFlowHandler | undefined {
     // DTLS first: its ClientHello (content type 22) would pass for a QUIC short header on 443/8443
     const d = this.dtls.handler(flow, first);
-    if (d !== undefined) return this.opts.flows ? this.opts.flows.openUdp(flow, d, true) : d;
+    if (d !== undefined) return this.opts.flows ? this.opts.flows.openUdp(flow, d.handler, d.fromStart) : d.handler;
     const h = this.quic.handler(flow, first);
     if (h === undefined) return this.otherUdp();
     return this.opts.flows ? this.opts.flows.openUdp(flow, h, first.length > 0 && (first[0] & 0x80) !== 0) : h;

@@ -219,19 +219,6 @@ describe('DTLS records lost, reordered, duplicated, damaged', () => {
 });
 
 describe('several associations', () => {
-  /** Frames of `name` moved onto the UDP ports (client, server) and shifted `dt` seconds. */
-  const moved = (name: string, cport: number, sport: number, dt: number): RawPacket[] => {
-    const o = oracle(name)[0];
-    return packets(name).map((p) => {
-      const d = Buffer.from(p.data);
-      const fromClient = d.readUInt16BE(14 + 20) === o.client.port;
-      d.writeUInt16BE(fromClient ? cport : sport, 14 + 20);
-      d.writeUInt16BE(fromClient ? sport : cport, 14 + 22);
-      d.writeUInt16BE(0, 14 + 26); // UDP checksum: none
-      return { ...p, data: d, ts: { sec: p.ts.sec + dt, nsec: p.ts.nsec } };
-    });
-  };
-
   it('a new ClientHello on the same UDP flow starts the next association, each with its own keys and event', () => {
     const a = 'dtls12-ecdhe-aes128gcm-cookie';
     const b = 'dtls10-ecdhe-cbc-sha1';
@@ -254,6 +241,46 @@ describe('several associations', () => {
     expect(engine.stats.sessionsByStatus).toEqual({ decrypted: 2 });
   });
 });
+
+describe('an association whose handshake the capture missed', () => {
+  it('is recognised by its protected records, reported missing_handshake; a later ClientHello on the flow starts the next one', () => {
+    const a = 'dtls12-ecdhe-aes128gcm-cookie';
+    const b = 'dtls12-ecdhe-cbc-sha256-mtu';
+    const oa = oracle(a)[0];
+    const pa = packets(a);
+    const mid = pa.slice(pa.findIndex(isAppData));
+    const records = mid.length; // one record per datagram after the handshake
+    const pb = moved(b, oa.client.port, oa.server.port, pa[pa.length - 1].ts.sec - packets(b)[0].ts.sec + 5);
+    const events: EcsEvent[] = [];
+    const secrets = loadKeys([join(ROOT, a, 'keys.log'), join(ROOT, b, 'keys.log')], []).secrets;
+    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys: [] }, { detect: false });
+    for (const p of [...mid, ...pb]) engine.packet(p);
+    engine.finish();
+    const s = events.filter((e) => e.event.dataset === 'tls.session');
+    expect(s.map((e) => [get(e, 'decryption.status'), get(e, 'tls.version'), get(e, 'tls.version_protocol'), get(e, 'source.port'), get(e, 'destination.port')])).toEqual([
+      ['missing_handshake', '1.2', 'dtls', oa.client.port, oa.server.port],
+      ['decrypted', '1.2', 'dtls', oa.client.port, oa.server.port],
+    ]);
+    expect(get(s[0], 'dtls.records')).toBe(records);
+    expect(get(s[0], 'dtls.lost_records')).toBe(records);
+    expect(get(s[0], 'decryption.bytes')).toBe(0);
+    expect(get(s[1], 'decryption.bytes')).toBe(total(b));
+    expect(engine.stats.anomalies).toEqual({ dtls_missing_handshake: 1 });
+  });
+});
+
+/** Frames of `name` moved onto the UDP ports (client, server) and shifted `dt` seconds. */
+function moved(name: string, cport: number, sport: number, dt: number): RawPacket[] {
+  const o = oracle(name)[0];
+  return packets(name).map((p) => {
+    const d = Buffer.from(p.data);
+    const fromClient = d.readUInt16BE(14 + 20) === o.client.port;
+    d.writeUInt16BE(fromClient ? cport : sport, 14 + 20);
+    d.writeUInt16BE(fromClient ? sport : cport, 14 + 22);
+    d.writeUInt16BE(0, 14 + 26); // UDP checksum: none
+    return { ...p, data: d, ts: { sec: p.ts.sec + dt, nsec: p.ts.nsec } };
+  });
+}
 
 function total(name: string): number {
   const o = oracle(name)[0];

@@ -8,6 +8,7 @@ import {
   clientHelloWithoutCookie,
   HandshakeAssembler,
   looksLikeClientHello,
+  looksLikeProtectedRecords,
   ReplayWindow,
   splitRecords,
   type DtlsHandshakeMessage,
@@ -86,6 +87,19 @@ describe('looksLikeClientHello', () => {
     lie.writeUIntBE(200, 13 + 9, 3); // fragment_length past the record
     expect(looksLikeClientHello(lie)).toBe(false);
     expect(looksLikeClientHello(Buffer.from('c00000000108', 'hex'))).toBe(false); // a QUIC long header
+  });
+});
+
+describe('looksLikeProtectedRecords', () => {
+  it('accepts datagrams of whole protected records, nothing else', () => {
+    const ad = record(23, 1, 7, Buffer.alloc(40, 3));
+    expect(looksLikeProtectedRecords(ad)).toBe(true);
+    expect(looksLikeProtectedRecords(Buffer.concat([record(21, 1, 8, Buffer.alloc(26)), ad]))).toBe(true);
+    expect(looksLikeProtectedRecords(record(23, 0, 7, Buffer.alloc(40)))).toBe(false); // epoch 0
+    expect(looksLikeProtectedRecords(Buffer.concat([ad, Buffer.from([1])]))).toBe(false); // trailing byte
+    expect(looksLikeProtectedRecords(record(23, 1, 7, Buffer.alloc(40), 0xfefc))).toBe(false); // DTLS 1.3's value
+    expect(looksLikeProtectedRecords(record(23, 1, 7, Buffer.alloc(8)))).toBe(false); // too short for any protection
+    expect(looksLikeProtectedRecords(Buffer.concat([ad, record(22, 0, 1, Buffer.alloc(20))]))).toBe(false);
   });
 });
 
