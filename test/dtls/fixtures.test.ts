@@ -59,21 +59,28 @@ const isAppData = (p: RawPacket): boolean => p.data[PAYLOAD] === 23;
 interface Run {
   events: EcsEvent[];
   anomalies: Record<string, number>;
+  sessionsByStatus: Record<string, number>;
+}
+
+/** The packets through one engine with these secrets (detection off). */
+function runWith(keys: ReturnType<typeof loadKeys> | { secrets: SecretsStore; rsaKeys: [] }, pkts: RawPacket[], late?: () => void): Run {
+  const events: EcsEvent[] = [];
+  const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), keys, { detect: false });
+  for (const p of pkts) engine.packet(p);
+  late?.();
+  engine.finish();
+  return { events, anomalies: engine.stats.anomalies, sessionsByStatus: engine.stats.sessionsByStatus };
 }
 
 function run(name: string, pkts: RawPacket[], keys: 'keys' | 'none' | 'wrong' | 'late' = 'keys'): Run {
-  const events: EcsEvent[] = [];
   const secrets = keys === 'keys' ? loadKeys([join(ROOT, name, 'keys.log')], []).secrets : new SecretsStore();
   const text = readFileSync(join(ROOT, name, 'keys.log'), 'utf8');
   if (keys === 'wrong') {
     // the same client random with another master secret
     secrets.addText(text.replace(/^(CLIENT_RANDOM [0-9a-f]+ )([0-9a-f]+)$/gm, (_m, a: string, b: string) => a + b.replace(/^./, (c) => (c === '0' ? '1' : '0'))));
   }
-  const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys: [] }, { detect: false });
-  for (const p of pkts) engine.packet(p);
-  if (keys === 'late') secrets.addText(text); // every protected record came before its keys
-  engine.finish();
-  return { events, anomalies: engine.stats.anomalies };
+  // 'late': every protected record came before its keys
+  return runWith({ secrets, rsaKeys: [] }, pkts, keys === 'late' ? () => secrets.addText(text) : undefined);
 }
 
 const sessions = (r: Run): EcsEvent[] => r.events.filter((e) => e.event.dataset === 'tls.session');
@@ -225,12 +232,8 @@ describe('several associations', () => {
     const oa = oracle(a)[0];
     const pa = packets(a);
     const pb = moved(b, oa.client.port, oa.server.port, pa[pa.length - 1].ts.sec - packets(b)[0].ts.sec + 5);
-    const events: EcsEvent[] = [];
-    const secrets = loadKeys([join(ROOT, a, 'keys.log'), join(ROOT, b, 'keys.log')], []).secrets;
-    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys: [] }, { detect: false });
-    for (const p of [...pa, ...pb]) engine.packet(p);
-    engine.finish();
-    const s = events.filter((e) => e.event.dataset === 'tls.session');
+    const r = runWith(loadKeys([join(ROOT, a, 'keys.log'), join(ROOT, b, 'keys.log')], []), [...pa, ...pb]);
+    const s = sessions(r);
     expect(s.map((e) => [get(e, 'tls.version'), get(e, 'decryption.status'), get(e, 'source.port'), get(e, 'destination.port')])).toEqual([
       ['1.2', 'decrypted', oa.client.port, oa.server.port],
       ['1.0', 'decrypted', oa.client.port, oa.server.port],
@@ -238,7 +241,7 @@ describe('several associations', () => {
     expect(s.map((e) => get(e, 'decryption.bytes'))).toEqual([total(a), total(b)]);
     expect(new Set(s.map((e) => e.event.id)).size).toBe(2);
     expect(get(s[1], '@timestamp')).not.toBe(get(s[0], '@timestamp'));
-    expect(engine.stats.sessionsByStatus).toEqual({ decrypted: 2 });
+    expect(r.sessionsByStatus).toEqual({ decrypted: 2 });
   });
 });
 
@@ -251,12 +254,8 @@ describe('an association whose handshake the capture missed', () => {
     const mid = pa.slice(pa.findIndex(isAppData));
     const records = mid.length; // one record per datagram after the handshake
     const pb = moved(b, oa.client.port, oa.server.port, pa[pa.length - 1].ts.sec - packets(b)[0].ts.sec + 5);
-    const events: EcsEvent[] = [];
-    const secrets = loadKeys([join(ROOT, a, 'keys.log'), join(ROOT, b, 'keys.log')], []).secrets;
-    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys: [] }, { detect: false });
-    for (const p of [...mid, ...pb]) engine.packet(p);
-    engine.finish();
-    const s = events.filter((e) => e.event.dataset === 'tls.session');
+    const r = runWith(loadKeys([join(ROOT, a, 'keys.log'), join(ROOT, b, 'keys.log')], []), [...mid, ...pb]);
+    const s = sessions(r);
     expect(s.map((e) => [get(e, 'decryption.status'), get(e, 'tls.version'), get(e, 'tls.version_protocol'), get(e, 'source.port'), get(e, 'destination.port')])).toEqual([
       ['missing_handshake', '1.2', 'dtls', oa.client.port, oa.server.port],
       ['decrypted', '1.2', 'dtls', oa.client.port, oa.server.port],
@@ -265,7 +264,7 @@ describe('an association whose handshake the capture missed', () => {
     expect(get(s[0], 'dtls.lost_records')).toBe(records);
     expect(get(s[0], 'decryption.bytes')).toBe(0);
     expect(get(s[1], 'decryption.bytes')).toBe(total(b));
-    expect(engine.stats.anomalies).toEqual({ dtls_missing_handshake: 1 });
+    expect(r.anomalies).toEqual({ dtls_missing_handshake: 1 });
   });
 });
 
@@ -320,28 +319,21 @@ describe('ops hooks', () => {
 describe('RSA key exchange with the server key', () => {
   const name = 'dtls12-rsa-cbc-sha1-noetm';
   const pki = join(import.meta.dirname, '../../fixtures/https/_pki');
-  const runWith = (keyFile: string, pkts = packets(name)): Run => {
-    const events: EcsEvent[] = [];
-    const { secrets, rsaKeys } = loadKeys([], [{ path: join(pki, keyFile) }]);
-    const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), { secrets, rsaKeys }, { detect: false });
-    for (const p of pkts) engine.packet(p);
-    engine.finish();
-    return { events, anomalies: engine.stats.anomalies };
-  };
+  const runKey = (keyFile: string, pkts = packets(name)): Run => runWith(loadKeys([], [{ path: join(pki, keyFile) }]), pkts);
 
   it('decrypts without a key log (extended master secret: the session hash over the DTLS handshake, cookie exchange excluded)', () => {
-    const e = sessions(runWith('rsa.key'))[0];
+    const e = sessions(runKey('rsa.key'))[0];
     expect(get(e, 'decryption.status')).toBe('decrypted');
     expect(get(e, 'decryption.bytes')).toBe(total(name));
     // the same with the handshake datagrams reordered and repeated
     const p = packets(name);
-    const e2 = sessions(runWith('rsa.key', [p[0], ...p.slice(1).reverse().flatMap((x) => [x, x])]))[0];
+    const e2 = sessions(runKey('rsa.key', [p[0], ...p.slice(1).reverse().flatMap((x) => [x, x])]))[0];
     expect(get(e2, 'decryption.status')).toBe('decrypted');
     expect(get(e2, 'decryption.bytes')).toBe(total(name));
   });
 
   it('another key: no_key, counted', () => {
-    const r = runWith('ca.key'); // an RSA key, not the server's
+    const r = runKey('ca.key'); // an RSA key, not the server's
     expect(get(sessions(r)[0], 'decryption.status')).toBe('no_key');
     expect(r.anomalies.dtls_rsa_decrypt_failed).toBe(1);
   });
