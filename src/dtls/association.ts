@@ -50,6 +50,10 @@ export interface DtlsAssociationHost {
   readonly anomalies: AnomalySink;
   /** Bytes of protected records held for missing keys, per association. */
   readonly maxPendingBytes: number;
+  /** Takes `n` bytes from the budget of all associations together; false when it is spent. */
+  reservePending(n: number): boolean;
+  /** Gives `n` bytes back to that budget. */
+  releasePending(n: number): void;
   /** Ops: asked once, when the ClientHello is known. */
   decide(sni: string | undefined): DtlsDecision;
 }
@@ -119,7 +123,8 @@ export class DtlsAssociation {
   private readonly windows = new Map<number, ReplayWindow>();
   private wait: KeyWait | undefined;
   private held: Held[] = [];
-  private heldBytes = 0;
+  /** Bytes of the held records (taken from the host's budget). */
+  heldBytes = 0;
   /** The latest client random (the ServerHello's keys go with it). */
   private clientRandom: Buffer | undefined;
   /** Epoch-0 handshake messages until the first keys are found (session hash of RSA / PMS keys). */
@@ -189,9 +194,9 @@ export class DtlsAssociation {
 
   private hold(dir: Dir, rec: DtlsRecord): void {
     const n = rec.fragment.length;
-    if (this.heldBytes + n > this.host.maxPendingBytes) {
+    if (this.heldBytes + n > this.host.maxPendingBytes || !this.host.reservePending(n)) {
       this.counts.lostRecords++;
-      this.host.anomalies.anomaly('dtls_pending_limit');
+      this.host.anomalies.anomaly(this.heldBytes + n > this.host.maxPendingBytes ? 'dtls_pending_limit' : 'dtls_pending_total_limit');
       return;
     }
     this.held.push({ dir, rec: { ...rec, fragment: Buffer.from(rec.fragment) } });
@@ -297,6 +302,8 @@ export class DtlsAssociation {
           return;
         }
         this.serverHello ??= sh;
+        // the messages are kept for the extended master secret's session hash only
+        if (!sh.extendedMasterSecret) this.log = undefined;
         if (this.version === 0) {
           this.version = sh.version;
           this.suite = suiteById(sh.cipherSuite);
@@ -352,6 +359,7 @@ export class DtlsAssociation {
     this.keys.set(w.epoch, { client: new RecordDecryptor(suite, kb.client, opts), server: new RecordDecryptor(suite, kb.server, opts) });
     const held = this.held;
     this.held = [];
+    this.host.releasePending(this.heldBytes);
     this.heldBytes = 0;
     for (const h of held) this.record(h.dir, h.rec);
     // record() counted them once already

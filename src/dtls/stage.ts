@@ -24,10 +24,13 @@ import { DTLS10, DTLS12, DTLS13, looksLikeClientHello, looksLikeProtectedRecords
 export interface DtlsOptions {
   /** Bytes of protected records held per association while its keys are missing; beyond it they are lost (`dtls_pending_limit`). */
   maxPendingBytesPerAssociation: number;
+  /** The same across all associations of an engine; beyond it they are lost (`dtls_pending_total_limit`). */
+  maxPendingBytesTotal: number;
 }
 
 export const DEFAULT_DTLS_OPTIONS: Readonly<DtlsOptions> = Object.freeze({
   maxPendingBytesPerAssociation: 256 * 1024,
+  maxPendingBytesTotal: 256 * 1024 * 1024,
 });
 
 export interface DtlsStageDeps {
@@ -78,6 +81,12 @@ class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
   }
   get maxPendingBytes(): number {
     return this.stage.options.maxPendingBytesPerAssociation;
+  }
+  reservePending(n: number): boolean {
+    return this.stage.reservePending(n);
+  }
+  releasePending(n: number): void {
+    this.stage.pendingTotal -= n;
   }
   decide(sni: string | undefined): DtlsDecision {
     return this.stage.decide(this.flow, sni);
@@ -134,10 +143,21 @@ export class DtlsStage {
     this.sink = deps.sink;
     this.decider = deps.decide;
     const o = deps.options ?? {};
-    const p = o.maxPendingBytesPerAssociation;
+    const num = (v: number | undefined, d: number): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : d);
     this.options = {
-      maxPendingBytesPerAssociation: typeof p === 'number' && Number.isFinite(p) && p >= 0 ? p : DEFAULT_DTLS_OPTIONS.maxPendingBytesPerAssociation,
+      maxPendingBytesPerAssociation: num(o.maxPendingBytesPerAssociation, DEFAULT_DTLS_OPTIONS.maxPendingBytesPerAssociation),
+      maxPendingBytesTotal: num(o.maxPendingBytesTotal, DEFAULT_DTLS_OPTIONS.maxPendingBytesTotal),
     };
+  }
+
+  /** Bytes of records held for missing keys, all associations together. */
+  pendingTotal = 0;
+
+  /** @internal (DtlsPath) */
+  reservePending(n: number): boolean {
+    if (this.pendingTotal + n > this.options.maxPendingBytesTotal) return false;
+    this.pendingTotal += n;
+    return true;
   }
 
   /**
@@ -175,6 +195,7 @@ export class DtlsStage {
   close(path: DtlsPath, a: DtlsAssociation): void {
     if (!this.active.delete(a)) return;
     this.stats.associationsActive--;
+    this.pendingTotal -= a.heldBytes; // (still held: reported, then dropped with the association)
     const ch = a.clientHello;
     const sh = a.serverHello;
     const summary: TlsSummary = {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { CaptureReader } from '../../src/capture/index.js';
-import { Engine } from '../../src/pipeline/engine.js';
+import { Engine, type EngineOptions } from '../../src/pipeline/engine.js';
 import { loadKeys } from '../../src/pipeline/replay.js';
 import { SecretsStore } from '../../src/tls/crypto/keylog.js';
 import { suiteName } from '../../src/tls/crypto/suites.js';
@@ -60,19 +60,23 @@ interface Run {
   events: EcsEvent[];
   anomalies: Record<string, number>;
   sessionsByStatus: Record<string, number>;
+  /** Bytes the DTLS stage held for keys before finish(), and after. */
+  pending: number;
+  pendingAfter: number;
 }
 
 /** The packets through one engine with these secrets (detection off). */
-function runWith(keys: ReturnType<typeof loadKeys> | { secrets: SecretsStore; rsaKeys: [] }, pkts: RawPacket[], late?: () => void): Run {
+function runWith(keys: ReturnType<typeof loadKeys> | { secrets: SecretsStore; rsaKeys: [] }, pkts: RawPacket[], late?: () => void, opts: Partial<EngineOptions> = {}): Run {
   const events: EcsEvent[] = [];
-  const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), keys, { detect: false });
+  const engine = new Engine((ev) => events.push(JSON.parse(JSON.stringify(ev)) as EcsEvent), keys, { detect: false, ...opts });
   for (const p of pkts) engine.packet(p);
   late?.();
+  const pending = engine.dtls.pendingTotal;
   engine.finish();
-  return { events, anomalies: engine.stats.anomalies, sessionsByStatus: engine.stats.sessionsByStatus };
+  return { events, anomalies: engine.stats.anomalies, sessionsByStatus: engine.stats.sessionsByStatus, pending, pendingAfter: engine.dtls.pendingTotal };
 }
 
-function run(name: string, pkts: RawPacket[], keys: 'keys' | 'none' | 'wrong' | 'late' = 'keys'): Run {
+function run(name: string, pkts: RawPacket[], keys: 'keys' | 'none' | 'wrong' | 'late' = 'keys', opts: Partial<EngineOptions> = {}): Run {
   const secrets = keys === 'keys' ? loadKeys([join(ROOT, name, 'keys.log')], []).secrets : new SecretsStore();
   const text = readFileSync(join(ROOT, name, 'keys.log'), 'utf8');
   if (keys === 'wrong') {
@@ -80,7 +84,7 @@ function run(name: string, pkts: RawPacket[], keys: 'keys' | 'none' | 'wrong' | 
     secrets.addText(text.replace(/^(CLIENT_RANDOM [0-9a-f]+ )([0-9a-f]+)$/gm, (_m, a: string, b: string) => a + b.replace(/^./, (c) => (c === '0' ? '1' : '0'))));
   }
   // 'late': every protected record came before its keys
-  return runWith({ secrets, rsaKeys: [] }, pkts, keys === 'late' ? () => secrets.addText(text) : undefined);
+  return runWith({ secrets, rsaKeys: [] }, pkts, keys === 'late' ? () => secrets.addText(text) : undefined, opts);
 }
 
 const sessions = (r: Run): EcsEvent[] => r.events.filter((e) => e.event.dataset === 'tls.session');
@@ -148,9 +152,30 @@ describe('DTLS fixtures against their oracle', () => {
   it('keys that come after the records: the held records are decrypted', () => {
     const name = 'dtls12-ecdhe-aes128gcm-cookie';
     const o = oracle(name)[0];
-    const e = sessions(run(name, packets(name), 'late'))[0];
+    const r = run(name, packets(name), 'late');
+    const e = sessions(r)[0];
     expect(get(e, 'decryption.status')).toBe('decrypted');
     expect(get(e, 'decryption.bytes')).toBe(o.app_data.client.bytes + o.app_data.server.bytes);
+    expect(r.pending).toBe(0); // released when the keys came
+  });
+
+  it('held records are bounded per association and in all: beyond, lost and counted (partial)', () => {
+    const name = 'dtls12-ecdhe-aes128gcm-cookie';
+    const none = run(name, packets(name), 'none');
+    expect(none.pending).toBeGreaterThan(100);
+    expect(none.pendingAfter).toBe(0); // given back when the association closed
+    for (const [limits, code] of [
+      [{ maxPendingBytesPerAssociation: 100 }, 'dtls_pending_limit'],
+      [{ maxPendingBytesTotal: 100 }, 'dtls_pending_total_limit'],
+    ] as const) {
+      const r = run(name, packets(name), 'late', { dtls: limits });
+      expect(r.pending).toBeLessThanOrEqual(100);
+      expect(r.anomalies[code]).toBeGreaterThan(0);
+      const e = sessions(r)[0];
+      expect(get(e, 'decryption.status')).toBe('partial');
+      expect(get(e, 'decryption.bytes') as number).toBeLessThan(total(name));
+      expect(get(e, 'dtls.lost_records')).toBe(r.anomalies[code]);
+    }
   });
 });
 
