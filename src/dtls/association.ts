@@ -5,8 +5,9 @@
  *
  * Keys: the key block of TLS 1.2 (DTLS 1.2) or TLS 1.1 (DTLS 1.0: explicit CBC IVs, the MD5/SHA-1
  * PRF), derived when the ServerHello and the key log's master secret for the ClientHello's random
- * are both known; the epoch after the one that carried the ServerHello uses them (1 for the first
- * handshake; a renegotiation's keys, for its own client random, serve the epoch after it).
+ * are both known; the epoch after the one that carried the ServerHello uses them (1). A
+ * renegotiation is not followed: its messages restart at message_seq 0 (RFC 6347 §4.2.2) and pass
+ * for retransmissions, so the records of its new epoch are lost (`dtls_unknown_epoch`).
  * Protected records that come before their keys are held (bounded, `maxPendingBytes`) and
  * retried when key-log lines arrive. Duplicated records (same epoch and sequence number) are
  * recognised by the anti-replay window and counted once.
