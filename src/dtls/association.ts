@@ -342,6 +342,7 @@ export class DtlsAssociation {
   }
 
   private tryKeys(): void {
+    if (this.decision === 'paused' || this.decision === 'disabled') return; // no key work (the governor's point)
     const w = this.wait as KeyWait;
     const sh = w.serverHello;
     const suite = suiteById(sh.cipherSuite) as CipherSuite;

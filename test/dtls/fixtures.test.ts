@@ -339,6 +339,17 @@ describe('ops hooks', () => {
     expect(get(e, 'tls.cipher')).toBe(suiteName(o.cipher_suite));
     expect(seen).toMatchObject([{ status: 'disabled', serverPort: o.server.port, sni: o.sni }]);
   });
+
+  it('a paused association does no key work (no RSA decryption tried)', () => {
+    const rsa = 'dtls12-rsa-cbc-sha1-noetm';
+    const keys = loadKeys([], [{ path: join(import.meta.dirname, '../../fixtures/https/_pki/ca.key') }]);
+    const ops = { decide: () => 'paused' as const, onSession: () => {}, onSecretWait: () => {} };
+    const paused = runWith(keys, packets(rsa), undefined, { ops });
+    expect(get(sessions(paused)[0], 'decryption.status')).toBe('paused');
+    expect(paused.anomalies.dtls_rsa_decrypt_failed).toBeUndefined();
+    // (without the pause the wrong key is tried and counted)
+    expect(runWith(keys, packets(rsa)).anomalies.dtls_rsa_decrypt_failed).toBe(1);
+  });
 });
 
 describe('RSA key exchange with the server key', () => {
