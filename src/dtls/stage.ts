@@ -95,8 +95,10 @@ class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
   onDatagram(dir: Dir, payload: Buffer, ts: Timestamp): void {
     const recs = this.recs;
     recs.length = 0;
-    if (!splitRecords(payload, recs)) this.stage.anomalies.anomaly('dtls_malformed_record');
+    const whole = splitRecords(payload, recs);
     let a = this.assoc;
+    // (after a DTLS 1.3 ServerHello the unified headers of RFC 9147 follow: not malformed, unsupported)
+    if (!whole && a?.unsupported !== true) this.stage.anomalies.anomaly('dtls_malformed_record');
     if (a === undefined || (recs.length > 0 && a.isNewClientHello(recs[0]))) {
       if (a !== undefined) this.stage.close(this, a);
       // the flow's first datagram: a ClientHello, or protected records (the capture began after the handshake)

@@ -374,3 +374,47 @@ describe('RSA key exchange with the server key', () => {
     expect(r.anomalies.dtls_rsa_decrypt_failed).toBe(1);
   });
 });
+
+describe('DTLS 1.3', () => {
+  /** A frame of the fixture's flow with another UDP payload, from the client or from the server. */
+  function frame(base: RawPacket, payload: Buffer, fromServer: boolean, dt: number): RawPacket {
+    const d = Buffer.concat([base.data.subarray(0, PAYLOAD), payload]);
+    d.writeUInt16BE(20 + 8 + payload.length, 14 + 2); // IPv4 total length
+    d.writeUInt16BE(8 + payload.length, 14 + 24); // UDP length
+    d.writeUInt16BE(0, 14 + 26);
+    if (fromServer) {
+      for (const [a, b] of [[14 + 12, 14 + 16], [14 + 20, 14 + 22]] as const) {
+        const n = a < 14 + 20 ? 4 : 2;
+        const t = Buffer.from(d.subarray(a, a + n));
+        d.copy(d, a, b, b + n);
+        t.copy(d, b);
+      }
+      d.writeUInt16BE(0, 14 + 10); // IPv4 header checksum (not verified)
+    }
+    return { ...base, data: d, origLen: d.length, ts: { sec: base.ts.sec, nsec: base.ts.nsec + dt * 1000 } };
+  }
+
+  it('a ServerHello selecting DTLS 1.3 (0xfefc): unsupported, its unified-header records not taken for malformed ones', () => {
+    const name = 'dtls12-ecdhe-aes128gcm-cookie';
+    const ch = packets(name)[0];
+    // ServerHello: legacy_version 0xfefd, random, empty session id, TLS_AES_128_GCM_SHA256, no compression, supported_versions 0xfefc
+    const body = Buffer.concat([Buffer.from('fefd', 'hex'), Buffer.alloc(32, 5), Buffer.from('00130100', 'hex'), Buffer.from('0006002b0002fefc', 'hex')]);
+    const hs = Buffer.alloc(12);
+    hs[0] = 2;
+    hs.writeUIntBE(body.length, 1, 3);
+    hs.writeUIntBE(body.length, 9, 3);
+    const rec = Buffer.alloc(13);
+    rec[0] = 22;
+    rec.writeUInt16BE(0xfefd, 1);
+    rec.writeUInt16BE(12 + body.length, 11);
+    const sh = Buffer.concat([rec, hs, body]);
+    const unified = Buffer.concat([Buffer.from([0x2c, 0x00, 0x01, 0x00, 0x20]), Buffer.alloc(32, 9)]); // RFC 9147 §4: 001CSLEE header
+    const r = runWith(loadKeys([join(ROOT, name, 'keys.log')], []), [ch, frame(ch, sh, true, 1), frame(ch, unified, false, 2), frame(ch, unified, true, 3)]);
+    const e = sessions(r)[0];
+    expect(get(e, 'decryption.status')).toBe('unsupported_cipher');
+    expect(get(e, 'tls.version')).toBe('1.3');
+    expect(get(e, 'tls.version_protocol')).toBe('dtls');
+    expect(get(e, 'tls.cipher')).toBe('TLS_AES_128_GCM_SHA256');
+    expect(r.anomalies).toEqual({ dtls_unsupported_version: 1 });
+  });
+});
