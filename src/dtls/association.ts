@@ -57,6 +57,8 @@ export interface DtlsAssociationHost {
   releasePending(n: number): void;
   /** Ops: asked once, when the ClientHello is known. */
   decide(sni: string | undefined): DtlsDecision;
+  /** Ops: seconds from the first protected record to its keys (once per association). */
+  secretWait(seconds: number): void;
 }
 
 /** The keys of one epoch: a read state per direction. */
@@ -135,6 +137,11 @@ export class DtlsAssociation {
   private rsaTried = false;
   /** The premaster secret once known (RSA / PMS keys), while the session hash still waits for messages. */
   private preMaster: Buffer | undefined;
+  /** Capture time of the record (or key-log lines) being processed. */
+  private now: Timestamp;
+  /** Capture time of the first protected record; undefined again once its wait was reported. */
+  private firstProtected: Timestamp | undefined;
+  private waitReported = false;
 
   constructor(
     private readonly host: DtlsAssociationHost,
@@ -143,6 +150,7 @@ export class DtlsAssociation {
     readonly mid = false,
   ) {
     this.hs = [new HandshakeAssembler(host.anomalies), new HandshakeAssembler(host.anomalies)];
+    this.now = start;
   }
 
   get established(): boolean {
@@ -166,8 +174,9 @@ export class DtlsAssociation {
   /** The record layer's version, for an association whose ServerHello was not seen. */
   recordVersion = 0;
 
-  /** One record in direction `dir` (ToServer: from the client). */
-  record(dir: Dir, rec: DtlsRecord): void {
+  /** One record in direction `dir` (ToServer: from the client), at capture time `ts`. */
+  record(dir: Dir, rec: DtlsRecord, ts: Timestamp): void {
+    this.now = ts;
     this.counts.records++;
     if (rec.epoch === 0) {
       this.plain(dir, rec.type, rec.fragment, 0);
@@ -178,6 +187,7 @@ export class DtlsAssociation {
       return;
     }
     if (this.recordVersion === 0) this.recordVersion = rec.version;
+    this.firstProtected ??= ts;
     const k = this.keys.get(rec.epoch);
     if (k !== undefined) {
       this.open(dir, rec, k);
@@ -204,9 +214,11 @@ export class DtlsAssociation {
     this.heldBytes += n;
   }
 
-  /** New key-log lines: keys for the waiting handshake, then its held records. */
-  retryKeys(): void {
-    if (this.wait !== undefined) this.tryKeys();
+  /** New key-log lines (at capture time `ts`): keys for the waiting handshake, then its held records. */
+  retryKeys(ts: Timestamp): void {
+    if (this.wait === undefined) return;
+    this.now = ts;
+    this.tryKeys();
   }
 
   get holding(): boolean {
@@ -236,6 +248,12 @@ export class DtlsAssociation {
     }
     w.accept(rec.seq);
     this.counts.decryptedRecords++;
+    if (!this.waitReported) {
+      // once per association, as for TLS sessions: how long the key log's lines took (ops metric)
+      this.waitReported = true;
+      const f = this.firstProtected ?? this.now;
+      this.host.secretWait(Math.max(0, this.now.sec - f.sec + (this.now.nsec - f.nsec) / 1e9));
+    }
     this.plain(dir, r.contentType, r.plaintext, rec.epoch);
   }
 
@@ -363,7 +381,8 @@ export class DtlsAssociation {
     this.held = [];
     this.host.releasePending(this.heldBytes);
     this.heldBytes = 0;
-    for (const h of held) this.record(h.dir, h.rec);
+    const now = this.now;
+    for (const h of held) this.record(h.dir, h.rec, now);
     // record() counted them once already
     this.counts.records -= held.length;
   }

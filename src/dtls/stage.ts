@@ -43,6 +43,8 @@ export interface DtlsStageDeps {
   options?: Partial<DtlsOptions>;
   /** Ops (asset policy, resource governor): asked once per association when its ClientHello is known. */
   decide?: (flow: FlowInfo, sni: string | undefined) => DtlsDecision;
+  /** Ops: seconds from an association's first protected record to its keys (once per association). */
+  onSecretWait?: (seconds: number) => void;
 }
 
 export interface DtlsStats {
@@ -91,6 +93,9 @@ class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
   decide(sni: string | undefined): DtlsDecision {
     return this.stage.decide(this.flow, sni);
   }
+  secretWait(seconds: number): void {
+    this.stage.onSecretWait?.(seconds);
+  }
 
   onDatagram(dir: Dir, payload: Buffer, ts: Timestamp): void {
     const recs = this.recs;
@@ -117,7 +122,7 @@ class DtlsPath implements UdpFlowHandler, DtlsAssociationHost {
     const d = this.flip ? (dir === Dir.ToServer ? Dir.ToClient : Dir.ToServer) : dir;
     if (d === Dir.ToServer) a.clientBytes += payload.length;
     else a.serverBytes += payload.length;
-    for (const r of recs) a.record(d, r);
+    for (const r of recs) a.record(d, r, ts);
     recs.length = 0;
   }
 
@@ -136,6 +141,8 @@ export class DtlsStage {
   readonly anomalies: AnomalySink;
   private readonly sink: DtlsStageDeps['sink'];
   private readonly decider: DtlsStageDeps['decide'];
+  /** @internal (DtlsPath) */
+  readonly onSecretWait: DtlsStageDeps['onSecretWait'];
   private readonly active = new Set<DtlsAssociation>();
 
   constructor(deps: DtlsStageDeps) {
@@ -144,6 +151,7 @@ export class DtlsStage {
     this.anomalies = deps.anomalies;
     this.sink = deps.sink;
     this.decider = deps.decide;
+    this.onSecretWait = deps.onSecretWait;
     const o = deps.options ?? {};
     const num = (v: number | undefined, d: number): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : d);
     this.options = {
@@ -175,9 +183,9 @@ export class DtlsStage {
     return this.decider ? this.decider(flow, sni) : 'decrypt';
   }
 
-  /** New key-log lines: every association waiting for keys tries again. */
-  retryKeys(): void {
-    for (const a of this.active) a.retryKeys();
+  /** New key-log lines (capture time `ts`): every association waiting for keys tries again. */
+  retryKeys(ts: Timestamp): void {
+    for (const a of this.active) a.retryKeys(ts);
   }
 
   get activeAssociations(): number {

@@ -156,6 +156,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       sink: this, // tls.session events of UDP sessions, as QUIC's
       options: this.opts.dtls,
       decide: ops ? (f, sni) => ops.decide(assetIp(f), assetPort(f), sni, f.sensor) : undefined,
+      onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
     });
     this.udp = new UdpFlowTable((flow, first) => this.newUdpFlow(flow, first), this, this.opts.udp);
     keys.secrets.onAdded(() => this.retryKeys());
@@ -238,7 +239,7 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   private retryKeys(): void {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
     this.quic.retryKeys(this.lastTs);
-    this.dtls.retryKeys();
+    this.dtls.retryKeys(this.lastTs);
   }
 
   /** A DTLS association's flow or a QUIC path (stamped by `run`'s watermark like a TCP flow), or a UDP flow only counted. */

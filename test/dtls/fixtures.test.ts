@@ -14,6 +14,7 @@ import { Engine, type EngineOptions } from '../../src/pipeline/engine.js';
 import { loadKeys } from '../../src/pipeline/replay.js';
 import { SecretsStore } from '../../src/tls/crypto/keylog.js';
 import { suiteName } from '../../src/tls/crypto/suites.js';
+import { splitRecords, type DtlsRecord } from '../../src/dtls/records.js';
 import type { EcsEvent } from '../../src/events/builder.js';
 import type { RawPacket } from '../../src/types.js';
 
@@ -338,6 +339,30 @@ describe('ops hooks', () => {
     expect(get(e, 'decryption.skipped_bytes') as number).toBeGreaterThan(total(name));
     expect(get(e, 'tls.cipher')).toBe(suiteName(o.cipher_suite));
     expect(seen).toMatchObject([{ status: 'disabled', serverPort: o.server.port, sni: o.sni }]);
+  });
+
+  it('the key wait is reported once per association: 0 with keys in time, first protected record to late keys otherwise', () => {
+    const name = 'dtls12-ecdhe-aes128gcm-cookie';
+    const p = packets(name);
+    const waits = (late: boolean): number[] => {
+      const out: number[] = [];
+      const ops = { decide: () => 'decrypt' as const, onSession: () => {}, onSecretWait: (x: number) => out.push(x) };
+      const text = readFileSync(join(ROOT, name, 'keys.log'), 'utf8');
+      const secrets = new SecretsStore();
+      if (!late) secrets.addText(text);
+      runWith({ secrets, rsaKeys: [] }, p, late ? () => secrets.addText(text) : undefined, { ops });
+      return out;
+    };
+    expect(waits(false)).toEqual([0]);
+    const first = p.find((x) => {
+      const recs: DtlsRecord[] = [];
+      splitRecords(x.data.subarray(PAYLOAD), recs);
+      return recs.some((r) => r.epoch > 0);
+    }) as RawPacket;
+    const last = p[p.length - 1];
+    const [w] = waits(true);
+    expect(w).toBeCloseTo(last.ts.sec - first.ts.sec + (last.ts.nsec - first.ts.nsec) / 1e9, 6);
+    expect(w).toBeGreaterThan(1);
   });
 
   it('a paused association does no key work (no RSA decryption tried)', () => {
