@@ -127,6 +127,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
       tls: limits.tls,
       udp: limits.udp,
       quic: limits.quic,
+      dtls: limits.dtls,
       analyzers: {
         http: {
           ...limits.http,

@@ -323,6 +323,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
       tls: limits.tls,
       udp: limits.udp,
       quic: limits.quic,
+      dtls: limits.dtls,
       analyzers: (Object.keys(http).length ? { http } : {}) as Partial<EngineOptions['analyzers']>,
     },
     captureLimits: limits.capture,

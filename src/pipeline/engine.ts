@@ -21,6 +21,7 @@ import { buildEvent, deepMerge, DECRYPTION_TAG, type EcsEvent } from '../events/
 import { Detector, fingerprintFields, type DetectorOptions, type DetectorStats } from '../detect/index.js';
 import { UdpFlowTable, type UdpFlowHandler, type UdpOptions } from '../udp/index.js';
 import { QuicStage, type QuicEventSink, type QuicOptions } from '../quic/index.js';
+import { DtlsStage, type DtlsOptions } from '../dtls/index.js';
 import {
   Dir,
   type AnomalySink,
@@ -61,6 +62,8 @@ export interface EngineOptions {
   /** UDP flow table limits and QUIC stage limits (src/udp, src/quic). */
   udp?: Partial<UdpOptions>;
   quic?: Partial<QuicOptions>;
+  /** DTLS stage limits (src/dtls). */
+  dtls?: Partial<DtlsOptions>;
 }
 
 /** The server a flow counts toward as an asset: its own, or its FTP control connection's (FlowInfo.assetServer). */
@@ -127,6 +130,8 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   /** UDP datagrams: flows beside the TCP ones; those carrying QUIC go to the QUIC stage. */
   private readonly udp: UdpFlowTable;
   readonly quic: QuicStage;
+  /** UDP flows that start with a DTLS 1.0/1.2 ClientHello (src/dtls). */
+  readonly dtls: DtlsStage;
 
   constructor(
     private readonly output: EventOutput,
@@ -146,6 +151,15 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
       options: this.opts.quic,
       http: this.opts.analyzers.http,
       // the asset policy / resource governor, asked as for TLS over TCP (makeTlsHandler)
+      decide: ops ? (f, sni) => ops.decide(assetIp(f), assetPort(f), sni, f.sensor) : undefined,
+      onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
+    });
+    this.dtls = new DtlsStage({
+      secrets: keys.secrets,
+      rsaKeys: keys.rsaKeys,
+      anomalies: this,
+      sink: this, // tls.session events of UDP sessions, as QUIC's
+      options: this.opts.dtls,
       decide: ops ? (f, sni) => ops.decide(assetIp(f), assetPort(f), sni, f.sensor) : undefined,
       onSecretWait: ops ? (s) => ops.onSecretWait(s) : undefined,
     });
@@ -241,11 +255,14 @@ export class Engine implements CaptureSink, AnomalySink, QuicEventSink {
   private retryKeys(): void {
     for (const h of this.tlsHandlers) h.retryKeys(this.lastTs);
     this.quic.retryKeys(this.lastTs);
+    this.dtls.retryKeys(this.lastTs);
   }
 
-  /** A UDP flow that is not QUIC: counted, its datagrams ignored. */
-  /** A QUIC path (stamped by `run`'s watermark like a TCP flow), or a UDP flow only counted. */
+  /** A DTLS association's flow or a QUIC path (stamped by `run`'s watermark like a TCP flow), or a UDP flow only counted. */
   private newUdpFlow(flow: FlowInfo, first: Buffer): UdpFlowHandler | undefined {
+    // DTLS first: its ClientHello (content type 22) would pass for a QUIC short header on 443/8443
+    const d = this.dtls.handler(flow, first);
+    if (d !== undefined) return this.opts.flows ? this.opts.flows.openUdp(flow, d.handler, d.fromStart) : d.handler;
     const h = this.quic.handler(flow, first);
     if (h === undefined) return this.otherUdp();
     return this.opts.flows ? this.opts.flows.openUdp(flow, h, first.length > 0 && (first[0] & 0x80) !== 0) : h;

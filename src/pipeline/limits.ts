@@ -25,6 +25,7 @@ import { parseDetectSection, thresholdOptions, ThresholdConfigError, type Detect
 import type { DetectorOptions } from '../detect/detector.js';
 import { DEFAULT_UDP_OPTIONS, type UdpOptions } from '../udp/index.js';
 import { DEFAULT_QUIC_OPTIONS, type QuicOptions } from '../quic/options.js';
+import { DEFAULT_DTLS_OPTIONS, type DtlsOptions } from '../dtls/index.js';
 
 export interface Limits {
   tcp: Partial<TcpOptions>;
@@ -36,6 +37,8 @@ export interface Limits {
   /** UDP flow table (src/udp) and QUIC stage (src/quic). */
   udp?: Partial<UdpOptions>;
   quic?: Partial<QuicOptions>;
+  /** DTLS stage (src/dtls). */
+  dtls?: Partial<DtlsOptions>;
 }
 
 export const DEFAULT_LIMITS = {
@@ -45,13 +48,14 @@ export const DEFAULT_LIMITS = {
   capture: DEFAULT_CAPTURE_LIMITS,
   udp: DEFAULT_UDP_OPTIONS,
   quic: DEFAULT_QUIC_OPTIONS,
+  dtls: DEFAULT_DTLS_OPTIONS,
 } as const;
 
 export class LimitsError extends Error {}
 
 /** Validates a parsed limits object against the defaults' keys and value types. */
 export function parseLimits(obj: unknown, where: string): Limits {
-  const out: Limits = { tcp: {}, tls: {}, http: {}, capture: {}, udp: {}, quic: {} };
+  const out: Limits = { tcp: {}, tls: {}, http: {}, capture: {}, udp: {}, quic: {}, dtls: {} };
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new LimitsError(`${where}: expected a JSON object`);
   for (const [section, values] of Object.entries(obj)) {
     if (section === 'detect') {

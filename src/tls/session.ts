@@ -38,7 +38,7 @@ import { suiteById, suiteName, type CipherSuite } from './crypto/suites.js';
 import { extendedMasterSecret12, keyBlock12, masterSecret12, type TrafficKeys } from './crypto/prf.js';
 import { nextTrafficSecret13, trafficKeys13 } from './crypto/keySchedule13.js';
 import { RecordDecryptor, type DecryptResult } from './crypto/recordDecryptor.js';
-import { decryptPreMaster, modulusHexOfCertificate, type RsaServerKey } from './crypto/rsa.js';
+import { preMasterFromKeys, type RsaServerKey } from './crypto/rsa.js';
 import type { SecretsStore } from './crypto/keylog.js';
 import { describeCertificate, internCertificate } from './crypto/x509.js';
 import { keepCopy } from '../util/keptBytes.js';
@@ -349,7 +349,7 @@ class Transcript {
 }
 
 /** The hash(es) of the RFC 7627 session hash: the suite's PRF hash from TLS 1.2 on, else MD5 and SHA-1. */
-function sessionHashAlgs(version: number, suite: CipherSuite): readonly string[] {
+export function sessionHashAlgs(version: number, suite: CipherSuite): readonly string[] {
   return version >= 0x0303 ? [suite.prfHash] : MD5_SHA1;
 }
 const MD5_SHA1: readonly string[] = ['md5', 'sha1'];
@@ -1210,17 +1210,10 @@ export class TlsFlowHandler implements FlowHandler {
 
   /** Try the RSA key whose modulus matches the server certificate first, then all others. */
   private rsaPreMaster(enc: Buffer): Buffer | undefined {
-    const keys = this.ctx.rsaKeys;
-    if (keys.length === 0) return undefined;
-    const leaf = this.info.certificates[0];
-    const modulus = leaf ? modulusHexOfCertificate(leaf) : undefined;
-    const ordered = modulus ? [...keys.filter((k) => k.modulusHex === modulus), ...keys.filter((k) => k.modulusHex !== modulus)] : keys;
-    for (const key of ordered) {
-      const pre = decryptPreMaster(key, enc);
-      if (pre) return pre;
-    }
-    this.anomalies.anomaly('tls_rsa_decrypt_failed');
-    return undefined;
+    if (this.ctx.rsaKeys.length === 0) return undefined;
+    const pre = preMasterFromKeys(this.ctx.rsaKeys, this.info.certificates[0], enc);
+    if (!pre) this.anomalies.anomaly('tls_rsa_decrypt_failed');
+    return pre;
   }
 
   // ---------------------------------------------------------------- handshake messages

@@ -358,6 +358,19 @@ export class RecordDecryptor {
   }
 
   /**
+   * Decrypts one record under sequence number `seq`, moving nothing (neither `seq` nor any chained
+   * state): DTLS (RFC 6347 §4.1.2.1), whose records carry their own epoch(2) || sequence_number(6)
+   * — the 8 bytes TLS 1.2's additional data / MAC header and the ChaCha20 nonce take from the
+   * sequence number — and may come lost, reordered or duplicated. `header` is a 5-byte TLS-style
+   * header type || version || length. Suites whose state moves per record (RC4, TLS 1.0 CBC
+   * chained IVs: neither exists in DTLS) answer 'unsupported_cipher'.
+   */
+  decryptDatagramRecord(seq: bigint, header: Buffer, fragment: Buffer): DecryptResult {
+    if (this.rc4 || this.chainIv) return UNSUPPORTED;
+    return this.decryptAt(seq, header, fragment);
+  }
+
+  /**
    * After lost records: tries sequence numbers seq..seq+maxSkip (for TLS 1.2 GCM/CCM first the
    * explicit nonce, which OpenSSL, NSS, Go and others fill with the sequence number). On success
    * seq moves past the record; otherwise seq is left unchanged. (TLS 1.0 CBC: the IV chain always

@@ -210,3 +210,19 @@ export function decryptPreMaster(key: RsaServerKey, encrypted: Buffer): Buffer |
   if (m.length !== PREMASTER_LEN) return undefined;
   return Buffer.from(m);
 }
+
+/**
+ * The premaster secret of an RSA ClientKeyExchange with the server keys given: the key whose
+ * modulus matches the server certificate `leaf` first, then all others. Undefined when none
+ * decrypts it (or there are no keys).
+ */
+export function preMasterFromKeys(keys: readonly RsaServerKey[], leaf: Buffer | undefined, encrypted: Buffer): Buffer | undefined {
+  if (keys.length === 0) return undefined;
+  const modulus = leaf ? modulusHexOfCertificate(leaf) : undefined;
+  const ordered = modulus ? [...keys.filter((k) => k.modulusHex === modulus), ...keys.filter((k) => k.modulusHex !== modulus)] : keys;
+  for (const key of ordered) {
+    const pre = decryptPreMaster(key, encrypted);
+    if (pre) return pre;
+  }
+  return undefined;
+}
