@@ -8,6 +8,7 @@
  *    extra, no conflicting duplicates;
  *  - a worker that fails (TLSDECRYPT_TEST_WORKER_FAIL) is replaced and its partitions are read again
  *    from their last commit: the output is still complete.
+ * Every test runs with kafkajs's fetch and the native one (--fetch native, src/kafka/fetch.ts).
  * Every capture, N = 1, 2, 3, 8, through the same hand-off without a broker: run-workers-file.test.ts.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -63,6 +64,9 @@ function add(a: Record<string, number>, b: Record<string, number>): void {
   for (const [k, v] of Object.entries(b)) a[k] = (a[k] ?? 0) + v;
 }
 
+/** The packets-topic fetch of the describe running (each test runs with both). */
+let fetchImpl: 'kafkajs' | 'native' = 'kafkajs';
+
 function start(c: KafkaClient, t: Topics, groupId: string, workers: number, extra: Record<string, string | boolean> = {}): Promise<RunHandle> {
   const cfg = resolveRunConfig(
     {
@@ -76,6 +80,7 @@ function start(c: KafkaClient, t: Topics, groupId: string, workers: number, extr
       'max-cpu': '0',
       'max-memory': '0',
       'session-timeout-ms': '10000',
+      fetch: fetchImpl,
       ...extra,
     },
     {},
@@ -101,7 +106,10 @@ async function publish(c: KafkaClient, t: Topics, files: { capture: string; keyl
   return packets;
 }
 
-describe('run --workers N on the real broker', () => {
+describe.each(['kafkajs', 'native'] as const)('run --workers N on the real broker (--fetch %s)', (fetch) => {
+  beforeAll(() => {
+    fetchImpl = fetch;
+  });
   it('N = 1, 2, 3, 8 on the same published captures: events and summary equal replay', async () => {
     // captures one after the other in capture time, so that one topic holds them all
     const files = ['tls13-parallel-http11', 'tls12-resumption-ticket', 'tls13-h2-multiplexed'].map((n) => fixtureCopy(dir, n));
