@@ -393,6 +393,8 @@ export class NativeFetcher {
   }
 
   close(): void {
+    log('debug', 'native fetch closed', { topic: this.o.topic, answersReused: this.answers.reused, answersFresh: this.answers.fresh, ...this.counts });
+    if (process.env.I17DBG) process.stderr.write(`I17DBG ${JSON.stringify(this.answers)}\n`);
     this.running = false;
     this.wake();
     for (const c of this.conns.values()) c.close();

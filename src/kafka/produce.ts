@@ -408,6 +408,8 @@ interface Pending {
 
 /** Answers at least this long are read into o.frameBuffer's memory (when given). */
 const FRAME_INTO_MIN = 64 << 10;
+/** Bytes of the reused read buffer of a connection with a frameBuffer (plaintext). */
+const READ_BUFFER = 256 << 10;
 
 /** One TCP (or TLS) connection to a broker: framed requests, answers matched by correlation id. */
 export class BrokerConnection {
@@ -452,9 +454,14 @@ export class BrokerConnection {
     if (this.socket) return Promise.resolve(this.socket);
     this.connecting ??= new Promise<Socket>((resolve, reject) => {
       const ssl = this.o.ssl;
+      const readBuffer = Buffer.allocUnsafeSlow(this.o.frameBuffer && !ssl ? READ_BUFFER : 0);
       const s: Socket = ssl
         ? tlsConnect({ host: this.host, port: this.port, servername: this.host, ...(typeof ssl === 'object' ? ssl : {}) })
-        : netConnect({ host: this.host, port: this.port });
+        : this.o.frameBuffer
+          ? // reads land in one reused buffer (a fresh 64 KiB one per read was page faults in the
+            // kernel's copy, bench/RESULTS.md round 9); onData copies what it keeps
+            netConnect({ host: this.host, port: this.port, onread: { buffer: readBuffer, callback: (n) => (this.onData(readBuffer.subarray(0, n), true), true) } })
+          : netConnect({ host: this.host, port: this.port });
       s.setNoDelay(true);
       const timer = setTimeout(() => s.destroy(new Error(`connection to ${this.host}:${this.port} timed out`)), this.o.connectionTimeoutMs);
       const onError = (e: Error): void => {
@@ -501,7 +508,8 @@ export class BrokerConnection {
     for (const f of w) f();
   }
 
-  private onData(d: Buffer): void {
+  /** `reused`: `d` is the socket's reused read buffer (valid until this returns): what is kept is copied. */
+  private onData(d: Buffer, reused = false): void {
     if (this.into) {
       // a large answer being read into its own buffer: copy what belongs to it, frame the rest
       const into = this.into;
@@ -514,6 +522,7 @@ export class BrokerConnection {
       d = d.subarray(n);
       if (!d.length) return;
     }
+    if (reused) d = Buffer.from(d);
     this.chunks.push(d);
     this.have += d.length;
     while (this.have >= 4) {
