@@ -41,7 +41,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { gunzipSync } from 'node:zlib';
 import { BufferPool } from './formats.js';
 import { log } from './log.js';
-import { BrokerConnection, errorName, parseBroker, readInt64, Reader, requestMetadata, RETRIABLE, Writer } from './produce.js';
+import { BrokerConnection, errorName, KafkaProduceError, parseBroker, readInt64, Reader, requestMetadata, RETRIABLE, Writer } from './produce.js';
 
 const API_FETCH = 1;
 const OFFSET_OUT_OF_RANGE = 1;
@@ -309,6 +309,8 @@ interface PartState {
 /** Answer buffers kept for reuse, at most this many bytes. */
 const POOL_BYTES = 64 << 20;
 const BACKOFF_MAX_MS = 5000;
+/** Fetch connections cut by the test hook (TLSDECRYPT_TEST_FETCH_CUT), in this process. */
+export const fetchCuts = { count: 0, midAnswer: 0 };
 
 /** Fetches the assigned partitions of one topic; see the module comment. */
 export class NativeFetcher {
@@ -329,6 +331,14 @@ export class NativeFetcher {
   readonly counts: FetchCounts = {};
   /** Answers read into a reused buffer, and into a fresh one (tests, bench). */
   readonly answers = { reused: 0, fresh: 0 };
+  /**
+   * Test hook, read once: `TLSDECRYPT_TEST_FETCH_CUT=N` closes the connection of every N-th fetch
+   * that is not answered 1 ms after it was sent, and of the first and every N-th large answer after
+   * it once its first bytes are read (a connection lost mid-fetch, mid-answer); counted in fetchCuts.
+   */
+  private readonly cutEvery = Number(process.env.TLSDECRYPT_TEST_FETCH_CUT ?? 0) || 0;
+  private fetches = 0;
+  private large = 0;
 
   constructor(private readonly o: NativeFetcherOptions) {}
 
@@ -394,7 +404,6 @@ export class NativeFetcher {
 
   close(): void {
     log('debug', 'native fetch closed', { topic: this.o.topic, answersReused: this.answers.reused, answersFresh: this.answers.fresh, ...this.counts });
-    if (process.env.I17DBG) process.stderr.write(`I17DBG ${JSON.stringify(this.answers)}\n`);
     this.running = false;
     this.wake();
     for (const c of this.conns.values()) c.close();
@@ -439,6 +448,12 @@ export class NativeFetcher {
 
   /** Memory for an answer of `size` bytes: a reused buffer (power-of-two sizes), else a new one kept for reuse. */
   private answerBuffer(size: number): Buffer {
+    if (this.cutEvery && this.large++ % this.cutEvery === 0) {
+      setImmediate(() => {
+        fetchCuts.midAnswer++;
+        for (const c of this.conns.values()) c.close(new KafkaProduceError('test: fetch connection cut mid-answer', true));
+      });
+    }
     const cap = 2 ** Math.ceil(Math.log2(size));
     const b = this.pool.get(cap);
     if (b) {
@@ -534,7 +549,18 @@ export class NativeFetcher {
       asked.set(p, { st, offset: st.offset! });
       w.i32(p).i64(st.offset!).i32(this.o.maxBytesPerPartition);
     }
-    const body = await this.conn(node.host, node.port).request(API_FETCH, 4, [w.done()]);
+    const conn = this.conn(node.host, node.port);
+    const req = conn.request(API_FETCH, 4, [w.done()]);
+    if (this.cutEvery && ++this.fetches % this.cutEvery === 0) {
+      let answered = false;
+      req.then(() => (answered = true), () => {});
+      setTimeout(() => {
+        if (answered) return;
+        fetchCuts.count++;
+        conn.close(new KafkaProduceError('test: fetch connection cut', true));
+      }, 1);
+    }
+    const body = await req;
     const offsets = new Map([...asked].map(([p, a]) => [p, a.offset]));
     return { ...decodeFetchAnswer(body, this.o.topic, offsets, this.counts), body, asked };
   }

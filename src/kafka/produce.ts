@@ -497,8 +497,9 @@ export class BrokerConnection {
     this.socket?.destroy();
   }
 
-  close(): void {
-    this.fail(new KafkaProduceError('producer closed', false));
+  /** Closes the connection: what is in flight rejects with `e` (default: closed, not transient). */
+  close(e: Error = new KafkaProduceError('producer closed', false)): void {
+    this.fail(e);
   }
 
   private wakeSlots(): void {
