@@ -102,9 +102,10 @@ export interface ProducerOptions {
 export type ProducerImpl = 'kafkajs' | 'native';
 
 /**
- * The producer `--producer auto` means: native on plaintext connections; kafkajs with SASL (native
- * has none) and with TLS (native's TLS is node:tls with the same options, but no test here runs a
- * TLS broker, so it is opt-in: --producer native).
+ * The producer `--producer auto` (and the packets fetch `run --fetch auto`) means: native on
+ * plaintext connections; kafkajs with SASL (native has none) and with TLS (native's TLS is node:tls
+ * with the same options, but no test here runs a TLS broker, so it is opt-in: --producer native,
+ * --fetch native).
  */
 export function resolveProducerImpl(choice: 'auto' | ProducerImpl, conn: KafkaConnection): ProducerImpl {
   if (choice !== 'auto') return choice;
@@ -160,7 +161,7 @@ export interface GroupConsumerOptions {
    * assignment, heartbeats, commits) with its fetching of `topics[0]` paused, and fetch.ts fetches
    * it into reused buffers (one topic only; pause/resume apply to the whole topic).
    */
-  fetch?: FetchImpl;
+  fetch?: FetchImpl | 'auto';
 }
 
 export type FetchImpl = 'kafkajs' | 'native';
@@ -406,6 +407,9 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
     });
     c.on(c.events.CRASH, (ev) => {
       log(ev.payload.restart ? 'warn' : 'error', 'kafka consumer crashed', { error: ev.payload.error, restart: ev.payload.restart });
+      // a restarted consumer joins as a new member: its partitions (the same or not) start again
+      // from their commits, as kafkajs's own fetch would (the group may have moved them meanwhile)
+      fetcher.assign([]);
       if (!ev.payload.restart) for (const cb of crashCbs) cb(ev.payload.error);
     });
     return {
@@ -532,7 +536,13 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
       });
       await connecting(brokers, () => c.connect());
       await c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? true });
-      if (opts.fetch === 'native') return nativeFetchConsumer(c, opts);
+      if (resolveProducerImpl(opts.fetch ?? 'kafkajs', conn) === 'native') {
+        if (conn.sasl) {
+          await c.disconnect().catch(() => {});
+          throw new Error('the native fetch does not support SASL (use --fetch kafkajs)');
+        }
+        return nativeFetchConsumer(c, opts);
+      }
       const assignCbs: ((a: Record<string, number[]>) => void)[] = [];
       const crashCbs: ((e: Error) => void)[] = [];
       c.on(c.events.GROUP_JOIN, (ev) => {

@@ -39,7 +39,7 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { gunzipSync } from 'node:zlib';
-import { BufferPool } from './formats.js';
+import { BufferPool } from './bufferPool.js';
 import { log } from './log.js';
 import { BrokerConnection, errorName, KafkaProduceError, parseBroker, readInt64, Reader, requestMetadata, RETRIABLE, Writer } from './produce.js';
 
