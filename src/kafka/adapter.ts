@@ -23,6 +23,7 @@ import {
   type Producer as KjsProducer,
   type SASLOptions,
 } from 'kafkajs';
+import { NativeFetcher } from './fetch.js';
 import { kafkaLogCreator, log, muteKafkaLog } from './log.js';
 import { KafkaProduceError, NativeProducer } from './produce.js';
 
@@ -101,9 +102,10 @@ export interface ProducerOptions {
 export type ProducerImpl = 'kafkajs' | 'native';
 
 /**
- * The producer `--producer auto` means: native on plaintext connections; kafkajs with SASL (native
- * has none) and with TLS (native's TLS is node:tls with the same options, but no test here runs a
- * TLS broker, so it is opt-in: --producer native).
+ * The producer `--producer auto` (and the packets fetch `run --fetch auto`) means: native on
+ * plaintext connections; kafkajs with SASL (native has none) and with TLS (native's TLS is node:tls
+ * with the same options, but no test here runs a TLS broker, so it is opt-in: --producer native,
+ * --fetch native).
  */
 export function resolveProducerImpl(choice: 'auto' | ProducerImpl, conn: KafkaConnection): ProducerImpl {
   if (choice !== 'auto') return choice;
@@ -126,6 +128,12 @@ export interface GroupBatch {
   /** False once the consumer is stopping or the partition was revoked. */
   isRunning(): boolean;
   isStale(): boolean;
+  /**
+   * The caller no longer reads any record of the batch (keys, values, headers): `fetch: 'native'`
+   * reuses the answer's memory for a later fetch answer then. Optional to call (not calling it
+   * leaves the memory to the GC); never call it while something may still read a record.
+   */
+  done?(): void;
 }
 
 export interface TopicPartitionOffset {
@@ -148,7 +156,15 @@ export interface GroupConsumerOptions {
   maxBytes?: number;
   maxWaitTimeMs?: number;
   partitionsConsumedConcurrently?: number;
+  /**
+   * 'kafkajs' (default): kafkajs fetches. 'native': kafkajs keeps the group (membership,
+   * assignment, heartbeats, commits) with its fetching of `topics[0]` paused, and fetch.ts fetches
+   * it into reused buffers (one topic only; pause/resume apply to the whole topic).
+   */
+  fetch?: FetchImpl | 'auto';
 }
+
+export type FetchImpl = 'kafkajs' | 'native';
 
 export interface GroupConsumer {
   /** Starts consuming; resolves once running. Batches are handed over one at a time per partition. */
@@ -166,6 +182,8 @@ export interface GroupConsumer {
   /** Stops fetching (running handlers finish first). */
   stop(): Promise<void>;
   close(): Promise<void>;
+  /** What the native fetch skipped (kafka_fetch_*: unsupported codec, corrupt batch), if anything. */
+  counts?(): Record<string, number>;
 }
 
 export interface PartitionReaderOptions {
@@ -312,6 +330,121 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
   const kafka = new Kafka(cfg);
   const brokers = conn.brokers;
 
+  /**
+   * GroupConsumer with `fetch: 'native'`: kafkajs's consumer `c` (connected, subscribed) keeps the
+   * group, its fetching of the topic paused from before its first join (and again at every join:
+   * a consumer restarted after a crash starts unpaused); a NativeFetcher fetches the assigned
+   * partitions from their committed offsets (else per fromBeginning).
+   */
+  async function nativeFetchConsumer(c: KjsConsumer, opts: GroupConsumerOptions): Promise<GroupConsumer> {
+    const topic = opts.topics[0];
+    const admin = kafka.admin();
+    try {
+      await connecting(brokers, () => admin.connect());
+    } catch (e) {
+      await c.disconnect().catch(() => {});
+      throw e;
+    }
+    const assignCbs: ((a: Record<string, number[]>) => void)[] = [];
+    const crashCbs: ((e: Error) => void)[] = [];
+    let handler: ((b: GroupBatch) => Promise<void>) | undefined;
+    const bounds = async (): Promise<Map<number, { low: number; high: number }>> =>
+      new Map((await retrying(() => admin.fetchTopicOffsets(topic))).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
+    const resetTo = (b: { low: number; high: number } | undefined): number | undefined => (b ? ((opts.fromBeginning ?? true) ? b.low : b.high) : undefined);
+    const fetcher = new NativeFetcher({
+      brokers,
+      clientId: cfg.clientId!,
+      ssl: conn.ssl,
+      connectionTimeoutMs: cfg.connectionTimeout!,
+      requestTimeoutMs: cfg.requestTimeout!,
+      topic,
+      maxBytesPerPartition: opts.maxBytesPerPartition ?? 4 << 20,
+      maxBytes: opts.maxBytes ?? Math.max(8 << 20, opts.maxBytesPerPartition ?? 0),
+      maxWaitMs: opts.maxWaitTimeMs ?? 500,
+      async startOffsets(partitions) {
+        const r = await retrying(() => admin.fetchOffsets({ groupId: opts.groupId, topics: [topic] }));
+        const committed = new Map((r[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+        const out = new Map<number, number>();
+        let b: Map<number, { low: number; high: number }> | undefined;
+        for (const p of partitions) {
+          const at = committed.get(p) ?? -1;
+          if (at >= 0) {
+            out.set(p, at);
+            continue;
+          }
+          b ??= await bounds();
+          const to = resetTo(b.get(p));
+          if (to !== undefined) out.set(p, to);
+        }
+        return out;
+      },
+      async resetOffset(partition) {
+        const to = resetTo((await bounds()).get(partition));
+        if (to === undefined) throw new Error(`no offsets for ${topic}/${partition}`);
+        return to;
+      },
+      onBatch: (fb) =>
+        handler!({
+          topic,
+          partition: fb.partition,
+          records: fb.records,
+          nextOffset: fb.nextOffset,
+          highWatermark: fb.highWatermark,
+          heartbeat: () => Promise.resolve(), // kafkajs heartbeats in its own (idle) loop
+          resolveAll: () => {},
+          isRunning: () => fb.isRunning(),
+          isStale: () => fb.isStale(),
+          done: () => fb.done(),
+        }),
+      onCrash: (e) => {
+        for (const cb of crashCbs) cb(e);
+      },
+    });
+    c.on(c.events.GROUP_JOIN, (ev) => {
+      c.pause([{ topic }]);
+      fetcher.assign(ev.payload.memberAssignment[topic] ?? []);
+      for (const cb of assignCbs) cb(ev.payload.memberAssignment);
+    });
+    c.on(c.events.CRASH, (ev) => {
+      log(ev.payload.restart ? 'warn' : 'error', 'kafka consumer crashed', { error: ev.payload.error, restart: ev.payload.restart });
+      // a restarted consumer joins as a new member: its partitions (the same or not) start again
+      // from their commits, as kafkajs's own fetch would (the group may have moved them meanwhile)
+      fetcher.assign([]);
+      if (!ev.payload.restart) for (const cb of crashCbs) cb(ev.payload.error);
+    });
+    return {
+      async run(onBatch) {
+        handler = onBatch;
+        const started = c.run({
+          autoCommit: false,
+          eachBatch: async () => {
+            // never called: the topic is paused before the first join (fetch.ts fetches it)
+          },
+        });
+        // the consumer group exists once run() was called (before its first join)
+        c.pause([{ topic }]);
+        await started;
+        fetcher.start();
+      },
+      pause: () => fetcher.pause(),
+      resume: () => fetcher.resume(),
+      commit: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? null }))),
+      seek: (_topic, partition, offset) => fetcher.seek(partition, Number(offset)),
+      onAssign: (cb) => void assignCbs.push(cb),
+      onCrash: (cb) => void crashCbs.push(cb),
+      async stop() {
+        await fetcher.stop();
+        await c.stop();
+      },
+      async close() {
+        fetcher.close();
+        await c.disconnect().catch(() => {});
+        await admin.disconnect().catch(() => {});
+      },
+      counts: () => fetcher.counts,
+    };
+  }
+
   return {
     brokers,
 
@@ -403,6 +536,13 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
       });
       await connecting(brokers, () => c.connect());
       await c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? true });
+      if (resolveProducerImpl(opts.fetch ?? 'kafkajs', conn) === 'native') {
+        if (conn.sasl) {
+          await c.disconnect().catch(() => {});
+          throw new Error('the native fetch does not support SASL (use --fetch kafkajs)');
+        }
+        return nativeFetchConsumer(c, opts);
+      }
       const assignCbs: ((a: Record<string, number[]>) => void)[] = [];
       const crashCbs: ((e: Error) => void)[] = [];
       c.on(c.events.GROUP_JOIN, (ev) => {

@@ -61,6 +61,7 @@ export const RUN_OPTIONS: Spec[] = [
   S('maxInFlight', 'int', 4, 'engine tasks in flight per shard before the consumer pauses', { min: 1, max: 1024 }),
   S('shardBatchBytes', 'int', 1 << 20, 'bytes of records per worker task', { min: 4096, max: 1 << 30 }),
   S('maxRecordBytes', 'int', 64 << 20, 'largest packets-topic record processed (larger: counted, skipped)', { min: 1024, max: 1 << 30 }),
+  S('fetch', 'enum', 'auto', "how the packets topic is fetched: 'native' reads fetch answers into reused buffers (less main-thread CPU per byte; kafkajs keeps the group and the commits), 'kafkajs' with kafkajs's own fetch, 'auto' native on plaintext connections without SASL", { values: ['auto', 'native', 'kafkajs'] }),
   S('maxBytesPerPartition', 'int', 4 << 20, 'fetch size per partition (a fetch asks for max(8 MiB, this) in all)', { min: 1024, max: 1 << 30 }),
   S('sessionTimeoutMs', 'int', 30_000, 'consumer group session timeout (ms)', { min: 6000, max: 1_800_000 }),
   S('heartbeatIntervalMs', 'int', 1000, 'consumer group heartbeat interval (ms; at most a third of the session timeout): how soon a member learns that the group is rebalancing (a join or a planned leave)', { min: 100, max: 600_000 }),
@@ -117,6 +118,8 @@ export interface RunConfig {
   shardBatchBytes: number;
   maxRecordBytes: number;
   maxBytesPerPartition: number;
+  /** Packets-topic fetch: kafkajs's, or native (fetch.ts) with kafkajs keeping the group. */
+  fetch: 'auto' | 'kafkajs' | 'native';
   sessionTimeoutMs: number;
   heartbeatIntervalMs: number;
   /** Replay low watermark: capture-time window (s, 0 = off) and byte bound per partition. */
@@ -255,6 +258,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
   if (vals.saslMechanism) {
     if (!vals.saslUsername || vals.saslPassword === undefined) throw new InputError('--sasl-mechanism needs --sasl-username and TLSDECRYPT_SASL_PASSWORD (or --sasl-password)');
     sasl = { mechanism: vals.saslMechanism as SaslConfig['mechanism'], username: vals.saslUsername as string, password: vals.saslPassword as string };
+    if (vals.fetch === 'native') throw new InputError('--fetch native does not support SASL: use --fetch kafkajs (or auto)');
   }
   let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
   try {
@@ -302,6 +306,7 @@ export function resolveRunConfig(flags: Record<string, unknown>, env: NodeJS.Pro
     shardBatchBytes: vals.shardBatchBytes as number,
     maxRecordBytes: vals.maxRecordBytes as number,
     maxBytesPerPartition: vals.maxBytesPerPartition as number,
+    fetch: vals.fetch as 'auto' | 'kafkajs' | 'native',
     sessionTimeoutMs: vals.sessionTimeoutMs as number,
     heartbeatIntervalMs: vals.heartbeatIntervalMs as number,
     replayWindowSec: vals.replayWindow as number,

@@ -77,7 +77,7 @@ const API_METADATA = 3;
 const API_INIT_PRODUCER_ID = 22;
 
 /** Kafka error codes this producer acts on (the protocol guide's table). */
-const RETRIABLE = new Set([
+export const RETRIABLE = new Set([
   3, // UNKNOWN_TOPIC_OR_PARTITION
   5, // LEADER_NOT_AVAILABLE
   6, // NOT_LEADER_OR_FOLLOWER
@@ -100,7 +100,7 @@ const ERROR_NAMES: Record<number, string> = {
   19: 'NOT_ENOUGH_REPLICAS', 20: 'NOT_ENOUGH_REPLICAS_AFTER_APPEND', 29: 'TOPIC_AUTHORIZATION_FAILED',
   31: 'CLUSTER_AUTHORIZATION_FAILED', 45: 'OUT_OF_ORDER_SEQUENCE_NUMBER', 47: 'INVALID_PRODUCER_EPOCH',
   56: 'KAFKA_STORAGE_ERROR', 59: 'UNKNOWN_PRODUCER_ID', 74: 'FENCED_LEADER_EPOCH', 75: 'UNKNOWN_LEADER_EPOCH',
-  87: 'INVALID_RECORD',
+  87: 'INVALID_RECORD', 1: 'OFFSET_OUT_OF_RANGE', 9: 'REPLICA_NOT_AVAILABLE',
 };
 
 /** A failed produce. `transient`: waiting and retrying can cure it (outage, leader change). */
@@ -111,7 +111,7 @@ export class KafkaProduceError extends Error {
   }
 }
 
-function errorName(code: number): string {
+export function errorName(code: number): string {
   return ERROR_NAMES[code] ?? `error ${code}`;
 }
 
@@ -168,7 +168,7 @@ function writeInt64(b: Buffer, off: number, v: number): number {
   return off + 8;
 }
 
-function readInt64(b: Buffer, off: number): number {
+export function readInt64(b: Buffer, off: number): number {
   return b.readInt32BE(off) * 4294967296 + b.readUInt32BE(off + 4);
 }
 
@@ -316,7 +316,7 @@ export function encodeRecordBatch(
 // ---------------------------------------------------------------------------------------------
 // Response reading
 
-class Reader {
+export class Reader {
   off = 0;
   constructor(readonly b: Buffer) {}
   i8(): number {
@@ -353,7 +353,7 @@ class Reader {
 }
 
 /** A request body under construction (header v1 is put in front by BrokerConnection). */
-class Writer {
+export class Writer {
   private b = Buffer.allocUnsafe(256);
   off = 0;
   private room(n: number): void {
@@ -379,6 +379,11 @@ class Writer {
     this.off += 4;
     return this;
   }
+  i64(v: number): this {
+    this.room(8);
+    this.off = writeInt64(this.b, this.off, v);
+    return this;
+  }
   str(s: string | null): this {
     if (s === null) return this.i16(-1);
     const n = Buffer.byteLength(s);
@@ -401,6 +406,11 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Answers at least this long are read into o.frameBuffer's memory (when given). */
+const FRAME_INTO_MIN = 64 << 10;
+/** Bytes of the reused read buffer of a connection with a frameBuffer (plaintext). */
+const READ_BUFFER = 256 << 10;
+
 /** One TCP (or TLS) connection to a broker: framed requests, answers matched by correlation id. */
 export class BrokerConnection {
   private socket: Socket | undefined;
@@ -414,12 +424,26 @@ export class BrokerConnection {
   private written = 0;
   private chunks: Buffer[] = [];
   private have = 0;
+  /** The answer being read into a buffer of its own (o.frameBuffer), and how much of it is there. */
+  private into: { buf: Buffer; filled: number } | undefined;
   private dead: Error | undefined;
 
   constructor(
     readonly host: string,
     readonly port: number,
-    private readonly o: { clientId: string; ssl?: boolean | ConnectionOptions; connectionTimeoutMs: number; requestTimeoutMs: number; maxInFlight: number },
+    private readonly o: {
+      clientId: string;
+      ssl?: boolean | ConnectionOptions;
+      connectionTimeoutMs: number;
+      requestTimeoutMs: number;
+      maxInFlight: number;
+      /**
+       * Memory for an answer of at least FRAME_INTO_MIN bytes (`size`: the answer after its length
+       * field): the chunks read from the socket are copied into it as they come, instead of being
+       * concatenated into a fresh buffer once the answer is complete (fetch.ts: reused buffers).
+       */
+      frameBuffer?: (size: number) => Buffer;
+    },
   ) {}
 
   get broken(): boolean {
@@ -430,9 +454,14 @@ export class BrokerConnection {
     if (this.socket) return Promise.resolve(this.socket);
     this.connecting ??= new Promise<Socket>((resolve, reject) => {
       const ssl = this.o.ssl;
+      const readBuffer = Buffer.allocUnsafeSlow(this.o.frameBuffer && !ssl ? READ_BUFFER : 0);
       const s: Socket = ssl
         ? tlsConnect({ host: this.host, port: this.port, servername: this.host, ...(typeof ssl === 'object' ? ssl : {}) })
-        : netConnect({ host: this.host, port: this.port });
+        : this.o.frameBuffer
+          ? // reads land in one reused buffer (a fresh 64 KiB one per read was page faults in the
+            // kernel's copy, bench/RESULTS.md round 9); onData copies what it keeps
+            netConnect({ host: this.host, port: this.port, onread: { buffer: readBuffer, callback: (n) => (this.onData(readBuffer.subarray(0, n), true), true) } })
+          : netConnect({ host: this.host, port: this.port });
       s.setNoDelay(true);
       const timer = setTimeout(() => s.destroy(new Error(`connection to ${this.host}:${this.port} timed out`)), this.o.connectionTimeoutMs);
       const onError = (e: Error): void => {
@@ -468,8 +497,9 @@ export class BrokerConnection {
     this.socket?.destroy();
   }
 
-  close(): void {
-    this.fail(new KafkaProduceError('producer closed', false));
+  /** Closes the connection: what is in flight rejects with `e` (default: closed, not transient). */
+  close(e: Error = new KafkaProduceError('producer closed', false)): void {
+    this.fail(e);
   }
 
   private wakeSlots(): void {
@@ -479,7 +509,21 @@ export class BrokerConnection {
     for (const f of w) f();
   }
 
-  private onData(d: Buffer): void {
+  /** `reused`: `d` is the socket's reused read buffer (valid until this returns): what is kept is copied. */
+  private onData(d: Buffer, reused = false): void {
+    if (this.into) {
+      // a large answer being read into its own buffer: copy what belongs to it, frame the rest
+      const into = this.into;
+      const n = Math.min(d.length, into.buf.length - into.filled);
+      d.copy(into.buf, into.filled, 0, n);
+      into.filled += n;
+      if (into.filled < into.buf.length) return;
+      this.into = undefined;
+      this.answer(into.buf);
+      d = d.subarray(n);
+      if (!d.length) return;
+    }
+    if (reused) d = Buffer.from(d);
     this.chunks.push(d);
     this.have += d.length;
     while (this.have >= 4) {
@@ -489,7 +533,18 @@ export class BrokerConnection {
         this.chunks = [head];
       }
       const size = head.readInt32BE(0);
-      if (this.have < 4 + size) return;
+      if (this.have < 4 + size) {
+        if (this.o.frameBuffer && size >= FRAME_INTO_MIN) {
+          // copy what came of it so far (after the length field); the rest follows in onData
+          const buf = this.o.frameBuffer(size).subarray(0, size);
+          let filled = 0;
+          for (let i = 0; i < this.chunks.length; i++) filled += this.chunks[i].copy(buf, filled, i === 0 ? 4 : 0);
+          this.into = { buf, filled };
+          this.chunks = [];
+          this.have = 0;
+        }
+        return;
+      }
       if (head.length < 4 + size) {
         head = Buffer.concat(this.chunks);
         this.chunks = [head];
@@ -499,14 +554,19 @@ export class BrokerConnection {
       this.chunks[0] = rest;
       if (!rest.length) this.chunks.shift();
       this.have -= 4 + size;
-      const id = frame.readInt32BE(0);
-      const p = this.pending.get(id);
-      if (!p) continue;
-      this.pending.delete(id);
-      clearTimeout(p.timer);
-      p.resolve(frame.subarray(4));
-      this.wakeSlots();
+      this.answer(frame);
     }
+  }
+
+  /** A complete answer (after its length field): resolves the request with its correlation id. */
+  private answer(frame: Buffer): void {
+    const id = frame.readInt32BE(0);
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.resolve(frame.subarray(4));
+    this.wakeSlots();
   }
 
   /**
@@ -592,10 +652,52 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function parseBroker(s: string): { host: string; port: number } {
+export function parseBroker(s: string): { host: string; port: number } {
   const m = /^\[(.+)\]:(\d+)$/.exec(s) ?? /^(.+):(\d+)$/.exec(s);
   if (!m) return { host: s, port: 9092 };
   return { host: m[1], port: Number(m[2]) };
+}
+
+/** What a Metadata v4 answer says: the brokers, and per topic its error and each partition's leader (-1: none now). */
+export interface ClusterMetadata {
+  nodes: Map<number, { host: string; port: number }>;
+  topics: { error: number; name: string; leaders: number[] }[];
+}
+
+/** Metadata v4 of `topics` (none: the brokers only), asked with `ask` (any reachable broker). */
+export async function requestMetadata(ask: (apiKey: number, version: number, body: Buffer) => Promise<Buffer>, topics: string[]): Promise<ClusterMetadata> {
+  const w = new Writer().i32(topics.length);
+  for (const t of topics) w.str(t);
+  w.i8(0); // allow_auto_topic_creation: no (topics are created by the admin client)
+  const r = new Reader(await ask(API_METADATA, 4, w.done()));
+  r.i32(); // throttle
+  const brokers = r.array(() => {
+    const id = r.i32();
+    const host = r.str() ?? '';
+    const port = r.i32();
+    r.str(); // rack
+    return { id, host, port };
+  });
+  const nodes = new Map<number, { host: string; port: number }>();
+  for (const b of brokers) nodes.set(b.id, { host: b.host, port: b.port });
+  r.str(); // cluster id
+  r.i32(); // controller
+  const ts = r.array(() => {
+    const error = r.i16();
+    const name = r.str() ?? '';
+    r.i8(); // internal
+    const leaders: number[] = [];
+    r.array(() => {
+      const perr = r.i16();
+      const index = r.i32();
+      const leader = r.i32();
+      r.array(() => r.i32()); // replicas
+      r.array(() => r.i32()); // isr
+      leaders[index] = perr === 0 || leader >= 0 ? leader : -1;
+    });
+    return { error, name, leaders };
+  });
+  return { nodes, topics: ts };
 }
 
 /** One send() call: its records cut into units (one batch of one partition each). */
@@ -720,45 +822,16 @@ export class NativeProducer {
   }
 
   private async refreshMetadata(topics: string[]): Promise<void> {
-    const w = new Writer().i32(topics.length);
-    for (const t of topics) w.str(t);
-    w.i8(0); // allow_auto_topic_creation: no (topics are created by the admin client)
-    const r = new Reader(await this.anyBroker(API_METADATA, 4, w.done()));
-    r.i32(); // throttle
-    const brokers = r.array(() => {
-      const id = r.i32();
-      const host = r.str() ?? '';
-      const port = r.i32();
-      r.str(); // rack
-      return { id, host, port };
-    });
+    const md = await requestMetadata((k, v, b) => this.anyBroker(k, v, b), topics);
     this.nodes.clear();
-    for (const b of brokers) this.nodes.set(b.id, { host: b.host, port: b.port });
-    r.str(); // cluster id
-    r.i32(); // controller
-    const ts = r.array(() => {
-      const error = r.i16();
-      const name = r.str() ?? '';
-      r.i8(); // internal
-      const parts = r.array(() => {
-        const perr = r.i16();
-        const index = r.i32();
-        const leader = r.i32();
-        r.array(() => r.i32()); // replicas
-        r.array(() => r.i32()); // isr
-        return { perr, index, leader };
-      });
-      return { error, name, parts };
-    });
-    for (const t of ts) {
+    for (const [id, b] of md.nodes) this.nodes.set(id, b);
+    for (const t of md.topics) {
       if (t.error !== 0) {
         this.topics.delete(t.name);
         if (!RETRIABLE.has(t.error)) throw new KafkaProduceError(`metadata for topic ${t.name}: ${errorName(t.error)}`, false, t.error);
         continue;
       }
-      const leaders: number[] = [];
-      for (const p of t.parts) leaders[p.index] = p.perr === 0 || p.leader >= 0 ? p.leader : -1;
-      this.topics.set(t.name, { leaders });
+      this.topics.set(t.name, { leaders: t.leaders });
     }
   }
 

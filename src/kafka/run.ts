@@ -497,6 +497,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
         sessionTimeoutMs: cfg.sessionTimeoutMs,
         heartbeatIntervalMs: cfg.heartbeatIntervalMs,
         maxBytesPerPartition: cfg.maxBytesPerPartition,
+        fetch: cfg.fetch,
       }),
     );
   };
@@ -576,6 +577,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
       }
     }
     for (const [k, v] of Object.entries(decoder.counters.badRecords)) counters.badRecords[k] = v;
+    for (const [k, v] of Object.entries(consumer?.counts?.() ?? {})) counters.badRecords[k] = v;
   };
   /**
    * Hands on what was fed, with a capture-time tick: one for the in-process engine, or per worker
@@ -614,7 +616,10 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     return out;
   };
   const onBatch = async (b: GroupBatch): Promise<void> => {
-    if (stopping || failed || b.isStale()) return;
+    if (stopping || failed || b.isStale()) {
+      b.done?.();
+      return;
+    }
     counters.batches++;
     // After a consumer restart (broker outage) or a rebalance that gives a partition back, kafkajs
     // re-fetches from the last COMMITTED offset: records this engine already accepted (their
@@ -628,7 +633,13 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     const out = feeding
       .then(() => new Promise<void>((r) => setImmediate(r)))
       .then(() => {
-        feed(records, fedTo);
+        try {
+          feed(records, fedTo);
+        } finally {
+          // --workers N: every record was copied into its worker's batch (the fetch answer's
+          // memory can be reused); in-process, the engine may keep slices of the records
+          if (perPartition) b.done?.();
+        }
         clock.fed(b.partition, next);
         return withFed(flushNow());
       });
@@ -806,6 +817,7 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     ops.setKafka({ connected: false });
     await closeAll(); // ops.stop() last
     const merged = stats ?? ({ packets: 0, bytes: 0, tcpPackets: 0, flows: 0, tlsFlows: 0, otherFlows: 0, decryptedBytes: 0, sessionsByStatus: {}, eventsByDataset: {}, anomalies: {}, notDecoded: {} } as EngineStats);
+    for (const [k, v] of Object.entries(consumer?.counts?.() ?? {})) counters.badRecords[k] = v;
     for (const [k, v] of Object.entries(counters.badRecords)) merged.anomalies[k] = v;
     return { counters, stats: merged, exitCode: failed ? 1 : 0 };
   })();

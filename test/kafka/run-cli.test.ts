@@ -35,6 +35,8 @@ describe('run configuration', () => {
     [{ brokers: 'h:1', 'packets-topic': 'bad topic!' }, {}, /not a valid topic name/],
     [{ brokers: 'h:1', 'sasl-mechanism': 'plain' }, {}, /needs --sasl-username/],
     [{ brokers: 'h:1', 'start-from': 'middle' }, {}, /takes one of earliest, latest/],
+    [{ brokers: 'h:1', fetch: 'fast' }, {}, /takes one of auto, native, kafkajs/],
+    [{ brokers: 'h:1', fetch: 'native', 'sasl-mechanism': 'plain', 'sasl-username': 'u' }, { TLSDECRYPT_SASL_PASSWORD: 'pw' }, /--fetch native does not support SASL/],
   ])('rejects %j %j with one line', (flags, env, re) => {
     let err: unknown;
     try {

@@ -8,6 +8,7 @@
  *    extra, no conflicting duplicates;
  *  - a worker that fails (TLSDECRYPT_TEST_WORKER_FAIL) is replaced and its partitions are read again
  *    from their last commit: the output is still complete.
+ * Every test runs with kafkajs's fetch and the native one (--fetch native, src/kafka/fetch.ts).
  * Every capture, N = 1, 2, 3, 8, through the same hand-off without a broker: run-workers-file.test.ts.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KafkaClient } from '../../src/kafka/adapter.js';
 import { resolveRunConfig } from '../../src/kafka/config.js';
+import { fetchCuts } from '../../src/kafka/fetch.js';
 import { publishKeylog, publishPcap } from '../../src/kafka/publish.js';
 import { startRun, type RunHandle, type RunSummary } from '../../src/kafka/run.js';
 import { replay } from '../../src/pipeline/replay.js';
@@ -63,6 +65,9 @@ function add(a: Record<string, number>, b: Record<string, number>): void {
   for (const [k, v] of Object.entries(b)) a[k] = (a[k] ?? 0) + v;
 }
 
+/** The packets-topic fetch of the describe running (each test runs with both). */
+let fetchImpl: 'kafkajs' | 'native' = 'kafkajs';
+
 function start(c: KafkaClient, t: Topics, groupId: string, workers: number, extra: Record<string, string | boolean> = {}): Promise<RunHandle> {
   const cfg = resolveRunConfig(
     {
@@ -76,6 +81,7 @@ function start(c: KafkaClient, t: Topics, groupId: string, workers: number, extr
       'max-cpu': '0',
       'max-memory': '0',
       'session-timeout-ms': '10000',
+      fetch: fetchImpl,
       ...extra,
     },
     {},
@@ -101,7 +107,10 @@ async function publish(c: KafkaClient, t: Topics, files: { capture: string; keyl
   return packets;
 }
 
-describe('run --workers N on the real broker', () => {
+describe.each(['kafkajs', 'native'] as const)('run --workers N on the real broker (--fetch %s)', (fetch) => {
+  beforeAll(() => {
+    fetchImpl = fetch;
+  });
   it('N = 1, 2, 3, 8 on the same published captures: events and summary equal replay', async () => {
     // captures one after the other in capture time, so that one topic holds them all
     const files = ['tls13-parallel-http11', 'tls12-resumption-ticket', 'tls13-h2-multiplexed'].map((n) => fixtureCopy(dir, n));
@@ -224,6 +233,45 @@ describe('run --workers N on the real broker', () => {
     const got = await topicEvents(c, t.events);
     const cmp = compare(got, want);
     console.log(`worker failure: ${JSON.stringify(h.counters)}; ${got.length} records, ${cmp.distinct} distinct of ${want.size}`);
+    expect(cmp.conflicting).toEqual([]);
+    expect(cmp.missing).toEqual([]);
+    expect(cmp.extra).toEqual([]);
+    expectAllOf(got, want);
+  }, 300_000);
+
+  it.runIf(fetch === 'native')('fetch connections cut while fetches are in flight and mid-answer: run reconnects, the output is complete and equals replay', async () => {
+    const files = ['tls13-parallel-http11', 'tls12-resumption-ticket', 'tls13-h2-multiplexed'].map((n) => fixtureCopy(dir, n));
+    const { want } = await replayOf(files);
+    const c = client();
+    const t0 = uniq('runworkers.cut');
+    const t: Topics = { packets: `${t0}.packets`, secrets: `${t0}.secrets`, events: `${t0}.events` };
+    const groupId = `${t0}.group`;
+    const cuts0 = fetchCuts.count + fetchCuts.midAnswer;
+    // two captures are there at the start (an answer of over 64 KiB), the third comes while run waits in fetches
+    let published = await publish(c, t, files.slice(0, 2), 4);
+    process.env.TLSDECRYPT_TEST_FETCH_CUT = '2';
+    let h: RunHandle;
+    try {
+      h = await start(c, t, groupId, 2, { 'finish-on-stop': true });
+    } finally {
+      delete process.env.TLSDECRYPT_TEST_FETCH_CUT;
+    }
+    let summary: RunSummary;
+    try {
+      await until('the first captures fed', () => h.counters.packets >= published, 90_000);
+      published += await publish(c, t, files.slice(2), 4);
+      await until('every packet fed', () => h.counters.packets >= published, 90_000);
+      await lagZero(c, groupId, t.packets, 'everything committed');
+    } finally {
+      h.stop();
+      summary = await h.done;
+    }
+    console.log(`fetch cuts: ${fetchCuts.count} in flight, ${fetchCuts.midAnswer} mid-answer; ${JSON.stringify(h.counters)}`);
+    expect(fetchCuts.count + fetchCuts.midAnswer - cuts0).toBeGreaterThan(0);
+    expect(summary.exitCode).toBe(0);
+    expect(summary.counters.packets).toBe(published);
+    const got = await topicEvents(c, t.events);
+    const cmp = compare(got, want);
     expect(cmp.conflicting).toEqual([]);
     expect(cmp.missing).toEqual([]);
     expect(cmp.extra).toEqual([]);
