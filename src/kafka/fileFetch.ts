@@ -17,7 +17,7 @@ import type { RawPacket } from '../types.js';
 import type { InRecord } from './adapter.js';
 import { PCAP_CONTENT_TYPE, PcapStreamBuilder } from './formats.js';
 import type { PartitionShards } from './partitionShards.js';
-import { packetPartition } from './publish.js';
+import { FragmentPartitions, packetPartition } from './publish.js';
 import type { ShardOutput } from './shards.js';
 
 export interface FileRecords {
@@ -34,6 +34,7 @@ export function captureRecords(capture: string | Buffer, partitions: number, bat
   const out: FileRecords = { partitions: Array.from({ length: partitions }, () => []), secrets: [], packets: 0, bytes: 0 };
   const builders = out.partitions.map(() => new PcapStreamBuilder());
   const decoded = newDecodedPacket();
+  const frags = new FragmentPartitions();
   const close = (i: number): void => {
     const b = builders[i];
     if (!b.count) return;
@@ -45,7 +46,7 @@ export function captureRecords(capture: string | Buffer, partitions: number, bat
   const reader = new CaptureReader({
     packet(p: RawPacket) {
       out.packets++;
-      const i = packetPartition(p, decoded, partitions);
+      const i = packetPartition(p, decoded, partitions, frags);
       const b = builders[i];
       // one stream holds one link type (formats.ts)
       if (b.count && (b.linktype !== p.linktype || b.bytes + 16 + p.data.length > batchBytes)) close(i);

@@ -24,7 +24,7 @@ import type { RawPacket } from '../types.js';
 import type { KafkaClient, ProducerImpl, ProducerOptions } from './adapter.js';
 import { PartitionBatcher, type BatcherStats } from './batcher.js';
 import { log, RateLimitedLog } from './log.js';
-import { openPacketsTopic, partitionOfDecoded } from './publish.js';
+import { FragmentPartitions, openPacketsTopic, partitionOfDecoded } from './publish.js';
 
 export interface MirrorListen {
   host: string;
@@ -159,6 +159,8 @@ export class MirrorDecoder {
   sensor = '';
   private readonly decap = newDecapsulated();
   private readonly decoded = newDecodedPacket();
+  /** IP fragments go where their datagram's flow goes (publish.ts FragmentPartitions). */
+  private readonly frags = new FragmentPartitions();
   private readonly sensors = new Map<string, Map<number, string>>();
   private readonly rl = new RateLimitedLog();
   private readonly ignore = { anomaly() {} };
@@ -217,7 +219,7 @@ export class MirrorDecoder {
     if (outcome === 'not_ip' || outcome === 'unsupported_link') return this.error('inner_not_ip', sender);
     this.sensor = this.o.sensor ?? this.sensorOf(d.vni, sender);
     this.stats.packets++;
-    return partitionOfDecoded(outcome, this.decoded, this.partitions);
+    return partitionOfDecoded(outcome, this.decoded, this.partitions, this.frags);
   }
 }
 

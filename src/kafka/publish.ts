@@ -10,7 +10,7 @@
 import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { CaptureReader } from '../capture/index.js';
-import { decodePacket, newDecodedPacket, type DecodeOutcome } from '../decode/index.js';
+import { decodeFrame, decodePacket, newDecodedPacket, type DecodeOutcome } from '../decode/index.js';
 import { flowHash } from '../pipeline/flowHash.js';
 import { InputError, pumpCapture } from '../pipeline/replay.js';
 import { DSB_TLS_KEY_LOG } from '../pipeline/engine.js';
@@ -62,15 +62,61 @@ export interface PublishPcapResult {
 const MAX_PENDING_RECORDS = 2000;
 const IGNORE_ANOMALIES = { anomaly() {} };
 
-/** Partition of a decoded packet: flowHash % n for TCP and UDP (QUIC: the UDP 5-tuple), 0 otherwise. */
-export function partitionOfDecoded(outcome: DecodeOutcome, decoded: DecodedPacket, n: number): number {
-  return outcome === 'tcp' || outcome === 'udp' ? flowHash(decoded) % n : 0;
+/**
+ * Partition of a decoded packet: flowHash % n for TCP and UDP (QUIC: the UDP 5-tuple), with
+ * `frags` an IP fragment that of its datagram's flow (FragmentPartitions), 0 otherwise.
+ */
+export function partitionOfDecoded(outcome: DecodeOutcome, decoded: DecodedPacket, n: number, frags?: FragmentPartitions): number {
+  if (outcome === 'tcp' || outcome === 'udp') return flowHash(decoded) % n;
+  return outcome === 'fragment' && frags !== undefined ? frags.partition(decoded, n) : 0;
 }
 
-/** Partition of a packet: flowHash % n for TCP and UDP (QUIC: the UDP 5-tuple), 0 otherwise. */
-export function packetPartition(p: RawPacket, decoded: DecodedPacket, n: number): number {
-  return partitionOfDecoded(decodePacket(p, decoded, IGNORE_ANOMALIES), decoded, n);
+/** Partition of a packet (partitionOfDecoded). */
+export function packetPartition(p: RawPacket, decoded: DecodedPacket, n: number, frags?: FragmentPartitions): number {
+  return partitionOfDecoded(decodePacket(p, decoded, IGNORE_ANOMALIES), decoded, n, frags);
 }
+
+/** Datagrams whose partition FragmentPartitions remembers (the oldest forgotten first). */
+const MAX_FRAGMENTED_DATAGRAMS = 4096;
+
+/**
+ * The partition of each IP fragment: that of its datagram's flow, so that the engine reading the
+ * flow's partition gets every fragment to reassemble (src/decode/ipReassembly.ts). The first
+ * fragment (offset 0) holds the transport header — and for a tunnelled packet the inner headers —
+ * so it is decoded as if its datagram were whole and cut short by the capture; the partition it
+ * gives is remembered by (version, addresses, protocol, identification) for the datagram's other
+ * fragments (bounded). A fragment seen before its datagram's first one goes to partition 0, as
+ * every fragment did before.
+ */
+export class FragmentPartitions {
+  private readonly known = new Map<string, number>();
+  private readonly scratch = newDecodedPacket();
+
+  partition(decoded: DecodedPacket, n: number): number {
+    const f = decoded.frag;
+    if (f === undefined) return 0;
+    const key = `${f.ipVersion}|${decoded.srcAddr.toString('hex')}|${decoded.dstAddr.toString('hex')}|${f.nextHeader}|${f.id}`;
+    if (f.offset !== 0) return this.known.get(key) ?? 0;
+    const h = f.header.length;
+    const whole = Buffer.allocUnsafe(h + f.data.length);
+    f.header.copy(whole, 0);
+    f.data.copy(whole, h);
+    if (f.ipVersion === 4) {
+      whole.writeUInt16BE(whole.length, 2);
+      whole[6] = 0;
+      whole[7] = 0;
+    } else {
+      whole.writeUInt16BE(f.data.length, 4);
+      whole[6] = f.nextHeader;
+    }
+    const outcome = decodeFrame(LINKTYPE_RAW, whole, 0, whole.length, this.scratch, IGNORE_ANOMALIES);
+    const part = outcome === 'tcp' || outcome === 'udp' ? flowHash(this.scratch) % n : 0;
+    if (this.known.size >= MAX_FRAGMENTED_DATAGRAMS) this.known.delete(this.known.keys().next().value as string);
+    this.known.set(key, part);
+    return part;
+  }
+}
+const LINKTYPE_RAW = 101;
 
 async function withKafka<T>(f: () => Promise<T>): Promise<T> {
   try {
@@ -142,13 +188,14 @@ export async function publishPcap(client: KafkaClient, opts: PublishPcapOptions)
     dsbSecretLines: 0, dsbSecretsPublished: 0, dsbMalformed: 0, anomalies: {}, drops: {},
   };
   const decoded = newDecodedPacket();
+  const frags = new FragmentPartitions();
   let pendingSecrets: { key: string; value: string }[] = [];
   const cumulativeSecrets = new CumulativeKeylog();
   const sensor = opts.sensor ?? '';
   const sink: CaptureSink = {
     packet(p: RawPacket) {
       res.packets++;
-      const part = packetPartition(p, decoded, partitions);
+      const part = packetPartition(p, decoded, partitions, frags);
       if (opts.format === 'frame') batcher.addRecord(part, frameRecord(p, opts.sensor));
       else batcher.add(part, p, sensor);
     },

@@ -11,6 +11,7 @@ import { decodeFrame, newDecodedPacket } from '../../src/decode/index.js';
 import { IpReassembler } from '../../src/decode/ipReassembly.js';
 import type { AnomalySink } from '../../src/types.js';
 import { replayFile } from '../helpers/replay.js';
+import { FragmentPartitions, partitionOfDecoded } from '../../src/kafka/publish.js';
 import { ipv4, ipv6, tcp } from './builders.js';
 
 class Counts implements AnomalySink {
@@ -134,6 +135,37 @@ describe('IpReassembler', () => {
     f.writeUInt16BE(8190, 6); // offset 65,520 bytes, last fragment
     feed([f], r, an);
     expect(an.c).toEqual({ ip_fragment_oversized: 1 });
+  });
+});
+
+describe('publish: the partition of a fragment', () => {
+  it("is its datagram's flow partition, learned from the first fragment (a fragment before it: 0)", () => {
+    const an = new Counts();
+    const n = 16;
+    const pick = (pkt: Buffer) => {
+      const d = newDecodedPacket();
+      return { d, outcome: decodeFrame(101, pkt, 0, pkt.length, d, an) };
+    };
+    let checked = 0;
+    for (let sport = 1000; sport < 1040; sport++) {
+      const pkt = ipv4('10.0.0.1', '10.0.0.2', tcp(sport, 443, payload));
+      const w = pick(pkt);
+      const flowPart = partitionOfDecoded(w.outcome, w.d, n);
+      const fr = frag4(pkt, 1480, sport);
+      const frags = new FragmentPartitions();
+      const parts = fr.map((f) => {
+        const x = pick(f);
+        return partitionOfDecoded(x.outcome, x.d, n, frags);
+      });
+      expect(parts).toEqual(fr.map(() => flowPart));
+      if (flowPart !== 0) {
+        checked++;
+        const late = new FragmentPartitions();
+        const x = pick(fr[2]);
+        expect(partitionOfDecoded(x.outcome, x.d, n, late)).toBe(0);
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
   });
 });
 

@@ -10,7 +10,6 @@
  * for captures whose connections are related across 5-tuples (CROSS_CONNECTION below).
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { KAFKA_PATH_LIMITED } from '../helpers/kafkaPathLimits.js';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { captureRecords, fetchFromRecords } from '../../src/kafka/fileFetch.js';
@@ -41,7 +40,6 @@ function fixtures(): Fx[] {
       if (!capture) continue;
       const keylogs = existsSync(join(dir, 'keys.log')) ? [join(dir, 'keys.log')] : [];
       const rsaKeys = existsSync(join(dir, 'server.key')) ? [{ path: join(dir, 'server.key') }] : [];
-      if (KAFKA_PATH_LIMITED.has(`${group}/${name}`)) continue; // see test/helpers/kafkaPathLimits.ts
       out.push({ name: `${group}/${name}`, capture, keylogs, rsaKeys });
     }
   }

@@ -16,7 +16,6 @@
  * held-back count is split between the owners (README: Alert thresholding, "across a takeover").
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { KAFKA_PATH_LIMITED } from '../helpers/kafkaPathLimits.js';
 import { join, relative } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -140,9 +139,13 @@ function instance(inp: Input, from: Map<number, number>, readTo: Map<number, num
   return { events, ids, commit, readTo: committedReadTo, mids: committedMids };
 }
 
-const dirs = FIXTURE_DIRS.flatMap((fx) => readdirSync(fx).filter((n) => !n.startsWith('_')).map((n) => join(fx, n)))
-  .filter((d) => !KAFKA_PATH_LIMITED.has(relative(join(REPO, 'fixtures'), d))) // see test/helpers/kafkaPathLimits.ts
-  .filter((d) => load(d) !== undefined);
+/**
+ * Left out: a capture whose datagrams arrive as IP fragments. Fragments held for reassembly do not
+ * hold the watermark back (README, IP fragments), so a takeover at a record boundary that falls
+ * between two fragments of one datagram loses that datagram on the new owner.
+ */
+const NOT_HERE = new Set(['tls13-vxlan-fragmented-http11']);
+const dirs = FIXTURE_DIRS.flatMap((fx) => readdirSync(fx).filter((n) => !n.startsWith('_') && !NOT_HERE.has(n)).map((n) => join(fx, n))).filter((d) => load(d) !== undefined);
 const names = dirs.map((d) => relative(REPO, d));
 
 describe('replay watermark: a takeover at any batch boundary gives replay\'s events, duplicates identical', () => {
