@@ -66,7 +66,7 @@ export class IpReassembler {
    */
   add(f: FragmentInfo, src: Uint8Array, dst: Uint8Array, ts: Timestamp): Buffer | undefined {
     this.expire(ts);
-    const key = `${f.ipVersion}|${hex(src)}|${hex(dst)}|${f.nextHeader}|${f.id}`;
+    const key = datagramKey(f, src, dst);
     let p = this.pending.get(key);
     if (p === undefined) {
       if (this.pending.size >= this.opts.maxDatagrams || this.bytes + f.data.length > this.opts.maxBytes) {
@@ -156,26 +156,36 @@ function complete(p: Pending): boolean {
 }
 
 function build(p: Pending): Buffer {
-  const h = p.header as Buffer;
-  if (p.ipVersion === 4) {
-    const out = Buffer.alloc(h.length + p.total);
-    h.copy(out, 0);
-    out.writeUInt16BE(h.length + p.total, 2);
-    out[6] = 0;
-    out[7] = 0;
-    for (const q of p.pieces) q.data.copy(out, h.length + q.off);
-    return out;
-  }
-  const out = Buffer.alloc(40 + p.total);
-  h.copy(out, 0, 0, 40);
-  out.writeUInt16BE(p.total, 4);
-  out[6] = p.nextHeader;
-  for (const q of p.pieces) q.data.copy(out, 40 + q.off);
+  const { out, at } = wholeDatagram(p.header as Buffer, p.ipVersion, p.nextHeader, p.total);
+  for (const q of p.pieces) q.data.copy(out, at + q.off);
   return out;
 }
 
-function hex(a: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < a.length; i++) s += (a[i] < 16 ? '0' : '') + a[i].toString(16);
-  return s;
+/** How a rebuilt datagram is decoded: LINKTYPE_RAW (a bare IPv4 or IPv6 packet). */
+export const LINKTYPE_RAW = 101;
+
+/** The identity of a fragment's datagram: (version, source, destination, protocol, identification). */
+export function datagramKey(f: FragmentInfo, src: Uint8Array, dst: Uint8Array): string {
+  return `${f.ipVersion}|${Buffer.from(src.buffer, src.byteOffset, src.length).toString('hex')}|${Buffer.from(dst.buffer, dst.byteOffset, dst.length).toString('hex')}|${f.nextHeader}|${f.id}`;
+}
+
+/**
+ * A zeroed packet of `payloadLen` payload bytes after a copy of a fragment's IP header made whole:
+ * IPv4 with the total length set and the fragment fields cleared; IPv6 the fixed header with the
+ * payload length and the fragment header's next header (extension headers before it dropped).
+ * `at` is where the payload goes.
+ */
+export function wholeDatagram(header: Buffer, ipVersion: 4 | 6, nextHeader: number, payloadLen: number): { out: Buffer; at: number } {
+  const at = ipVersion === 4 ? header.length : 40;
+  const out = Buffer.alloc(at + payloadLen);
+  header.copy(out, 0, 0, at);
+  if (ipVersion === 4) {
+    out.writeUInt16BE(at + payloadLen, 2);
+    out[6] = 0;
+    out[7] = 0;
+  } else {
+    out.writeUInt16BE(payloadLen, 4);
+    out[6] = nextHeader;
+  }
+  return { out, at };
 }

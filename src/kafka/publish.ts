@@ -11,6 +11,7 @@ import { closeSync, fstatSync, openSync, readSync, statSync, watch, type FSWatch
 import { basename, dirname } from 'node:path';
 import { CaptureReader } from '../capture/index.js';
 import { decodeFrame, decodePacket, newDecodedPacket, type DecodeOutcome } from '../decode/index.js';
+import { datagramKey, LINKTYPE_RAW, wholeDatagram } from '../decode/ipReassembly.js';
 import { flowHash } from '../pipeline/flowHash.js';
 import { InputError, pumpCapture } from '../pipeline/replay.js';
 import { DSB_TLS_KEY_LOG } from '../pipeline/engine.js';
@@ -95,20 +96,10 @@ export class FragmentPartitions {
   partition(decoded: DecodedPacket, n: number): number {
     const f = decoded.frag;
     if (f === undefined) return 0;
-    const key = `${f.ipVersion}|${decoded.srcAddr.toString('hex')}|${decoded.dstAddr.toString('hex')}|${f.nextHeader}|${f.id}`;
+    const key = datagramKey(f, decoded.srcAddr, decoded.dstAddr);
     if (f.offset !== 0) return this.known.get(key) ?? 0;
-    const h = f.header.length;
-    const whole = Buffer.allocUnsafe(h + f.data.length);
-    f.header.copy(whole, 0);
-    f.data.copy(whole, h);
-    if (f.ipVersion === 4) {
-      whole.writeUInt16BE(whole.length, 2);
-      whole[6] = 0;
-      whole[7] = 0;
-    } else {
-      whole.writeUInt16BE(f.data.length, 4);
-      whole[6] = f.nextHeader;
-    }
+    const { out: whole, at } = wholeDatagram(f.header, f.ipVersion, f.nextHeader, f.data.length);
+    f.data.copy(whole, at);
     const outcome = decodeFrame(LINKTYPE_RAW, whole, 0, whole.length, this.scratch, IGNORE_ANOMALIES);
     const part = outcome === 'tcp' || outcome === 'udp' ? flowHash(this.scratch) % n : 0;
     if (this.known.size >= MAX_FRAGMENTED_DATAGRAMS) this.known.delete(this.known.keys().next().value as string);
@@ -116,7 +107,6 @@ export class FragmentPartitions {
     return part;
   }
 }
-const LINKTYPE_RAW = 101;
 
 async function withKafka<T>(f: () => Promise<T>): Promise<T> {
   try {

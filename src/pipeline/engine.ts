@@ -7,7 +7,7 @@
  * One Engine instance owns one flow table; the replay command runs one per worker shard.
  */
 import { decodeFrame, newDecodedPacket } from '../decode/index.js';
-import { IpReassembler } from '../decode/ipReassembly.js';
+import { IpReassembler, LINKTYPE_RAW } from '../decode/ipReassembly.js';
 import { TcpFlowTable, type TcpOptions } from '../tcp/index.js';
 import { TlsFlowHandler, SessionCache, PendingBudget, DEFAULT_TLS_OPTIONS, type TlsOptions, type TlsContext, type TlsInfo, type AppStream } from '../tls/index.js';
 import type { AppFactoryObject } from '../tls/session.js';
@@ -76,8 +76,6 @@ function assetPort(f: FlowInfo): number {
 
 /** Key-log label meaning "TLS secrets in a pcapng Decryption Secrets Block" (pcapng spec §4.7). */
 export const DSB_TLS_KEY_LOG = 0x544c534b;
-/** LINKTYPE_RAW: how a reassembled IP datagram is decoded. */
-const LINKTYPE_RAW = 101;
 
 export interface EngineStats {
   packets: number;
