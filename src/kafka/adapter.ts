@@ -23,7 +23,7 @@ import {
   type Producer as KjsProducer,
   type SASLOptions,
 } from 'kafkajs';
-import { NativeFetcher } from './fetch.js';
+import { NativeFetcher, type FetchedRecord } from './fetch.js';
 import { kafkaLogCreator, log, muteKafkaLog } from './log.js';
 import { KafkaProduceError, NativeProducer } from './produce.js';
 
@@ -57,18 +57,8 @@ export interface OutRecord {
   timestamp?: number;
 }
 
-export interface InRecord {
-  topic: string;
-  partition: number;
-  /** Offset as a decimal string (64-bit). */
-  offset: string;
-  key: Buffer | null;
-  value: Buffer | null;
-  /** Header values as bytes (the first one when a header repeats). */
-  headers: Record<string, Buffer>;
-  /** Record timestamp, ms since the epoch. */
-  timestamp: number;
-}
+/** A consumed record (declared in fetch.ts, whose native fetch makes them too). */
+export type InRecord = FetchedRecord;
 
 export interface Producer {
   /** Sends and resolves when every record is acknowledged (acks=all). */

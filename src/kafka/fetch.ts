@@ -41,19 +41,22 @@ import type { ConnectionOptions } from 'node:tls';
 import { gunzipSync } from 'node:zlib';
 import { BufferPool } from './bufferPool.js';
 import { log } from './log.js';
-import { BrokerConnection, errorName, KafkaProduceError, parseBroker, readInt64, Reader, requestMetadata, RETRIABLE, Writer } from './produce.js';
+import { BrokerConnection, errorName, pooledConnection, KafkaProduceError, parseBroker, readInt64, Reader, requestMetadata, RETRIABLE, Writer } from './produce.js';
 
 const API_FETCH = 1;
 const OFFSET_OUT_OF_RANGE = 1;
 
-/** A consumed record: the shape of adapter.ts's InRecord (declared here: adapter.ts imports this module). */
+/** A consumed record (adapter.ts's InRecord is this type: adapter.ts imports this module, not the other way). */
 export interface FetchedRecord {
   topic: string;
   partition: number;
+  /** Offset as a decimal string (64-bit). */
   offset: string;
   key: Buffer | null;
   value: Buffer | null;
+  /** Header values as bytes (the first one when a header repeats). */
   headers: Record<string, Buffer>;
+  /** Record timestamp, ms since the epoch. */
   timestamp: number;
 }
 
@@ -430,20 +433,14 @@ export class NativeFetcher {
   }
 
   private conn(host: string, port: number): BrokerConnection {
-    const k = `${host}:${port}`;
-    let c = this.conns.get(k);
-    if (!c || c.broken) {
-      c = new BrokerConnection(host, port, {
-        clientId: this.o.clientId,
-        ssl: this.o.ssl,
-        connectionTimeoutMs: this.o.connectionTimeoutMs,
-        requestTimeoutMs: this.o.requestTimeoutMs + this.o.maxWaitMs,
-        maxInFlight: 1,
-        frameBuffer: (size) => this.answerBuffer(size),
-      });
-      this.conns.set(k, c);
-    }
-    return c;
+    return pooledConnection(this.conns, host, port, {
+      clientId: this.o.clientId,
+      ssl: this.o.ssl,
+      connectionTimeoutMs: this.o.connectionTimeoutMs,
+      requestTimeoutMs: this.o.requestTimeoutMs + this.o.maxWaitMs,
+      maxInFlight: 1,
+      frameBuffer: (size) => this.answerBuffer(size),
+    });
   }
 
   /** Memory for an answer of `size` bytes: a reused buffer (power-of-two sizes), else a new one kept for reuse. */

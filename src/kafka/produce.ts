@@ -411,6 +411,17 @@ const FRAME_INTO_MIN = 64 << 10;
 /** Bytes of the reused read buffer of a connection with a frameBuffer (plaintext). */
 const READ_BUFFER = 256 << 10;
 
+/** The open connection to host:port in `conns`, or a new one with `opts` (one that broke is replaced). */
+export function pooledConnection(conns: Map<string, BrokerConnection>, host: string, port: number, opts: ConstructorParameters<typeof BrokerConnection>[2]): BrokerConnection {
+  const k = `${host}:${port}`;
+  let c = conns.get(k);
+  if (!c || c.broken) {
+    c = new BrokerConnection(host, port, opts);
+    conns.set(k, c);
+  }
+  return c;
+}
+
 /** One TCP (or TLS) connection to a broker: framed requests, answers matched by correlation id. */
 export class BrokerConnection {
   private socket: Socket | undefined;
@@ -792,19 +803,13 @@ export class NativeProducer {
 
   private conn(host: string, port: number): BrokerConnection {
     if (this.closed) throw new KafkaProduceError('producer closed', false);
-    const k = `${host}:${port}`;
-    let c = this.conns.get(k);
-    if (!c || c.broken) {
-      c = new BrokerConnection(host, port, {
-        clientId: this.o.clientId,
-        ssl: this.o.ssl,
-        connectionTimeoutMs: this.o.connectionTimeoutMs,
-        requestTimeoutMs: this.o.requestTimeoutMs,
-        maxInFlight: this.o.maxInFlight ?? 5,
-      });
-      this.conns.set(k, c);
-    }
-    return c;
+    return pooledConnection(this.conns, host, port, {
+      clientId: this.o.clientId,
+      ssl: this.o.ssl,
+      connectionTimeoutMs: this.o.connectionTimeoutMs,
+      requestTimeoutMs: this.o.requestTimeoutMs,
+      maxInFlight: this.o.maxInFlight ?? 5,
+    });
   }
 
   /** A request to any reachable broker (known nodes first, then the bootstrap list). */
