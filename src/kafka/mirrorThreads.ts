@@ -18,8 +18,9 @@
  * datagrams taken by two threads within the same few microseconds (or while a thread was
  * preempted between its recvmsg and the callback): those may swap. The records of a partition
  * therefore carry its packets in receive order up to such swaps of neighbouring datagrams — the
- * reordering a network path can cause anyway, which the engine's TCP reassembly (by sequence
- * numbers) absorbs.
+ * reordering a network path can cause anyway, which the engine's TCP reassembly absorbs: by
+ * sequence numbers within a direction, by ACK numbers across the two (src/tcp/flowTable.ts; a
+ * preempted thread can put a request after its response).
  *
  * Memory: each thread holds at most `perThreadBytes` of chunks (filling, sent, waiting for the
  * merge); a datagram that does not fit is dropped and counted (`buffer_full`). The batcher gets

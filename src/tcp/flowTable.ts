@@ -16,7 +16,7 @@ import {
 } from '../types.js';
 import { communityId } from '../events/communityId.js';
 import { ipToString } from '../decode/ip.js';
-import { HalfStream, newReassemblyStats, type HalfStreamOwner, type ReassemblyStats } from './reassembly.js';
+import { HalfStream, newReassemblyStats, seqLt, type HalfStreamOwner, type ReassemblyStats } from './reassembly.js';
 
 /**
  * The TCP flow table: maps decoded TCP segments to connections, resolves client/server roles,
@@ -54,7 +54,23 @@ import { HalfStream, newReassemblyStats, type HalfStreamOwner, type ReassemblySt
  * - Table full (`maxFlows`): a new flow first evicts a closing flow (oldest first; closed with its
  *   own 'fin'/'rst' reason, nothing is lost), else the least recently active flow, closed with
  *   'evicted' and counted as `flow_evicted`.
- * - Memory: out-of-order bytes are bounded per direction (HalfStream) and in total
+ * - Order across the two directions: each direction is reassembled on its own, but the handler
+ *   also needs the two in causal order (an HTTP response after its request, a ServerHello after
+ *   its ClientHello). A copy of the traffic can swap them: a mirror that receives the two
+ *   directions on two links, or two receive threads, delivers a server segment before the client
+ *   segment it answers. A segment's ACK says what the sender had received when it sent it, so
+ *   in-order data of direction D carried by a packet whose ACK covers bytes of the other
+ *   direction not yet delivered (at most `MAX_HOLD_AHEAD` ahead of them) is HELD, copied, with
+ *   D's later data, gaps and end queued behind it, until the other direction has delivered up
+ *   to that ACK; then it is delivered, in D's order. Until then nothing of D reaches the
+ *   handler. A hold ends without the other direction catching up (counted
+ *   `tcp_crossdir_hold_expired`, the data delivered as it came, and that direction is not held
+ *   again in this flow) when the other direction ends,
+ *   when its bytes were lost by the capture (a gap declared over them releases it normally), when
+ *   `HOLD_MAX_SEC` of capture time passed with a packet of the flow, when D holds more than
+ *   `maxBufferedPerDirection` bytes, over the total budget, or when the flow closes. Captures with
+ *   one direction only, or a direction whose start was not seen, never hold.
+ * - Memory: out-of-order and held bytes are bounded per direction and in total
  *   (`maxBufferedTotal`): over the total, the largest buffers are flushed as gaps until under.
  * - closeAll (end of input): every flow is finished; flows still open close with 'eof', flows
  *   already closing with their own 'fin'/'rst'.
@@ -162,6 +178,21 @@ class FlowList {
 }
 
 const MAX_ERROR_DETAIL = 200;
+/** An ACK further ahead of the other direction's delivered bytes than this does not hold data (a bogus ACK, or loss too large to wait for). */
+const MAX_HOLD_AHEAD = 16 * 1024 * 1024;
+/** Capture seconds a held direction waits for the other one at most (checked on the flow's packets). */
+const HOLD_MAX_SEC = 2;
+
+/** One delivery held back until the other direction has delivered up to `needAck`: data (a copy), a gap or the end. */
+class Held {
+  constructor(
+    readonly data: Buffer | null,
+    readonly gap: number,
+    readonly end: EndReason | null,
+    readonly ts: Timestamp,
+    readonly needAck: number,
+  ) {}
+}
 
 class Flow implements HalfStreamOwner {
   // Endpoint A is the source of the flow's first packet; addresses as four int32 words.
@@ -193,6 +224,17 @@ class Flow implements HalfStreamOwner {
   failed = false;
   readonly half: [HalfStream, HalfStream];
   readonly counters: FlowCounters;
+  /** The direction and ACK number of the packet being processed (ackDir -1: none, or no ACK flag). */
+  ackDir = -1;
+  ackNow = 0;
+  /** Per direction, the deliveries held for the other direction (null: none); `holding`: either is not null. */
+  held: [Held[] | null, Held[] | null] = [null, null];
+  holding = false;
+  /** Per direction: a hold of it expired, so it is not held again (the other side's capture is lossy). */
+  noHold: [boolean, boolean] = [false, false];
+  /** Data bytes held, both directions; capture time (s) the current holds began. */
+  heldBytes = 0;
+  heldSince = 0;
 
   constructor(
     readonly info: FlowInfo,
@@ -214,34 +256,141 @@ class Flow implements HalfStreamOwner {
       gapBytes: 0,
       last: { sec: info.start.sec, nsec: info.start.nsec },
     };
+    this.stats = stats;
+    this.limits = limits;
+    this.anomalies = anomalies;
   }
+
+  private readonly stats: ReassemblyStats;
+  private readonly limits: TcpOptions;
+  private readonly anomalies: AnomalySink;
 
   streamData(dir: Dir, data: Buffer, ts: Timestamp): void {
     if (this.failed || this.handler === null) return;
+    if ((this.holding && this.held[dir] !== null) || (dir === this.ackDir && this.mustWait(dir))) {
+      const copy = Buffer.allocUnsafe(data.length);
+      data.copy(copy);
+      this.hold(dir, new Held(copy, 0, null, ts, this.needAck(dir)), ts);
+      return;
+    }
     try {
       this.handler.onData(dir, data, ts);
     } catch (e) {
       this.fail(e);
     }
+    if (this.holding && this.held[dir ^ 1] !== null) this.release((dir ^ 1) as Dir, false);
   }
 
   streamGap(dir: Dir, length: number, ts: Timestamp): void {
     this.counters.gapBytes += length;
     if (this.failed || this.handler === null) return;
+    if (this.holding && this.held[dir] !== null) {
+      this.hold(dir, new Held(null, length, null, ts, this.needAck(dir)), ts);
+      return;
+    }
     try {
       this.handler.onGap(dir, length, ts);
     } catch (e) {
       this.fail(e);
     }
+    if (this.holding && this.held[dir ^ 1] !== null) this.release((dir ^ 1) as Dir, false);
   }
 
   streamEnd(dir: Dir, reason: EndReason, ts: Timestamp): void {
     if (this.failed || this.handler === null) return;
+    // what the other direction held for this one can no longer wait: before this end (an HTTP
+    // parser closes a request without response at its client's end)
+    if (this.holding && this.held[dir ^ 1] !== null) this.release((dir ^ 1) as Dir, true);
+    if (this.holding && this.held[dir] !== null) {
+      this.hold(dir, new Held(null, 0, reason, ts, this.needAck(dir)), ts);
+      return;
+    }
     try {
       this.handler.onEnd(dir, reason, ts);
     } catch (e) {
       this.fail(e);
     }
+  }
+
+  /** Does in-order data of `dir`, in the packet being processed, answer bytes of the other direction not yet delivered? */
+  private mustWait(dir: Dir): boolean {
+    const o = this.half[dir ^ 1];
+    if (!o.seqKnown || o.ended || this.noHold[dir]) return false;
+    const ahead = (this.ackNow - o.nextSeq) | 0;
+    return ahead > 0 && ahead <= MAX_HOLD_AHEAD;
+  }
+
+  /** What a new held item of `dir` waits for: the current packet's ACK, never less than the item before it. */
+  private needAck(dir: Dir): number {
+    const q = this.held[dir];
+    const last = q !== null && q.length > 0 ? q[q.length - 1].needAck : this.half[dir ^ 1].nextSeq;
+    return dir === this.ackDir && ((this.ackNow - last) | 0) > 0 ? this.ackNow : last;
+  }
+
+  private hold(dir: Dir, item: Held, ts: Timestamp): void {
+    let q = this.held[dir];
+    if (q === null) {
+      q = this.held[dir] = [];
+      this.stats.crossDirHolds++;
+      if (!this.holding) this.heldSince = tsSeconds(ts);
+      this.holding = true;
+    }
+    q.push(item);
+    if (item.data !== null) {
+      this.heldBytes += item.data.length;
+      this.stats.bufferedBytes += item.data.length;
+      let mine = 0;
+      for (const h of q) if (h.data !== null) mine += h.data.length;
+      if (mine > this.limits.maxBufferedPerDirection) this.release(dir, true);
+    }
+  }
+
+  /**
+   * Deliver what `dir` holds, in order, as far as the other direction has caught up (`force`:
+   * all of it, counted as expired unless the other direction has ended).
+   */
+  release(dir: Dir, force: boolean): void {
+    const q = this.held[dir];
+    if (q === null) return;
+    const o = this.half[dir ^ 1];
+    let k = 0;
+    while (k < q.length && (force || o.ended || !seqLt(o.nextSeq, q[k].needAck))) k++;
+    if (k === 0) return;
+    if (seqLt(o.nextSeq, q[k - 1].needAck)) {
+      // released before the other direction caught up: its bytes are lost to the capture (or
+      // the flow is one-sided from here on); this direction does not wait for it again
+      this.stats.crossDirHoldsExpired++;
+      this.anomalies.anomaly('tcp_crossdir_hold_expired');
+      this.noHold[dir] = true;
+    }
+    const items = k === q.length ? q : q.slice(0, k);
+    if (k === q.length) {
+      this.held[dir] = null;
+      this.holding = this.held[dir ^ 1] !== null;
+    } else q.splice(0, k);
+    for (const it of items) {
+      if (it.data !== null) {
+        this.heldBytes -= it.data.length;
+        this.stats.bufferedBytes -= it.data.length;
+      }
+      const h = this.handler;
+      if (this.failed || h === null) continue;
+      try {
+        if (it.data !== null) h.onData(dir, it.data, it.ts);
+        else if (it.end !== null) h.onEnd(dir, it.end, it.ts);
+        else h.onGap(dir, it.gap, it.ts);
+      } catch (e) {
+        this.fail(e);
+      }
+    }
+  }
+
+  /** Both directions' holds, as far as they can go (`force`: entirely). */
+  releaseAll(force: boolean): void {
+    if (!this.holding) return;
+    this.release(0, force);
+    this.release(1, force);
+    this.release(0, force);
   }
 
   fail(e: unknown): void {
@@ -490,8 +639,16 @@ export class TcpFlowTable {
       seq = (seq + 1) >>> 0; // the SYN occupies one sequence number
     }
     const fin = (flags & TCP_FIN) !== 0;
+    if (flags & TCP_ACK) {
+      flow.ackDir = dir;
+      flow.ackNow = p.ack >>> 0;
+    }
     if (wireLen > 0 || fin) h.segment(seq, p.payload, wireLen, fin, ts);
-    if (flags & TCP_ACK) flow.half[dir === 0 ? 1 : 0].peerAck(p.ack >>> 0, ts);
+    if (flags & TCP_ACK) {
+      flow.ackDir = -1;
+      flow.half[dir === 0 ? 1 : 0].peerAck(p.ack >>> 0, ts);
+    }
+    if (flow.holding && sec - flow.heldSince > HOLD_MAX_SEC) flow.releaseAll(true);
 
     if (flow.list === ListId.Active && flow.half[0].finSeen && flow.half[1].finSeen) this.startClosing(flow, sec);
     if (flow.list === ListId.Closing && !flow.reported && flow.half[0].ended && flow.half[1].ended) this.reportIfSettled(flow, ts);
@@ -740,6 +897,7 @@ export class TcpFlowTable {
     this.stats.flowsClosed++;
     f.half[0].finish(reason, ts);
     f.half[1].finish(reason, ts);
+    f.releaseAll(true);
     if (f.handler !== null) {
       try {
         f.handler.onClose(reason, f.counters, ts);
@@ -768,13 +926,16 @@ export class TcpFlowTable {
     const limit = this.opts.maxBufferedTotal;
     while (this.stats.bufferedBytes > limit) {
       let best: HalfStream | null = null;
+      let bestHeld: Flow | null = null;
       for (const list of [this.active, this.closing]) {
         for (let f = list.head; f !== null; f = f.next) {
           for (const h of f.half) if (h.bufferedBytes > 0 && (best === null || h.bufferedBytes > best.bufferedBytes)) best = h;
+          if (f.heldBytes > 0 && (bestHeld === null || f.heldBytes > bestHeld.heldBytes)) bestHeld = f;
         }
       }
-      if (best === null) break;
-      best.flushBuffered(ts);
+      if (bestHeld !== null && (best === null || bestHeld.heldBytes >= best.bufferedBytes)) bestHeld.releaseAll(true);
+      else if (best !== null) best.flushBuffered(ts);
+      else break;
     }
   }
 }

@@ -61,8 +61,12 @@ export interface ReassemblyStats {
   bufferLimitHits: number;
   captureLossGaps: number;
   bytesDelivered: number;
-  /** Bytes currently held in out-of-order buffers, all flows together. */
+  /** Bytes currently held in out-of-order buffers and cross-direction holds, all flows together. */
   bufferedBytes: number;
+  /** Times a direction's data waited for the other direction (src/tcp/flowTable.ts: order across the two directions). */
+  crossDirHolds: number;
+  /** Of those, holds released before the other direction caught up (limit, time, close). */
+  crossDirHoldsExpired: number;
 }
 
 export function newReassemblyStats(): ReassemblyStats {
@@ -79,6 +83,8 @@ export function newReassemblyStats(): ReassemblyStats {
     captureLossGaps: 0,
     bytesDelivered: 0,
     bufferedBytes: 0,
+    crossDirHolds: 0,
+    crossDirHoldsExpired: 0,
   };
 }
 

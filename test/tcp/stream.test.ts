@@ -325,3 +325,143 @@ describe('tcp reassembly: end of streams', () => {
     expect(flows[0].ends()).toContainEqual([C2S, 'fin']);
   });
 });
+
+describe('tcp reassembly: order across the two directions (ACK-based holds)', () => {
+  /** The recorder's data/gap/end events as "dir:text" strings, in delivery order. */
+  const order = (r: { events: { t: string; dir?: Dir; bytes?: Buffer; len?: number; reason?: string }[] }): string[] =>
+    r.events.flatMap((e) =>
+      e.t === 'data' ? [`${e.dir}:${e.bytes!.toString('latin1')}`] : e.t === 'gap' ? [`${e.dir}:gap${e.len}`] : e.t === 'end' ? [`${e.dir}:end`] : [],
+    );
+
+  it('a response that arrives before its request is delivered after it', () => {
+    const { table, flows, anomalies } = setup();
+    handshake(table, 1000, 5000);
+    // the server's answer acknowledges the 6 request bytes (1001..1006) not yet seen
+    table.processSegment(seg(false, 5001, '200 OK', ACK | PSH, { ack: 1007 }), ts(2));
+    expect(order(flows[0])).toEqual([]);
+    table.processSegment(seg(true, 1001, 'GET /x', ACK | PSH, { ack: 5001 }), ts(2));
+    expect(order(flows[0])).toEqual(['0:GET /x', '1:200 OK']);
+    expect(table.stats.crossDirHolds).toBe(1);
+    expect(table.stats.crossDirHoldsExpired).toBe(0);
+    expect(table.stats.bufferedBytes).toBe(0);
+    expect(anomalies.codes).toEqual([]);
+  });
+
+  it('releases a hold step by step as the other direction catches up, keeping each direction in order', () => {
+    const { table, flows } = setup();
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(false, 5001, 'A', ACK, { ack: 1004 }), ts(2)); // needs client bytes up to 1003
+    table.processSegment(seg(false, 5002, 'B', ACK, { ack: 1001 }), ts(2)); // queued behind A (never overtakes it)
+    table.processSegment(seg(false, 5003, 'C', ACK, { ack: 1007 }), ts(2)); // needs up to 1006
+    table.processSegment(seg(true, 1001, 'abc', ACK, { ack: 5001 }), ts(2));
+    expect(order(flows[0])).toEqual(['0:abc', '1:A', '1:B']);
+    table.processSegment(seg(true, 1004, 'def', ACK, { ack: 5001 }), ts(2));
+    expect(order(flows[0])).toEqual(['0:abc', '1:A', '1:B', '0:def', '1:C']);
+    expect(table.stats.crossDirHolds).toBe(1);
+  });
+
+  it('a hold on bytes the capture lost ends when a gap is declared over them (gap first, then the held data)', () => {
+    const { table, flows, anomalies } = setup();
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(true, 1005, 'efgh', ACK, { ack: 5001 }), ts(2)); // client bytes 1001..1004 lost
+    // the server acknowledges all 8 client bytes: 1001..1004 were sent, so they are a gap
+    table.processSegment(seg(false, 5001, 'reply', ACK, { ack: 1009 }), ts(2));
+    expect(order(flows[0])).toEqual(['0:gap4', '0:efgh', '1:reply']);
+    expect(anomalies.count('tcp_capture_loss')).toBe(1);
+    expect(table.stats.crossDirHoldsExpired).toBe(0);
+  });
+
+  it('the other side ending releases the hold before its own end, counted as expired', () => {
+    const { table, flows, anomalies } = setup();
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(false, 5001, 'reply', ACK, { ack: 1011 }), ts(2)); // 10 client bytes never captured
+    table.processSegment(seg(true, 1011, '', RST), ts(2));
+    expect(order(flows[0])).toEqual(['1:reply', '0:end', '1:end']);
+    expect(anomalies.count('tcp_crossdir_hold_expired')).toBe(1);
+    expect(table.stats.crossDirHoldsExpired).toBe(1);
+    expect(table.stats.bufferedBytes).toBe(0);
+  });
+
+  it('a hold lasts at most 2 s of capture time (checked on the flow\'s packets)', () => {
+    const { table, flows, anomalies } = setup();
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(false, 5001, 'one', ACK, { ack: 1011 }), ts(2));
+    table.processSegment(seg(false, 5004, 'two', ACK, { ack: 1011 }), ts(3));
+    table.processSegment(seg(true, 1011, '', ACK, { ack: 5007 }), ts(4)); // 2 s: not yet
+    expect(order(flows[0])).toEqual([]);
+    table.processSegment(seg(true, 1011, '', ACK, { ack: 5007 }), ts(4, 100)); // over 2 s
+    expect(order(flows[0])).toEqual(['1:one', '1:two']);
+    expect(anomalies.count('tcp_crossdir_hold_expired')).toBe(1);
+    // the other side's capture is evidently lossy: this direction is not held again
+    table.processSegment(seg(false, 5007, 'three', ACK, { ack: 1011 }), ts(5));
+    expect(order(flows[0])).toEqual(['1:one', '1:two', '1:three']);
+  });
+
+  it('held bytes are bounded by maxBufferedPerDirection', () => {
+    const { table, flows, anomalies } = setup({ maxBufferedPerDirection: 10 });
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(false, 5001, '123456', ACK, { ack: 1011 }), ts(2));
+    expect(order(flows[0])).toEqual([]);
+    table.processSegment(seg(false, 5007, '789abc', ACK, { ack: 1011 }), ts(2));
+    expect(order(flows[0])).toEqual(['1:123456', '1:789abc']);
+    expect(anomalies.count('tcp_crossdir_hold_expired')).toBe(1);
+    expect(table.stats.bufferedBytes).toBe(0);
+  });
+
+  it('never holds when the other direction was not seen (one-sided capture, or its start unseen)', () => {
+    const { table, flows } = setup();
+    table.processSegment(seg(false, 5001, 'only the server', ACK, { ack: 123456 }), ts(1));
+    expect(order(flows[0])).toEqual(['1:only the server']);
+    expect(table.stats.crossDirHolds).toBe(0);
+  });
+
+  it('an ACK implausibly far ahead (over 16 MiB) does not hold', () => {
+    const { table, flows } = setup();
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(false, 5001, 'x', ACK, { ack: 1001 + 20 * 1024 * 1024 }), ts(2));
+    expect(order(flows[0])).toEqual(['1:x']);
+  });
+
+  it('the end of input delivers what is still held, in order, before onClose', () => {
+    const { table, flows } = setup();
+    handshake(table, 1000, 5000);
+    table.processSegment(seg(false, 5001, 'late', ACK | FIN, { ack: 1011 }), ts(2));
+    table.closeAll();
+    expect(order(flows[0])).toEqual(['1:late', '1:end', '0:end']);
+    expect(flows[0].events[flows[0].events.length - 1].t).toBe('close');
+  });
+
+  it('any interleaving of two in-order directions reaches the handler in causal order', () => {
+    // a request/response conversation: each segment acknowledges everything the other side sent before it
+    const turns = [['c', 'hello'], ['s', 'HI'], ['s', 'THERE'], ['c', 'get a'], ['s', 'A!'], ['c', 'get b'], ['c', 'and c'], ['s', 'B+C']];
+    const segs: { fromClient: boolean; seq: number; ack: number; text: string }[] = [];
+    let cs = 1001;
+    let ss = 5001;
+    for (const [who, text] of turns) {
+      const fromClient = who === 'c';
+      segs.push({ fromClient, seq: fromClient ? cs : ss, ack: fromClient ? ss : cs, text });
+      if (fromClient) cs += text.length;
+      else ss += text.length;
+    }
+    const causal = segs.map((s) => `${s.fromClient ? 0 : 1}:${s.text}`);
+    const client = segs.filter((s) => s.fromClient);
+    const server = segs.filter((s) => !s.fromClient);
+    // every merge of the two sequences (each kept in order): C(8,4) = 70
+    let merges = 0;
+    const walk = (i: number, j: number, acc: typeof segs): void => {
+      if (i === client.length && j === server.length) {
+        merges++;
+        const { table, flows, anomalies } = setup();
+        handshake(table, 1000, 5000);
+        for (const s of acc) table.processSegment(seg(s.fromClient, s.seq, s.text, ACK | PSH, { ack: s.ack }), ts(2));
+        expect(order(flows[0]), acc.map((s) => s.text).join(',')).toEqual(causal);
+        expect(anomalies.codes).toEqual([]);
+        return;
+      }
+      if (i < client.length) walk(i + 1, j, [...acc, client[i]]);
+      if (j < server.length) walk(i, j + 1, [...acc, server[j]]);
+    };
+    walk(0, 0, []);
+    expect(merges).toBe(70);
+  });
+});
