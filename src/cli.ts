@@ -5,7 +5,7 @@
  */
 import { statSync } from 'node:fs';
 import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
-import { NdjsonWriter } from './pipeline/output.js';
+import { NdjsonWriter, outputIsInput } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
 import { detectOption, loadLimitsFile, type Limits } from './pipeline/limits.js';
 import { ProgressDisplay } from './pipeline/progress.js';
@@ -112,13 +112,18 @@ async function cmdReplay(argv: string[]): Promise<void> {
       throw new UsageError((e as Error).message);
     }
   }
+  const rsaKeys = (values['rsa-key'] ?? []).map(parseRsaKeySpec);
+  if (values.out) {
+    const input = outputIsInput(values.out, [positionals[0], ...(values.keylog ?? []), ...rsaKeys.map((k) => k.path), values.limits]);
+    if (input !== undefined) throw new UsageError(`--out ${values.out} is the input ${input}: writing events there would destroy it`);
+  }
   const out = values.out ? await NdjsonWriter.toFile(values.out).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`cannot write --out ${values.out}: ${e.code ?? e.message}`);
   }) : NdjsonWriter.toStdout();
   const opts = {
     capture: positionals[0],
     keylogs: values.keylog ?? [],
-    rsaKeys: (values['rsa-key'] ?? []).map(parseRsaKeySpec),
+    rsaKeys,
     captureLimits: limits.capture,
     engine: {
       onlyDecrypted: values['only-decrypted'] ?? false,

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, statSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { EcsEvent } from '../events/builder.js';
@@ -7,6 +7,31 @@ import type { EcsEvent } from '../events/builder.js';
 const BATCH_BYTES = 1 << 18;
 /** Encoded-batch buffers kept for reuse (back-pressure keeps one or two writes in flight). */
 const SPARE_MAX = 4;
+
+/**
+ * The first of `inputs` that is the same file as `out` (same device and inode: another name, a
+ * hard link or a symbolic link of it), else undefined. Opening `--out` truncates it, so an output
+ * path that names the capture, a key file or the limits file would destroy that input before it
+ * is read (`replay x.pcap --out x.pcap` left an empty x.pcap).
+ */
+export function outputIsInput(out: string, inputs: (string | undefined)[]): string | undefined {
+  let o;
+  try {
+    o = statSync(out);
+  } catch {
+    return undefined; // a new file: no input
+  }
+  for (const path of inputs) {
+    if (path === undefined || path === '-') continue;
+    try {
+      const st = statSync(path);
+      if (st.dev === o.dev && st.ino === o.ino && st.isFile()) return path;
+    } catch {
+      /* unreadable inputs are reported where they are read */
+    }
+  }
+  return undefined;
+}
 
 /**
  * Newline-delimited JSON event writer with back-pressure: events are encoded into one byte
