@@ -44,7 +44,7 @@ options:
 
 On a terminal, stderr shows progress while reading (bytes, percent of the file, packets/s, Gbps,
 sessions decrypted, ETA); at the end a one-line summary. Exit codes: 0 success, 2 unusable input
-or arguments, 1 internal failure.`;
+or arguments, 1 internal failure; Ctrl-C/SIGTERM finish what was read (summary, exit 130/143).`;
 
 const REPLAY: CommandSpec = {
   name: 'replay',
@@ -143,14 +143,40 @@ async function cmdReplay(argv: string[]): Promise<void> {
     },
   };
   const progress = !values.quiet && process.stderr.isTTY ? new ProgressDisplay(process.stderr, captureSize(positionals[0])) : undefined;
+  // Ctrl-C (or SIGTERM) ends the input as EOF would: what was read is finished (open connections
+  // reported as at the end of a capture), the events and the summary come out, and the exit code
+  // is the signal's (128 + n) because the capture was not read to its end. A second signal exits
+  // at once.
+  let interrupted: NodeJS.Signals | undefined;
+  let onStop!: () => void;
+  const stop = new Promise<void>((resolve) => (onStop = resolve));
+  const onSig = (sig: NodeJS.Signals): void => {
+    if (interrupted) {
+      progress?.stop();
+      process.stderr.write(`tlsdecrypt: second ${sig}, exiting without finishing flows\n`);
+      process.exit(signalExitCode(sig));
+    }
+    interrupted = sig;
+    onStop();
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
   let stats: EngineStats;
   try {
-    stats = await replayWith({ ...opts, progress }, out, workers);
+    stats = await replayWith({ ...opts, progress, stop }, out, workers);
   } finally {
     progress?.stop();
   }
   await out.close();
-  if (!values.quiet) process.stderr.write(summary(stats, out.count));
+  if (!values.quiet) process.stderr.write(summary(stats, out.count).replace(/\n$/, interrupted ? `; interrupted by ${interrupted}\n` : '\n'));
+  if (interrupted) process.exit(signalExitCode(interrupted)); // stdin may still hold the loop open
+  process.off('SIGINT', onSig);
+  process.off('SIGTERM', onSig);
+}
+
+/** The shell's code for a process ended by `sig`: 128 + its number (SIGINT 130, SIGTERM 143). */
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (sig === 'SIGINT' ? 2 : 15);
 }
 
 /** Size of a regular capture file (progress percent); undefined for stdin, pipes and devices. */

@@ -26,6 +26,12 @@ export interface ReplayOptions {
   captureLimits?: Partial<CaptureLimits>;
   /** The progress line on a terminal (cli.ts decides whether there is one). */
   progress?: ProgressDisplay;
+  /**
+   * Resolves to end the input as at EOF (the CLI's SIGINT/SIGTERM): what was read is finished as
+   * at the end of the capture, open connections included, so the events so far and the summary
+   * still come out.
+   */
+  stop?: Promise<unknown>;
 }
 
 /** Loads key material; every failure names the file and never echoes its content. */
@@ -159,7 +165,7 @@ export async function pumpCapture(
  * `pumpCapture` with the writer's back-pressure between chunks: `engine`'s held QUIC packets
  * processed (a live pipe's chunk is what it had), its events out, then wait for room.
  */
-export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>, engine?: Engine): Promise<void> {
+export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>, engine?: Engine, stop?: Promise<unknown>): Promise<void> {
   return pumpCapture(
     capture,
     reader,
@@ -168,7 +174,7 @@ export function pumpToWriter(capture: string, reader: CaptureReader, out: Ndjson
       out.flush();
       await out.drained();
     },
-    undefined,
+    stop,
     source,
   );
 }
@@ -187,7 +193,7 @@ export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<En
   const engine = writerEngine(out, loadKeys(opts.keylogs, opts.rsaKeys), opts.engine);
   const reader = new CaptureReader(engine, opts.captureLimits);
   opts.progress?.watch(reader, () => engine.stats.sessionsByStatus.decrypted ?? 0);
-  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture), engine);
+  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture), engine, opts.stop);
   engine.finish();
   return engine.stats;
 }

@@ -3,7 +3,7 @@
  * acceptance pass): each case is one that misbehaved before its fix. The built CLI (dist/) as a
  * child process.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,5 +63,61 @@ describe('--out naming an input', () => {
     const r = run(['run', '--brokers', '127.0.0.1:1', '--keylog', keys, '--out', keys]);
     expectOneLineError(r, /--out .*run-keys\.log is the input/);
     expect(readFileSync(keys, 'utf8')).toBe(readFileSync(`${DEMO}/keys.log`, 'utf8'));
+  });
+});
+
+/**
+ * The demo capture cut after its first exchange (the connection still open), then ~1.2 MiB of
+ * non-IP filler frames: with `--workers N` a stdin chunk (1 MiB) goes to the engines once it is
+ * full, so the filler makes the first exchange come out while the input is still open.
+ */
+function openConnectionThenFiller(): Buffer {
+  const cap = readFileSync(`${DEMO}/capture.pcap`);
+  const parts = [cap.subarray(0, 24)];
+  let off = 24;
+  // 20 records: the first exchange (stream 1) is complete, the connection goes on
+  for (let n = 0; n < 20; n++) {
+    const len = 16 + cap.readUInt32LE(off + 8);
+    parts.push(cap.subarray(off, off + len));
+    off += len;
+  }
+  const frame = Buffer.alloc(16 + 60_000);
+  frame.writeUInt32LE(cap.readUInt32LE(24), 0); // the capture's first second
+  frame.writeUInt32LE(60_000, 8);
+  frame.writeUInt32LE(60_000, 12);
+  frame.writeUInt16BE(0x88b5, 16 + 12); // IEEE local experimental EtherType: not IP
+  for (let i = 0; i < 20; i++) parts.push(frame);
+  return Buffer.concat(parts);
+}
+
+describe('SIGINT / SIGTERM in the middle of a replay', () => {
+  it.each([
+    ['SIGINT', 130, []],
+    ['SIGTERM', 143, []],
+    ['SIGINT', 130, ['--workers', '2']],
+  ] as const)('%s: the open connection is reported, the summary says so, exit %i (%j)', async (sig, code, extra) => {
+    const child = spawn(process.execPath, [CLI, 'replay', '-', '--keylog', `${DEMO}/keys.log`, ...extra], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdin.on('error', () => {}); // EPIPE: the child exits before it read all of it
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    // the input stays open: only the signal ends it
+    child.stdin.write(openConnectionThenFiller());
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d;
+        if (stdout.includes('"dataset":"http"')) resolve();
+      }),
+    );
+    child.kill(sig);
+    expect(await exited).toBe(code);
+    child.stdin.destroy();
+    const events = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.filter((e) => e.event.dataset === 'http')).toHaveLength(1);
+    const session = events.find((e) => e.event.dataset === 'tls.session');
+    expect(session?.tls.client.server_name).toBe('www.tlsdecrypt.test');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(new RegExp(`^tlsdecrypt: \\d+ packets, 1 TCP flows, 1 TLS sessions .*, ${events.length} events.*; interrupted by ${sig}\\n$`));
   });
 });
