@@ -58,13 +58,23 @@ export function loadKeys(keylogs: string[], rsaSpecs: RsaKeySpec[]): { secrets: 
   return { secrets, rsaKeys, malformedKeylogLines: malformed };
 }
 
-/** `FILE[:PASSWORD]` — a path that exists as given wins over splitting at the last colon. */
+/**
+ * `FILE[:PASSWORD]` — a path that exists as given wins; else the split at the first colon after
+ * which FILE is a file (the path may hold colons, `keys/a:b/k.pem:pw`, and so may the password,
+ * `k.p12:pa:ss`); else the first colon, so that the error naming a missing FILE never holds any
+ * of the password.
+ */
 export function parseRsaKeySpec(arg: string): RsaKeySpec {
-  try {
-    statSync(arg);
-    return { path: arg };
-  } catch {
-    /* not a plain path: try FILE:PASSWORD */
+  const isFile = (p: string): boolean => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (isFile(arg)) return { path: arg };
+  for (let i = arg.indexOf(':'); i > 0; i = arg.indexOf(':', i + 1)) {
+    if (isFile(arg.slice(0, i))) return { path: arg.slice(0, i), password: arg.slice(i + 1) };
   }
   const i = arg.indexOf(':');
   if (i > 0) return { path: arg.slice(0, i), password: arg.slice(i + 1) };

@@ -4,7 +4,8 @@
  * child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -119,5 +120,34 @@ describe('SIGINT / SIGTERM in the middle of a replay', () => {
     expect(session?.tls.client.server_name).toBe('www.tlsdecrypt.test');
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(new RegExp(`^tlsdecrypt: \\d+ packets, 1 TCP flows, 1 TLS sessions .*, ${events.length} events.*; interrupted by ${sig}\\n$`));
+  });
+});
+
+describe('--rsa-key FILE:PASSWORD with colons', () => {
+  const RSA = 'fixtures/https/tls12-rsa-aes128gcm-http11';
+  const decrypted = (r: { code: number | null; stderr: string }) => {
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('(decrypted 1)');
+  };
+
+  it('a path holding a colon, with a password', () => {
+    const sub = join(dir, 'keys:2026');
+    mkdirSync(sub);
+    copyFileSync(`${RSA}/server.enc.pem`, join(sub, 'server.pem'));
+    decrypted(run(['replay', `${RSA}/capture.pcap`, '--rsa-key', `${sub}/server.pem:test-password`]));
+  });
+
+  it('a password holding a colon', () => {
+    const key = createPrivateKey(readFileSync(`${RSA}/server.key`));
+    const pem = join(dir, 'colon-pw.pem');
+    writeFileSync(pem, key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pa:ss:word' }));
+    decrypted(run(['replay', `${RSA}/capture.pcap`, '--rsa-key', `${pem}:pa:ss:word`]));
+  });
+
+  it('a missing file is named without any of the password', () => {
+    const r = run(['replay', `${RSA}/capture.pcap`, '--rsa-key', `${dir}/nope.pem:secret:part`]);
+    expectOneLineError(r, /nope\.pem/);
+    expect(r.stderr).not.toContain('secret');
+    expect(r.stderr).not.toContain('part');
   });
 });
