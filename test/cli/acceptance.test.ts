@@ -151,3 +151,19 @@ describe('--rsa-key FILE:PASSWORD with colons', () => {
     expect(r.stderr).not.toContain('part');
   });
 });
+
+describe('an option whose value is missing before another option', () => {
+  it.each([
+    [['replay', `${DEMO}/capture.pcap`, '--limits', '--quiet'], /^tlsdecrypt: replay: --limits needs a value, and the argument after it starts with '-' \(a value that starts with '-' is written --limits=VALUE\)$/],
+    [['replay', `${DEMO}/capture.pcap`, '--workers', '-2'], /--workers needs a value/],
+    [['run', '--brokers', '127.0.0.1:1', '--sasl-password', '-pw-secret-9'], /^tlsdecrypt: run: --sasl-password needs a value/],
+  ])('%j names the option and how to write the value, in one line with the usage', (args, re) => {
+    const r = run(args);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(2); // the message, then the usage line
+    expect(lines[0]).toMatch(re);
+    expect(lines[1]).toMatch(/^usage: tlsdecrypt /);
+    expect(r.stderr).not.toContain('pw-secret');
+  });
+});
