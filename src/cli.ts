@@ -31,7 +31,7 @@ event per line to stdout.
 options:
   --keylog FILE              NSS key log (SSLKEYLOGFILE); repeatable
   --rsa-key FILE[:PASSWORD]  server RSA private key (PEM, DER, PKCS#12); repeatable
-  --out FILE                 write events to FILE instead of stdout
+  --out FILE                 write events to FILE instead of stdout ('-': stdout)
   --only-decrypted           keep only events tagged "Decryption Detection"
   --workers N                shard host pairs over N engines [1]
   --body-capture-bytes N     text body bytes captured into http.*.body.content (0 = off) [4096]
@@ -113,6 +113,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
     }
   }
   const rsaKeys = (values['rsa-key'] ?? []).map(parseRsaKeySpec);
+  if (values.out === '-') values.out = undefined; // '-' is stdout, as CAPTURE '-' is stdin
   if (values.out) {
     const input = outputIsInput(values.out, [positionals[0], ...(values.keylog ?? []), ...rsaKeys.map((k) => k.path), values.limits]);
     if (input !== undefined) throw new UsageError(`--out ${values.out} is the input ${input}: writing events there would destroy it`);

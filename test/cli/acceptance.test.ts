@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,13 @@ describe('--out naming an input', () => {
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(4);
     for (const l of lines) expect(JSON.parse(l).event.module).toBe('tlsdecrypt');
+  });
+
+  it("'-' is stdout (as CAPTURE '-' is stdin), not a file named '-'", () => {
+    const r = spawnSync(process.execPath, [join(process.cwd(), CLI), 'replay', join(process.cwd(), DEMO, 'capture.pcap'), '--keylog', join(process.cwd(), DEMO, 'keys.log'), '--out', '-', '-q'], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split('\n')).toHaveLength(4);
+    expect(existsSync(join(dir, '-'))).toBe(false);
   });
 
   it('run refuses to append events to its own key log', () => {
