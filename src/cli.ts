@@ -104,6 +104,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
   const workers = intOption('workers', values.workers, 1, 256) ?? 1;
   const bodyCaptureBytes = intOption('body-capture-bytes', values['body-capture-bytes'], 0, 1 << 24);
   if (values.alerts !== undefined && values.alerts !== 'threshold' && values.alerts !== 'all') throw new UsageError(`--alerts takes 'threshold' or 'all', got '${values.alerts}'`);
+  if (values.alerts !== undefined && values['no-detect']) throw new UsageError(`--alerts ${values.alerts} has no effect with --no-detect (no rules run, no alerts): give one of them`);
   let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
   if (values.limits) {
     try {

@@ -174,3 +174,11 @@ describe('an option whose value is missing before another option', () => {
     expect(r.stderr).not.toContain('pw-secret');
   });
 });
+
+describe('options that contradict each other', () => {
+  it('--alerts with --no-detect is refused (the alerts setting would be silently ignored)', () => {
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--no-detect', '--alerts', 'all']);
+    expectOneLineError(r, /^tlsdecrypt: --alerts all has no effect with --no-detect/);
+    expect(r.stdout).toBe('');
+  });
+});
