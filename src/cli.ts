@@ -5,7 +5,7 @@
  */
 import { statSync } from 'node:fs';
 import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
-import { NdjsonWriter, outputIsInput } from './pipeline/output.js';
+import { NdjsonWriter, OutputError, outputIsInput } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
 import { detectOption, loadLimitsFile, type Limits } from './pipeline/limits.js';
 import { ProgressDisplay } from './pipeline/progress.js';
@@ -245,7 +245,7 @@ export async function main(argv: string[]): Promise<void> {
     // The reader of our output went away (e.g. `| head`): not a failure of ours, stop quietly.
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') process.exit(0);
     if (e instanceof UsageError && e.usage) fail(2, `${e.message.split('\n')[0]}\n${e.usage}`);
-    if (e instanceof InputError) fail(2, e.message.split('\n')[0]);
+    if (e instanceof InputError || e instanceof OutputError) fail(2, e.message.split('\n')[0]);
     const code = (e as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) fail(2, (e as Error).message.split('\n')[0]);
     fail(1, `internal error: ${(e as Error)?.stack ?? String(e)}`);

@@ -182,3 +182,18 @@ describe('options that contradict each other', () => {
     expect(r.stdout).toBe('');
   });
 });
+
+describe('the events destination fails (disk full: /dev/full)', () => {
+  it.each([
+    [['--out', '/dev/full'], 'cannot write events to /dev/full: ENOSPC'],
+    [['--out', '/dev/full', '--workers', '2'], 'cannot write events to /dev/full: ENOSPC'],
+  ])('%j: exit 2 with one line, no stack', (extra, line) => {
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--keylog', `${DEMO}/keys.log`, ...extra]);
+    expectOneLineError(r, new RegExp(`^tlsdecrypt: ${line}$`));
+  });
+
+  it.each([[[]], [['--workers', '2']]])('stdout %j: exit 2 with one line, no stack', (extra) => {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" ${CLI} replay ${DEMO}/capture.pcap --keylog ${DEMO}/keys.log ${extra.join(' ')} >/dev/full`], { encoding: 'utf8' });
+    expectOneLineError({ code: r.status, stderr: r.stderr }, /^tlsdecrypt: cannot write events to stdout: ENOSPC$/);
+  });
+});
