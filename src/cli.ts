@@ -4,7 +4,7 @@
  * stderr saying what and where, no stack trace), 1 on internal failure.
  */
 import { statSync } from 'node:fs';
-import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
+import { checkInputsReadable, InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
 import { NdjsonWriter, OutputError, outputIsInput } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
 import { detectOption, loadLimitsFile, type Limits } from './pipeline/limits.js';
@@ -118,6 +118,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
   if (values.out) {
     const input = outputIsInput(values.out, [positionals[0], ...(values.keylog ?? []), ...rsaKeys.map((k) => k.path), values.limits]);
     if (input !== undefined) throw new UsageError(`--out ${values.out} is the input ${input}: writing events there would destroy it`);
+    checkInputsReadable(positionals[0], values.keylog ?? [], rsaKeys);
   }
   const out = values.out ? await NdjsonWriter.toFile(values.out).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`cannot write --out ${values.out}: ${e.code ?? e.message}`);

@@ -1,7 +1,7 @@
 /**
  * `tlsdecrypt replay`: one capture file (or stdin) through the pipeline, events to a writer.
  */
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { CaptureReader, CaptureFormatError, type CaptureLimits } from '../capture/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
@@ -56,6 +56,30 @@ export function loadKeys(keylogs: string[], rsaSpecs: RsaKeySpec[]): { secrets: 
     }
   }
   return { secrets, rsaKeys, malformedKeylogLines: malformed };
+}
+
+/**
+ * Throws the InputError the loaders would throw (same words) for the first input that cannot be
+ * opened: the capture (unless stdin), the key logs, the RSA key files. Called before `--out` is
+ * opened, since opening it truncates it: a typo in an input path must not cost the previous results.
+ */
+export function checkInputsReadable(capture: string, keylogs: string[], rsaSpecs: RsaKeySpec[]): void {
+  const problem = (path: string): string | undefined => {
+    try {
+      const fd = openSync(path, 'r');
+      try {
+        return fstatSync(fd).isDirectory() ? 'EISDIR' : undefined;
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code ?? 'error';
+    }
+  };
+  let code: string | undefined;
+  if (capture !== '-' && (code = problem(capture))) throw new InputError(`cannot read capture ${capture}: ${code}`);
+  for (const path of keylogs) if ((code = problem(path))) throw new InputError(`cannot read key log ${path}: ${code}`);
+  for (const { path } of rsaSpecs) if ((code = problem(path))) throw new InputError(`${path}: cannot read file (${code})`);
 }
 
 /**

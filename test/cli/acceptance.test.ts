@@ -64,6 +64,17 @@ describe('--out naming an input', () => {
     expect(existsSync(join(dir, '-'))).toBe(false);
   });
 
+  it.each([
+    [['/no/such.pcap', '--keylog', `${DEMO}/keys.log`], /^tlsdecrypt: cannot read capture \/no\/such\.pcap: ENOENT$/],
+    [[`${DEMO}/capture.pcap`, '--keylog', '/no/keys.log'], /^tlsdecrypt: cannot read key log \/no\/keys\.log: ENOENT$/],
+    [[`${DEMO}/capture.pcap`, '--rsa-key', '/no/server.pem'], /^tlsdecrypt: \/no\/server\.pem: cannot read file \(ENOENT\)$/],
+  ])('a mistyped input %j fails before the previous results in --out are truncated', (args, re) => {
+    const out = join(dir, 'previous-results.json');
+    copyFileSync(`${DEMO}/keys.log`, out); // stands for the last run's events
+    expectOneLineError(run(['replay', ...args, '--out', out]), re);
+    expect(readFileSync(out, 'utf8')).toBe(readFileSync(`${DEMO}/keys.log`, 'utf8'));
+  });
+
   it('run refuses to append events to its own key log', () => {
     const keys = join(dir, 'run-keys.log');
     copyFileSync(`${DEMO}/keys.log`, keys);
