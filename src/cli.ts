@@ -4,8 +4,8 @@
  * stderr saying what and where, no stack trace), 1 on internal failure.
  */
 import { statSync } from 'node:fs';
-import { InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
-import { NdjsonWriter } from './pipeline/output.js';
+import { checkInputsReadable, InputError, parseRsaKeySpec, replay } from './pipeline/replay.js';
+import { NdjsonWriter, OutputError, outputIsInput } from './pipeline/output.js';
 import type { EngineStats } from './pipeline/engine.js';
 import { detectOption, loadLimitsFile, type Limits } from './pipeline/limits.js';
 import { ProgressDisplay } from './pipeline/progress.js';
@@ -31,7 +31,7 @@ event per line to stdout.
 options:
   --keylog FILE              NSS key log (SSLKEYLOGFILE); repeatable
   --rsa-key FILE[:PASSWORD]  server RSA private key (PEM, DER, PKCS#12); repeatable
-  --out FILE                 write events to FILE instead of stdout
+  --out FILE                 write events to FILE instead of stdout ('-': stdout)
   --only-decrypted           keep only events tagged "Decryption Detection"
   --workers N                shard host pairs over N engines [1]
   --body-capture-bytes N     text body bytes captured into http.*.body.content (0 = off) [4096]
@@ -44,7 +44,7 @@ options:
 
 On a terminal, stderr shows progress while reading (bytes, percent of the file, packets/s, Gbps,
 sessions decrypted, ETA); at the end a one-line summary. Exit codes: 0 success, 2 unusable input
-or arguments, 1 internal failure.`;
+or arguments, 1 internal failure; Ctrl-C/SIGTERM finish what was read (summary, exit 130/143).`;
 
 const REPLAY: CommandSpec = {
   name: 'replay',
@@ -104,6 +104,7 @@ async function cmdReplay(argv: string[]): Promise<void> {
   const workers = intOption('workers', values.workers, 1, 256) ?? 1;
   const bodyCaptureBytes = intOption('body-capture-bytes', values['body-capture-bytes'], 0, 1 << 24);
   if (values.alerts !== undefined && values.alerts !== 'threshold' && values.alerts !== 'all') throw new UsageError(`--alerts takes 'threshold' or 'all', got '${values.alerts}'`);
+  if (values.alerts !== undefined && values['no-detect']) throw new UsageError(`--alerts ${values.alerts} has no effect with --no-detect (no rules run, no alerts): give one of them`);
   let limits: Limits = { tcp: {}, tls: {}, http: {}, capture: {} };
   if (values.limits) {
     try {
@@ -112,13 +113,20 @@ async function cmdReplay(argv: string[]): Promise<void> {
       throw new UsageError((e as Error).message);
     }
   }
+  const rsaKeys = (values['rsa-key'] ?? []).map(parseRsaKeySpec);
+  if (values.out === '-') values.out = undefined; // '-' is stdout, as CAPTURE '-' is stdin
+  if (values.out) {
+    const input = outputIsInput(values.out, [positionals[0], ...(values.keylog ?? []), ...rsaKeys.map((k) => k.path), values.limits]);
+    if (input !== undefined) throw new UsageError(`--out ${values.out} is the input ${input}: writing events there would destroy it`);
+    checkInputsReadable(positionals[0], values.keylog ?? [], rsaKeys);
+  }
   const out = values.out ? await NdjsonWriter.toFile(values.out).catch((e: NodeJS.ErrnoException) => {
     throw new InputError(`cannot write --out ${values.out}: ${e.code ?? e.message}`);
   }) : NdjsonWriter.toStdout();
   const opts = {
     capture: positionals[0],
     keylogs: values.keylog ?? [],
-    rsaKeys: (values['rsa-key'] ?? []).map(parseRsaKeySpec),
+    rsaKeys,
     captureLimits: limits.capture,
     engine: {
       onlyDecrypted: values['only-decrypted'] ?? false,
@@ -138,14 +146,40 @@ async function cmdReplay(argv: string[]): Promise<void> {
     },
   };
   const progress = !values.quiet && process.stderr.isTTY ? new ProgressDisplay(process.stderr, captureSize(positionals[0])) : undefined;
+  // Ctrl-C (or SIGTERM) ends the input as EOF would: what was read is finished (open connections
+  // reported as at the end of a capture), the events and the summary come out, and the exit code
+  // is the signal's (128 + n) because the capture was not read to its end. A second signal exits
+  // at once.
+  let interrupted: NodeJS.Signals | undefined;
+  let onStop!: () => void;
+  const stop = new Promise<void>((resolve) => (onStop = resolve));
+  const onSig = (sig: NodeJS.Signals): void => {
+    if (interrupted) {
+      progress?.stop();
+      process.stderr.write(`tlsdecrypt: second ${sig}, exiting without finishing flows\n`);
+      process.exit(signalExitCode(sig));
+    }
+    interrupted = sig;
+    onStop();
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
   let stats: EngineStats;
   try {
-    stats = await replayWith({ ...opts, progress }, out, workers);
+    stats = await replayWith({ ...opts, progress, stop }, out, workers);
   } finally {
     progress?.stop();
   }
   await out.close();
-  if (!values.quiet) process.stderr.write(summary(stats, out.count));
+  if (!values.quiet) process.stderr.write(summary(stats, out.count).replace(/\n$/, interrupted ? `; interrupted by ${interrupted}\n` : '\n'));
+  if (interrupted) process.exit(signalExitCode(interrupted)); // stdin may still hold the loop open
+  process.off('SIGINT', onSig);
+  process.off('SIGTERM', onSig);
+}
+
+/** The shell's code for a process ended by `sig`: 128 + its number (SIGINT 130, SIGTERM 143). */
+function signalExitCode(sig: NodeJS.Signals): number {
+  return 128 + (sig === 'SIGINT' ? 2 : 15);
 }
 
 /** Size of a regular capture file (progress percent); undefined for stdin, pipes and devices. */
@@ -212,7 +246,7 @@ export async function main(argv: string[]): Promise<void> {
     // The reader of our output went away (e.g. `| head`): not a failure of ours, stop quietly.
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') process.exit(0);
     if (e instanceof UsageError && e.usage) fail(2, `${e.message.split('\n')[0]}\n${e.usage}`);
-    if (e instanceof InputError) fail(2, e.message.split('\n')[0]);
+    if (e instanceof InputError || e instanceof OutputError) fail(2, e.message.split('\n')[0]);
     const code = (e as { code?: string }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) fail(2, (e as Error).message.split('\n')[0]);
     fail(1, `internal error: ${(e as Error)?.stack ?? String(e)}`);

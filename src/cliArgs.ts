@@ -50,6 +50,13 @@ export function parseCommand<O extends Options>(spec: CommandSpec, argv: string[
       const flag = /'([^']+)'/.exec(msg)?.[1] ?? 'option';
       throw new UsageError(`unknown option '${flag.slice(0, 60)}' for ${spec.name}`, spec.usage);
     }
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && msg.includes('argument is ambiguous')) {
+      // `--limits --quiet`, `--workers -2`: parseArgs's first line ("argument is ambiguous") alone
+      // says nothing useful. The next argument is not echoed: it may be a password.
+      const flag = /'([^']+)'/.exec(msg)?.[1] ?? 'option';
+      const long = /use '(--[^=']+)=/.exec(msg)?.[1] ?? flag;
+      throw new UsageError(`${spec.name}: ${flag.slice(0, 60)} needs a value, and the argument after it starts with '-' (a value that starts with '-' is written ${long.slice(0, 60)}=VALUE)`, spec.usage);
+    }
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
       throw new UsageError(`${spec.name}: ${msg.split('\n')[0].replace(/\.$/, '')}`, spec.usage);
     }

@@ -23,6 +23,7 @@ import {
   type Producer as KjsProducer,
   type SASLOptions,
 } from 'kafkajs';
+import { InputError } from '../pipeline/replay.js';
 import { NativeFetcher, type FetchedRecord } from './fetch.js';
 import { kafkaLogCreator, log, muteKafkaLog } from './log.js';
 import { KafkaProduceError, NativeProducer } from './produce.js';
@@ -258,10 +259,36 @@ export function isTransientKafkaError(e: unknown): boolean {
   return false;
 }
 
-async function connecting<T>(brokers: string[], f: () => Promise<T>): Promise<T> {
+/**
+ * SASL refused at connect (one line, exit 2: a configuration error, not an internal failure): the
+ * listener does not speak SASL, does not enable the mechanism, or refuses the credentials. The
+ * message is ours, never the broker's text or the client's, so no credential can be in it.
+ */
+export class KafkaAuthError extends InputError {
+  constructor(brokers: string[], mechanism: string | undefined, why: string) {
+    super(`cannot authenticate to Kafka at ${brokers.join(',')}${mechanism ? ` with SASL ${mechanism}` : ''}: ${why}`);
+  }
+}
+
+/** Why a connect failed authentication, or undefined when it was not an authentication failure. */
+function authFailure(e: unknown): string | undefined {
+  let cur: unknown = e;
+  for (let i = 0; cur && i < 5; i++) {
+    const err = cur as { name?: string; type?: string; originalError?: unknown; cause?: unknown };
+    if (err.type === 'ILLEGAL_SASL_STATE') return "the broker's listener does not expect SASL (a plaintext or TLS-only listener: leave out --sasl-mechanism, or use the SASL listener's port)";
+    if (err.type === 'UNSUPPORTED_SASL_MECHANISM') return 'the broker does not enable this mechanism (sasl.enabled.mechanisms)';
+    if (err.type === 'SASL_AUTHENTICATION_FAILED' || err.name === 'KafkaJSSASLAuthenticationError') return 'the user name or password was refused';
+    cur = err.originalError ?? err.cause;
+  }
+  return undefined;
+}
+
+async function connecting<T>(brokers: string[], f: () => Promise<T>, sasl?: SaslConfig): Promise<T> {
   try {
     return await muteKafkaLog(f);
   } catch (e) {
+    const auth = authFailure(e);
+    if (auth !== undefined) throw new KafkaAuthError(brokers, sasl?.mechanism, auth);
     if (isConnectionError(e)) throw new KafkaUnreachableError(brokers, e);
     throw e;
   }
@@ -330,7 +357,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
     const topic = opts.topics[0];
     const admin = kafka.admin();
     try {
-      await connecting(brokers, () => admin.connect());
+      await connecting(brokers, () => admin.connect(), conn.sasl);
     } catch (e) {
       await c.disconnect().catch(() => {});
       throw e;
@@ -472,7 +499,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         createPartitioner: Partitioners.DefaultPartitioner,
         retry: { retries: Math.max(retries, 5), initialRetryTime: 300, maxRetryTime: 5000 },
       });
-      await connecting(brokers, () => p.connect());
+      await connecting(brokers, () => p.connect(), conn.sasl);
       const compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
       const producer: Producer = {
         async send(topic, records) {
@@ -524,7 +551,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
         maxWaitTimeInMs: opts.maxWaitTimeMs ?? 500,
         allowAutoTopicCreation: false,
       });
-      await connecting(brokers, () => c.connect());
+      await connecting(brokers, () => c.connect(), conn.sasl);
       await c.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? true });
       if (resolveProducerImpl(opts.fetch ?? 'kafkajs', conn) === 'native') {
         if (conn.sasl) {
@@ -587,7 +614,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
 
     async partitionReader(opts: PartitionReaderOptions): Promise<PartitionReader> {
       const admin = kafka.admin();
-      await connecting(brokers, () => admin.connect());
+      await connecting(brokers, () => admin.connect(), conn.sasl);
       const groupId = `${opts.groupIdPrefix ?? 'tlsdecrypt-secrets'}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
       const c = kafka.consumer({
         groupId,
@@ -610,7 +637,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
       };
       return {
         async start(onRecords) {
-          await connecting(brokers, () => c.connect());
+          await connecting(brokers, () => c.connect(), conn.sasl);
           await c.subscribe({ topics: [opts.topic], fromBeginning: true });
           // Start offsets per partition: the first record at or after sinceMs (end offset when none).
           const starts = opts.sinceMs > 0 ? await retrying(() => admin.fetchTopicOffsetsByTimestamp(opts.topic, opts.sinceMs)) : undefined;
@@ -671,7 +698,7 @@ export function createKafkaClient(conn: KafkaConnection): KafkaClient {
 
     async admin(): Promise<Admin> {
       const a: KjsAdmin = kafka.admin();
-      await connecting(brokers, () => a.connect());
+      await connecting(brokers, () => a.connect(), conn.sasl);
       const self: Admin = {
         async topicExists(topic) {
           return (await a.listTopics()).includes(topic);

@@ -6,6 +6,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { InputError } from '../pipeline/replay.js';
+import { outputIsInput } from '../pipeline/output.js';
 import { createKafkaClient, KafkaUnreachableError, type KafkaConnection, type ProducerImpl } from './adapter.js';
 import { resolveRunConfig, runHelp, runParseArgsOptions } from './config.js';
 import { describeKeylogResult, describePcapResult, publishKeylog, publishPcap, type PublishPcapOptions } from './publish.js';
@@ -358,6 +359,8 @@ export async function cmdRun(argv: string[]): Promise<void> {
   const client = createKafkaClient(cfg.connection);
   let sink: Writable = process.stdout;
   if (cfg.out) {
+    const input = outputIsInput(cfg.out, [...cfg.keylogs, ...cfg.rsaKeys.map((k) => k.path), (values.config as string | undefined) ?? process.env.TLSDECRYPT_CONFIG]);
+    if (input !== undefined) throw new InputError(`--out ${cfg.out} is the input ${input}: events appended there would corrupt it`);
     const ws = createWriteStream(cfg.out, { flags: 'a' });
     try {
       await Promise.race([once(ws, 'open'), once(ws, 'error').then(([e]) => Promise.reject(e))]);

@@ -26,7 +26,6 @@
  * time order; one read ahead must not time out the open connections of one behind it). With
  * `--workers N`, each worker's engine the time every partition of THAT worker has reached.
  */
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { DSB_TLS_KEY_LOG, type EngineStats } from '../pipeline/engine.js';
 import { InputError } from '../pipeline/replay.js';
@@ -247,9 +246,17 @@ export async function startRun(client: KafkaClient, cfg: RunConfig, stdout: Writ
     for (const f of w) f();
   };
 
+  /**
+   * Written before the offsets behind them are committed, so a failed write (disk full, EIO) is
+   * a delivery failure like a failed produce: its callback is awaited (a file's WriteStream reports
+   * errors only there and in 'error', never from write(); unawaited, `run --out FILE` committed past
+   * events it had lost).
+   */
   const writeStdout = async (values: string[]): Promise<void> => {
     if (!values.length) return;
-    if (!stdout.write(values.join('\n') + '\n')) await once(stdout, 'drain');
+    await new Promise<void>((resolve, reject) => {
+      stdout.write(values.join('\n') + '\n', (e) => (e ? reject(e) : resolve()));
+    });
   };
 
   /**

@@ -520,7 +520,7 @@ export async function replayFanout(opts: ReplayOptions, out: NdjsonWriter, pool:
         if (at.ends) dispatch();
         await out.drained();
       },
-      undefined,
+      opts.stop,
       stdin ? streamRegions(stdin, ring, at) : fileRegions(opts.capture, ring, at),
     );
     // the last chunk of a stream, and what the capture reader's end added

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, statSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { EcsEvent } from '../events/builder.js';
@@ -7,6 +7,44 @@ import type { EcsEvent } from '../events/builder.js';
 const BATCH_BYTES = 1 << 18;
 /** Encoded-batch buffers kept for reuse (back-pressure keeps one or two writes in flight). */
 const SPARE_MAX = 4;
+
+/**
+ * The first of `inputs` that is the same file as `out` (same device and inode: another name, a
+ * hard link or a symbolic link of it), else undefined. Opening `--out` truncates it, so an output
+ * path that names the capture, a key file or the limits file would destroy that input before it
+ * is read (`replay x.pcap --out x.pcap` left an empty x.pcap).
+ */
+export function outputIsInput(out: string, inputs: (string | undefined)[]): string | undefined {
+  let o;
+  try {
+    o = statSync(out);
+  } catch {
+    return undefined; // a new file: no input
+  }
+  for (const path of inputs) {
+    if (path === undefined || path === '-') continue;
+    try {
+      const st = statSync(path);
+      if (st.dev === o.dev && st.ino === o.ino && st.isFile()) return path;
+    } catch {
+      /* unreadable inputs are reported where they are read */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The events' destination failed (disk full, a closed pipe, an I/O error): one line naming it, for
+ * the CLI's exit 2 (`code` is the system error's, so EPIPE, the reader going away, stays quiet).
+ */
+export class OutputError extends Error {
+  readonly code: string | undefined;
+  constructor(where: string, cause: unknown) {
+    const code = (cause as NodeJS.ErrnoException)?.code;
+    super(`cannot write events to ${where}: ${code ?? (cause as Error)?.message ?? String(cause)}`);
+    this.code = code;
+  }
+}
 
 /**
  * Newline-delimited JSON event writer with back-pressure: events are encoded into one byte
@@ -31,21 +69,45 @@ export class NdjsonWriter {
   private constructor(
     private readonly stream: Writable,
     private readonly ownsStream: boolean,
+    /** For the error line: 'stdout' or the file's path. */
+    private readonly where: string,
   ) {
-    stream.on('error', (e: Error) => {
-      this.failed = e;
-    });
+    stream.on('error', (e: Error) => this.fail(e));
   }
 
   static toStdout(): NdjsonWriter {
-    return new NdjsonWriter(process.stdout, false);
+    return new NdjsonWriter(process.stdout, false, 'stdout');
   }
 
   /** Opens FILE for writing; resolves once it is open (rejects with the fs error otherwise). */
   static async toFile(path: string): Promise<NdjsonWriter> {
     const ws: WriteStream = createWriteStream(path);
     await Promise.race([once(ws, 'open'), once(ws, 'error').then(([e]) => Promise.reject(e))]);
-    return new NdjsonWriter(ws, true);
+    return new NdjsonWriter(ws, true, path);
+  }
+
+  /**
+   * Remembers the first failure of the destination; `drained()` and `close()` throw it. A write
+   * never throws: stdout to a file fails inside write() (a synchronous stream), and with
+   * `--workers N` writes happen in an engine thread's message handler, where a throw would be an
+   * uncaught exception with its stack.
+   */
+  private fail(e: unknown): void {
+    this.failed ??= new OutputError(this.where, e);
+  }
+
+  private put(data: string | Buffer, done?: () => void): void {
+    if (this.failed) return;
+    try {
+      // the callback sees a file's write error (ENOSPC, EIO) before the stream's end does
+      const ok = this.stream.write(data, (e) => {
+        if (e) this.fail(e);
+        else done?.();
+      });
+      if (!ok) this.blocked = true;
+    } catch (e) {
+      this.fail(e);
+    }
   }
 
   write(ev: EcsEvent): void {
@@ -57,7 +119,7 @@ export class NdjsonWriter {
     if (most > BATCH_BYTES - this.batchLen) {
       this.flush();
       if (most > BATCH_BYTES) {
-        if (!this.stream.write(json + '\n')) this.blocked = true;
+        this.put(json + '\n');
         return;
       }
     }
@@ -72,18 +134,17 @@ export class NdjsonWriter {
   writeRaw(text: string, events: number): void {
     this.flush();
     this.count += events;
-    if (!this.stream.write(text)) this.blocked = true;
+    this.put(text);
   }
 
   flush(): void {
     const b = this.batch;
     if (b === undefined || this.batchLen === 0) return;
-    const ok = this.stream.write(b.subarray(0, this.batchLen), () => {
+    this.put(b.subarray(0, this.batchLen), () => {
       if (this.spare.length < SPARE_MAX) this.spare.push(b);
     });
     this.batch = undefined;
     this.batchLen = 0;
-    if (!ok) this.blocked = true;
   }
 
   /** The destination has asked to wait (call `drained()` before writing much more). */
@@ -104,17 +165,30 @@ export class NdjsonWriter {
    * is not emitted again (replay --workers hung on a capture with large events).
    */
   private async drain(): Promise<void> {
-    if (this.stream.writableNeedDrain) await once(this.stream, 'drain');
+    // 'error' ends the wait too: a destination that fails while full never drains
+    if (this.stream.writableNeedDrain) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]).catch(() => undefined);
     this.blocked = false;
+    if (this.failed) throw this.failed;
   }
 
   async close(): Promise<void> {
     this.flush();
     if (this.failed) throw this.failed;
     if (this.ownsStream) {
-      await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve) => {
+        try {
+          this.stream.end((e?: Error | null) => {
+            if (e) this.fail(e);
+            resolve();
+          });
+        } catch (e) {
+          this.fail(e);
+          resolve();
+        }
+      });
     } else if (this.blocked) {
       await this.drain();
     }
+    if (this.failed) throw this.failed;
   }
 }

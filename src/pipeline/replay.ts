@@ -1,7 +1,7 @@
 /**
  * `tlsdecrypt replay`: one capture file (or stdin) through the pipeline, events to a writer.
  */
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { CaptureReader, CaptureFormatError, type CaptureLimits } from '../capture/index.js';
 import { SecretsStore } from '../tls/crypto/keylog.js';
@@ -26,6 +26,12 @@ export interface ReplayOptions {
   captureLimits?: Partial<CaptureLimits>;
   /** The progress line on a terminal (cli.ts decides whether there is one). */
   progress?: ProgressDisplay;
+  /**
+   * Resolves to end the input as at EOF (the CLI's SIGINT/SIGTERM): what was read is finished as
+   * at the end of the capture, open connections included, so the events so far and the summary
+   * still come out.
+   */
+  stop?: Promise<unknown>;
 }
 
 /** Loads key material; every failure names the file and never echoes its content. */
@@ -52,13 +58,47 @@ export function loadKeys(keylogs: string[], rsaSpecs: RsaKeySpec[]): { secrets: 
   return { secrets, rsaKeys, malformedKeylogLines: malformed };
 }
 
-/** `FILE[:PASSWORD]` — a path that exists as given wins over splitting at the last colon. */
+/**
+ * Throws the InputError the loaders would throw (same words) for the first input that cannot be
+ * opened: the capture (unless stdin), the key logs, the RSA key files. Called before `--out` is
+ * opened, since opening it truncates it: a typo in an input path must not cost the previous results.
+ */
+export function checkInputsReadable(capture: string, keylogs: string[], rsaSpecs: RsaKeySpec[]): void {
+  const problem = (path: string): string | undefined => {
+    try {
+      const fd = openSync(path, 'r');
+      try {
+        return fstatSync(fd).isDirectory() ? 'EISDIR' : undefined;
+      } finally {
+        closeSync(fd);
+      }
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code ?? 'error';
+    }
+  };
+  let code: string | undefined;
+  if (capture !== '-' && (code = problem(capture))) throw new InputError(`cannot read capture ${capture}: ${code}`);
+  for (const path of keylogs) if ((code = problem(path))) throw new InputError(`cannot read key log ${path}: ${code}`);
+  for (const { path } of rsaSpecs) if ((code = problem(path))) throw new InputError(`${path}: cannot read file (${code})`);
+}
+
+/**
+ * `FILE[:PASSWORD]` — a path that exists as given wins; else the split at the first colon after
+ * which FILE is a file (the path may hold colons, `keys/a:b/k.pem:pw`, and so may the password,
+ * `k.p12:pa:ss`); else the first colon, so that the error naming a missing FILE never holds any
+ * of the password.
+ */
 export function parseRsaKeySpec(arg: string): RsaKeySpec {
-  try {
-    statSync(arg);
-    return { path: arg };
-  } catch {
-    /* not a plain path: try FILE:PASSWORD */
+  const isFile = (p: string): boolean => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (isFile(arg)) return { path: arg };
+  for (let i = arg.indexOf(':'); i > 0; i = arg.indexOf(':', i + 1)) {
+    if (isFile(arg.slice(0, i))) return { path: arg.slice(0, i), password: arg.slice(i + 1) };
   }
   const i = arg.indexOf(':');
   if (i > 0) return { path: arg.slice(0, i), password: arg.slice(i + 1) };
@@ -159,7 +199,7 @@ export async function pumpCapture(
  * `pumpCapture` with the writer's back-pressure between chunks: `engine`'s held QUIC packets
  * processed (a live pipe's chunk is what it had), its events out, then wait for room.
  */
-export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>, engine?: Engine): Promise<void> {
+export function pumpToWriter(capture: string, reader: CaptureReader, out: NdjsonWriter, source?: AsyncIterable<Buffer>, engine?: Engine, stop?: Promise<unknown>): Promise<void> {
   return pumpCapture(
     capture,
     reader,
@@ -168,7 +208,7 @@ export function pumpToWriter(capture: string, reader: CaptureReader, out: Ndjson
       out.flush();
       await out.drained();
     },
-    undefined,
+    stop,
     source,
   );
 }
@@ -187,7 +227,7 @@ export async function replay(opts: ReplayOptions, out: NdjsonWriter): Promise<En
   const engine = writerEngine(out, loadKeys(opts.keylogs, opts.rsaKeys), opts.engine);
   const reader = new CaptureReader(engine, opts.captureLimits);
   opts.progress?.watch(reader, () => engine.stats.sessionsByStatus.decrypted ?? 0);
-  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture), engine);
+  await pumpToWriter(opts.capture, reader, out, opts.capture === '-' ? undefined : fileChunks(opts.capture), engine, opts.stop);
   engine.finish();
   return engine.stats;
 }
