@@ -12,7 +12,18 @@ import type { EcsEvent } from '../../src/events/builder.js';
 const ROOT = 'fixtures/https';
 
 interface Oracle {
-  tls: { client: string; server: string; version?: string; cipher?: string; sni?: string; alpn?: string; resumed?: boolean }[];
+  tls: {
+    client: string;
+    server: string;
+    version?: string;
+    cipher?: string;
+    sni?: string;
+    alpn?: string;
+    resumed?: boolean;
+    /** the client's leaf certificate (mutual TLS, post-handshake auth); absent: the client sent none */
+    client_cert_serial?: string;
+    server_cert_serial?: string;
+  }[];
   http: { client: string; server: string; version?: string; method?: string; host?: string; path?: string; status?: number; response_body_bytes?: number; content_type?: string }[];
 }
 interface Meta {
@@ -69,6 +80,10 @@ describe('fixtures compared with the tshark oracle', () => {
         if (o.sni) expect(field(s, 'tls.client.server_name')).toBe(o.sni);
         if (o.alpn) expect(field(s, 'tls.next_protocol')).toBe(o.alpn);
         if (o.resumed !== undefined) expect(field(s, 'tls.resumed')).toBe(o.resumed);
+        // A client certificate is reported like the server's (tls.client.x509.*), and only when sent.
+        if (o.client_cert_serial) expect(serial(field(s, 'tls.client.x509.serial_number'))).toBe(serial(o.client_cert_serial));
+        else expect(field(s, 'tls.client.x509')).toBeUndefined();
+        if (o.server_cert_serial) expect(serial(field(s, 'tls.server.x509.serial_number'))).toBe(serial(o.server_cert_serial));
       }
       // tshark lists no TLS session whose handshake it never saw; we still report the connection
       // (decryption.status missing_handshake), so only then may we have more sessions than it.
@@ -120,6 +135,11 @@ describe('fixtures compared with the tshark oracle', () => {
     });
   }
 });
+
+/** A certificate serial number as hex digits without a DER sign byte, upper case. */
+function serial(v: unknown): string | undefined {
+  return typeof v === 'string' ? v.replace(/:/g, '').toUpperCase().replace(/^(00)+(?=.)/, '') : undefined;
+}
 
 function requestKey(e: EcsEvent): string {
   return JSON.stringify([
