@@ -122,6 +122,11 @@ describe('fixtures compared with the tshark oracle', () => {
         // http.response.mime_type is the media type without its parameters (charset=...)
         if (o.content_type) expect(field(match, 'http.response.mime_type')).toBe(o.content_type.split(';')[0].trim().toLowerCase());
       }
+      // Request body sizes tshark does not list: the client's own (meta.json), where given.
+      for (const [path, bytes] of Object.entries((meta.expect?.request_body_bytes ?? {}) as Record<string, number>)) {
+        const ev = http.find((e) => field(e, 'url.original') === path);
+        expect(field(ev, 'http.request.body.bytes'), `request body bytes of ${path}`).toBe(bytes);
+      }
       const responses = oracle.http.filter((o) => o.status !== undefined && o.status !== null).length;
       expect(http.filter((e) => field(e, 'http.response.status_code') !== undefined).length).toBeGreaterThanOrEqual(responses);
 
