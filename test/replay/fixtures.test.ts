@@ -24,7 +24,19 @@ interface Oracle {
     client_cert_serial?: string;
     server_cert_serial?: string;
   }[];
-  http: { client: string; server: string; version?: string; method?: string; host?: string; path?: string; status?: number; response_body_bytes?: number; content_type?: string }[];
+  http: {
+    client: string;
+    server: string;
+    version?: string;
+    method?: string;
+    host?: string;
+    path?: string;
+    status?: number;
+    response_body_bytes?: number;
+    content_type?: string;
+    /** trailer fields after the body (chunked HTTP/1.1, a last HEADERS frame in HTTP/2), names in lower case */
+    response_trailers?: Record<string, string>;
+  }[];
 }
 interface Meta {
   description?: string;
@@ -120,6 +132,7 @@ describe('fixtures compared with the tshark oracle', () => {
           expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(bodyBytes);
         }
         // http.response.mime_type is the media type without its parameters (charset=...)
+        if (o.response_trailers) expect(field(match, 'http.response.trailers'), `trailers of ${o.method} ${o.path}`).toEqual(o.response_trailers);
         if (o.content_type) expect(field(match, 'http.response.mime_type')).toBe(o.content_type.split(';')[0].trim().toLowerCase());
       }
       // Request body sizes tshark does not list: the client's own (meta.json), where given.
