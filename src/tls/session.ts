@@ -55,6 +55,12 @@ export interface TlsInfo {
   serverHello?: ParsedServerHello;
   /** Server certificate chain (DER), leaf first. In TLS 1.3 only visible after decryption. */
   certificates: Buffer[];
+  /**
+   * Client certificate chain (DER), leaf first, when the server asked for one and the client sent
+   * a non-empty Certificate (mutual TLS; in TLS 1.3 also post-handshake authentication, RFC 8446
+   * §4.6.2). The last one sent wins (renegotiation, a second post-handshake request).
+   */
+  clientCertificates?: Buffer[];
 }
 
 /** 'paused' / 'disabled': decryption not attempted (ops: resource governor / asset policy); an extension of the contract's list. */
@@ -523,6 +529,9 @@ export class TlsFlowHandler implements FlowHandler {
       const leaf = this.info.certificates[0];
       const x509 = leaf ? describeCertificate(leaf) : undefined;
       if (x509) tls.server = { x509 };
+      const clientLeaf = this.info.clientCertificates?.[0];
+      const clientX509 = clientLeaf ? describeCertificate(clientLeaf) : undefined;
+      if (clientX509) tls.client = { x509: clientX509 };
       this.events.emit(
         'tls.session',
         {
@@ -1251,6 +1260,11 @@ export class TlsFlowHandler implements FlowHandler {
           const c = parseCertificate(body, this.tls13, false);
           if (!c) this.anomalies.anomaly('tls_malformed_certificate');
           else this.info.certificates = c.certificates.map(internCertificate);
+        } else {
+          // The client's answer to a CertificateRequest; empty when it has no certificate.
+          const c = parseCertificate(body, this.tls13, false);
+          if (!c) this.anomalies.anomaly('tls_malformed_certificate');
+          else if (c.certificates.length > 0) this.info.clientCertificates = c.certificates.map(internCertificate);
         }
         break;
       case HandshakeType.ServerHelloDone:

@@ -171,6 +171,8 @@ const CLEAN_EXPECTED: Record<string, string[]> = {
   'fixtures/https/tls12-ecdhe-cbc-sha1-noetm-http11': ['tls.weak_cipher'], // same suite, MAC-then-encrypt
   'fixtures/https/tls12-rsa-aes128gcm-http11': ['tls.weak_cipher'], // RSA key exchange
   'fixtures/https/tls12-rsa-cbc-sha256-noems-http11': ['tls.weak_cipher'], // RSA key exchange
+  'fixtures/https/tls12-rsa-renegotiation': ['tls.weak_cipher'], // RSA key exchange
+  'fixtures/https/tls12-rsa-ticket-resumption': ['tls.weak_cipher', 'tls.weak_cipher'], // RSA key exchange, 2 connections
   // the legacy bulk ciphers (gnutls-cli against gnutls-serv): 3DES, RC4, NULL are weak by name
   'fixtures/https/tls10-gnutls-3des-http11': ['tls.outdated_version', 'tls.weak_cipher'], // TLS 1.0, RSA, 3DES
   'fixtures/https/tls12-gnutls-3des-http11': ['tls.weak_cipher'],

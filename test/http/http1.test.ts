@@ -51,12 +51,19 @@ describe('HTTP/1 exchanges', () => {
     const h = harness('http/1.1');
     h.send(Dir.ToServer, REQ('/c'));
     h.send(Dir.ToClient, 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n' +
-      '4;ext=1\r\n{"a"\r\n6\r\n:12345\r\n1\r\n}\r\n0\r\nX-Trailer: yes\r\n\r\n');
-    h.send(Dir.ToServer, REQ('/d'));
+      '4;ext=1\r\n{"a"\r\n6\r\n:12345\r\n1\r\n}\r\n0\r\nX-Trailer: yes\r\nServer-Timing: db;dur=5\r\nno colon here\r\n\r\n');
+    h.send(Dir.ToServer, 'POST /d HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nAuthorization: Bearer abc\r\n\r\n');
     h.send(Dir.ToClient, RESP('ok'));
     const f = h.fields();
     expect(f).toHaveLength(2);
     expect(f[0].http.response.body).toEqual({ bytes: 11, content: '{"a":12345}', magic: hexStart('{"a":12345}') });
+    // trailer fields are kept like header fields (names in lower case; a line without a colon is counted)
+    expect(f[0].http.response.trailers).toEqual({ 'x-trailer': 'yes', 'server-timing': 'db;dur=5' });
+    expect(h.anomalies).toContain('http_malformed');
+    // and redacted like them
+    expect(f[1].http.request.trailers).toEqual({ authorization: 'Bearer [REDACTED]' });
+    expect(f[1].http.request.body.bytes).toBe(2);
+    expect(f[1].http.response.trailers).toBeUndefined();
     expect(f[1].http.response.body.content).toBe('ok');
   });
 

@@ -124,6 +124,8 @@ describe('HTTP/2 exchanges', () => {
     expect(f).toHaveLength(1);
     expect(f[0].http.response.status_code).toBe(200);
     expect(f[0].http.response.body.bytes).toBe(3);
+    expect(f[0].http.response.trailers).toEqual({ 'grpc-status': '0' });
+    expect(f[0].http.request.trailers).toBeUndefined();
   });
 
   it('reports pushed exchanges', () => {

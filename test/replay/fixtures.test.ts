@@ -12,8 +12,31 @@ import type { EcsEvent } from '../../src/events/builder.js';
 const ROOT = 'fixtures/https';
 
 interface Oracle {
-  tls: { client: string; server: string; version?: string; cipher?: string; sni?: string; alpn?: string; resumed?: boolean }[];
-  http: { client: string; server: string; version?: string; method?: string; host?: string; path?: string; status?: number; response_body_bytes?: number; content_type?: string }[];
+  tls: {
+    client: string;
+    server: string;
+    version?: string;
+    cipher?: string;
+    sni?: string;
+    alpn?: string;
+    resumed?: boolean;
+    /** the client's leaf certificate (mutual TLS, post-handshake auth); absent: the client sent none */
+    client_cert_serial?: string;
+    server_cert_serial?: string;
+  }[];
+  http: {
+    client: string;
+    server: string;
+    version?: string;
+    method?: string;
+    host?: string;
+    path?: string;
+    status?: number;
+    response_body_bytes?: number;
+    content_type?: string;
+    /** trailer fields after the body (chunked HTTP/1.1, a last HEADERS frame in HTTP/2), names in lower case */
+    response_trailers?: Record<string, string>;
+  }[];
 }
 interface Meta {
   description?: string;
@@ -69,6 +92,10 @@ describe('fixtures compared with the tshark oracle', () => {
         if (o.sni) expect(field(s, 'tls.client.server_name')).toBe(o.sni);
         if (o.alpn) expect(field(s, 'tls.next_protocol')).toBe(o.alpn);
         if (o.resumed !== undefined) expect(field(s, 'tls.resumed')).toBe(o.resumed);
+        // A client certificate is reported like the server's (tls.client.x509.*), and only when sent.
+        if (o.client_cert_serial) expect(serial(field(s, 'tls.client.x509.serial_number'))).toBe(serial(o.client_cert_serial));
+        else expect(field(s, 'tls.client.x509')).toBeUndefined();
+        if (o.server_cert_serial) expect(serial(field(s, 'tls.server.x509.serial_number'))).toBe(serial(o.server_cert_serial));
       }
       // tshark lists no TLS session whose handshake it never saw; we still report the connection
       // (decryption.status missing_handshake), so only then may we have more sessions than it.
@@ -81,7 +108,7 @@ describe('fixtures compared with the tshark oracle', () => {
       const notReported = new Set((meta.expect?.oracle_http_not_reported as string[] | undefined) ?? []);
       oracle.http = oracle.http.filter((o) => !notReported.has(o.method ?? ''));
       const theirs = oracle.http
-        .map((o) => JSON.stringify([normEndpoint(o.client), o.method ?? null, o.host ?? null, o.path ?? null, o.version ?? null]))
+        .map((o) => JSON.stringify([normEndpoint(o.client), o.method ?? null, hostOnly(o.host), o.path ?? null, o.version ?? null]))
         .sort();
       expect(ours).toEqual(theirs);
       // Where tshark saw the response, ours agrees on status, size and type. (tshark shows no
@@ -104,7 +131,14 @@ describe('fixtures compared with the tshark oracle', () => {
         if (bodyBytes !== undefined && bodyBytes !== null) {
           expect(field(match, 'http.response.body.bytes'), `body bytes of ${o.method} ${o.path}`).toBe(bodyBytes);
         }
-        if (o.content_type) expect(field(match, 'http.response.mime_type')).toBe(o.content_type);
+        // http.response.mime_type is the media type without its parameters (charset=...)
+        if (o.response_trailers) expect(field(match, 'http.response.trailers'), `trailers of ${o.method} ${o.path}`).toEqual(o.response_trailers);
+        if (o.content_type) expect(field(match, 'http.response.mime_type')).toBe(o.content_type.split(';')[0].trim().toLowerCase());
+      }
+      // Request body sizes tshark does not list: the client's own (meta.json), where given.
+      for (const [path, bytes] of Object.entries((meta.expect?.request_body_bytes ?? {}) as Record<string, number>)) {
+        const ev = http.find((e) => field(e, 'url.original') === path);
+        expect(field(ev, 'http.request.body.bytes'), `request body bytes of ${path}`).toBe(bytes);
       }
       const responses = oracle.http.filter((o) => o.status !== undefined && o.status !== null).length;
       expect(http.filter((e) => field(e, 'http.response.status_code') !== undefined).length).toBeGreaterThanOrEqual(responses);
@@ -120,6 +154,18 @@ describe('fixtures compared with the tshark oracle', () => {
     });
   }
 });
+
+/** Host header / :authority without its port (url.domain; the port goes to url.port). */
+function hostOnly(h: string | undefined): string | null {
+  if (h === undefined || h === null) return null;
+  const m = /^(\[[^\]]*\]|[^:]*)(?::\d+)?$/.exec(h);
+  return m ? m[1].replace(/^\[|\]$/g, '') : h;
+}
+
+/** A certificate serial number as hex digits without a DER sign byte, upper case. */
+function serial(v: unknown): string | undefined {
+  return typeof v === 'string' ? v.replace(/:/g, '').toUpperCase().replace(/^(00)+(?=.)/, '') : undefined;
+}
 
 function requestKey(e: EcsEvent): string {
   return JSON.stringify([

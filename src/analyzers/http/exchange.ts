@@ -50,6 +50,9 @@ export interface Exchange {
   status?: number;
   respHeaders?: HeaderMap;
   respBody?: BodyCollector;
+  /** Trailer fields (RFC 9110 §6.5): after a chunked HTTP/1.1 body, or a final HEADERS frame. */
+  reqTrailers?: HeaderMap;
+  respTrailers?: HeaderMap;
   pushed?: boolean;
   emitted?: boolean;
 }
@@ -205,6 +208,7 @@ export function exchangeFields(ex: Exchange, opts: HttpOptions): EcsFields {
       if (magic !== undefined) body.magic = magic;
       req.body = body;
     }
+    if (ex.reqTrailers) req.trailers = headersObject(ex.reqTrailers, redact);
     http.request = req;
     if (ex.target !== undefined) {
       const parts = parseTarget(ex.target, ex.method, redact);
@@ -243,6 +247,7 @@ export function exchangeFields(ex: Exchange, opts: HttpOptions): EcsFields {
       if (magic !== undefined) body.magic = magic;
       resp.body = body;
     }
+    if (ex.respTrailers) resp.trailers = headersObject(ex.respTrailers, redact);
     http.response = resp;
   }
   if (Object.keys(url).length > 0) fields.url = url;

@@ -69,6 +69,8 @@ class Side {
   headerBytes = 0;
   remaining = 0;
   headers: HeaderMap | undefined;
+  /** Trailer fields of the chunked message being parsed. */
+  trailers: HeaderMap | undefined;
   pendName: string | undefined;
   pendValue = '';
   body: BodyCollector | undefined;
@@ -409,9 +411,22 @@ export class Http1Analyzer {
         side.state = S.ChunkSize;
         return;
       case S.Trailers:
-        // RFC 9112 Section 7.1.2: trailer section ends with an empty line; fields are not kept.
+        // RFC 9112 Section 7.1.2: trailer fields, then an empty line. Kept like header fields
+        // (a line without a colon is counted and skipped; obs-fold is not continued here).
         side.headerBytes += rawLen + 2;
-        if (line.length === 0) this.messageDone(side);
+        if (line.length === 0) {
+          if (side.trailers && side.ex) {
+            if (side.isRequest) side.ex.reqTrailers = side.trailers;
+            else side.ex.respTrailers = side.trailers;
+          }
+          this.messageDone(side);
+          return;
+        }
+        {
+          const colon = line.indexOf(':');
+          if (colon <= 0) this.anomalies.anomaly('http_malformed', 'trailer_line');
+          else (side.trailers ??= new HeaderMap()).add(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+        }
         return;
       default:
         return;
@@ -579,6 +594,7 @@ export class Http1Analyzer {
     side.ex = undefined;
     side.body = undefined;
     side.headers = undefined;
+    side.trailers = undefined;
     side.headerBytes = 0;
     // After a gap in the body its end is an estimate: the next message is searched for, not assumed.
     side.state = side.bodyGap ? S.ResyncScan : S.Start;

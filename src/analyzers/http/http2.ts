@@ -536,7 +536,11 @@ export class Http2Analyzer {
   private requestHeaders(r: Reader, sid: number, b: Block | undefined): void {
     const s = this.streams.get(sid);
     if (s) {
-      if (s.reqHeaders) return; // trailer section (Section 8.1)
+      if (s.reqHeaders) {
+        // trailer section (Section 8.1): fields only, no pseudo-header fields
+        if (b && b.headers.size > 0) s.ex.reqTrailers = b.headers;
+        return;
+      }
       if (b) this.applyRequest(s.ex, b);
       s.reqHeaders = true;
       return;
@@ -560,7 +564,12 @@ export class Http2Analyzer {
       if (!s) return;
       s.reqHeaders = false;
     }
-    if (s.respHeaders || !b) return; // trailers, or undecodable
+    if (!b) return; // undecodable
+    if (s.respHeaders) {
+      // trailer section (Section 8.1)
+      if (b.headers.size > 0) s.ex.respTrailers = b.headers;
+      return;
+    }
     const st = b.pseudo.get(':status');
     const status = st !== undefined && /^\d{3}$/.test(st) ? Number(st) : undefined;
     if (status !== undefined && status >= 100 && status < 200) return; // interim (Section 8.1)

@@ -373,7 +373,10 @@ export class Http3Analyzer {
     if (tooLarge) this.anomalies.anomaly('http3_header_list_too_large');
     const ex = s.ex;
     if (side === H3Side.Client) {
-      if (s.reqHeaders) return true; // trailer section
+      if (s.reqHeaders) {
+        if (headers.size > 0) ex.reqTrailers = headers; // trailer section (RFC 9114 §4.1)
+        return true;
+      }
       s.reqHeaders = true;
       ex.method = pseudo.get(':method');
       ex.target = pseudo.get(':path');
@@ -385,7 +388,10 @@ export class Http3Analyzer {
       if (prev) ex.reqBody.bytes = prev.bytes;
       return true;
     }
-    if (s.respHeaders) return true; // trailers
+    if (s.respHeaders) {
+      if (headers.size > 0) ex.respTrailers = headers; // trailer section (RFC 9114 §4.1)
+      return true;
+    }
     const st = pseudo.get(':status');
     const status = st !== undefined && /^\d{3}$/.test(st) ? Number(st) : undefined;
     if (status !== undefined && status >= 100 && status < 200) return true; // interim (Section 4.1)
