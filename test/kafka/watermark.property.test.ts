@@ -142,9 +142,12 @@ function instance(inp: Input, from: Map<number, number>, readTo: Map<number, num
 /**
  * Left out: a capture whose datagrams arrive as IP fragments. Fragments held for reassembly do not
  * hold the watermark back (README, IP fragments), so a takeover at a record boundary that falls
- * between two fragments of one datagram loses that datagram on the new owner.
+ * between two fragments of one datagram loses that datagram on the new owner. And TLS 1.2 resumption
+ * decrypted with the RSA key alone: the session cache (ticket -> master secret of the first
+ * connection) is instance state that is not handed over (README "Not covered"), so a takeover
+ * between the two connections leaves the resumed one no_key.
  */
-const NOT_HERE = new Set(['tls13-vxlan-fragmented-http11']);
+const NOT_HERE = new Set(['tls13-vxlan-fragmented-http11', 'tls12-rsa-ticket-resumption']);
 const dirs = FIXTURE_DIRS.flatMap((fx) => readdirSync(fx).filter((n) => !n.startsWith('_') && !NOT_HERE.has(n)).map((n) => join(fx, n))).filter((d) => load(d) !== undefined);
 const names = dirs.map((d) => relative(REPO, d));
 
