@@ -45,7 +45,11 @@ export function loadKeys(keylogs: string[], rsaSpecs: RsaKeySpec[]): { secrets: 
     } catch (e) {
       throw new InputError(`cannot read key log ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     }
-    malformed += secrets.addText(text).malformed;
+    const r = secrets.addText(text);
+    // Not one usable line but some that are not key-log lines: no key log at all (a capture or a
+    // PEM file given by mistake, arguments swapped), which would only make every session no_key.
+    if (r.added === 0 && r.malformed > 0) throw new InputError(`${path}: not an NSS key log (${r.malformed} lines, none usable; content not shown)`);
+    malformed += r.malformed;
   }
   const rsaKeys: RsaServerKey[] = [];
   for (const spec of rsaSpecs) {

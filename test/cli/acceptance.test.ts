@@ -208,3 +208,23 @@ describe('the events destination fails (disk full: /dev/full)', () => {
     expectOneLineError({ code: r.status, stderr: r.stderr }, /^tlsdecrypt: cannot write events to stdout: ENOSPC$/);
   });
 });
+
+describe('a file given as --keylog that is no key log', () => {
+  it.each([
+    ['the capture (arguments swapped)', `${DEMO}/capture.pcap`],
+    ['a PEM key', 'fixtures/https/tls12-rsa-aes128gcm-http11/server.key'],
+  ])('%s: exit 2 with one line naming it, its content not echoed', (_what, file) => {
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--keylog', file]);
+    expectOneLineError(r, new RegExp(`^tlsdecrypt: ${file.replace(/[./]/g, '\\$&')}: not an NSS key log \\(\\d+ lines, none usable; content not shown\\)$`));
+    expect(r.stdout).toBe('');
+  });
+
+  it('a key log with some garbage lines among usable ones is used, the garbage counted', () => {
+    const mixed = join(dir, 'mixed.log');
+    writeFileSync(mixed, `garbage line\n${readFileSync(`${DEMO}/keys.log`, 'utf8')}CLIENT_RANDOM zz 11\n`);
+    const r = run(['replay', `${DEMO}/capture.pcap`, '--keylog', mixed]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('(decrypted 1)');
+    expect(r.stderr).toContain('keylog_malformed_line 2');
+  });
+});
