@@ -639,15 +639,20 @@ export class TcpFlowTable {
       seq = (seq + 1) >>> 0; // the SYN occupies one sequence number
     }
     const fin = (flags & TCP_FIN) !== 0;
-    if (flags & TCP_ACK) {
-      flow.ackDir = dir;
-      flow.ackNow = p.ack >>> 0;
-    }
-    if (wireLen > 0 || fin) h.segment(seq, p.payload, wireLen, fin, ts);
-    if (flags & TCP_ACK) {
+    if (wireLen > 0 || fin) {
+      // the ACK matters to the cross-direction hold only when it is ahead of what the other
+      // direction delivered (rare: the hold's check in streamData then runs)
+      if (flags & TCP_ACK) {
+        const o = flow.half[dir === 0 ? 1 : 0];
+        if (o.seqKnown && ((p.ack - o.nextSeq) | 0) > 0) {
+          flow.ackDir = dir;
+          flow.ackNow = p.ack >>> 0;
+        }
+      }
+      h.segment(seq, p.payload, wireLen, fin, ts);
       flow.ackDir = -1;
-      flow.half[dir === 0 ? 1 : 0].peerAck(p.ack >>> 0, ts);
     }
+    if (flags & TCP_ACK) flow.half[dir === 0 ? 1 : 0].peerAck(p.ack >>> 0, ts);
     if (flow.holding && sec - flow.heldSince > HOLD_MAX_SEC) flow.releaseAll(true);
 
     if (flow.list === ListId.Active && flow.half[0].finSeen && flow.half[1].finSeen) this.startClosing(flow, sec);
