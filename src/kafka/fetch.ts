@@ -312,6 +312,8 @@ interface PartState {
 /** Answer buffers kept for reuse, at most this many bytes. */
 const POOL_BYTES = 64 << 20;
 const BACKOFF_MAX_MS = 5000;
+/** The test hook's cuts per fetcher at most (TLSDECRYPT_TEST_FETCH_CUT). */
+const CUTS_MAX = 6;
 /** Fetch connections cut by the test hook (TLSDECRYPT_TEST_FETCH_CUT), in this process. */
 export const fetchCuts = { count: 0, midAnswer: 0 };
 
@@ -338,8 +340,11 @@ export class NativeFetcher {
    * Test hook, read once: `TLSDECRYPT_TEST_FETCH_CUT=N` closes the connection of every N-th fetch
    * that is not answered 1 ms after it was sent, and of the first and every N-th large answer after
    * it once its first bytes are read (a connection lost mid-fetch, mid-answer); counted in fetchCuts.
+   * At most CUTS_MAX cuts per fetcher: a retry re-asks the same offsets, so on a slow broker the
+   * two kinds could otherwise alternate on every attempt and never let one through.
    */
   private readonly cutEvery = Number(process.env.TLSDECRYPT_TEST_FETCH_CUT ?? 0) || 0;
+  private cutsLeft = CUTS_MAX;
   private fetches = 0;
   private large = 0;
 
@@ -445,7 +450,8 @@ export class NativeFetcher {
 
   /** Memory for an answer of `size` bytes: a reused buffer (power-of-two sizes), else a new one kept for reuse. */
   private answerBuffer(size: number): Buffer {
-    if (this.cutEvery && this.large++ % this.cutEvery === 0) {
+    if (this.cutEvery && this.large++ % this.cutEvery === 0 && this.cutsLeft > 0) {
+      this.cutsLeft--;
       setImmediate(() => {
         fetchCuts.midAnswer++;
         for (const c of this.conns.values()) c.close(new KafkaProduceError('test: fetch connection cut mid-answer', true));
@@ -548,11 +554,12 @@ export class NativeFetcher {
     }
     const conn = this.conn(node.host, node.port);
     const req = conn.request(API_FETCH, 4, [w.done()]);
-    if (this.cutEvery && ++this.fetches % this.cutEvery === 0) {
+    if (this.cutEvery && ++this.fetches % this.cutEvery === 0 && this.cutsLeft > 0) {
       let answered = false;
       req.then(() => (answered = true), () => {});
       setTimeout(() => {
-        if (answered) return;
+        if (answered || this.cutsLeft <= 0) return;
+        this.cutsLeft--;
         fetchCuts.count++;
         conn.close(new KafkaProduceError('test: fetch connection cut', true));
       }, 1);
