@@ -224,7 +224,11 @@ class Flow implements HalfStreamOwner {
   failed = false;
   readonly half: [HalfStream, HalfStream];
   readonly counters: FlowCounters;
-  /** The direction and ACK number of the packet being processed (ackDir -1: none, or no ACK flag). */
+  /**
+   * The direction and ACK number of the packet being processed when that ACK would hold its data
+   * (ahead of what the other direction delivered, by at most MAX_HOLD_AHEAD; set by the table's
+   * segment path), else ackDir -1.
+   */
   ackDir = -1;
   ackNow = 0;
   /** Per direction, the deliveries held for the other direction (null: none); `holding`: either is not null. */
@@ -232,9 +236,14 @@ class Flow implements HalfStreamOwner {
   holding = false;
   /** Per direction: a hold of it expired, so it is not held again (the other side's capture is lossy). */
   noHold: [boolean, boolean] = [false, false];
-  /** Data bytes held, both directions; capture time (s) the current holds began. */
-  heldBytes = 0;
+  /** Data bytes held per direction; capture time (s) the current holds began. */
+  heldDirBytes: [number, number] = [0, 0];
   heldSince = 0;
+
+  /** Data bytes held, both directions. */
+  get heldBytes(): number {
+    return this.heldDirBytes[0] + this.heldDirBytes[1];
+  }
 
   constructor(
     readonly info: FlowInfo,
@@ -267,7 +276,7 @@ class Flow implements HalfStreamOwner {
 
   streamData(dir: Dir, data: Buffer, ts: Timestamp): void {
     if (this.failed || this.handler === null) return;
-    if ((this.holding && this.held[dir] !== null) || (dir === this.ackDir && this.mustWait(dir))) {
+    if ((this.holding && this.held[dir] !== null) || (dir === this.ackDir && !this.noHold[dir])) {
       const copy = Buffer.allocUnsafe(data.length);
       data.copy(copy);
       this.hold(dir, new Held(copy, 0, null, ts, this.needAck(dir)), ts);
@@ -312,14 +321,6 @@ class Flow implements HalfStreamOwner {
     }
   }
 
-  /** Does in-order data of `dir`, in the packet being processed, answer bytes of the other direction not yet delivered? */
-  private mustWait(dir: Dir): boolean {
-    const o = this.half[dir ^ 1];
-    if (!o.seqKnown || o.ended || this.noHold[dir]) return false;
-    const ahead = (this.ackNow - o.nextSeq) | 0;
-    return ahead > 0 && ahead <= MAX_HOLD_AHEAD;
-  }
-
   /** What a new held item of `dir` waits for: the current packet's ACK, never less than the item before it. */
   private needAck(dir: Dir): number {
     const q = this.held[dir];
@@ -337,17 +338,15 @@ class Flow implements HalfStreamOwner {
     }
     q.push(item);
     if (item.data !== null) {
-      this.heldBytes += item.data.length;
+      this.heldDirBytes[dir] += item.data.length;
       this.stats.bufferedBytes += item.data.length;
-      let mine = 0;
-      for (const h of q) if (h.data !== null) mine += h.data.length;
-      if (mine > this.limits.maxBufferedPerDirection) this.release(dir, true);
+      if (this.heldDirBytes[dir] > this.limits.maxBufferedPerDirection) this.release(dir, true);
     }
   }
 
   /**
    * Deliver what `dir` holds, in order, as far as the other direction has caught up (`force`:
-   * all of it, counted as expired unless the other direction has ended).
+   * all of it; counted as expired when the other direction has not caught up, ended or not).
    */
   release(dir: Dir, force: boolean): void {
     const q = this.held[dir];
@@ -370,7 +369,7 @@ class Flow implements HalfStreamOwner {
     } else q.splice(0, k);
     for (const it of items) {
       if (it.data !== null) {
-        this.heldBytes -= it.data.length;
+        this.heldDirBytes[dir] -= it.data.length;
         this.stats.bufferedBytes -= it.data.length;
       }
       const h = this.handler;
@@ -385,12 +384,11 @@ class Flow implements HalfStreamOwner {
     }
   }
 
-  /** Both directions' holds, as far as they can go (`force`: entirely). */
-  releaseAll(force: boolean): void {
+  /** Both directions' holds, entirely. */
+  releaseAll(): void {
     if (!this.holding) return;
-    this.release(0, force);
-    this.release(1, force);
-    this.release(0, force);
+    this.release(0, true);
+    this.release(1, true);
   }
 
   fail(e: unknown): void {
@@ -644,7 +642,8 @@ export class TcpFlowTable {
       // direction delivered (rare: the hold's check in streamData then runs)
       if (flags & TCP_ACK) {
         const o = flow.half[dir === 0 ? 1 : 0];
-        if (o.seqKnown && ((p.ack - o.nextSeq) | 0) > 0) {
+        const ahead = (p.ack - o.nextSeq) | 0;
+        if (ahead > 0 && ahead <= MAX_HOLD_AHEAD && o.seqKnown && !o.ended) {
           flow.ackDir = dir;
           flow.ackNow = p.ack >>> 0;
         }
@@ -653,7 +652,7 @@ export class TcpFlowTable {
       flow.ackDir = -1;
     }
     if (flags & TCP_ACK) flow.half[dir === 0 ? 1 : 0].peerAck(p.ack >>> 0, ts);
-    if (flow.holding && sec - flow.heldSince > HOLD_MAX_SEC) flow.releaseAll(true);
+    if (flow.holding && sec - flow.heldSince > HOLD_MAX_SEC) flow.releaseAll();
 
     if (flow.list === ListId.Active && flow.half[0].finSeen && flow.half[1].finSeen) this.startClosing(flow, sec);
     if (flow.list === ListId.Closing && !flow.reported && flow.half[0].ended && flow.half[1].ended) this.reportIfSettled(flow, ts);
@@ -902,7 +901,7 @@ export class TcpFlowTable {
     this.stats.flowsClosed++;
     f.half[0].finish(reason, ts);
     f.half[1].finish(reason, ts);
-    f.releaseAll(true);
+    f.releaseAll();
     if (f.handler !== null) {
       try {
         f.handler.onClose(reason, f.counters, ts);
@@ -938,7 +937,7 @@ export class TcpFlowTable {
           if (f.heldBytes > 0 && (bestHeld === null || f.heldBytes > bestHeld.heldBytes)) bestHeld = f;
         }
       }
-      if (bestHeld !== null && (best === null || bestHeld.heldBytes >= best.bufferedBytes)) bestHeld.releaseAll(true);
+      if (bestHeld !== null && (best === null || bestHeld.heldBytes >= best.bufferedBytes)) bestHeld.releaseAll();
       else if (best !== null) best.flushBuffered(ts);
       else break;
     }
